@@ -1,0 +1,301 @@
+//! Account operations shared by the WebSocket commands, the HTTP routes and the admin CLI:
+//! registration, password login, token login, and issuing token sets.
+//!
+//! Each returns the exact protocol error (PROTOCOL §2.10) so every entry point fails the same way;
+//! throttling is applied here so no entry point can skip it.
+
+use std::net::IpAddr;
+
+use confab_proto::ErrorCode;
+use serde_json::{Value, json};
+
+use crate::{
+    auth::{
+        jwt::JwtError,
+        password::{Busy, Verified},
+        tokens::{hash_token, random_token},
+    },
+    domain::{names, throttle::whole_seconds},
+    error::{Error, Result},
+    state::AppState,
+    store::users::{AccountKind, NewUser, User},
+};
+
+fn rate_limited(wait: std::time::Duration) -> Error {
+    Error::new(
+        ErrorCode::AuthRateLimited,
+        format!(
+            "Too many authentication attempts. Try again in {} seconds",
+            whole_seconds(wait)
+        ),
+    )
+}
+
+fn busy(_: Busy) -> Error {
+    Error::new(ErrorCode::Busy, "Server busy, try again")
+}
+
+/// The `auth_error` for a banned account.
+pub fn banned() -> Error {
+    Error::new(
+        ErrorCode::Banned,
+        "Access denied: You are banned from this server",
+    )
+}
+
+impl AppState {
+    /// Refuses the attempt while `ip`'s auth bucket is empty.
+    pub fn auth_gate(&self, ip: IpAddr) -> Result<()> {
+        self.throttle.check_ip(ip).map_err(rate_limited)
+    }
+
+    /// Counts a failed attempt against `ip` and passes the error through.
+    pub fn auth_failed(&self, ip: IpAddr, method: &str, err: Error) -> Error {
+        let _ = self.throttle.charge_ip(ip);
+        self.metrics.inc(
+            "confab_auth_attempts_total",
+            format!("method=\"{method}\",outcome=\"failure\""),
+        );
+        err
+    }
+
+    fn local_enabled(&self) -> Result<()> {
+        if self.config.auth_mode.local_enabled() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::LocalAuthDisabled,
+                "Local accounts are disabled on this server",
+            ))
+        }
+    }
+
+    /// Registers a local account (checks in the order of PROTOCOL §2.3).
+    pub async fn register(
+        &self,
+        ip: IpAddr,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<User> {
+        self.local_enabled()?;
+        self.auth_gate(ip)?;
+        let result = self.register_inner(username, password).await;
+        match result {
+            Ok(user) => {
+                self.metrics.inc(
+                    "confab_auth_attempts_total",
+                    "method=\"register\",outcome=\"success\"".into(),
+                );
+                Ok(user)
+            }
+            Err(e @ Error::Internal(_)) => Err(e),
+            Err(e) if e.code() == ErrorCode::Busy => Err(e),
+            Err(e) => Err(self.auth_failed(ip, "register", e)),
+        }
+    }
+
+    async fn register_inner(&self, username: Option<&str>, password: Option<&str>) -> Result<User> {
+        if !self.config.auth.allow_registration {
+            return Err(Error::new(
+                ErrorCode::RegistrationDisabled,
+                "Registration is disabled",
+            ));
+        }
+        let (Some(username), Some(password)) = (username, password) else {
+            return Err(Error::new(
+                ErrorCode::MissingCredentials,
+                "Username and password required",
+            ));
+        };
+        let name = names::username_length(username)?;
+        names::password_length(
+            password,
+            self.config.auth.password_min,
+            self.config.auth.password_max,
+        )?;
+        names::username_chars(name)?;
+        if name.eq_ignore_ascii_case(&self.config.system_username)
+            || self.store.user_by_name(name).await?.is_some()
+        {
+            return Err(Error::new(
+                ErrorCode::UsernameTaken,
+                "Username already taken",
+            ));
+        }
+        let hash = self.hasher.hash(password.to_owned()).await.map_err(busy)?;
+        self.create_account(name, AccountKind::Local, Some(hash))
+            .await
+    }
+
+    /// Creates an account with the configured default roles.
+    pub async fn create_account(
+        &self,
+        name: &str,
+        kind: AccountKind,
+        password_hash: Option<String>,
+    ) -> Result<User> {
+        let dir = self.directory();
+        let role_ids = self
+            .config
+            .auth
+            .default_roles
+            .iter()
+            .filter_map(|r| dir.role(r).map(|r| r.id.clone()))
+            .collect();
+        self.store
+            .user_create(NewUser {
+                username: name,
+                kind,
+                password_hash,
+                role_ids,
+            })
+            .await
+    }
+
+    /// Checks a username and password (PROTOCOL §2.3, §8.3).
+    pub async fn login(
+        &self,
+        ip: IpAddr,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<User> {
+        self.local_enabled()?;
+        self.auth_gate(ip)?;
+        let (Some(username), Some(password)) = (username, password) else {
+            return Err(self.auth_failed(
+                ip,
+                "password",
+                Error::new(
+                    ErrorCode::MissingCredentials,
+                    "Username and password required",
+                ),
+            ));
+        };
+        let key = names::fold(username);
+        self.throttle.check_name(&key).map_err(rate_limited)?;
+        let user = self.store.user_by_name(&key).await?;
+        if let Some(u) = &user
+            && u.kind == AccountKind::Rotur.as_str()
+        {
+            return Err(self.auth_failed(
+                ip,
+                "password",
+                Error::new(
+                    ErrorCode::WrongAuthMethod,
+                    "This account uses Rotur authentication",
+                ),
+            ));
+        }
+        let stored = user
+            .as_ref()
+            .filter(|u| u.kind == AccountKind::Local.as_str())
+            .and_then(|u| u.password_hash.clone());
+        let verdict = self
+            .hasher
+            .verify(password.to_owned(), stored)
+            .await
+            .map_err(busy)?;
+        match (user, verdict) {
+            (Some(user), Verified::Ok { rehash }) => {
+                if let Some(new_hash) = rehash {
+                    self.store
+                        .user_set_password_hash(&user.id, &new_hash)
+                        .await?;
+                }
+                if user.banned {
+                    return Err(self.auth_failed(ip, "password", banned()));
+                }
+                self.throttle.succeed_name(&key);
+                self.metrics.inc(
+                    "confab_auth_attempts_total",
+                    "method=\"password\",outcome=\"success\"".into(),
+                );
+                Ok(user)
+            }
+            _ => {
+                self.throttle.fail_name(&key);
+                Err(self.auth_failed(
+                    ip,
+                    "password",
+                    Error::new(ErrorCode::InvalidCredentials, "Invalid password"),
+                ))
+            }
+        }
+    }
+
+    /// Verifies a JWT access token and its session family (PROTOCOL §2.5, §8.4).
+    pub async fn token_login(&self, ip: IpAddr, token: &str) -> Result<(User, String)> {
+        self.local_enabled()?;
+        self.auth_gate(ip)?;
+        let invalid = || Error::new(ErrorCode::InvalidToken, "Invalid or expired token");
+        let payload = || Error::new(ErrorCode::InvalidTokenPayload, "Invalid token payload");
+        let outcome = async {
+            let id = self
+                .jwt
+                .verify(token, crate::store::now())
+                .map_err(|e| match e {
+                    JwtError::Invalid => invalid(),
+                    JwtError::Payload => payload(),
+                })?;
+            let user = self
+                .store
+                .user_by_id(&id.user_id)
+                .await?
+                .ok_or_else(payload)?;
+            match self.store.session_user(&id.session_id).await? {
+                Some(owner) if owner == user.id => {}
+                _ => return Err(invalid()),
+            }
+            if user.banned {
+                return Err(banned());
+            }
+            Ok((user, id.session_id))
+        }
+        .await;
+        match outcome {
+            Ok(ok) => {
+                self.metrics.inc(
+                    "confab_auth_attempts_total",
+                    "method=\"token\",outcome=\"success\"".into(),
+                );
+                Ok(ok)
+            }
+            Err(e @ Error::Internal(_)) => Err(e),
+            Err(e) => Err(self.auth_failed(ip, "token", e)),
+        }
+    }
+
+    /// Starts a session family and returns `(sid, access token)`.
+    pub async fn start_session(&self, user: &User, method: &str) -> Result<(String, String)> {
+        let now = crate::store::now();
+        let sid = self
+            .store
+            .session_create(&user.id, method, now + self.config.auth.family_max_s as f64)
+            .await?;
+        let access = self.jwt.issue(&user.id, &sid, now);
+        Ok((sid, access))
+    }
+
+    /// The token set of PROTOCOL §3.1 for a new login.
+    pub async fn token_set(&self, user: &User, method: &str) -> Result<Value> {
+        let (sid, access) = self.start_session(user, method).await?;
+        let refresh = random_token();
+        let expires = crate::store::now() + self.config.auth.refresh_ttl_s as f64;
+        self.store
+            .refresh_insert(&sid, &hash_token(&refresh), expires)
+            .await?;
+        Ok(self.token_set_json(user, &access, &refresh))
+    }
+
+    /// Renders a token set.
+    pub fn token_set_json(&self, user: &User, access: &str, refresh: &str) -> Value {
+        json!({
+            "user": {"id": user.id, "username": user.username},
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": self.jwt.ttl_s(),
+            "refresh_token": refresh,
+            "refresh_expires_in": self.config.auth.refresh_ttl_s,
+        })
+    }
+}

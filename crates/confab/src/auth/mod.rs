@@ -1,0 +1,8 @@
+//! Credentials: password hashing, JWT access tokens, opaque random tokens, login throttling.
+//!
+//! Command handlers and HTTP routes call into here; nothing here touches sockets.
+
+pub mod jwt;
+pub mod password;
+pub mod throttle;
+pub mod tokens;

@@ -1,0 +1,200 @@
+//! Authentication over the socket (PROTOCOL §2.2–2.11): `register`, `login`, `auth` with a JWT,
+//! `?token=` on the upgrade, and what happens when an authenticated connection opens and closes.
+
+use std::sync::Arc;
+
+use confab_proto::{ErrorCode, Frame, close};
+use serde_json::json;
+
+use crate::{
+    accounts,
+    auth::tokens::random_token,
+    error::Error,
+    gateway::Session,
+    hub::{CloseOrder, Conn},
+    store::users::User,
+    wire,
+};
+
+/// Handles any frame other than `ping` before authentication.
+pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Result<()> {
+    let state = s.state.clone();
+    let ip = s.ip;
+    let local = state.config.auth_mode.local_enabled();
+    let outcome: Result<(User, Option<String>, bool), Error> = match frame.cmd.as_str() {
+        "register" => state
+            .register(ip, frame.str("username"), frame.str("password"))
+            .await
+            .map(|u| (u, None, true)),
+        "login" => state
+            .login(ip, frame.str("username"), frame.str("password"))
+            .await
+            .map(|u| (u, None, false)),
+        "auth" => {
+            let token = frame.str("token");
+            let username = frame.str("username");
+            match (token, username) {
+                (Some(token), None) => state
+                    .token_login(ip, token)
+                    .await
+                    .map(|(u, sid)| (u, Some(sid), false)),
+                (Some(_), Some(_)) if local => Err(state.auth_failed(
+                    ip,
+                    "sauth",
+                    Error::new(ErrorCode::InvalidToken, "Invalid username or token"),
+                )),
+                (Some(_), Some(_)) => Err(local_disabled()),
+                _ if !local || state.config.auth_mode == crate::config::AuthMode::Mixed => {
+                    Err(Error::new(
+                        ErrorCode::AuthUnavailable,
+                        "Authentication service unavailable",
+                    ))
+                }
+                _ => Err(Error::new(
+                    ErrorCode::RoturDisabled,
+                    "Rotur authentication is disabled. Use login or register commands.",
+                )),
+            }
+        }
+        "tokenauth" if local => Err(Error::new(
+            ErrorCode::NoPendingLogin,
+            "No web login pending",
+        )),
+        "tokenauth" => Err(local_disabled()),
+        "botauth" => Err(Error::new(
+            ErrorCode::BotsDisabled,
+            "Bot authentication is disabled",
+        )),
+        _ => {
+            let _ = state.throttle.charge_ip(ip);
+            Err(Error::new(
+                ErrorCode::Unauthenticated,
+                "Authentication required",
+            ))
+        }
+    };
+    match outcome {
+        Ok((user, sid, created)) => {
+            if let Err(e) = complete(s, frame.listener(), user, sid, created).await {
+                s.auth_error(frame, &e);
+            }
+        }
+        Err(e) => s.auth_error(frame, &e),
+    }
+    Ok(())
+}
+
+fn local_disabled() -> Error {
+    Error::new(
+        ErrorCode::LocalAuthDisabled,
+        "Local accounts are disabled on this server",
+    )
+}
+
+fn too_many() -> Error {
+    Error::new(ErrorCode::TooManyConnections, "Too many connections")
+}
+
+/// Finishes a successful authentication: limits, hub registration, `auth_success`, `ready`, presence.
+pub async fn complete(
+    s: &mut Session,
+    listener: Option<&str>,
+    user: User,
+    session_id: Option<String>,
+    created: bool,
+) -> crate::error::Result<()> {
+    let state = s.state.clone();
+    if user.banned {
+        return Err(accounts::banned());
+    }
+    if state.hub.user_connections(&user.id) >= state.config.security.max_connections_per_user {
+        s.close(CloseOrder::new(close::POLICY, "Too many connections", None));
+        return Err(too_many());
+    }
+    let identity = Arc::new(state.identity(user, session_id.clone()).await?);
+    let viewable = state.directory().viewable(&identity.actor);
+    let conn = Arc::new(Conn::new(
+        s.conn_id,
+        identity.user.id.clone(),
+        session_id,
+        s.outbox.clone(),
+    ));
+    let count = state.hub.register(conn, viewable);
+    s.identity = Some(identity.clone());
+    state
+        .metrics
+        .gauge("confab_connections", "state=\"authenticated\"".into(), 1);
+
+    let u = &identity.user;
+    let ready_user = json!({
+        "id": u.id, "username": u.username, "nickname": u.nickname, "roles": identity.role_names(),
+        "status": {"status": u.status, "text": u.status_text}, "pfp_url": u.pfp_url,
+        "cracked": u.cracked(), "bot": u.is_bot(),
+    });
+    s.send(wire::with_listener(
+        &wire::packet("auth_success", json!({"val": "Authentication successful"})),
+        listener,
+    ));
+    s.send(wire::with_listener(
+        &wire::packet(
+            "ready",
+            json!({"user": ready_user, "validator": random_token()}),
+        ),
+        listener,
+    ));
+    if created {
+        let join = wire::packet("user_join", json!({"user": identity.presence()}));
+        state.hub.to_all(&join.into(), None, false);
+    }
+    if count == 1 && u.status != "invisible" {
+        let connect = wire::packet("user_connect", json!({"user": identity.presence()}));
+        state.hub.to_all(&connect.into(), None, true);
+    }
+    Ok(())
+}
+
+/// Verifies `?token=` before the handshake; an `Err` is the close to send instead (PROTOCOL §2.6).
+pub async fn upgrade_token(s: &Session, token: &str) -> Result<(User, String), CloseOrder> {
+    let policy = |reason: &str| CloseOrder::new(close::POLICY, reason, None);
+    if token.is_empty() {
+        return Err(policy("Missing authentication token"));
+    }
+    let state = &s.state;
+    match state.token_login(s.ip, token).await {
+        Ok((user, sid)) => {
+            if state.hub.user_connections(&user.id)
+                >= state.config.security.max_connections_per_user
+            {
+                return Err(policy("Too many connections"));
+            }
+            Ok((user, sid))
+        }
+        Err(e) => Err(match e.code() {
+            ErrorCode::Banned => CloseOrder::new(close::BANNED, e.text(), None),
+            ErrorCode::InvalidTokenPayload => policy("Invalid token payload"),
+            ErrorCode::AuthRateLimited => policy("Too many authentication attempts"),
+            ErrorCode::Internal => CloseOrder::new(1011, "Internal error", None),
+            _ => policy("Invalid or expired token"),
+        }),
+    }
+}
+
+/// Cleans up after a connection closes: hub, presence (PROTOCOL §2.11).
+pub fn disconnected(s: &mut Session) {
+    let Some(identity) = s.identity.take() else {
+        return;
+    };
+    let state = &s.state;
+    state
+        .metrics
+        .gauge("confab_connections", "state=\"authenticated\"".into(), -1);
+    if let Some((_, 0)) = state.hub.unregister(s.conn_id)
+        && identity.user.status != "invisible"
+    {
+        let packet = wire::packet(
+            "user_disconnect",
+            json!({"username": identity.user.username}),
+        );
+        state.hub.to_all(&packet.into(), None, true);
+    }
+}

@@ -1,0 +1,27 @@
+//! Command handlers, one module per group: authorise → validate → store → publish.
+//!
+//! Handlers see the [`crate::gateway::Session`] (identity + reply queue), the store and the hub;
+//! never a socket or a database driver.
+
+pub mod auth;
+pub mod channels;
+pub mod messages;
+pub mod users;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// An optional field that must be a non-empty string when present.
+pub fn opt_str<'a>(frame: &'a confab_proto::Frame, key: &str) -> Option<&'a str> {
+    frame.str(key).filter(|s| !s.is_empty())
+}
+
+/// A field that, when present and not null, must be an integer.
+pub fn opt_int(frame: &confab_proto::Frame, key: &str, err: &str) -> Result<Option<i64>> {
+    match frame.get(key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| Error::bad_request(err)),
+        Some(_) => Err(Error::bad_request(err)),
+    }
+}

@@ -1,0 +1,461 @@
+//! Configuration: defaults < `confab.toml` < `CONFAB_*` environment < command-line flags.
+//!
+//! Every key has a working default so `confab serve` needs no file at all. Values are checked once,
+//! at start, and a bad one stops the start with a message that names the key.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Which account kinds may authenticate (PROTOCOL §0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Local accounts only (handshake `cracked-only`).
+    #[default]
+    Local,
+    /// Rotur accounts only (handshake `rotur`).
+    Rotur,
+    /// Both (handshake `cracked`).
+    Mixed,
+}
+
+impl AuthMode {
+    /// The handshake's `auth_mode` string (PROTOCOL §2.1).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            AuthMode::Local => "cracked-only",
+            AuthMode::Rotur => "rotur",
+            AuthMode::Mixed => "cracked",
+        }
+    }
+
+    /// Whether local accounts (passwords, JWTs, SAUTH2) are usable in this mode.
+    pub fn local_enabled(self) -> bool {
+        !matches!(self, AuthMode::Rotur)
+    }
+}
+
+/// The effective configuration of one server process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address of the one HTTP + WebSocket listener.
+    pub listen: SocketAddr,
+    /// Folder for the SQLite database, the signing key and other local state.
+    pub data_dir: PathBuf,
+    /// Empty: SQLite in `data_dir`. A `postgres://` URL switches the backend.
+    pub database_url: String,
+    /// Public base URL (no trailing slash); empty means `http://<listen>`.
+    pub public_url: String,
+    pub auth_mode: AuthMode,
+    /// Extra Origins allowed on the upgrade and in CORS; `*` disables the check.
+    pub allowed_origins: Vec<String>,
+    /// Name shown as the author of server-generated messages; reserved for accounts.
+    pub system_username: String,
+    pub server: ServerInfo,
+    pub auth: AuthConfig,
+    pub security: SecurityConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub tls: TlsConfig,
+    pub metrics: MetricsConfig,
+    pub store: StoreConfig,
+    /// Set by `--dev` only: enables development conveniences and prints a warning.
+    #[serde(skip)]
+    pub dev: bool,
+}
+
+/// What the server calls itself before anyone changes it with `server_update`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerInfo {
+    pub name: String,
+    pub owner: String,
+    pub icon: String,
+    pub banner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    pub allow_registration: bool,
+    pub password_min: usize,
+    pub password_max: usize,
+    pub default_roles: Vec<String>,
+    /// Hex or plain secret of at least 32 bytes; empty means the generated key in `data_dir`.
+    pub jwt_secret: String,
+    /// `iss` claim; empty means `public_url`.
+    pub jwt_issuer: String,
+    /// `aud` claim; empty means `public_url`.
+    pub jwt_audience: String,
+    pub access_ttl_s: u64,
+    pub refresh_ttl_s: u64,
+    pub family_max_s: u64,
+    /// Argon2id workers; 0 means one per core.
+    pub hash_workers: usize,
+    pub hash_queue: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    pub heartbeat_s: u64,
+    pub dead_peer_s: u64,
+    pub auth_deadline_s: u64,
+    /// Inbound WebSocket frame cap in bytes (close 1009 above it).
+    pub frame_max: usize,
+    pub max_connections_per_user: usize,
+    pub max_connections_per_ip: usize,
+    /// Peers whose `X-Forwarded-For` / `CF-Connecting-IP` are believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    pub post_content: usize,
+    pub search_results: usize,
+    /// Outbound queue per connection, in packets and in bytes (close 4009 above either).
+    pub queue_packets: usize,
+    pub queue_bytes: usize,
+    pub nonce_window_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitsConfig {
+    pub enabled: bool,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// CIDRs allowed to read `/metrics` without a token.
+    pub allow: Vec<String>,
+    /// Bearer token that also admits a scraper; empty disables token access.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Most messages committed in one transaction by the group-commit writer.
+    pub batch_max: usize,
+    /// Connections in the read pool.
+    pub pool_size: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5613)),
+            data_dir: PathBuf::from("./confab-data"),
+            database_url: String::new(),
+            public_url: String::new(),
+            auth_mode: AuthMode::Local,
+            allowed_origins: Vec::new(),
+            system_username: "originChats".to_owned(),
+            server: ServerInfo::default(),
+            auth: AuthConfig::default(),
+            security: SecurityConfig::default(),
+            limits: LimitsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            tls: TlsConfig::default(),
+            metrics: MetricsConfig::default(),
+            store: StoreConfig::default(),
+            dev: false,
+        }
+    }
+}
+
+impl Default for ServerInfo {
+    fn default() -> Self {
+        ServerInfo {
+            name: "Confab".to_owned(),
+            owner: "Admin".to_owned(),
+            icon: String::new(),
+            banner: String::new(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            allow_registration: true,
+            password_min: 8,
+            password_max: 128,
+            default_roles: vec!["user".to_owned()],
+            jwt_secret: String::new(),
+            jwt_issuer: String::new(),
+            jwt_audience: String::new(),
+            access_ttl_s: 900,
+            refresh_ttl_s: 30 * 86_400,
+            family_max_s: 90 * 86_400,
+            hash_workers: 0,
+            hash_queue: 64,
+        }
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            heartbeat_s: 30,
+            dead_peer_s: 90,
+            auth_deadline_s: 10,
+            frame_max: 65_536,
+            max_connections_per_user: 10,
+            max_connections_per_ip: 50,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            post_content: 2000,
+            search_results: 30,
+            queue_packets: 2048,
+            queue_bytes: 1 << 20,
+            nonce_window_s: 600,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            allow: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+            token: String::new(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            batch_max: 512,
+            pool_size: 8,
+        }
+    }
+}
+
+/// Command-line values that override every other layer; `None` leaves the key alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+/// A configuration that failed to load or validate; the text names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads the layers in order and validates the result.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("confab.toml")),
+        }
+        figment = figment
+            .merge(Env::prefixed("CONFAB_").split("__"))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validated()
+    }
+
+    /// Checks cross-field rules that serde cannot express, and fills derived defaults.
+    pub fn validated(mut self) -> Result<Config, ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
+        if self.public_url.is_empty() {
+            let scheme = if self.tls.cert_file.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            self.public_url = format!("{scheme}://{}", self.listen);
+        }
+        self.public_url = self.public_url.trim_end_matches('/').to_owned();
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return bad("public_url", "must start with http:// or https://");
+        }
+        if !self.database_url.is_empty()
+            && !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+            && !self.database_url.starts_with("sqlite:")
+        {
+            return bad(
+                "database_url",
+                "must be empty, a sqlite: URL or a postgres:// URL",
+            );
+        }
+        if self.security.heartbeat_s == 0 {
+            return bad("security.heartbeat_s", "must be at least 1");
+        }
+        if self.security.dead_peer_s < 2 * self.security.heartbeat_s {
+            return bad(
+                "security.dead_peer_s",
+                "must be at least twice security.heartbeat_s",
+            );
+        }
+        if self.security.auth_deadline_s == 0 {
+            return bad("security.auth_deadline_s", "must be at least 1");
+        }
+        if self.security.frame_max < 1024 {
+            return bad("security.frame_max", "must be at least 1024 bytes");
+        }
+        if self.security.max_connections_per_user == 0 || self.security.max_connections_per_ip == 0
+        {
+            return bad("security.max_connections_per_*", "must be at least 1");
+        }
+        if self.auth.password_min == 0 || self.auth.password_min > self.auth.password_max {
+            return bad(
+                "auth.password_min",
+                "must be between 1 and auth.password_max",
+            );
+        }
+        if self.auth.access_ttl_s == 0 || self.auth.access_ttl_s > 86_400 {
+            return bad("auth.access_ttl_s", "must be between 1 and 86400");
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
+            return bad("auth.jwt_secret", "must be at least 32 characters");
+        }
+        if self.limits.post_content == 0 {
+            return bad("limits.post_content", "must be at least 1");
+        }
+        if self.limits.queue_packets < 16 || self.limits.queue_bytes < 16 * 1024 {
+            return bad(
+                "limits.queue_*",
+                "must allow at least 16 packets and 16 KiB",
+            );
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return bad("tls", "set both tls.cert_file and tls.key_file, or neither");
+        }
+        if self.store.batch_max == 0 || self.store.pool_size == 0 {
+            return bad("store", "batch_max and pool_size must be at least 1");
+        }
+        for cidr in &self.metrics.allow {
+            if crate::domain::net::Cidr::parse(cidr).is_none() {
+                return bad("metrics.allow", &format!("`{cidr}` is not a CIDR"));
+            }
+        }
+        for cidr in &self.security.trusted_proxies {
+            if crate::domain::net::Cidr::parse(cidr).is_none() {
+                return bad(
+                    "security.trusted_proxies",
+                    &format!("`{cidr}` is not a CIDR"),
+                );
+            }
+        }
+        if self.auth.jwt_issuer.is_empty() {
+            self.auth.jwt_issuer = self.public_url.clone();
+        }
+        if self.auth.jwt_audience.is_empty() {
+            self.auth.jwt_audience = self.public_url.clone();
+        }
+        Ok(self)
+    }
+
+    /// The configuration as TOML with secrets replaced, for `confab config`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        let redact = |s: &mut String| {
+            if !s.is_empty() {
+                *s = "[redacted]".to_owned();
+            }
+        };
+        redact(&mut shown.auth.jwt_secret);
+        redact(&mut shown.metrics.token);
+        if let Some(at) = shown.database_url.find('@')
+            && let Some(colon) = shown.database_url[..at].rfind(':')
+            && !shown.database_url[..colon].ends_with('/')
+        {
+            shown
+                .database_url
+                .replace_range(colon + 1..at, "[redacted]");
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_derive_public_url() {
+        let c = Config::default().validated().unwrap();
+        assert_eq!(c.public_url, "http://127.0.0.1:5613");
+        assert_eq!(c.auth.jwt_issuer, c.public_url);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = Config::default();
+        c.security.dead_peer_s = 10;
+        let err = c.validated().unwrap_err().to_string();
+        assert!(err.contains("security.dead_peer_s"), "{err}");
+        let c = Config {
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
+        assert!(
+            c.validated()
+                .unwrap_err()
+                .to_string()
+                .contains("database_url")
+        );
+    }
+
+    #[test]
+    fn redaction_hides_secrets() {
+        let mut c = Config::default();
+        c.auth.jwt_secret = "s".repeat(40);
+        c.database_url = "postgres://bob:hunter2@db/x".into();
+        let shown = c.redacted_toml();
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains(&"s".repeat(40)));
+        assert!(shown.contains("[redacted]"));
+    }
+}

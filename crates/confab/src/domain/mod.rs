@@ -1,0 +1,10 @@
+//! Pure rules with no I/O: name validation, channel permissions, rate-limit arithmetic, CIDRs.
+//!
+//! Kept apart so the rules can be unit-tested exhaustively and reused by every command group.
+
+pub mod embeds;
+pub mod mentions;
+pub mod names;
+pub mod net;
+pub mod permissions;
+pub mod throttle;

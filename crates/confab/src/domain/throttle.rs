@@ -1,0 +1,145 @@
+//! Token buckets and the per-username login lock (PROTOCOL §4.5, §8.3).
+//!
+//! Pure arithmetic over an explicit `now`, so the rules are testable without waiting.
+
+use std::time::{Duration, Instant};
+
+/// A classic token bucket: `capacity` tokens, refilled continuously at `per_second`.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(capacity: u32, per_second: f64, now: Instant) -> Bucket {
+        Bucket {
+            capacity: f64::from(capacity),
+            per_second,
+            tokens: f64::from(capacity),
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.updated = now;
+    }
+
+    /// Takes `cost` tokens, or says how long until they would be there.
+    pub fn take(&mut self, cost: f64, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            Ok(())
+        } else {
+            Err(self.wait_for(cost))
+        }
+    }
+
+    /// Time until `cost` tokens are available, without taking any.
+    pub fn check(&mut self, cost: f64, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens >= cost {
+            Ok(())
+        } else {
+            Err(self.wait_for(cost))
+        }
+    }
+
+    fn wait_for(&self, cost: f64) -> Duration {
+        Duration::from_secs_f64(((cost - self.tokens) / self.per_second).max(0.001))
+    }
+
+    /// Whether the bucket has been full long enough that forgetting it changes nothing.
+    pub fn is_idle(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.capacity
+    }
+}
+
+/// Failed-login bookkeeping for one username: 5 failures in 15 minutes lock it for 15 minutes.
+#[derive(Debug, Clone, Default)]
+pub struct LoginLock {
+    failures: Vec<Instant>,
+    locked_until: Option<Instant>,
+}
+
+/// Failures within [`LOCK_WINDOW`] that lock a username.
+pub const LOCK_FAILURES: usize = 5;
+/// Both the counting window and the lock duration.
+pub const LOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+impl LoginLock {
+    /// `Err(remaining)` while the username is locked.
+    pub fn check(&self, now: Instant) -> Result<(), Duration> {
+        match self.locked_until {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failed attempt, locking when the threshold is reached.
+    pub fn fail(&mut self, now: Instant) {
+        self.failures
+            .retain(|t| now.saturating_duration_since(*t) < LOCK_WINDOW);
+        self.failures.push(now);
+        if self.failures.len() >= LOCK_FAILURES {
+            self.locked_until = Some(now + LOCK_WINDOW);
+            self.failures.clear();
+        }
+    }
+
+    /// Whether the entry holds no information any more and can be dropped.
+    pub fn is_stale(&self, now: Instant) -> bool {
+        self.check(now).is_ok()
+            && self
+                .failures
+                .iter()
+                .all(|t| now.saturating_duration_since(*t) >= LOCK_WINDOW)
+    }
+}
+
+/// Seconds to show in "Try again in <n> seconds": whole, at least 1.
+pub fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs_f64().ceil() as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_refills_over_time() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(2, 0.5, t0);
+        assert!(b.take(1.0, t0).is_ok());
+        assert!(b.take(1.0, t0).is_ok());
+        let wait = b.take(1.0, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 2.0).abs() < 0.01);
+        assert!(b.take(1.0, t0 + Duration::from_secs(2)).is_ok());
+    }
+
+    #[test]
+    fn login_lock_after_five_failures() {
+        let t0 = Instant::now();
+        let mut l = LoginLock::default();
+        for i in 0..4 {
+            l.fail(t0 + Duration::from_secs(i));
+            assert!(l.check(t0 + Duration::from_secs(i)).is_ok());
+        }
+        l.fail(t0 + Duration::from_secs(5));
+        assert!(l.check(t0 + Duration::from_secs(6)).is_err());
+        assert!(l.check(t0 + Duration::from_secs(5) + LOCK_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn whole_seconds_rounds_up() {
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(5100)), 6);
+    }
+}

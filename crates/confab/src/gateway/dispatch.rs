@@ -1,0 +1,66 @@
+//! Routes a decoded frame to its handler and turns a handler's error into the right packet
+//! (PROTOCOL §2.2, §4.1–4.3).
+
+use std::time::Instant;
+
+use confab_proto::{ErrorCode, Frame};
+use serde_json::json;
+
+use super::{handshake::COMMANDS, session::Session};
+use crate::{commands, error::Error};
+
+/// Commands that authenticate a connection; after `auth_success` they are refused.
+const AUTH_COMMANDS: [&str; 5] = ["auth", "login", "register", "tokenauth", "botauth"];
+
+/// Handles one frame to completion (the reply is queued before the next frame is read).
+pub async fn handle(s: &mut Session, frame: Frame) {
+    let started = Instant::now();
+    let cmd = frame.cmd.as_str();
+    let label = if COMMANDS.contains(&cmd) || AUTH_COMMANDS.contains(&cmd) {
+        cmd
+    } else {
+        "unknown"
+    };
+    let result = if cmd == "ping" {
+        s.reply(&frame, "pong", json!({"val": "pong"}));
+        Ok(())
+    } else if s.identity.is_none() {
+        commands::auth::unauthenticated(s, &frame).await
+    } else if AUTH_COMMANDS.contains(&cmd) {
+        Err(Error::new(
+            ErrorCode::AlreadyAuthenticated,
+            format!("Unknown command: {cmd}"),
+        ))
+    } else {
+        match cmd {
+            "channels_get" => commands::channels::get(s, &frame).await,
+            "message_new" => commands::messages::new(s, &frame).await,
+            "messages_get" => commands::messages::history(s, &frame).await,
+            "message_get" => commands::messages::get(s, &frame).await,
+            "users_list" => commands::users::list(s, &frame).await,
+            "users_online" => commands::users::online(s, &frame).await,
+            _ => Err(Error::new(
+                ErrorCode::UnknownCommand,
+                format!("Unknown command: {cmd}"),
+            )),
+        }
+    };
+    let outcome = match &result {
+        Ok(()) => "ok",
+        Err(Error::Internal(_)) => "internal",
+        Err(_) => "error",
+    };
+    if let Err(e) = result {
+        s.error(&frame, &e);
+    }
+    let m = &s.state.metrics;
+    m.inc(
+        "confab_commands_total",
+        format!("cmd=\"{label}\",outcome=\"{outcome}\""),
+    );
+    m.observe(
+        "confab_command_seconds",
+        format!("cmd=\"{label}\""),
+        started.elapsed(),
+    );
+}

@@ -1,0 +1,66 @@
+//! The `handshake` packet (PROTOCOL §2.1).
+
+use serde_json::{Value, json};
+
+use crate::{config::AuthMode, error::Result, state::AppState};
+
+/// Commands this server handles, in byte order; the handshake's `capabilities` is exactly this
+/// list filtered by mode. A test checks that each one is dispatched.
+pub const COMMANDS: &[&str] = &[
+    "auth",
+    "channels_get",
+    "login",
+    "message_get",
+    "message_new",
+    "messages_get",
+    "ping",
+    "register",
+    "users_list",
+    "users_online",
+];
+
+/// The command names advertised under the current configuration, sorted by byte value.
+pub fn capabilities(mode: AuthMode) -> Vec<&'static str> {
+    let mut caps: Vec<&'static str> = COMMANDS
+        .iter()
+        .copied()
+        .filter(|c| mode.local_enabled() || !matches!(*c, "login" | "register"))
+        .collect();
+    caps.sort_unstable();
+    caps
+}
+
+/// Builds the handshake for a connection whose validator key is `validator_key`.
+pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
+    let cfg = &state.config;
+    let mut extensions = vec![
+        "array_frames",
+        "close_codes",
+        "durable_acks",
+        "error_codes",
+        "idempotent_send",
+    ];
+    if cfg.auth_mode.local_enabled() {
+        extensions.push("token_auth");
+    }
+    let val: Value = json!({
+        "server": state.server_info().await?,
+        "limits": {"post_content": cfg.limits.post_content, "search_results": cfg.limits.search_results},
+        "attachments": {"enabled": false, "max_size": 0, "allowed_types": [], "max_attachments_per_user": -1, "permanent_tiers": []},
+        "version": confab_proto::PROTOCOL_VERSION,
+        "validator_key": validator_key,
+        "capabilities": capabilities(cfg.auth_mode),
+        "permissions": confab_proto::PERMISSIONS,
+        "auth_mode": cfg.auth_mode.wire_name(),
+        "extensions": extensions,
+        "params": {
+            "heartbeat_s": cfg.security.heartbeat_s,
+            "dead_peer_s": cfg.security.dead_peer_s,
+            "auth_deadline_s": cfg.security.auth_deadline_s,
+            "frame_max": cfg.security.frame_max,
+            "nonce_max": 64,
+            "nonce_window_s": cfg.limits.nonce_window_s,
+        },
+    });
+    Ok(crate::wire::packet("handshake", json!({"val": val})))
+}

@@ -1,0 +1,322 @@
+//! One task per socket: `select!` over the close signal, shutdown, the outbound queue, client
+//! frames, the heartbeat and the auth deadline (DESIGN §1; PROTOCOL §1.5, §1.7, §2.2).
+//!
+//! Every packet for this connection — replies and broadcasts alike — goes through its bounded queue,
+//! so replies and events reach the client in the order the server produced them.
+
+use std::{
+    collections::VecDeque,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use confab_proto::{ErrorCode, Frame, close};
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+
+use super::upgrade::IpSlot;
+use crate::{
+    auth::tokens::{ALNUM, random_string},
+    error::Error,
+    hub::{CloseOrder, ConnId, Inbox, Outbox, Packet},
+    state::{AppState, Identity},
+    wire,
+};
+
+/// Undecodable frames tolerated within [`BAD_FRAME_WINDOW`] before closing with 4002.
+const BAD_FRAME_LIMIT: usize = 10;
+const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
+/// Most packets written before one flush.
+const WRITE_BATCH: usize = 64;
+/// How long a close frame may take to leave before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What a command handler sees of its connection: identity and a way to answer. Never the socket.
+pub struct Session {
+    pub state: AppState,
+    pub conn_id: ConnId,
+    pub ip: IpAddr,
+    pub outbox: Outbox,
+    /// The handshake's `validator_key` (PROTOCOL §2.1).
+    pub validator_key: String,
+    /// Set once authenticated.
+    pub identity: Option<Arc<Identity>>,
+    bad_frames: VecDeque<Instant>,
+}
+
+impl Session {
+    /// Queues a serialised packet for this connection.
+    pub fn send(&self, packet: String) {
+        self.state
+            .hub
+            .deliver(&self.outbox, &Packet::from(packet), false);
+    }
+
+    /// Queues the reply `cmd` with `fields`, carrying the request's `listener`.
+    pub fn reply(&self, frame: &Frame, cmd: &str, fields: Value) {
+        self.send(wire::with_listener(
+            &wire::packet(cmd, fields),
+            frame.listener(),
+        ));
+    }
+
+    /// Queues an `error` (or, for auth codes, `auth_error`) answering `frame`.
+    pub fn error(&self, frame: &Frame, err: &Error) {
+        if let Error::Internal(detail) = err {
+            tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}");
+        }
+        let fields = json!({"src": frame.cmd, "val": err.text(), "code": err.code().as_str()});
+        self.reply(frame, "error", fields);
+    }
+
+    /// Queues an `auth_error` answering `frame`.
+    pub fn auth_error(&self, frame: &Frame, err: &Error) {
+        if let Error::Internal(detail) = err {
+            tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}");
+        }
+        self.reply(
+            frame,
+            "auth_error",
+            json!({"val": err.text(), "code": err.code().as_str()}),
+        );
+    }
+
+    /// The authenticated identity; handlers run only after auth, so absence is an internal error.
+    pub fn me(&self) -> Result<&Arc<Identity>, Error> {
+        self.identity
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "Authentication required"))
+    }
+
+    /// Orders this connection closed.
+    pub fn close(&self, order: CloseOrder) {
+        self.outbox.control().close(order);
+    }
+
+    /// Records an undecodable frame; `true` when the flood limit is reached.
+    fn bad_frame(&mut self) -> bool {
+        let now = Instant::now();
+        while self
+            .bad_frames
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW)
+        {
+            self.bad_frames.pop_front();
+        }
+        self.bad_frames.push_back(now);
+        self.bad_frames.len() >= BAD_FRAME_LIMIT
+    }
+}
+
+/// Runs one connection from upgrade to close.
+pub async fn run(
+    state: AppState,
+    mut socket: WebSocket,
+    ip: IpAddr,
+    slot: IpSlot,
+    origin_ok: bool,
+    token: Option<String>,
+) {
+    let _slot = slot;
+    let _task = state.sessions.token();
+    let metrics = state.metrics.clone();
+    metrics.gauge("confab_connections", "state=\"open\"".into(), 1);
+    if !origin_ok {
+        send_close(&mut socket, &state, close::POLICY, "Origin not allowed").await;
+    } else {
+        let (outbox, inbox) = Outbox::new(
+            state.config.limits.queue_packets,
+            state.config.limits.queue_bytes,
+        );
+        let mut session = Session {
+            conn_id: state.next_conn_id(),
+            ip,
+            outbox,
+            validator_key: format!(
+                "originChats-{}-{}",
+                state.config.public_url,
+                random_string(32, ALNUM)
+            ),
+            identity: None,
+            bad_frames: VecDeque::new(),
+            state: state.clone(),
+        };
+        if let Some(order) = open(&mut session, token).await {
+            send_close(&mut socket, &state, order.code, &order.reason).await;
+        } else {
+            serve(&mut session, &mut socket, inbox).await;
+        }
+        crate::commands::auth::disconnected(&mut session);
+    }
+    metrics.gauge("confab_connections", "state=\"open\"".into(), -1);
+}
+
+/// Sends the handshake, authenticating first when `?token=` was given. `Some` means close at once.
+async fn open(session: &mut Session, token: Option<String>) -> Option<CloseOrder> {
+    use crate::commands::auth;
+    let verified = match &token {
+        Some(token) => match auth::upgrade_token(session, token).await {
+            Ok(verified) => Some(verified),
+            Err(order) => return Some(order),
+        },
+        None => None,
+    };
+    match super::handshake::packet(&session.state, &session.validator_key).await {
+        Ok(handshake) => session.send(handshake),
+        Err(e) => {
+            tracing::error!("handshake: {e}");
+            return Some(CloseOrder::new(1011, "Internal error", None));
+        }
+    }
+    if let Some((user, sid)) = verified
+        && let Err(e) = auth::complete(session, None, user, Some(sid), false).await
+    {
+        tracing::warn!(
+            conn = session.conn_id,
+            code = e.code().as_str(),
+            "token upgrade refused"
+        );
+        return Some(CloseOrder::new(close::POLICY, e.text(), None));
+    }
+    None
+}
+
+async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) {
+    let state = session.state.clone();
+    let sec = &state.config.security;
+    let beat = Duration::from_secs(sec.heartbeat_s);
+    let dead_after = Duration::from_secs(sec.dead_peer_s);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    let deadline = tokio::time::sleep(Duration::from_secs(sec.auth_deadline_s));
+    tokio::pin!(deadline);
+    let mut last_seen = Instant::now();
+
+    let order = loop {
+        tokio::select! {
+            biased;
+            order = session.outbox.control().wait() => break order,
+            () = state.shutdown.cancelled() => {
+                break CloseOrder::new(close::GOING_AWAY, "Server shutting down", Some("Server shutting down"));
+            }
+            packet = inbox.recv() => {
+                let Some(packet) = packet else { return };
+                if !write_batch(socket, &mut inbox, packet, session.outbox.control()).await {
+                    return;
+                }
+            }
+            incoming = socket.recv() => {
+                let Some(incoming) = incoming else { return };
+                last_seen = Instant::now();
+                match incoming {
+                    Ok(Message::Text(text)) => {
+                        state.metrics.inc("confab_frames_in_total", String::new());
+                        match confab_proto::decode_frame(text.as_str()) {
+                            Ok(frame) => super::dispatch::handle(session, frame).await,
+                            Err(bad) => {
+                                bad_frame(session, bad.text());
+                            }
+                        }
+                    }
+                    Ok(Message::Binary(_)) => bad_frame(session, "Invalid JSON".to_owned()),
+                    Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                    Ok(Message::Close(_)) => return,
+                    Err(e) => {
+                        if is_capacity_error(e) {
+                            break CloseOrder::new(close::TOO_BIG, "Frame too big", None);
+                        }
+                        return;
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_seen.elapsed() >= dead_after {
+                    break CloseOrder::new(close::HEARTBEAT_TIMEOUT, "Heartbeat timeout", None);
+                }
+                session.send(wire::packet("ping", json!({})));
+                let _ = socket.send(Message::Ping(Default::default())).await;
+            }
+            () = &mut deadline, if session.identity.is_none() => {
+                break CloseOrder::new(close::AUTH_TIMEOUT, "Authentication timed out", None);
+            }
+        }
+    };
+    finish(socket, &state, &mut inbox, order).await;
+}
+
+/// Answers an undecodable frame and enforces the flood limit (PROTOCOL §1.2).
+fn bad_frame(session: &mut Session, text: String) {
+    session.send(wire::packet(
+        "error",
+        json!({"src": null, "val": text, "code": "bad_frame"}),
+    ));
+    if session.bad_frame() {
+        session.close(CloseOrder::new(
+            close::DECODE_FLOOD,
+            "Too many invalid frames",
+            None,
+        ));
+    }
+}
+
+fn is_capacity_error(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast::<tungstenite::Error>().map(|b| *b),
+        Ok(tungstenite::Error::Capacity(_))
+    )
+}
+
+/// Writes `first` and whatever else is queued, then flushes once. `false` when the socket is gone
+/// or a close was ordered while the peer was not reading.
+async fn write_batch(
+    socket: &mut WebSocket,
+    inbox: &mut Inbox,
+    first: Packet,
+    control: &crate::hub::Control,
+) -> bool {
+    let write = async {
+        socket.feed(Message::Text(first)).await?;
+        for _ in 1..WRITE_BATCH {
+            match inbox.try_recv() {
+                Some(p) => socket.feed(Message::Text(p)).await?,
+                None => break,
+            }
+        }
+        socket.flush().await
+    };
+    tokio::select! {
+        r = write => r.is_ok(),
+        _ = control.wait() => false,
+    }
+}
+
+/// Sends what a close order asks for (disconnect packet, close frame), each within a grace period.
+async fn finish(socket: &mut WebSocket, state: &AppState, inbox: &mut Inbox, order: CloseOrder) {
+    if order.code != close::SLOW_CONSUMER {
+        // Deliver what was already queued (e.g. the reply that caused a close), within the grace period.
+        let drain = async {
+            while let Some(p) = inbox.try_recv() {
+                socket.feed(Message::Text(p)).await?;
+            }
+            socket.flush().await
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    }
+    if let Some(reason) = &order.disconnect {
+        let packet = wire::packet("disconnect", json!({"reason": reason}));
+        let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Text(packet.into()))).await;
+    }
+    send_close(socket, state, order.code, &order.reason).await;
+}
+
+async fn send_close(socket: &mut WebSocket, state: &AppState, code: u16, reason: &str) {
+    state
+        .metrics
+        .inc("confab_closes_total", format!("code=\"{code}\""));
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await;
+}

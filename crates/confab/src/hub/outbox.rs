@@ -1,0 +1,213 @@
+//! One connection's bounded outbound queue and its close signal.
+//!
+//! The queue is bounded twice (packets and bytes, PROTOCOL §1.6) so that neither many small packets
+//! nor a few huge ones can grow memory without limit. Producers never block: they learn whether the
+//! packet was queued, dropped (presence under congestion) or overflowed.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use tokio::sync::{Notify, mpsc};
+
+/// A serialised packet, shared by every recipient (cloning is a reference-count increment).
+pub type Packet = axum::extract::ws::Utf8Bytes;
+
+/// How the server closes a connection: an optional `disconnect` packet, then the close frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseOrder {
+    pub code: u16,
+    pub reason: String,
+    /// Text of the `{"cmd":"disconnect","reason"}` packet sent first, if any.
+    pub disconnect: Option<String>,
+}
+
+impl CloseOrder {
+    pub fn new(code: u16, reason: &str, disconnect: Option<&str>) -> CloseOrder {
+        CloseOrder {
+            code,
+            reason: reason.to_owned(),
+            disconnect: disconnect.map(str::to_owned),
+        }
+    }
+    /// 4009: the outbound queue overflowed.
+    pub fn slow_consumer() -> CloseOrder {
+        CloseOrder::new(confab_proto::close::SLOW_CONSUMER, "Slow consumer", None)
+    }
+}
+
+/// The close signal a connection task waits on. The first order wins.
+#[derive(Default)]
+pub struct Control {
+    order: Mutex<Option<CloseOrder>>,
+    notify: Notify,
+}
+
+impl Control {
+    /// Asks the connection to close; later orders are ignored.
+    pub fn close(&self, order: CloseOrder) {
+        if let Ok(mut slot) = self.order.lock()
+            && slot.is_none()
+        {
+            *slot = Some(order);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves when a close was ordered; returns the order.
+    pub async fn wait(&self) -> CloseOrder {
+        loop {
+            if let Some(order) = self.order.lock().ok().and_then(|o| o.clone()) {
+                return order;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// Outcome of pushing one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// A droppable packet skipped because the queue is more than half full.
+    Dropped,
+    /// The queue is full (packets or bytes): the connection must be closed with 4009.
+    Overflow,
+    /// The connection is gone.
+    Closed,
+}
+
+/// The producer side of a connection's queue; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Packet>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    max_packets: usize,
+    control: Control,
+}
+
+/// The consumer side, owned by the connection task.
+pub struct Inbox {
+    rx: mpsc::Receiver<Packet>,
+    shared: Arc<Shared>,
+}
+
+impl Outbox {
+    /// A queue holding at most `max_packets` packets and `max_bytes` bytes.
+    pub fn new(max_packets: usize, max_bytes: usize) -> (Outbox, Inbox) {
+        let (tx, rx) = mpsc::channel(max_packets);
+        let shared = Arc::new(Shared {
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            max_packets,
+            control: Control::default(),
+        });
+        (
+            Outbox {
+                tx,
+                shared: shared.clone(),
+            },
+            Inbox { rx, shared },
+        )
+    }
+
+    /// The connection's close signal.
+    pub fn control(&self) -> &Control {
+        &self.shared.control
+    }
+
+    /// Queues a packet without waiting.
+    pub fn push(&self, packet: &Packet, droppable: bool) -> Pushed {
+        let len = packet.len();
+        if droppable {
+            let used = self.shared.max_packets - self.tx.capacity();
+            if used * 2 > self.shared.max_packets
+                || self.shared.bytes.load(Ordering::Relaxed) * 2 > self.shared.max_bytes
+            {
+                return Pushed::Dropped;
+            }
+        }
+        let queued = self.shared.bytes.fetch_add(len, Ordering::AcqRel) + len;
+        if queued > self.shared.max_bytes {
+            self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
+            return Pushed::Overflow;
+        }
+        match self.tx.try_send(packet.clone()) {
+            Ok(()) => Pushed::Queued,
+            Err(e) => {
+                self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Pushed::Overflow,
+                    mpsc::error::TrySendError::Closed(_) => Pushed::Closed,
+                }
+            }
+        }
+    }
+}
+
+impl Inbox {
+    /// The next packet, waiting for one.
+    pub async fn recv(&mut self) -> Option<Packet> {
+        let p = self.rx.recv().await?;
+        self.shared.bytes.fetch_sub(p.len(), Ordering::AcqRel);
+        Some(p)
+    }
+
+    /// The next packet if one is queued.
+    pub fn try_recv(&mut self) -> Option<Packet> {
+        let p = self.rx.try_recv().ok()?;
+        self.shared.bytes.fetch_sub(p.len(), Ordering::AcqRel);
+        Some(p)
+    }
+
+    /// The connection's close signal.
+    pub fn control(&self) -> &Control {
+        &self.shared.control
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_by_packets_and_bytes() {
+        let (out, _in) = Outbox::new(16, 1024);
+        let small = Packet::from("x".repeat(10));
+        for _ in 0..16 {
+            assert_eq!(out.push(&small, false), Pushed::Queued);
+        }
+        assert_eq!(out.push(&small, false), Pushed::Overflow);
+
+        let (out, _in) = Outbox::new(16, 1024);
+        let big = Packet::from("y".repeat(600));
+        assert_eq!(out.push(&big, false), Pushed::Queued);
+        assert_eq!(out.push(&big, false), Pushed::Overflow);
+    }
+
+    #[test]
+    fn droppable_packets_skip_a_half_full_queue() {
+        let (out, mut inbox) = Outbox::new(16, 1 << 20);
+        let p = Packet::from("p");
+        for _ in 0..9 {
+            assert_eq!(out.push(&p, false), Pushed::Queued);
+        }
+        assert_eq!(out.push(&p, true), Pushed::Dropped);
+        while inbox.try_recv().is_some() {}
+        assert_eq!(out.push(&p, true), Pushed::Queued);
+    }
+
+    #[tokio::test]
+    async fn first_close_order_wins() {
+        let c = Control::default();
+        c.close(CloseOrder::new(4003, "a", None));
+        c.close(CloseOrder::new(4004, "b", None));
+        assert_eq!(c.wait().await.code, 4003);
+    }
+}

@@ -1,0 +1,142 @@
+//! Confab: an originChats-compatible chat server with durable storage.
+//!
+//! Module map, in the order a `message_new` frame travels:
+//! - [`gateway`]: upgrade, one task per socket, frame decoding and dispatch;
+//! - [`commands`]: one module per command group (authorise → validate → store → publish);
+//! - [`accounts`] and [`auth`]: registration, logins, passwords, JWTs, throttles;
+//! - [`store`]: SQLite / PostgreSQL behind one `Store`, with the group-commit writer;
+//! - [`hub`]: channel audiences and bounded per-connection queues (fan-out);
+//! - [`http`]: the HTTP API on the same listener;
+//! - [`domain`]: pure rules (names, permissions, mentions, embeds, rate arithmetic);
+//! - [`wire`]: rendering stored state as protocol JSON;
+//! - [`config`], [`state`], [`metrics`], [`error`], [`keys`]: plumbing.
+//!
+//! [`run`] serves one listener until a shutdown token fires, then drains and returns.
+
+pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod hub;
+pub mod keys;
+pub mod metrics;
+pub mod state;
+pub mod store;
+pub mod wire;
+
+use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Config, metrics::Metrics, state::AppState, store::Store};
+
+/// How long shutdown waits for sockets to say goodbye before closing the store anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Opens the configured store, migrates and bootstraps it.
+pub async fn open_store(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
+    let location = store::Location::from_config(&config.database_url, &config.data_dir);
+    let store = Store::open(
+        &location,
+        config.store.pool_size,
+        config.store.batch_max,
+        metrics,
+    )
+    .await
+    .context("opening the database")?;
+    store
+        .bootstrap()
+        .await
+        .context("creating default roles and channels")?;
+    Ok(store)
+}
+
+/// Serves HTTP and WebSocket on `listener` until `shutdown` is cancelled, then closes every socket
+/// with 1001, commits everything acknowledged and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let store = open_store(&config, metrics.clone()).await?;
+    run_with_store(listener, config, store, metrics, shutdown).await
+}
+
+/// [`run`] with a store that is already open (tests use it to pick a PostgreSQL schema).
+pub async fn run_with_store(
+    listener: TcpListener,
+    config: Config,
+    store: Store,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let jwt = keys::load(&config).context("loading the signing key")?;
+    let state = AppState::new(config, store.clone(), jwt, metrics, shutdown.clone());
+    state
+        .reload_directory()
+        .await
+        .context("loading channels and roles")?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, store = store.kind(), public_url = %state.config.public_url, "confab serving");
+
+    let pruner = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => state.throttle.prune(),
+                    () = state.shutdown.cancelled() => break,
+                }
+            }
+        })
+    };
+
+    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = {
+        let state = state.clone();
+        async move {
+            state.shutdown.cancelled().await;
+            state.draining.store(true, Ordering::Release);
+        }
+    };
+    match (&state.config.tls.cert_file, &state.config.tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let tls = keys::tls_config(cert, key).context("loading the TLS certificate")?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                stop.await;
+                h.graceful_shutdown(Some(SHUTDOWN_GRACE));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+        _ => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?
+        }
+    }
+    state.sessions.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some sockets did not close in time");
+    }
+    pruner.abort();
+    store.close().await;
+    tracing::info!("confab stopped");
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The `confab` binary: `serve`, `config`, `migrate` and the `user` administration commands.
+
+use std::{
+    io::{IsTerminal, Read, Write},
+    path::PathBuf,
+    sync::Arc,
+};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use confab::config::{Config, Overrides};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "confab", version, about = "originChats-compatible chat server")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Configuration file (default: ./confab.toml if it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data folder (SQLite database, signing key).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: empty for SQLite in the data folder, or postgres://…
+    #[arg(long = "database", global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Listen address, e.g. 127.0.0.1:5613.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Public base URL, e.g. https://chat.example.com.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Development mode: conveniences that must never run in production.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Apply database migrations and create the default roles and channel, then exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a local account. The password is read from standard input when it is not a terminal.
+    Add {
+        name: String,
+        /// A role to give (repeatable); default: auth.default_roles.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// List accounts: name, id, kind, roles.
+    List,
+    /// Set an account's roles to exactly the given ones.
+    SetRole {
+        name: String,
+        #[arg(required = true)]
+        roles: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(main_async(cli))
+}
+
+async fn main_async(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = Overrides {
+        data_dir: cli.global.data_dir.clone(),
+        database_url: cli.global.database_url.clone(),
+        ..Overrides::default()
+    };
+    let mut dev = false;
+    if let Command::Serve {
+        listen,
+        public_url,
+        dev: d,
+    } = &cli.command
+    {
+        overrides.listen = listen.clone();
+        overrides.public_url = public_url.clone();
+        dev = *d;
+    }
+    let mut config = Config::load(cli.global.config.as_deref(), &overrides)?;
+    config.dev = dev;
+    match cli.command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Config => {
+            print!("{}", config.redacted_toml());
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = confab::open_store(&config, Arc::default()).await?;
+            store.close().await;
+            println!("database is migrated");
+            Ok(())
+        }
+        Command::User(cmd) => {
+            let store = confab::open_store(&config, Arc::default()).await?;
+            let out = match cmd {
+                UserCommand::Add { name, roles } => {
+                    let password = read_password()?;
+                    confab::admin::user_add(&store, &config, &name, &roles, &password).await
+                }
+                UserCommand::List => confab::admin::user_list(&store).await,
+                UserCommand::SetRole { name, roles } => {
+                    confab::admin::user_set_roles(&store, &name, &roles).await
+                }
+            };
+            store.close().await;
+            let out = out.map_err(|e| anyhow::anyhow!("{}", e.text()))?;
+            println!("{}", out.trim_end());
+            Ok(())
+        }
+    }
+}
+
+/// The password for `user add`: a prompt on a terminal, otherwise all of standard input
+/// without its final line break.
+fn read_password() -> anyhow::Result<String> {
+    let mut input = String::new();
+    if std::io::stdin().is_terminal() {
+        eprint!("Password (shown as typed): ");
+        std::io::stderr().flush()?;
+        std::io::stdin().read_line(&mut input)?;
+    } else {
+        std::io::stdin().read_to_string(&mut input)?;
+    }
+    let trimmed = input.strip_suffix('\n').unwrap_or(&input);
+    Ok(trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.dev {
+        eprintln!(
+            "WARNING: --dev is on. Development conveniences are enabled; never use this in production."
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal as unix_signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            unix_signal(SignalKind::terminate()),
+            unix_signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    confab::run(listener, config, shutdown).await
+}

@@ -1,0 +1,240 @@
+//! Prometheus metrics, kept per server instance (PROTOCOL §3.4).
+//!
+//! A small registry of atomics rather than the `metrics` facade: the facade installs a process-global
+//! recorder, and DESIGN §6 forbids global state — tests run many servers in one process and each
+//! must count only its own traffic. Label values come from fixed sets (command names, codes, outcomes),
+//! never from user input.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicI64, AtomicU64, Ordering},
+    time::Duration,
+};
+
+use dashmap::DashMap;
+
+const BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The registry. One per server; shared by reference count.
+#[derive(Default)]
+pub struct Metrics {
+    counters: DashMap<(&'static str, String), AtomicU64>,
+    gauges: DashMap<(&'static str, String), AtomicI64>,
+    histograms: DashMap<(&'static str, String), Histogram>,
+}
+
+const HELP: [(&str, &str, &str); 11] = [
+    (
+        "confab_connections",
+        "gauge",
+        "Open WebSocket connections by state.",
+    ),
+    (
+        "confab_commands_total",
+        "counter",
+        "Commands handled, by command and outcome.",
+    ),
+    (
+        "confab_command_seconds",
+        "histogram",
+        "Time to handle a command.",
+    ),
+    (
+        "confab_rate_limited_total",
+        "counter",
+        "Requests refused by a rate limit, by class.",
+    ),
+    (
+        "confab_auth_attempts_total",
+        "counter",
+        "Authentication attempts by method and outcome.",
+    ),
+    (
+        "confab_closes_total",
+        "counter",
+        "Connections closed by the server, by close code.",
+    ),
+    (
+        "confab_db_commit_seconds",
+        "histogram",
+        "Duration of group commits.",
+    ),
+    (
+        "confab_db_commit_batch_total",
+        "counter",
+        "Messages committed by the group-commit writer.",
+    ),
+    (
+        "confab_frames_in_total",
+        "counter",
+        "Frames received from clients.",
+    ),
+    (
+        "confab_frames_out_total",
+        "counter",
+        "Packets queued to clients.",
+    ),
+    (
+        "confab_queue_overflows_total",
+        "counter",
+        "Connections closed because their outbound queue overflowed.",
+    ),
+];
+
+impl Metrics {
+    /// Adds `n` to counter `name{labels}`.
+    pub fn add(&self, name: &'static str, labels: String, n: u64) {
+        if let Some(c) = self.counters.get(&(name, labels.clone())) {
+            c.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        self.counters
+            .entry((name, labels))
+            .or_default()
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Increments counter `name{labels}`.
+    pub fn inc(&self, name: &'static str, labels: String) {
+        self.add(name, labels, 1);
+    }
+
+    /// Moves gauge `name{labels}` by `delta`.
+    pub fn gauge(&self, name: &'static str, labels: String, delta: i64) {
+        self.gauges
+            .entry((name, labels))
+            .or_default()
+            .fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Records a duration in histogram `name{labels}`.
+    pub fn observe(&self, name: &'static str, labels: String, d: Duration) {
+        if let Some(h) = self.histograms.get(&(name, labels.clone())) {
+            h.observe(d);
+            return;
+        }
+        self.histograms
+            .entry((name, labels))
+            .or_default()
+            .observe(d);
+    }
+
+    /// One group commit of `size` messages took `d`.
+    pub fn observe_commit(&self, d: Duration, size: usize) {
+        self.observe("confab_db_commit_seconds", String::new(), d);
+        self.add("confab_db_commit_batch_total", String::new(), size as u64);
+    }
+
+    /// The Prometheus text exposition of everything recorded.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            match kind {
+                "counter" => {
+                    let mut rows: Vec<_> = self
+                        .counters
+                        .iter()
+                        .filter(|e| e.key().0 == name)
+                        .map(|e| (e.key().1.clone(), e.value().load(Ordering::Relaxed)))
+                        .collect();
+                    rows.sort();
+                    for (labels, v) in rows {
+                        let _ = writeln!(out, "{name}{} {v}", braces(&labels));
+                    }
+                }
+                "gauge" => {
+                    let mut rows: Vec<_> = self
+                        .gauges
+                        .iter()
+                        .filter(|e| e.key().0 == name)
+                        .map(|e| (e.key().1.clone(), e.value().load(Ordering::Relaxed)))
+                        .collect();
+                    rows.sort();
+                    for (labels, v) in rows {
+                        let _ = writeln!(out, "{name}{} {v}", braces(&labels));
+                    }
+                }
+                _ => {
+                    for e in self.histograms.iter().filter(|e| e.key().0 == name) {
+                        let labels = &e.key().1;
+                        let h = e.value();
+                        let sep = if labels.is_empty() { "" } else { "," };
+                        for (i, b) in BUCKETS.iter().enumerate() {
+                            let _ = writeln!(
+                                out,
+                                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                                h.buckets[i].load(Ordering::Relaxed)
+                            );
+                        }
+                        let count = h.count.load(Ordering::Relaxed);
+                        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+                        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+                        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+                        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn braces(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_histograms() {
+        let m = Metrics::default();
+        m.inc(
+            "confab_commands_total",
+            "cmd=\"ping\",outcome=\"ok\"".into(),
+        );
+        m.inc(
+            "confab_commands_total",
+            "cmd=\"ping\",outcome=\"ok\"".into(),
+        );
+        m.gauge("confab_connections", "state=\"open\"".into(), 3);
+        m.observe_commit(Duration::from_millis(2), 5);
+        let text = m.render();
+        assert!(
+            text.contains("confab_commands_total{cmd=\"ping\",outcome=\"ok\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("confab_connections{state=\"open\"} 3"));
+        assert!(text.contains("confab_db_commit_seconds_bucket{le=\"0.0025\"} 1"));
+        assert!(text.contains("confab_db_commit_batch_total 5"));
+    }
+}

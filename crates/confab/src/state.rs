@@ -1,0 +1,250 @@
+//! Shared server state: configuration, store, hub, credentials and the cached directory.
+//!
+//! One `AppState` per running server, passed explicitly (no globals), so tests can run many servers
+//! in one process.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use dashmap::DashMap;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::{jwt::JwtKeys, password::Hasher, throttle::AuthThrottle},
+    config::Config,
+    domain::permissions::{Actor, ChannelPermissions},
+    error::Result,
+    hub::Hub,
+    metrics::Metrics,
+    store::{Store, channels::Channel, roles::Role, users::User},
+};
+
+/// Everything a request handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The fields behind [`AppState`].
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub hub: Hub,
+    pub jwt: JwtKeys,
+    pub hasher: Hasher,
+    pub throttle: AuthThrottle,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    /// Set once shutdown begins; `/readyz` reports `draining`.
+    pub draining: AtomicBool,
+    /// Open connections (authenticated or not) per client IP.
+    pub ip_conns: DashMap<IpAddr, usize>,
+    /// Live socket tasks; shutdown waits for them to send their close frames.
+    pub sessions: tokio_util::task::TaskTracker,
+    next_conn: AtomicU64,
+    directory: RwLock<Arc<Directory>>,
+}
+
+/// A channel with its permission map parsed once.
+#[derive(Debug, Clone)]
+pub struct ChannelEntry {
+    pub row: Channel,
+    pub perms: ChannelPermissions,
+}
+
+/// Cached channels and roles: read on every command, changed rarely, so kept in memory and
+/// replaced wholesale after a change.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub channels: Vec<ChannelEntry>,
+    /// Highest position first.
+    pub roles: Vec<Role>,
+}
+
+impl Directory {
+    /// A channel by name: exact match first, then case-insensitive.
+    pub fn channel(&self, name: &str) -> Option<&ChannelEntry> {
+        self.channels
+            .iter()
+            .find(|c| c.row.name == name)
+            .or_else(|| {
+                self.channels
+                    .iter()
+                    .find(|c| c.row.name.to_lowercase() == name.to_lowercase())
+            })
+    }
+
+    /// A role by name, case-insensitively.
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Roles for the given ids, highest position first.
+    pub fn roles_of(&self, ids: &[String]) -> Vec<Role> {
+        self.roles
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .cloned()
+            .collect()
+    }
+
+    /// The actor for a set of roles (sorted highest first).
+    pub fn actor(&self, roles: &[Role]) -> Actor {
+        let mut permissions: Vec<String> = roles.iter().flat_map(Role::permission_list).collect();
+        permissions.sort();
+        permissions.dedup();
+        Actor {
+            roles: roles.iter().map(|r| r.name.clone()).collect(),
+            permissions,
+        }
+    }
+
+    /// Ids of the channels `actor` may view.
+    pub fn viewable(&self, actor: &Actor) -> Vec<String> {
+        self.channels
+            .iter()
+            .filter(|c| actor.channel_allows(&c.perms, "view"))
+            .map(|c| c.row.id.clone())
+            .collect()
+    }
+}
+
+/// An authenticated account as one connection sees it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: User,
+    /// Highest position first.
+    pub roles: Vec<Role>,
+    pub actor: Actor,
+    /// Session family for JWT / password logins (revocation closes the connection).
+    pub session_id: Option<String>,
+}
+
+impl Identity {
+    /// Role names, highest first, as the wire shows them.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// `{"username","roles","color"}` for presence events.
+    pub fn presence(&self) -> Value {
+        json!({"username": self.user.username, "roles": self.role_names(), "color": crate::wire::color_of(&self.roles)})
+    }
+}
+
+impl AppState {
+    /// Assembles the state; `store` must be migrated and bootstrapped.
+    pub fn new(
+        config: Config,
+        store: Store,
+        jwt: JwtKeys,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> AppState {
+        let hasher = Hasher::new(config.auth.hash_workers, config.auth.hash_queue);
+        let throttle = AuthThrottle::new(config.rate_limits.enabled);
+        AppState(Arc::new(Inner {
+            hub: Hub::new(metrics.clone()),
+            hasher,
+            throttle,
+            config,
+            store,
+            jwt,
+            metrics,
+            shutdown,
+            draining: AtomicBool::new(false),
+            ip_conns: DashMap::new(),
+            sessions: tokio_util::task::TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+            directory: RwLock::new(Arc::new(Directory::default())),
+        }))
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The current directory snapshot.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Reloads channels and roles from the store.
+    pub async fn reload_directory(&self) -> Result<()> {
+        let channels = self
+            .store
+            .channels()
+            .await?
+            .into_iter()
+            .map(|row| {
+                let perms = serde_json::from_str(&row.permissions).unwrap_or_default();
+                ChannelEntry { row, perms }
+            })
+            .collect();
+        let roles = self.store.roles().await?;
+        if let Ok(mut d) = self.directory.write() {
+            *d = Arc::new(Directory { channels, roles });
+        }
+        Ok(())
+    }
+
+    /// Loads an account's roles and builds its identity.
+    pub async fn identity(&self, user: User, session_id: Option<String>) -> Result<Identity> {
+        let ids = self.store.user_role_ids(&user.id).await?;
+        let dir = self.directory();
+        let roles = dir.roles_of(&ids);
+        let actor = dir.actor(&roles);
+        Ok(Identity {
+            user,
+            roles,
+            actor,
+            session_id,
+        })
+    }
+
+    /// Role names per account id, highest first, for listings.
+    pub async fn roles_by_user(&self) -> Result<HashMap<String, Vec<Role>>> {
+        let dir = self.directory();
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        for (user, role) in self.store.all_user_roles().await? {
+            map.entry(user).or_default().push(role);
+        }
+        Ok(map
+            .into_iter()
+            .map(|(u, ids)| (u, dir.roles_of(&ids)))
+            .collect())
+    }
+
+    /// The server's displayed name, owner, icon and banner (settings override the config).
+    pub async fn server_info(&self) -> Result<Value> {
+        let cfg = &self.config.server;
+        let get = |key: &'static str, default: &str| {
+            let default = default.to_owned();
+            async move {
+                Ok::<_, crate::error::Error>(self.store.setting(key).await?.unwrap_or(default))
+            }
+        };
+        Ok(json!({
+            "name": get("server.name", &cfg.name).await?,
+            "owner": {"name": cfg.owner},
+            "icon": get("server.icon", &cfg.icon).await?,
+            "banner": get("server.banner", &cfg.banner).await?,
+            "url": self.config.public_url,
+        }))
+    }
+}

@@ -1,0 +1,173 @@
+//! Durable storage: one `Store` over SQLite (default) or PostgreSQL, one module per aggregate.
+//!
+//! Both backends run the same SQL text (numbered `$n` parameters and portable column types); the
+//! [`dispatch!`] macro expands one body once per backend so each is type-checked against its own
+//! driver. Message appends go through the group-commit [`writer`], which acknowledges only after commit.
+
+pub mod bootstrap;
+pub mod channels;
+pub mod messages;
+pub mod read_state;
+pub mod roles;
+pub mod sessions;
+pub mod settings;
+pub mod users;
+pub mod writer;
+
+use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::{error::Result, metrics::Metrics};
+
+/// Runs `$body` with `$pool` bound to whichever pool the store uses.
+macro_rules! dispatch {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.backend() {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// The connection pool of one backend.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    writer: writer::Writer,
+}
+
+/// Where to store data: the resolved form of `database_url` + `data_dir`.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A SQLite database file (created if missing).
+    SqliteFile(std::path::PathBuf),
+    /// A PostgreSQL URL, optionally with a schema to use as `search_path` (tests isolate by schema).
+    Postgres { url: String, schema: Option<String> },
+}
+
+impl Location {
+    /// Resolves `database_url` (empty → `<data_dir>/confab.db`).
+    pub fn from_config(database_url: &str, data_dir: &Path) -> Location {
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Location::Postgres {
+                url: database_url.to_owned(),
+                schema: None,
+            }
+        } else if let Some(path) = database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| database_url.strip_prefix("sqlite:"))
+        {
+            Location::SqliteFile(path.into())
+        } else {
+            Location::SqliteFile(data_dir.join("confab.db"))
+        }
+    }
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Opens (and creates) the database, applies the embedded migrations and starts the writer.
+    pub async fn open(
+        location: &Location,
+        pool_size: u32,
+        batch_max: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store> {
+        let backend = match location {
+            Location::SqliteFile(path) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        crate::error::Error::Internal(format!("create {}: {e}", parent.display()))
+                    })?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // FULL: a commit is on disk before it is acknowledged, even across power loss.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(pool_size)
+                    .connect_with(options)
+                    .await?;
+                Backend::Sqlite(pool)
+            }
+            Location::Postgres { url, schema } => {
+                let mut options = PgConnectOptions::from_str(url)?;
+                if let Some(schema) = schema {
+                    options = options.options([("search_path", schema.as_str())]);
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(pool_size)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                Backend::Postgres(pool)
+            }
+        };
+        match &backend {
+            Backend::Sqlite(pool) => MIGRATOR.run(pool).await,
+            Backend::Postgres(pool) => MIGRATOR.run(pool).await,
+        }
+        .map_err(|e| crate::error::Error::Internal(format!("migrations: {e}")))?;
+        let writer = writer::Writer::start(backend.clone(), batch_max, metrics);
+        Ok(Store { backend, writer })
+    }
+
+    /// The pool, for the aggregate modules.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The group-commit writer.
+    pub fn writer(&self) -> &writer::Writer {
+        &self.writer
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        dispatch!(self, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
+    }
+
+    /// Drains the writer and closes the pool; acknowledged writes are all committed after this.
+    pub async fn close(&self) {
+        self.writer.drain().await;
+        dispatch!(self, pool => pool.close().await);
+    }
+
+    /// Which backend is in use, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The current time as Unix seconds with a fractional part, the unit of every stored time.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Whether an error is a unique-constraint violation (a name or key already taken).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}

@@ -1,0 +1,29 @@
+//! Server-wide key/value settings (server name, icon, banner) that admins change at run time.
+
+use super::{Store, dispatch};
+use crate::error::Result;
+
+impl Store {
+    /// The stored value of `key`, if any.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = dispatch!(self, pool => {
+            sqlx::query_as("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(pool).await?
+        });
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Stores `value` under `key`, replacing any previous value.
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}

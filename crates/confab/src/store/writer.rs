@@ -1,0 +1,322 @@
+//! The group-commit writer (DESIGN §4, PROTOCOL §7.3, §7.4).
+//!
+//! One task takes message appends from a queue, commits as many as are waiting in one transaction,
+//! and only then runs each append's `on_commit` (which publishes the event) and answers its caller,
+//! in seq order. A crash before the commit loses only unacknowledged appends; a crash after it loses
+//! nothing. If a batch fails, each append is retried alone so one bad append cannot sink the others.
+
+use std::{sync::Arc, time::Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{Backend, messages::MessageRow};
+use crate::{
+    auth::tokens::hash_token,
+    error::{Error, Result},
+    metrics::Metrics,
+};
+
+/// A message to append to a channel (or thread).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub channel_id: String,
+    pub channel_name: String,
+    /// `None` for a message directly in the channel.
+    pub thread_id: Option<String>,
+    pub user_id: Option<String>,
+    pub author_name: String,
+    pub content: String,
+    pub created_at: f64,
+    /// Replied-to message id and its author's name.
+    pub reply_to: Option<(String, String)>,
+    pub ping: Option<bool>,
+    /// `{"users","roles","replies"}` for the live packet.
+    pub pings: Value,
+    /// Embeds, attachments, interaction, webhook: stored as JSON.
+    pub extra: Option<Value>,
+    pub nonce: Option<String>,
+    pub nonce_window_s: f64,
+}
+
+/// What an append did once committed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// Stored with `seq`; `packet` is the serialised broadcast (no `listener`).
+    New { seq: i64, packet: String },
+    /// The nonce was used before for the same message: the original packet, nothing stored.
+    Duplicate { packet: String },
+    /// The nonce was used for a different target or content.
+    NonceConflict,
+    /// The nonce's original message has been deleted since.
+    OriginalDeleted,
+    /// The channel was deleted before the append committed.
+    ChannelGone,
+}
+
+/// Runs inside the writer after the commit, before the next batch: publishes in seq order.
+pub type OnCommit = Box<dyn FnOnce(&Appended) + Send>;
+
+struct Op {
+    message: NewMessage,
+    on_commit: OnCommit,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// Handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Op>,
+    stop: CancellationToken,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Writer {
+    pub(super) fn start(backend: Backend, batch_max: usize, metrics: Arc<Metrics>) -> Writer {
+        let (tx, rx) = mpsc::channel(8192);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(backend, rx, stop.clone(), batch_max, metrics));
+        Writer {
+            tx,
+            stop,
+            task: Arc::new(Mutex::new(Some(task))),
+        }
+    }
+
+    /// Appends a message; resolves after the commit and after `on_commit` ran.
+    pub async fn append(&self, message: NewMessage, on_commit: OnCommit) -> Result<Appended> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send(Op {
+                message,
+                on_commit,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Internal("writer stopped".into()))?;
+        done.await
+            .map_err(|_| Error::Internal("writer stopped".into()))?
+    }
+
+    /// Commits everything queued, then stops the task.
+    pub async fn drain(&self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run(
+    backend: Backend,
+    mut rx: mpsc::Receiver<Op>,
+    stop: CancellationToken,
+    batch_max: usize,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let first = tokio::select! {
+            op = rx.recv() => op,
+            () = stop.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first];
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let messages: Vec<&NewMessage> = batch.iter().map(|op| &op.message).collect();
+        match commit(&backend, &messages).await {
+            Ok(outcomes) => {
+                metrics.observe_commit(started.elapsed(), batch.len());
+                for (op, outcome) in batch.into_iter().zip(outcomes) {
+                    (op.on_commit)(&outcome);
+                    let _ = op.reply.send(Ok(outcome));
+                }
+            }
+            Err(batch_error) => {
+                tracing::warn!(error = %batch_error, size = batch.len(), "batch commit failed; retrying one by one");
+                for op in batch {
+                    match commit(&backend, &[&op.message]).await {
+                        Ok(mut outcomes) => {
+                            let outcome = outcomes.pop().unwrap_or(Appended::ChannelGone);
+                            (op.on_commit)(&outcome);
+                            let _ = op.reply.send(Ok(outcome));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "append failed");
+                            let _ = op.reply.send(Err(Error::Internal(e.to_string())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A message's nonce fingerprint: target and content, so a repeat can be told from a conflict.
+fn content_hash(m: &NewMessage) -> String {
+    hash_token(&format!(
+        "{}\u{0}{}\u{0}{}",
+        m.channel_id,
+        m.thread_id.as_deref().unwrap_or(""),
+        m.content
+    ))
+}
+
+/// The live `message_new` packet for a freshly stored message.
+fn render(m: &NewMessage, seq: i64) -> String {
+    let row = MessageRow {
+        id: m.id.clone(),
+        channel_id: m.channel_id.clone(),
+        thread_id: m.thread_id.clone().unwrap_or_default(),
+        user_id: m.user_id.clone(),
+        author: m.author_name.clone(),
+        content: m.content.clone(),
+        created_at: m.created_at,
+        seq,
+        edited: false,
+        pinned: false,
+        reply_to: m.reply_to.as_ref().map(|r| r.0.clone()),
+        reply_user: m.reply_to.as_ref().map(|r| r.1.clone()),
+        ping: m.ping,
+        extra: m.extra.as_ref().map(Value::to_string),
+    };
+    let mut message = crate::wire::message(&row);
+    message.insert("pings".into(), m.pings.clone());
+    if let Some(nonce) = &m.nonce {
+        message.insert("nonce".into(), json!(nonce));
+    }
+    crate::wire::packet(
+        "message_new",
+        json!({"message": message, "channel": m.channel_name, "thread_id": m.thread_id, "seq": seq, "global": true}),
+    )
+}
+
+/// One append inside an open transaction `$tx`; expands once per backend.
+macro_rules! apply {
+    ($tx:ident, $m:ident) => {{
+        let m: &NewMessage = $m;
+        let thread = m.thread_id.as_deref().unwrap_or("");
+        let mut outcome = None;
+        if let Some(nonce) = &m.nonce {
+            sqlx::query("DELETE FROM nonces WHERE user_id = $1 AND nonce = $2 AND created_at <= $3")
+                .bind(&m.user_id)
+                .bind(nonce)
+                .bind(m.created_at - m.nonce_window_s)
+                .execute(&mut *$tx)
+                .await?;
+            let prior: Option<(String, String)> =
+                sqlx::query_as("SELECT message_id, content_hash FROM nonces WHERE user_id = $1 AND nonce = $2")
+                    .bind(&m.user_id)
+                    .bind(nonce)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            if let Some((message_id, hash)) = prior {
+                outcome = Some(if hash != content_hash(m) {
+                    Appended::NonceConflict
+                } else {
+                    let packet: Option<(String,)> = sqlx::query_as(
+                        "SELECT e.payload FROM events e JOIN messages x ON x.id = e.message_id \
+                         WHERE e.message_id = $1 AND e.kind = 'message_new'",
+                    )
+                    .bind(&message_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                    match packet {
+                        Some((packet,)) => Appended::Duplicate { packet },
+                        None => Appended::OriginalDeleted,
+                    }
+                });
+            }
+        }
+        match outcome {
+            Some(o) => o,
+            None => {
+                let seq: Option<(i64,)> = sqlx::query_as("UPDATE channels SET seq = seq + 1 WHERE id = $1 RETURNING seq")
+                    .bind(&m.channel_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                match seq {
+                    None => Appended::ChannelGone,
+                    Some((seq,)) => {
+                        sqlx::query(
+                            "INSERT INTO messages (id, channel_id, thread_id, user_id, author_name, content, created_at, \
+                             seq, reply_to, ping, extra) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        )
+                        .bind(&m.id)
+                        .bind(&m.channel_id)
+                        .bind(thread)
+                        .bind(&m.user_id)
+                        .bind(&m.author_name)
+                        .bind(&m.content)
+                        .bind(m.created_at)
+                        .bind(seq)
+                        .bind(m.reply_to.as_ref().map(|r| r.0.as_str()))
+                        .bind(m.ping)
+                        .bind(m.extra.as_ref().map(Value::to_string))
+                        .execute(&mut *$tx)
+                        .await?;
+                        let packet = render(m, seq);
+                        sqlx::query(
+                            "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) \
+                             VALUES ($1, $2, 'message_new', $3, $4, $5)",
+                        )
+                        .bind(&m.channel_id)
+                        .bind(seq)
+                        .bind(&m.id)
+                        .bind(&packet)
+                        .bind(m.created_at)
+                        .execute(&mut *$tx)
+                        .await?;
+                        if let Some(nonce) = &m.nonce {
+                            sqlx::query(
+                                "INSERT INTO nonces (user_id, nonce, message_id, channel_id, thread_id, content_hash, created_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            )
+                            .bind(&m.user_id)
+                            .bind(nonce)
+                            .bind(&m.id)
+                            .bind(&m.channel_id)
+                            .bind(thread)
+                            .bind(content_hash(m))
+                            .bind(m.created_at)
+                            .execute(&mut *$tx)
+                            .await?;
+                        }
+                        Appended::New { seq, packet }
+                    }
+                }
+            }
+        }
+    }};
+}
+
+async fn commit(
+    backend: &Backend,
+    batch: &[&NewMessage],
+) -> std::result::Result<Vec<Appended>, sqlx::Error> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    match backend {
+        Backend::Sqlite(pool) => {
+            let mut tx = pool.begin().await?;
+            for m in batch {
+                outcomes.push(apply!(tx, m));
+            }
+            tx.commit().await?;
+        }
+        Backend::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            for m in batch {
+                outcomes.push(apply!(tx, m));
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(outcomes)
+}
