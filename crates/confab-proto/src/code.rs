@@ -105,11 +105,7 @@ mod tests {
 
     #[test]
     fn serde_name_matches_as_str() {
-        for code in [
-            ErrorCode::BadFrame,
-            ErrorCode::InvalidTokenPayload,
-            ErrorCode::AuthRateLimited,
-        ] {
+        for code in [ErrorCode::BadFrame, ErrorCode::InvalidTokenPayload, ErrorCode::AuthRateLimited] {
             let json = serde_json::to_value(code).unwrap_or_default();
             assert_eq!(json, serde_json::Value::String(code.as_str().to_owned()));
         }

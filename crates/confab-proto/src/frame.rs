@@ -102,15 +102,13 @@ mod tests {
 
     #[test]
     fn decodes_objects_and_arrays() {
-        let f =
-            decode_frame(r#"{"cmd":"ping","listener":"a"}"#).unwrap_or_else(|e| panic!("{e:?}"));
+        let f = decode_frame(r#"{"cmd":"ping","listener":"a"}"#).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(f.cmd, "ping");
         assert_eq!(f.listener(), Some("a"));
         let f = decode_frame(r#"["tokenauth","k3.9"]"#).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(f.cmd, "tokenauth");
         assert_eq!(f.body.get("val"), Some(&json!("k3.9")));
-        let f = decode_frame(r#"["auth",{"cmd":"x","username":"c"}]"#)
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        let f = decode_frame(r#"["auth",{"cmd":"x","username":"c"}]"#).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(f.cmd, "auth");
         assert_eq!(f.str("username"), Some("c"));
         assert!(decode_frame(r#"["ping"]"#).is_ok());
@@ -120,14 +118,8 @@ mod tests {
     fn reports_each_bad_frame_text() {
         let err = |t: &str| decode_frame(t).err().map(|e| e.text());
         assert_eq!(err("{"), Some("Invalid JSON".into()));
-        assert_eq!(
-            err("42"),
-            Some("Invalid message format: expected a dictionary, got number".into())
-        );
-        assert_eq!(
-            err("null"),
-            Some("Invalid message format: expected a dictionary, got null".into())
-        );
+        assert_eq!(err("42"), Some("Invalid message format: expected a dictionary, got number".into()));
+        assert_eq!(err("null"), Some("Invalid message format: expected a dictionary, got null".into()));
         assert_eq!(err("[]"), Some("Invalid array frame".into()));
         assert_eq!(err("[1]"), Some("Invalid array frame".into()));
         assert_eq!(err(r#"["a",1,2]"#), Some("Invalid array frame".into()));
@@ -137,8 +129,7 @@ mod tests {
     #[test]
     fn long_or_non_string_listener_is_ignored() {
         let long = "x".repeat(257);
-        let f = decode_frame(&format!(r#"{{"cmd":"ping","listener":"{long}"}}"#))
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        let f = decode_frame(&format!(r#"{{"cmd":"ping","listener":"{long}"}}"#)).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(f.listener(), None);
         let f = decode_frame(r#"{"cmd":"ping","listener":5}"#).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(f.listener(), None);

@@ -24,10 +24,7 @@ use crate::{
 fn rate_limited(wait: std::time::Duration) -> Error {
     Error::new(
         ErrorCode::AuthRateLimited,
-        format!(
-            "Too many authentication attempts. Try again in {} seconds",
-            whole_seconds(wait)
-        ),
+        format!("Too many authentication attempts. Try again in {} seconds", whole_seconds(wait)),
     )
 }
 
@@ -37,10 +34,7 @@ fn busy(_: Busy) -> Error {
 
 /// The `auth_error` for a banned account.
 pub fn banned() -> Error {
-    Error::new(
-        ErrorCode::Banned,
-        "Access denied: You are banned from this server",
-    )
+    Error::new(ErrorCode::Banned, "Access denied: You are banned from this server")
 }
 
 impl AppState {
@@ -52,10 +46,7 @@ impl AppState {
     /// Counts a failed attempt against `ip` and passes the error through.
     pub fn auth_failed(&self, ip: IpAddr, method: &str, err: Error) -> Error {
         let _ = self.throttle.charge_ip(ip);
-        self.metrics.inc(
-            "confab_auth_attempts_total",
-            format!("method=\"{method}\",outcome=\"failure\""),
-        );
+        self.metrics.inc("confab_auth_attempts_total", format!("method=\"{method}\",outcome=\"failure\""));
         err
     }
 
@@ -63,29 +54,18 @@ impl AppState {
         if self.config.auth_mode.local_enabled() {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorCode::LocalAuthDisabled,
-                "Local accounts are disabled on this server",
-            ))
+            Err(Error::new(ErrorCode::LocalAuthDisabled, "Local accounts are disabled on this server"))
         }
     }
 
     /// Registers a local account (checks in the order of PROTOCOL §2.3).
-    pub async fn register(
-        &self,
-        ip: IpAddr,
-        username: Option<&str>,
-        password: Option<&str>,
-    ) -> Result<User> {
+    pub async fn register(&self, ip: IpAddr, username: Option<&str>, password: Option<&str>) -> Result<User> {
         self.local_enabled()?;
         self.auth_gate(ip)?;
         let result = self.register_inner(username, password).await;
         match result {
             Ok(user) => {
-                self.metrics.inc(
-                    "confab_auth_attempts_total",
-                    "method=\"register\",outcome=\"success\"".into(),
-                );
+                self.metrics.inc("confab_auth_attempts_total", "method=\"register\",outcome=\"success\"".into());
                 Ok(user)
             }
             Err(e @ Error::Internal(_)) => Err(e),
@@ -96,79 +76,38 @@ impl AppState {
 
     async fn register_inner(&self, username: Option<&str>, password: Option<&str>) -> Result<User> {
         if !self.config.auth.allow_registration {
-            return Err(Error::new(
-                ErrorCode::RegistrationDisabled,
-                "Registration is disabled",
-            ));
+            return Err(Error::new(ErrorCode::RegistrationDisabled, "Registration is disabled"));
         }
         let (Some(username), Some(password)) = (username, password) else {
-            return Err(Error::new(
-                ErrorCode::MissingCredentials,
-                "Username and password required",
-            ));
+            return Err(Error::new(ErrorCode::MissingCredentials, "Username and password required"));
         };
         let name = names::username_length(username)?;
-        names::password_length(
-            password,
-            self.config.auth.password_min,
-            self.config.auth.password_max,
-        )?;
+        names::password_length(password, self.config.auth.password_min, self.config.auth.password_max)?;
         names::username_chars(name)?;
-        if name.eq_ignore_ascii_case(&self.config.system_username)
-            || self.store.user_by_name(name).await?.is_some()
-        {
-            return Err(Error::new(
-                ErrorCode::UsernameTaken,
-                "Username already taken",
-            ));
+        if name.eq_ignore_ascii_case(&self.config.system_username) || self.store.user_by_name(name).await?.is_some() {
+            return Err(Error::new(ErrorCode::UsernameTaken, "Username already taken"));
         }
         let hash = self.hasher.hash(password.to_owned()).await.map_err(busy)?;
-        self.create_account(name, AccountKind::Local, Some(hash))
-            .await
+        self.create_account(name, AccountKind::Local, Some(hash)).await
     }
 
     /// Creates an account with the configured default roles.
-    pub async fn create_account(
-        &self,
-        name: &str,
-        kind: AccountKind,
-        password_hash: Option<String>,
-    ) -> Result<User> {
+    pub async fn create_account(&self, name: &str, kind: AccountKind, password_hash: Option<String>) -> Result<User> {
         let dir = self.directory();
-        let role_ids = self
-            .config
-            .auth
-            .default_roles
-            .iter()
-            .filter_map(|r| dir.role(r).map(|r| r.id.clone()))
-            .collect();
-        self.store
-            .user_create(NewUser {
-                username: name,
-                kind,
-                password_hash,
-                role_ids,
-            })
-            .await
+        let role_ids =
+            self.config.auth.default_roles.iter().filter_map(|r| dir.role(r).map(|r| r.id.clone())).collect();
+        self.store.user_create(NewUser { username: name, kind, password_hash, role_ids }).await
     }
 
     /// Checks a username and password (PROTOCOL §2.3, §8.3).
-    pub async fn login(
-        &self,
-        ip: IpAddr,
-        username: Option<&str>,
-        password: Option<&str>,
-    ) -> Result<User> {
+    pub async fn login(&self, ip: IpAddr, username: Option<&str>, password: Option<&str>) -> Result<User> {
         self.local_enabled()?;
         self.auth_gate(ip)?;
         let (Some(username), Some(password)) = (username, password) else {
             return Err(self.auth_failed(
                 ip,
                 "password",
-                Error::new(
-                    ErrorCode::MissingCredentials,
-                    "Username and password required",
-                ),
+                Error::new(ErrorCode::MissingCredentials, "Username and password required"),
             ));
         };
         let key = names::fold(username);
@@ -180,45 +119,27 @@ impl AppState {
             return Err(self.auth_failed(
                 ip,
                 "password",
-                Error::new(
-                    ErrorCode::WrongAuthMethod,
-                    "This account uses Rotur authentication",
-                ),
+                Error::new(ErrorCode::WrongAuthMethod, "This account uses Rotur authentication"),
             ));
         }
-        let stored = user
-            .as_ref()
-            .filter(|u| u.kind == AccountKind::Local.as_str())
-            .and_then(|u| u.password_hash.clone());
-        let verdict = self
-            .hasher
-            .verify(password.to_owned(), stored)
-            .await
-            .map_err(busy)?;
+        let stored =
+            user.as_ref().filter(|u| u.kind == AccountKind::Local.as_str()).and_then(|u| u.password_hash.clone());
+        let verdict = self.hasher.verify(password.to_owned(), stored).await.map_err(busy)?;
         match (user, verdict) {
             (Some(user), Verified::Ok { rehash }) => {
                 if let Some(new_hash) = rehash {
-                    self.store
-                        .user_set_password_hash(&user.id, &new_hash)
-                        .await?;
+                    self.store.user_set_password_hash(&user.id, &new_hash).await?;
                 }
                 if user.banned {
                     return Err(self.auth_failed(ip, "password", banned()));
                 }
                 self.throttle.succeed_name(&key);
-                self.metrics.inc(
-                    "confab_auth_attempts_total",
-                    "method=\"password\",outcome=\"success\"".into(),
-                );
+                self.metrics.inc("confab_auth_attempts_total", "method=\"password\",outcome=\"success\"".into());
                 Ok(user)
             }
             _ => {
                 self.throttle.fail_name(&key);
-                Err(self.auth_failed(
-                    ip,
-                    "password",
-                    Error::new(ErrorCode::InvalidCredentials, "Invalid password"),
-                ))
+                Err(self.auth_failed(ip, "password", Error::new(ErrorCode::InvalidCredentials, "Invalid password")))
             }
         }
     }
@@ -230,18 +151,11 @@ impl AppState {
         let invalid = || Error::new(ErrorCode::InvalidToken, "Invalid or expired token");
         let payload = || Error::new(ErrorCode::InvalidTokenPayload, "Invalid token payload");
         let outcome = async {
-            let id = self
-                .jwt
-                .verify(token, crate::store::now())
-                .map_err(|e| match e {
-                    JwtError::Invalid => invalid(),
-                    JwtError::Payload => payload(),
-                })?;
-            let user = self
-                .store
-                .user_by_id(&id.user_id)
-                .await?
-                .ok_or_else(payload)?;
+            let id = self.jwt.verify(token, crate::store::now()).map_err(|e| match e {
+                JwtError::Invalid => invalid(),
+                JwtError::Payload => payload(),
+            })?;
+            let user = self.store.user_by_id(&id.user_id).await?.ok_or_else(payload)?;
             match self.store.session_user(&id.session_id).await? {
                 Some(owner) if owner == user.id => {}
                 _ => return Err(invalid()),
@@ -254,10 +168,7 @@ impl AppState {
         .await;
         match outcome {
             Ok(ok) => {
-                self.metrics.inc(
-                    "confab_auth_attempts_total",
-                    "method=\"token\",outcome=\"success\"".into(),
-                );
+                self.metrics.inc("confab_auth_attempts_total", "method=\"token\",outcome=\"success\"".into());
                 Ok(ok)
             }
             Err(e @ Error::Internal(_)) => Err(e),
@@ -268,10 +179,7 @@ impl AppState {
     /// Starts a session family and returns `(sid, access token)`.
     pub async fn start_session(&self, user: &User, method: &str) -> Result<(String, String)> {
         let now = crate::store::now();
-        let sid = self
-            .store
-            .session_create(&user.id, method, now + self.config.auth.family_max_s as f64)
-            .await?;
+        let sid = self.store.session_create(&user.id, method, now + self.config.auth.family_max_s as f64).await?;
         let access = self.jwt.issue(&user.id, &sid, now);
         Ok((sid, access))
     }
@@ -281,9 +189,7 @@ impl AppState {
         let (sid, access) = self.start_session(user, method).await?;
         let refresh = random_token();
         let expires = crate::store::now() + self.config.auth.refresh_ttl_s as f64;
-        self.store
-            .refresh_insert(&sid, &hash_token(&refresh), expires)
-            .await?;
+        self.store.refresh_insert(&sid, &hash_token(&refresh), expires).await?;
         Ok(self.token_set_json(user, &access, &refresh))
     }
 

@@ -28,45 +28,22 @@ async fn role_ids(store: &Store, roles: &[String]) -> Result<Vec<String>> {
 }
 
 /// Creates a local account with a password and exactly `roles` (default: `auth.default_roles`).
-pub async fn user_add(
-    store: &Store,
-    config: &Config,
-    name: &str,
-    roles: &[String],
-    password: &str,
-) -> Result<String> {
+pub async fn user_add(store: &Store, config: &Config, name: &str, roles: &[String], password: &str) -> Result<String> {
     let name = names::username(name)?;
     if name.eq_ignore_ascii_case(&config.system_username) {
-        return Err(Error::new(
-            confab_proto::ErrorCode::UsernameTaken,
-            "Username already taken",
-        ));
+        return Err(Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken"));
     }
     names::password_length(password, config.auth.password_min, config.auth.password_max)?;
-    let roles = if roles.is_empty() {
-        config.auth.default_roles.clone()
-    } else {
-        roles.to_vec()
-    };
+    let roles = if roles.is_empty() { config.auth.default_roles.clone() } else { roles.to_vec() };
     let role_ids = role_ids(store, &roles).await?;
     let hash = Hasher::new(1, 1)
         .hash(password.to_owned())
         .await
         .map_err(|_| Error::Internal("hashing pool unavailable".into()))?;
     let user = store
-        .user_create(NewUser {
-            username: name,
-            kind: AccountKind::Local,
-            password_hash: Some(hash),
-            role_ids,
-        })
+        .user_create(NewUser { username: name, kind: AccountKind::Local, password_hash: Some(hash), role_ids })
         .await?;
-    Ok(format!(
-        "created {} ({}) with roles {}",
-        user.username,
-        user.id,
-        roles.join(", ")
-    ))
+    Ok(format!("created {} ({}) with roles {}", user.username, user.id, roles.join(", ")))
 }
 
 /// One line per account: name, id, kind, roles, and whether it is banned.
@@ -77,36 +54,19 @@ pub async fn user_list(store: &Store) -> Result<String> {
     for u in store.users_all().await? {
         let mine: Vec<&str> = roles
             .iter()
-            .filter(|r| {
-                assignments
-                    .iter()
-                    .any(|(uid, rid)| *uid == u.id && *rid == r.id)
-            })
+            .filter(|r| assignments.iter().any(|(uid, rid)| *uid == u.id && *rid == r.id))
             .map(|r| r.name.as_str())
             .collect();
         let banned = if u.banned { " banned" } else { "" };
-        out.push_str(&format!(
-            "{}\t{}\t{}\t{}{banned}\n",
-            u.username,
-            u.id,
-            u.kind,
-            mine.join(",")
-        ));
+        out.push_str(&format!("{}\t{}\t{}\t{}{banned}\n", u.username, u.id, u.kind, mine.join(",")));
     }
     Ok(out)
 }
 
 /// Replaces an account's roles with exactly `roles`.
 pub async fn user_set_roles(store: &Store, name: &str, roles: &[String]) -> Result<String> {
-    let user = store
-        .user_by_name(name)
-        .await?
-        .ok_or_else(|| Error::not_found("User not found"))?;
+    let user = store.user_by_name(name).await?.ok_or_else(|| Error::not_found("User not found"))?;
     let ids = role_ids(store, roles).await?;
     store.user_set_roles(&user.id, &ids).await?;
-    Ok(format!(
-        "{} now has roles {}",
-        user.username,
-        roles.join(", ")
-    ))
+    Ok(format!("{} now has roles {}", user.username, roles.join(", ")))
 }

@@ -188,12 +188,7 @@ impl Default for Config {
 
 impl Default for ServerInfo {
     fn default() -> Self {
-        ServerInfo {
-            name: "Confab".to_owned(),
-            owner: "Admin".to_owned(),
-            icon: String::new(),
-            banner: String::new(),
-        }
+        ServerInfo { name: "Confab".to_owned(), owner: "Admin".to_owned(), icon: String::new(), banner: String::new() }
     }
 }
 
@@ -244,19 +239,13 @@ impl Default for LimitsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig {
-            allow: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
-            token: String::new(),
-        }
+        MetricsConfig { allow: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()], token: String::new() }
     }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            batch_max: 512,
-            pool_size: 8,
-        }
+        StoreConfig { batch_max: 512, pool_size: 8 }
     }
 }
 
@@ -280,26 +269,18 @@ pub struct ConfigError(pub String);
 
 impl Config {
     /// Loads the layers in order and validates the result.
-    pub fn load(
-        file: Option<&std::path::Path>,
-        overrides: &Overrides,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
                 if !path.exists() {
-                    return Err(ConfigError(format!(
-                        "config file {} does not exist",
-                        path.display()
-                    )));
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
                 }
                 figment = figment.merge(Toml::file(path));
             }
             None => figment = figment.merge(Toml::file("confab.toml")),
         }
-        figment = figment
-            .merge(Env::prefixed("CONFAB_").split("__"))
-            .merge(Serialized::defaults(overrides));
+        figment = figment.merge(Env::prefixed("CONFAB_").split("__")).merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
         config.validated()
     }
@@ -308,11 +289,7 @@ impl Config {
     pub fn validated(mut self) -> Result<Config, ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
         if self.public_url.is_empty() {
-            let scheme = if self.tls.cert_file.is_some() {
-                "https"
-            } else {
-                "http"
-            };
+            let scheme = if self.tls.cert_file.is_some() { "https" } else { "http" };
             self.public_url = format!("{scheme}://{}", self.listen);
         }
         self.public_url = self.public_url.trim_end_matches('/').to_owned();
@@ -324,19 +301,13 @@ impl Config {
             && !self.database_url.starts_with("postgresql://")
             && !self.database_url.starts_with("sqlite:")
         {
-            return bad(
-                "database_url",
-                "must be empty, a sqlite: URL or a postgres:// URL",
-            );
+            return bad("database_url", "must be empty, a sqlite: URL or a postgres:// URL");
         }
         if self.security.heartbeat_s == 0 {
             return bad("security.heartbeat_s", "must be at least 1");
         }
         if self.security.dead_peer_s < 2 * self.security.heartbeat_s {
-            return bad(
-                "security.dead_peer_s",
-                "must be at least twice security.heartbeat_s",
-            );
+            return bad("security.dead_peer_s", "must be at least twice security.heartbeat_s");
         }
         if self.security.auth_deadline_s == 0 {
             return bad("security.auth_deadline_s", "must be at least 1");
@@ -344,15 +315,11 @@ impl Config {
         if self.security.frame_max < 1024 {
             return bad("security.frame_max", "must be at least 1024 bytes");
         }
-        if self.security.max_connections_per_user == 0 || self.security.max_connections_per_ip == 0
-        {
+        if self.security.max_connections_per_user == 0 || self.security.max_connections_per_ip == 0 {
             return bad("security.max_connections_per_*", "must be at least 1");
         }
         if self.auth.password_min == 0 || self.auth.password_min > self.auth.password_max {
-            return bad(
-                "auth.password_min",
-                "must be between 1 and auth.password_max",
-            );
+            return bad("auth.password_min", "must be between 1 and auth.password_max");
         }
         if self.auth.access_ttl_s == 0 || self.auth.access_ttl_s > 86_400 {
             return bad("auth.access_ttl_s", "must be between 1 and 86400");
@@ -364,10 +331,7 @@ impl Config {
             return bad("limits.post_content", "must be at least 1");
         }
         if self.limits.queue_packets < 16 || self.limits.queue_bytes < 16 * 1024 {
-            return bad(
-                "limits.queue_*",
-                "must allow at least 16 packets and 16 KiB",
-            );
+            return bad("limits.queue_*", "must allow at least 16 packets and 16 KiB");
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return bad("tls", "set both tls.cert_file and tls.key_file, or neither");
@@ -382,10 +346,7 @@ impl Config {
         }
         for cidr in &self.security.trusted_proxies {
             if crate::domain::net::Cidr::parse(cidr).is_none() {
-                return bad(
-                    "security.trusted_proxies",
-                    &format!("`{cidr}` is not a CIDR"),
-                );
+                return bad("security.trusted_proxies", &format!("`{cidr}` is not a CIDR"));
             }
         }
         if self.auth.jwt_issuer.is_empty() {
@@ -411,9 +372,7 @@ impl Config {
             && let Some(colon) = shown.database_url[..at].rfind(':')
             && !shown.database_url[..colon].ends_with('/')
         {
-            shown
-                .database_url
-                .replace_range(colon + 1..at, "[redacted]");
+            shown.database_url.replace_range(colon + 1..at, "[redacted]");
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
@@ -436,16 +395,8 @@ mod tests {
         c.security.dead_peer_s = 10;
         let err = c.validated().unwrap_err().to_string();
         assert!(err.contains("security.dead_peer_s"), "{err}");
-        let c = Config {
-            database_url: "mysql://x".into(),
-            ..Config::default()
-        };
-        assert!(
-            c.validated()
-                .unwrap_err()
-                .to_string()
-                .contains("database_url")
-        );
+        let c = Config { database_url: "mysql://x".into(), ..Config::default() };
+        assert!(c.validated().unwrap_err().to_string().contains("database_url"));
     }
 
     #[test]

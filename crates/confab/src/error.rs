@@ -23,10 +23,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A client error with `code` and exact text.
     pub fn new(code: ErrorCode, text: impl Into<String>) -> Error {
-        Error::Client {
-            code,
-            text: text.into(),
-        }
+        Error::Client { code, text: text.into() }
     }
     pub fn bad_request(text: impl Into<String>) -> Error {
         Error::new(ErrorCode::BadRequest, text)
@@ -65,12 +62,10 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         use ErrorCode::*;
         match self.code() {
-            BadFrame | BadRequest | MissingCredentials | InvalidUsername | InvalidPassword => {
-                StatusCode::BAD_REQUEST
-            }
+            BadFrame | BadRequest | MissingCredentials | InvalidUsername | InvalidPassword => StatusCode::BAD_REQUEST,
             NotFound => StatusCode::NOT_FOUND,
-            Forbidden | Banned | RegistrationDisabled | WrongAuthMethod | LocalAuthDisabled
-            | RoturDisabled | BotsDisabled => StatusCode::FORBIDDEN,
+            Forbidden | Banned | RegistrationDisabled | WrongAuthMethod | LocalAuthDisabled | RoturDisabled
+            | BotsDisabled => StatusCode::FORBIDDEN,
             Conflict | UsernameTaken | NonceConflict => StatusCode::CONFLICT,
             TooLong | TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthenticated

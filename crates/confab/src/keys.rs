@@ -26,10 +26,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// The signing keys: `auth.jwt_secret` when set, else `<data_dir>/jwt.key`, created on first start.
@@ -37,18 +34,11 @@ pub fn load(config: &Config) -> anyhow::Result<JwtKeys> {
     let secret = if !config.auth.jwt_secret.is_empty() {
         unhex(&config.auth.jwt_secret).unwrap_or_else(|| config.auth.jwt_secret.as_bytes().to_vec())
     } else {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
         load_or_create(&config.data_dir.join(KEY_FILE))?
     };
     let auth = &config.auth;
-    Ok(JwtKeys::new(
-        "k1",
-        secret,
-        &auth.jwt_issuer,
-        &auth.jwt_audience,
-        auth.access_ttl_s,
-    ))
+    Ok(JwtKeys::new("k1", secret, &auth.jwt_issuer, &auth.jwt_audience, auth.access_ttl_s))
 }
 
 fn load_or_create(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -58,13 +48,8 @@ fn load_or_create(path: &Path) -> anyhow::Result<Vec<u8>> {
             if mode & 0o077 != 0 {
                 tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "signing key is readable by others");
             }
-            let key =
-                unhex(&text).with_context(|| format!("{} is not a hex key", path.display()))?;
-            anyhow::ensure!(
-                key.len() >= 32,
-                "{} holds fewer than 256 bits",
-                path.display()
-            );
+            let key = unhex(&text).with_context(|| format!("{} is not a hex key", path.display()))?;
+            anyhow::ensure!(key.len() >= 32, "{} holds fewer than 256 bits", path.display());
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -85,25 +70,19 @@ fn load_or_create(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A rustls server configuration (ring provider, no global default) from PEM files.
-pub fn tls_config(
-    cert: &Path,
-    key: &Path,
-) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading {}", cert.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing {}", cert.display()))?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
-        Arc::new(server),
-    ))
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server)))
 }
 
 #[cfg(test)]
@@ -116,10 +95,7 @@ mod tests {
         let path = dir.path().join(KEY_FILE);
         let first = load_or_create(&path).unwrap();
         assert_eq!(first.len(), 32);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(load_or_create(&path).unwrap(), first);
     }
 }

@@ -43,28 +43,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Opens the configured store, migrates and bootstraps it.
 pub async fn open_store(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
     let location = store::Location::from_config(&config.database_url, &config.data_dir);
-    let store = Store::open(
-        &location,
-        config.store.pool_size,
-        config.store.batch_max,
-        metrics,
-    )
-    .await
-    .context("opening the database")?;
-    store
-        .bootstrap()
+    let store = Store::open(&location, config.store.pool_size, config.store.batch_max, metrics)
         .await
-        .context("creating default roles and channels")?;
+        .context("opening the database")?;
+    store.bootstrap().await.context("creating default roles and channels")?;
     Ok(store)
 }
 
 /// Serves HTTP and WebSocket on `listener` until `shutdown` is cancelled, then closes every socket
 /// with 1001, commits everything acknowledged and returns.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let store = open_store(&config, metrics.clone()).await?;
     run_with_store(listener, config, store, metrics, shutdown).await
@@ -80,10 +68,7 @@ pub async fn run_with_store(
 ) -> anyhow::Result<()> {
     let jwt = keys::load(&config).context("loading the signing key")?;
     let state = AppState::new(config, store.clone(), jwt, metrics, shutdown.clone());
-    state
-        .reload_directory()
-        .await
-        .context("loading channels and roles")?;
+    state.reload_directory().await.context("loading channels and roles")?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, store = store.kind(), public_url = %state.config.public_url, "confab serving");
 
@@ -117,22 +102,12 @@ pub async fn run_with_store(
                 stop.await;
                 h.graceful_shutdown(Some(SHUTDOWN_GRACE));
             });
-            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
-                .handle(handle)
-                .serve(app)
-                .await?;
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(app).await?;
         }
-        _ => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await?
-        }
+        _ => axum::serve(listener, app).with_graceful_shutdown(stop).await?,
     }
     state.sessions.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, state.sessions.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.sessions.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
     }
     pruner.abort();

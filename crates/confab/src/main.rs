@@ -95,12 +95,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         ..Overrides::default()
     };
     let mut dev = false;
-    if let Command::Serve {
-        listen,
-        public_url,
-        dev: d,
-    } = &cli.command
-    {
+    if let Command::Serve { listen, public_url, dev: d } = &cli.command {
         overrides.listen = listen.clone();
         overrides.public_url = public_url.clone();
         dev = *d;
@@ -127,9 +122,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                     confab::admin::user_add(&store, &config, &name, &roles, &password).await
                 }
                 UserCommand::List => confab::admin::user_list(&store).await,
-                UserCommand::SetRole { name, roles } => {
-                    confab::admin::user_set_roles(&store, &name, &roles).await
-                }
+                UserCommand::SetRole { name, roles } => confab::admin::user_set_roles(&store, &name, &roles).await,
             };
             store.close().await;
             let out = out.map_err(|e| anyhow::anyhow!("{}", e.text()))?;
@@ -156,21 +149,16 @@ fn read_password() -> anyhow::Result<String> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     if config.dev {
-        eprintln!(
-            "WARNING: --dev is on. Development conveniences are enabled; never use this in production."
-        );
+        eprintln!("WARNING: --dev is on. Development conveniences are enabled; never use this in production.");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal as unix_signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            unix_signal(SignalKind::terminate()),
-            unix_signal(SignalKind::interrupt()),
-        ) else {
+        let (Ok(mut term), Ok(mut int)) = (unix_signal(SignalKind::terminate()), unix_signal(SignalKind::interrupt()))
+        else {
             return;
         };
         tokio::select! {

@@ -13,9 +13,7 @@ use std::{
 
 use dashmap::DashMap;
 
-const BUCKETS: [f64; 13] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
+const BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -33,8 +31,7 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -47,61 +44,17 @@ pub struct Metrics {
 }
 
 const HELP: [(&str, &str, &str); 11] = [
-    (
-        "confab_connections",
-        "gauge",
-        "Open WebSocket connections by state.",
-    ),
-    (
-        "confab_commands_total",
-        "counter",
-        "Commands handled, by command and outcome.",
-    ),
-    (
-        "confab_command_seconds",
-        "histogram",
-        "Time to handle a command.",
-    ),
-    (
-        "confab_rate_limited_total",
-        "counter",
-        "Requests refused by a rate limit, by class.",
-    ),
-    (
-        "confab_auth_attempts_total",
-        "counter",
-        "Authentication attempts by method and outcome.",
-    ),
-    (
-        "confab_closes_total",
-        "counter",
-        "Connections closed by the server, by close code.",
-    ),
-    (
-        "confab_db_commit_seconds",
-        "histogram",
-        "Duration of group commits.",
-    ),
-    (
-        "confab_db_commit_batch_total",
-        "counter",
-        "Messages committed by the group-commit writer.",
-    ),
-    (
-        "confab_frames_in_total",
-        "counter",
-        "Frames received from clients.",
-    ),
-    (
-        "confab_frames_out_total",
-        "counter",
-        "Packets queued to clients.",
-    ),
-    (
-        "confab_queue_overflows_total",
-        "counter",
-        "Connections closed because their outbound queue overflowed.",
-    ),
+    ("confab_connections", "gauge", "Open WebSocket connections by state."),
+    ("confab_commands_total", "counter", "Commands handled, by command and outcome."),
+    ("confab_command_seconds", "histogram", "Time to handle a command."),
+    ("confab_rate_limited_total", "counter", "Requests refused by a rate limit, by class."),
+    ("confab_auth_attempts_total", "counter", "Authentication attempts by method and outcome."),
+    ("confab_closes_total", "counter", "Connections closed by the server, by close code."),
+    ("confab_db_commit_seconds", "histogram", "Duration of group commits."),
+    ("confab_db_commit_batch_total", "counter", "Messages committed by the group-commit writer."),
+    ("confab_frames_in_total", "counter", "Frames received from clients."),
+    ("confab_frames_out_total", "counter", "Packets queued to clients."),
+    ("confab_queue_overflows_total", "counter", "Connections closed because their outbound queue overflowed."),
 ];
 
 impl Metrics {
@@ -111,10 +64,7 @@ impl Metrics {
             c.fetch_add(n, Ordering::Relaxed);
             return;
         }
-        self.counters
-            .entry((name, labels))
-            .or_default()
-            .fetch_add(n, Ordering::Relaxed);
+        self.counters.entry((name, labels)).or_default().fetch_add(n, Ordering::Relaxed);
     }
 
     /// Increments counter `name{labels}`.
@@ -124,10 +74,7 @@ impl Metrics {
 
     /// Moves gauge `name{labels}` by `delta`.
     pub fn gauge(&self, name: &'static str, labels: String, delta: i64) {
-        self.gauges
-            .entry((name, labels))
-            .or_default()
-            .fetch_add(delta, Ordering::Relaxed);
+        self.gauges.entry((name, labels)).or_default().fetch_add(delta, Ordering::Relaxed);
     }
 
     /// Records a duration in histogram `name{labels}`.
@@ -136,10 +83,7 @@ impl Metrics {
             h.observe(d);
             return;
         }
-        self.histograms
-            .entry((name, labels))
-            .or_default()
-            .observe(d);
+        self.histograms.entry((name, labels)).or_default().observe(d);
     }
 
     /// One group commit of `size` messages took `d`.
@@ -204,11 +148,7 @@ impl Metrics {
 }
 
 fn braces(labels: &str) -> String {
-    if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    }
+    if labels.is_empty() { String::new() } else { format!("{{{labels}}}") }
 }
 
 #[cfg(test)]
@@ -218,21 +158,12 @@ mod tests {
     #[test]
     fn renders_counters_gauges_and_histograms() {
         let m = Metrics::default();
-        m.inc(
-            "confab_commands_total",
-            "cmd=\"ping\",outcome=\"ok\"".into(),
-        );
-        m.inc(
-            "confab_commands_total",
-            "cmd=\"ping\",outcome=\"ok\"".into(),
-        );
+        m.inc("confab_commands_total", "cmd=\"ping\",outcome=\"ok\"".into());
+        m.inc("confab_commands_total", "cmd=\"ping\",outcome=\"ok\"".into());
         m.gauge("confab_connections", "state=\"open\"".into(), 3);
         m.observe_commit(Duration::from_millis(2), 5);
         let text = m.render();
-        assert!(
-            text.contains("confab_commands_total{cmd=\"ping\",outcome=\"ok\"} 2"),
-            "{text}"
-        );
+        assert!(text.contains("confab_commands_total{cmd=\"ping\",outcome=\"ok\"} 2"), "{text}");
         assert!(text.contains("confab_connections{state=\"open\"} 3"));
         assert!(text.contains("confab_db_commit_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("confab_db_commit_batch_total 5"));

@@ -79,27 +79,17 @@ impl Directory {
         self.channels
             .iter()
             .find(|c| c.row.name == name)
-            .or_else(|| {
-                self.channels
-                    .iter()
-                    .find(|c| c.row.name.to_lowercase() == name.to_lowercase())
-            })
+            .or_else(|| self.channels.iter().find(|c| c.row.name.to_lowercase() == name.to_lowercase()))
     }
 
     /// A role by name, case-insensitively.
     pub fn role(&self, name: &str) -> Option<&Role> {
-        self.roles
-            .iter()
-            .find(|r| r.name.eq_ignore_ascii_case(name))
+        self.roles.iter().find(|r| r.name.eq_ignore_ascii_case(name))
     }
 
     /// Roles for the given ids, highest position first.
     pub fn roles_of(&self, ids: &[String]) -> Vec<Role> {
-        self.roles
-            .iter()
-            .filter(|r| ids.contains(&r.id))
-            .cloned()
-            .collect()
+        self.roles.iter().filter(|r| ids.contains(&r.id)).cloned().collect()
     }
 
     /// The actor for a set of roles (sorted highest first).
@@ -107,19 +97,12 @@ impl Directory {
         let mut permissions: Vec<String> = roles.iter().flat_map(Role::permission_list).collect();
         permissions.sort();
         permissions.dedup();
-        Actor {
-            roles: roles.iter().map(|r| r.name.clone()).collect(),
-            permissions,
-        }
+        Actor { roles: roles.iter().map(|r| r.name.clone()).collect(), permissions }
     }
 
     /// Ids of the channels `actor` may view.
     pub fn viewable(&self, actor: &Actor) -> Vec<String> {
-        self.channels
-            .iter()
-            .filter(|c| actor.channel_allows(&c.perms, "view"))
-            .map(|c| c.row.id.clone())
-            .collect()
+        self.channels.iter().filter(|c| actor.channel_allows(&c.perms, "view")).map(|c| c.row.id.clone()).collect()
     }
 }
 
@@ -209,12 +192,7 @@ impl AppState {
         let dir = self.directory();
         let roles = dir.roles_of(&ids);
         let actor = dir.actor(&roles);
-        Ok(Identity {
-            user,
-            roles,
-            actor,
-            session_id,
-        })
+        Ok(Identity { user, roles, actor, session_id })
     }
 
     /// Role names per account id, highest first, for listings.
@@ -224,10 +202,7 @@ impl AppState {
         for (user, role) in self.store.all_user_roles().await? {
             map.entry(user).or_default().push(role);
         }
-        Ok(map
-            .into_iter()
-            .map(|(u, ids)| (u, dir.roles_of(&ids)))
-            .collect())
+        Ok(map.into_iter().map(|(u, ids)| (u, dir.roles_of(&ids))).collect())
     }
 
     /// The server's displayed name, owner, icon and banner (settings override the config).
@@ -235,9 +210,7 @@ impl AppState {
         let cfg = &self.config.server;
         let get = |key: &'static str, default: &str| {
             let default = default.to_owned();
-            async move {
-                Ok::<_, crate::error::Error>(self.store.setting(key).await?.unwrap_or(default))
-            }
+            async move { Ok::<_, crate::error::Error>(self.store.setting(key).await?.unwrap_or(default)) }
         };
         Ok(json!({
             "name": get("server.name", &cfg.name).await?,

@@ -22,10 +22,7 @@ pub fn message(row: &MessageRow) -> Map<String, Value> {
     m.insert("interaction".into(), Value::Null);
     m.insert("seq".into(), json!(row.seq));
     if let Some(reply) = &row.reply_to {
-        m.insert(
-            "reply_to".into(),
-            json!({"id": reply, "user": row.reply_user.as_deref().unwrap_or("")}),
-        );
+        m.insert("reply_to".into(), json!({"id": reply, "user": row.reply_user.as_deref().unwrap_or("")}));
     }
     if let Some(ping) = row.ping {
         m.insert("ping".into(), json!(ping));
@@ -33,11 +30,7 @@ pub fn message(row: &MessageRow) -> Map<String, Value> {
     if row.edited {
         m.insert("edited".into(), json!(true));
     }
-    if let Some(Value::Object(extra)) = row
-        .extra
-        .as_deref()
-        .and_then(|e| serde_json::from_str(e).ok())
-    {
+    if let Some(Value::Object(extra)) = row.extra.as_deref().and_then(|e| serde_json::from_str(e).ok()) {
         for key in EXTRA_KEYS {
             if let Some(v) = extra.get(key) {
                 m.insert(key.into(), v.clone());
@@ -84,10 +77,7 @@ pub fn with_fields(packet: &str, fields: &[(&str, Value)]) -> String {
 
 /// A role colour for presence packets: the highest-positioned role with a colour (PROTOCOL §2.11).
 pub fn color_of(roles: &[crate::store::roles::Role]) -> Value {
-    roles
-        .iter()
-        .find_map(|r| r.color.clone())
-        .map_or(Value::Null, Value::String)
+    roles.iter().find_map(|r| r.color.clone()).map_or(Value::Null, Value::String)
 }
 
 #[cfg(test)]
@@ -103,9 +93,6 @@ mod tests {
         assert_eq!(v["val"], "pong");
         assert_eq!(with_listener(&p, None), p);
         let empty = with_listener("{}", Some("x"));
-        assert_eq!(
-            serde_json::from_str::<Value>(&empty).unwrap()["listener"],
-            "x"
-        );
+        assert_eq!(serde_json::from_str::<Value>(&empty).unwrap()["listener"], "x");
     }
 }

@@ -43,9 +43,7 @@ pub struct JwtKeys {
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKeys")
-            .field("kids", &self.keys.iter().map(|k| &k.0).collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("JwtKeys").field("kids", &self.keys.iter().map(|k| &k.0).collect::<Vec<_>>()).finish()
     }
 }
 
@@ -82,11 +80,8 @@ impl JwtKeys {
             "iss": self.issuer, "aud": self.audience, "sub": sub, "sid": sid,
             "iat": iat, "exp": iat + self.ttl_s as i64, "jti": uuid::Uuid::now_v7().to_string(),
         });
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut mac = Self::mac(secret);
         mac.update(signing_input.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -96,9 +91,7 @@ impl JwtKeys {
     /// Verifies `token` at time `now` (Unix seconds). Revocation of `sid` is checked by the caller.
     pub fn verify(&self, token: &str, now: f64) -> Result<AccessIdentity, JwtError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(JwtError::Invalid);
         };
         let header = decode_object(h).ok_or(JwtError::Invalid)?;
@@ -112,14 +105,7 @@ impl JwtKeys {
         }
         let secret = match header.get("kid") {
             None => &self.keys[0].1,
-            Some(Value::String(kid)) => {
-                &self
-                    .keys
-                    .iter()
-                    .find(|(k, _)| k == kid)
-                    .ok_or(JwtError::Invalid)?
-                    .1
-            }
+            Some(Value::String(kid)) => &self.keys.iter().find(|(k, _)| k == kid).ok_or(JwtError::Invalid)?.1,
             Some(_) => return Err(JwtError::Invalid),
         };
         let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Invalid)?;
@@ -135,18 +121,13 @@ impl JwtKeys {
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => *a == self.audience,
-            Some(Value::Array(list)) => list
-                .iter()
-                .any(|a| a.as_str() == Some(self.audience.as_str())),
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(self.audience.as_str())),
             _ => false,
         };
         if !aud_ok {
             return Err(JwtError::Invalid);
         }
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .ok_or(JwtError::Invalid)?;
+        let exp = claims.get("exp").and_then(Value::as_f64).ok_or(JwtError::Invalid)?;
         if now > exp + SKEW_S {
             return Err(JwtError::Invalid);
         }
@@ -156,21 +137,12 @@ impl JwtKeys {
                 return Err(JwtError::Invalid);
             }
         }
-        let sub = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .ok_or(JwtError::Payload)?;
-        let sid = claims
-            .get("sid")
-            .and_then(Value::as_str)
-            .ok_or(JwtError::Payload)?;
+        let sub = claims.get("sub").and_then(Value::as_str).ok_or(JwtError::Payload)?;
+        let sid = claims.get("sid").and_then(Value::as_str).ok_or(JwtError::Payload)?;
         if uuid::Uuid::parse_str(sub).is_err() || sid.is_empty() || sid.len() > 64 {
             return Err(JwtError::Payload);
         }
-        Ok(AccessIdentity {
-            user_id: sub.to_owned(),
-            session_id: sid.to_owned(),
-        })
+        Ok(AccessIdentity { user_id: sub.to_owned(), session_id: sid.to_owned() })
     }
 }
 
@@ -184,17 +156,11 @@ fn decode_object(part: &str) -> Option<serde_json::Map<String, Value>> {
 
 /// Signs arbitrary header and claims with `secret`; tests use it to forge tokens of other kinds.
 pub fn sign_raw(header: &Value, claims: &Value, secret: &[u8]) -> String {
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let mut mac = JwtKeys::mac(secret);
     mac.update(input.as_bytes());
-    format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
@@ -233,23 +199,11 @@ mod tests {
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
         assert_eq!(k.verify(&none, 1000.0), Err(JwtError::Invalid));
-        let wrong_typ = sign_raw(
-            &json!({"alg":"HS256","typ":"JWT","kid":"k1"}),
-            &claims,
-            &[7u8; 32],
-        );
+        let wrong_typ = sign_raw(&json!({"alg":"HS256","typ":"JWT","kid":"k1"}), &claims, &[7u8; 32]);
         assert_eq!(k.verify(&wrong_typ, 1000.0), Err(JwtError::Invalid));
-        let good = sign_raw(
-            &json!({"alg":"HS256","typ":"at+jwt","kid":"k1"}),
-            &claims,
-            &[7u8; 32],
-        );
+        let good = sign_raw(&json!({"alg":"HS256","typ":"at+jwt","kid":"k1"}), &claims, &[7u8; 32]);
         assert!(k.verify(&good, 1000.0).is_ok());
-        let other_key = sign_raw(
-            &json!({"alg":"HS256","typ":"at+jwt","kid":"k1"}),
-            &claims,
-            &[8u8; 32],
-        );
+        let other_key = sign_raw(&json!({"alg":"HS256","typ":"at+jwt","kid":"k1"}), &claims, &[8u8; 32]);
         assert_eq!(k.verify(&other_key, 1000.0), Err(JwtError::Invalid));
     }
 
@@ -262,8 +216,7 @@ mod tests {
         let claims = json!({"iss":"https://iss","aud":"https://aud","sub":SUB,"exp":2000});
         let t = sign_raw(&json!({"alg":"HS256","typ":"at+jwt"}), &claims, &[7u8; 32]);
         assert_eq!(k.verify(&t, 1000.0), Err(JwtError::Payload));
-        let claims =
-            json!({"iss":"https://other","aud":"https://aud","sub":SUB,"sid":"s","exp":2000});
+        let claims = json!({"iss":"https://other","aud":"https://aud","sub":SUB,"sid":"s","exp":2000});
         let t = sign_raw(&json!({"alg":"HS256","typ":"at+jwt"}), &claims, &[7u8; 32]);
         assert_eq!(k.verify(&t, 1000.0), Err(JwtError::Invalid));
     }

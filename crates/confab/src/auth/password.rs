@@ -10,8 +10,7 @@ use std::sync::{
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
-    password_hash::SaltString,
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version, password_hash::SaltString,
 };
 use tokio::sync::Semaphore;
 
@@ -63,20 +62,12 @@ fn hash_now(password: &str) -> String {
 fn verify_now(password: &str, stored: &str) -> Verified {
     if stored.starts_with("$2") {
         return match bcrypt::verify(password, stored) {
-            Ok(true) => Verified::Ok {
-                rehash: Some(hash_now(password)),
-            },
+            Ok(true) => Verified::Ok { rehash: Some(hash_now(password)) },
             _ => Verified::Wrong,
         };
     }
     match PasswordHash::new(stored) {
-        Ok(parsed)
-            if argon2()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok() =>
-        {
-            Verified::Ok { rehash: None }
-        }
+        Ok(parsed) if argon2().verify_password(password.as_bytes(), &parsed).is_ok() => Verified::Ok { rehash: None },
         _ => Verified::Wrong,
     }
 }
@@ -84,11 +75,7 @@ fn verify_now(password: &str, stored: &str) -> Verified {
 impl Hasher {
     /// A pool with `workers` threads (0 = one per core) and `queue_max` waiting jobs.
     pub fn new(workers: usize, queue_max: usize) -> Hasher {
-        let workers = if workers == 0 {
-            std::thread::available_parallelism().map_or(1, usize::from)
-        } else {
-            workers
-        };
+        let workers = if workers == 0 { std::thread::available_parallelism().map_or(1, usize::from) } else { workers };
         Hasher {
             inner: Arc::new(Inner {
                 workers: Semaphore::new(workers),
@@ -99,10 +86,7 @@ impl Hasher {
         }
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Busy> {
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
         let inner = &self.inner;
         if inner.waiting.fetch_add(1, Ordering::AcqRel) >= inner.queue_max {
             inner.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -143,15 +127,10 @@ mod tests {
         let stored = h.hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
         assert_eq!(
-            h.verify("correct horse".into(), Some(stored.clone()))
-                .await
-                .unwrap(),
+            h.verify("correct horse".into(), Some(stored.clone())).await.unwrap(),
             Verified::Ok { rehash: None }
         );
-        assert_eq!(
-            h.verify("wrong".into(), Some(stored)).await.unwrap(),
-            Verified::Wrong
-        );
+        assert_eq!(h.verify("wrong".into(), Some(stored)).await.unwrap(), Verified::Wrong);
         assert_eq!(h.verify("x".into(), None).await.unwrap(), Verified::Wrong);
     }
 
@@ -161,18 +140,12 @@ mod tests {
         // well-known hash of "secret" (FastAPI docs), so "password" must fail.
         let legacy = "$2b$12$EixZaYVK1fsbw1ZfbX3OXePaWxn96p36WQoeG6Lruj3vjPGga31lW".to_owned();
         let h = Hasher::new(1, 4);
-        match h
-            .verify("password".into(), Some(legacy.clone()))
-            .await
-            .unwrap()
-        {
+        assert_eq!(h.verify("password".into(), Some(legacy.clone())).await.unwrap(), Verified::Wrong);
+        match h.verify("secret".into(), Some(legacy.clone())).await.unwrap() {
             Verified::Ok { rehash: Some(new) } => assert!(new.starts_with("$argon2id$")),
             other => panic!("expected a rehash, got {other:?}"),
         }
-        assert_eq!(
-            h.verify("nope".into(), Some(legacy)).await.unwrap(),
-            Verified::Wrong
-        );
+        assert_eq!(h.verify("nope".into(), Some(legacy)).await.unwrap(), Verified::Wrong);
     }
 
     #[tokio::test]

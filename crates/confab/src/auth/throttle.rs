@@ -27,10 +27,7 @@ pub struct AuthThrottle {
 
 impl AuthThrottle {
     pub fn new(ip_enabled: bool) -> AuthThrottle {
-        AuthThrottle {
-            ip_enabled,
-            ..AuthThrottle::default()
-        }
+        AuthThrottle { ip_enabled, ..AuthThrottle::default() }
     }
 
     /// `Err(wait)` while this IP's bucket is empty: every auth attempt is refused then.
@@ -50,10 +47,7 @@ impl AuthThrottle {
             return Ok(());
         }
         let now = Instant::now();
-        self.ips
-            .entry(ip)
-            .or_insert_with(|| Bucket::new(IP_CAPACITY, IP_REFILL_PER_S, now))
-            .take(1.0, now)
+        self.ips.entry(ip).or_insert_with(|| Bucket::new(IP_CAPACITY, IP_REFILL_PER_S, now)).take(1.0, now)
     }
 
     /// `Err(remaining)` while `name_key` (case-folded) is locked.
@@ -66,10 +60,7 @@ impl AuthThrottle {
 
     /// Records a failed password/token attempt for `name_key`.
     pub fn fail_name(&self, name_key: &str) {
-        self.names
-            .entry(name_key.to_owned())
-            .or_default()
-            .fail(Instant::now());
+        self.names.entry(name_key.to_owned()).or_default().fail(Instant::now());
     }
 
     /// A successful login resets the username's counter.

@@ -22,22 +22,13 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
     let ip = s.ip;
     let local = state.config.auth_mode.local_enabled();
     let outcome: Result<(User, Option<String>, bool), Error> = match frame.cmd.as_str() {
-        "register" => state
-            .register(ip, frame.str("username"), frame.str("password"))
-            .await
-            .map(|u| (u, None, true)),
-        "login" => state
-            .login(ip, frame.str("username"), frame.str("password"))
-            .await
-            .map(|u| (u, None, false)),
+        "register" => state.register(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, true)),
+        "login" => state.login(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, false)),
         "auth" => {
             let token = frame.str("token");
             let username = frame.str("username");
             match (token, username) {
-                (Some(token), None) => state
-                    .token_login(ip, token)
-                    .await
-                    .map(|(u, sid)| (u, Some(sid), false)),
+                (Some(token), None) => state.token_login(ip, token).await.map(|(u, sid)| (u, Some(sid), false)),
                 (Some(_), Some(_)) if local => Err(state.auth_failed(
                     ip,
                     "sauth",
@@ -45,10 +36,7 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
                 )),
                 (Some(_), Some(_)) => Err(local_disabled()),
                 _ if !local || state.config.auth_mode == crate::config::AuthMode::Mixed => {
-                    Err(Error::new(
-                        ErrorCode::AuthUnavailable,
-                        "Authentication service unavailable",
-                    ))
+                    Err(Error::new(ErrorCode::AuthUnavailable, "Authentication service unavailable"))
                 }
                 _ => Err(Error::new(
                     ErrorCode::RoturDisabled,
@@ -56,21 +44,12 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
                 )),
             }
         }
-        "tokenauth" if local => Err(Error::new(
-            ErrorCode::NoPendingLogin,
-            "No web login pending",
-        )),
+        "tokenauth" if local => Err(Error::new(ErrorCode::NoPendingLogin, "No web login pending")),
         "tokenauth" => Err(local_disabled()),
-        "botauth" => Err(Error::new(
-            ErrorCode::BotsDisabled,
-            "Bot authentication is disabled",
-        )),
+        "botauth" => Err(Error::new(ErrorCode::BotsDisabled, "Bot authentication is disabled")),
         _ => {
             let _ = state.throttle.charge_ip(ip);
-            Err(Error::new(
-                ErrorCode::Unauthenticated,
-                "Authentication required",
-            ))
+            Err(Error::new(ErrorCode::Unauthenticated, "Authentication required"))
         }
     };
     match outcome {
@@ -85,10 +64,7 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
 }
 
 fn local_disabled() -> Error {
-    Error::new(
-        ErrorCode::LocalAuthDisabled,
-        "Local accounts are disabled on this server",
-    )
+    Error::new(ErrorCode::LocalAuthDisabled, "Local accounts are disabled on this server")
 }
 
 fn too_many() -> Error {
@@ -113,17 +89,10 @@ pub async fn complete(
     }
     let identity = Arc::new(state.identity(user, session_id.clone()).await?);
     let viewable = state.directory().viewable(&identity.actor);
-    let conn = Arc::new(Conn::new(
-        s.conn_id,
-        identity.user.id.clone(),
-        session_id,
-        s.outbox.clone(),
-    ));
+    let conn = Arc::new(Conn::new(s.conn_id, identity.user.id.clone(), session_id, s.outbox.clone()));
     let count = state.hub.register(conn, viewable);
     s.identity = Some(identity.clone());
-    state
-        .metrics
-        .gauge("confab_connections", "state=\"authenticated\"".into(), 1);
+    state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), 1);
 
     let u = &identity.user;
     let ready_user = json!({
@@ -131,15 +100,9 @@ pub async fn complete(
         "status": {"status": u.status, "text": u.status_text}, "pfp_url": u.pfp_url,
         "cracked": u.cracked(), "bot": u.is_bot(),
     });
+    s.send(wire::with_listener(&wire::packet("auth_success", json!({"val": "Authentication successful"})), listener));
     s.send(wire::with_listener(
-        &wire::packet("auth_success", json!({"val": "Authentication successful"})),
-        listener,
-    ));
-    s.send(wire::with_listener(
-        &wire::packet(
-            "ready",
-            json!({"user": ready_user, "validator": random_token()}),
-        ),
+        &wire::packet("ready", json!({"user": ready_user, "validator": random_token()})),
         listener,
     ));
     if created {
@@ -162,9 +125,7 @@ pub async fn upgrade_token(s: &Session, token: &str) -> Result<(User, String), C
     let state = &s.state;
     match state.token_login(s.ip, token).await {
         Ok((user, sid)) => {
-            if state.hub.user_connections(&user.id)
-                >= state.config.security.max_connections_per_user
-            {
+            if state.hub.user_connections(&user.id) >= state.config.security.max_connections_per_user {
                 return Err(policy("Too many connections"));
             }
             Ok((user, sid))
@@ -185,16 +146,11 @@ pub fn disconnected(s: &mut Session) {
         return;
     };
     let state = &s.state;
-    state
-        .metrics
-        .gauge("confab_connections", "state=\"authenticated\"".into(), -1);
+    state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), -1);
     if let Some((_, 0)) = state.hub.unregister(s.conn_id)
         && identity.user.status != "invisible"
     {
-        let packet = wire::packet(
-            "user_disconnect",
-            json!({"username": identity.user.username}),
-        );
+        let packet = wire::packet("user_disconnect", json!({"username": identity.user.username}));
         state.hub.to_all(&packet.into(), None, true);
     }
 }

@@ -37,11 +37,7 @@ pub async fn get(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = s.me()?.clone();
     let dir = s.state.directory();
     let mut list = Vec::new();
-    for c in dir
-        .channels
-        .iter()
-        .filter(|c| me.actor.channel_allows(&c.perms, "view"))
-    {
+    for c in dir.channels.iter().filter(|c| me.actor.channel_allows(&c.perms, "view")) {
         list.push(render(&s.state, c).await?);
     }
     s.reply(frame, "channels_get", json!({"val": list}));

@@ -24,9 +24,7 @@ fn read_target<'d>(s: &Session, frame: &Frame, dir: &'d Directory) -> Result<&'d
         return Err(Error::not_found("Thread not found"));
     }
     let name = frame.str("channel").unwrap_or("");
-    let channel = dir
-        .channel(name)
-        .ok_or_else(|| Error::not_found("Channel not found"))?;
+    let channel = dir.channel(name).ok_or_else(|| Error::not_found("Channel not found"))?;
     if !me.actor.channel_allows(&channel.perms, "view") || channel.row.kind != "text" {
         return Err(Error::forbidden("Access denied to this channel"));
     }
@@ -46,9 +44,7 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     };
     let attachments = frame.get("attachments");
     let has_attachments = attachments.is_some_and(|a| a.as_array().is_none_or(|a| !a.is_empty()));
-    let has_embeds = frame
-        .get("embeds")
-        .is_some_and(|e| e.as_array().is_none_or(|e| !e.is_empty()));
+    let has_embeds = frame.get("embeds").is_some_and(|e| e.as_array().is_none_or(|e| !e.is_empty()));
     let mut missing = Vec::new();
     if !has_target {
         missing.push("channel or thread_id");
@@ -57,65 +53,44 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
         missing.push("content or attachments");
     }
     if !missing.is_empty() {
-        return Err(Error::bad_request(format!(
-            "Missing fields: {}",
-            missing.join(", ")
-        )));
+        return Err(Error::bad_request(format!("Missing fields: {}", missing.join(", "))));
     }
     let content = content.unwrap_or("");
     if content.trim().is_empty() && !has_attachments && !has_embeds {
-        return Err(Error::bad_request(
-            "Message content or attachments cannot be empty",
-        ));
+        return Err(Error::bad_request("Message content or attachments cannot be empty"));
     }
     let embeds = embeds::validate(frame.get("embeds")).map_err(Error::bad_request)?;
     let max = state.config.limits.post_content;
     if content.chars().count() > max {
-        return Err(Error::new(
-            ErrorCode::TooLong,
-            format!("Message too long. Maximum length is {max} characters"),
-        ));
+        return Err(Error::new(ErrorCode::TooLong, format!("Message too long. Maximum length is {max} characters")));
     }
     let nonce = match frame.get("nonce") {
         None => None,
         Some(Value::String(n)) if (1..=NONCE_MAX).contains(&n.chars().count()) => Some(n.clone()),
         Some(_) => {
-            return Err(Error::bad_request(
-                "Nonce must be a string of 1-64 characters",
-            ));
+            return Err(Error::bad_request("Nonce must be a string of 1-64 characters"));
         }
     };
     if frame.get("thread_id").is_some() {
         return Err(Error::not_found("Thread not found"));
     }
     let dir = state.directory();
-    let channel = dir
-        .channel(frame.str("channel").unwrap_or(""))
-        .ok_or_else(|| Error::not_found("Channel not found"))?;
-    if !me.actor.channel_allows(&channel.perms, "view")
-        || !me.actor.channel_allows(&channel.perms, "send")
-    {
-        return Err(Error::forbidden(
-            "You do not have permission to send messages in this channel",
-        ));
+    let channel =
+        dir.channel(frame.str("channel").unwrap_or("")).ok_or_else(|| Error::not_found("Channel not found"))?;
+    if !me.actor.channel_allows(&channel.perms, "view") || !me.actor.channel_allows(&channel.perms, "send") {
+        return Err(Error::forbidden("You do not have permission to send messages in this channel"));
     }
     if channel.row.kind != "text" {
-        return Err(Error::bad_request(
-            "Cannot send messages in this channel type",
-        ));
+        return Err(Error::bad_request("Cannot send messages in this channel type"));
     }
     let ping = frame.get("ping").and_then(Value::as_bool);
     let reply_to = match frame.get("reply_to") {
         None => None,
         Some(v) => {
-            let id = v
-                .as_str()
-                .or_else(|| v.get("id").and_then(Value::as_str))
-                .unwrap_or("");
+            let id = v.as_str().or_else(|| v.get("id").and_then(Value::as_str)).unwrap_or("");
             let original = state.store.message_in(&channel.row.id, "", id).await?;
-            let original = original.ok_or_else(|| {
-                Error::not_found("The message you're trying to reply to was not found")
-            })?;
+            let original =
+                original.ok_or_else(|| Error::not_found("The message you're trying to reply to was not found"))?;
             Some((original.id, original.author))
         }
     };
@@ -125,19 +100,12 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
 
     let (user_names, role_names) = mentions::candidates(content);
     let mut pinged_users: Vec<String> = Vec::new();
-    for u in state
-        .store
-        .users_by_names(&user_names.iter().take(25).cloned().collect::<Vec<_>>())
-        .await?
-    {
+    for u in state.store.users_by_names(&user_names.iter().take(25).cloned().collect::<Vec<_>>()).await? {
         if !pinged_users.contains(&u.username) {
             pinged_users.push(u.username);
         }
     }
-    let pinged_roles: Vec<String> = role_names
-        .iter()
-        .filter_map(|r| dir.role(r).map(|r| r.name.clone()))
-        .collect();
+    let pinged_roles: Vec<String> = role_names.iter().filter_map(|r| dir.role(r).map(|r| r.name.clone())).collect();
     let replies: Vec<String> = match (&reply_to, ping) {
         (Some((_, author)), p) if p != Some(false) => vec![author.clone()],
         _ => Vec::new(),
@@ -168,9 +136,7 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     let on_commit = Box::new(move |outcome: &Appended| {
         if let Appended::New { packet, .. } = outcome {
             let shared = Packet::from(packet.clone());
-            publisher
-                .hub
-                .to_channel(&channel_id, &shared, Some(conn_id));
+            publisher.hub.to_channel(&channel_id, &shared, Some(conn_id));
             let own = match &listener {
                 Some(l) => Packet::from(wire::with_listener(packet, Some(l))),
                 None => shared,
@@ -185,10 +151,9 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
             s.send(wire::with_listener(&again, frame.listener()));
             Ok(())
         }
-        Ok(Appended::NonceConflict) => Err(Error::new(
-            ErrorCode::NonceConflict,
-            "Nonce already used for a different message",
-        )),
+        Ok(Appended::NonceConflict) => {
+            Err(Error::new(ErrorCode::NonceConflict, "Nonce already used for a different message"))
+        }
         Ok(Appended::OriginalDeleted) => Err(Error::not_found("Message not found")),
         Ok(Appended::ChannelGone) => Err(Error::not_found("Channel not found")),
         Err(e) => {
@@ -227,33 +192,20 @@ pub async fn history(s: &mut Session, frame: &Frame) -> Result<()> {
     let channel = read_target(s, frame, &dir)?;
     let id = &channel.row.id;
     let (rows, range) = match &start {
-        Start::Skip(n) => (
-            state.store.messages_page(id, "", *n, limit).await?,
-            json!({"start": n, "end": n + limit}),
-        ),
-        Start::Before(before) => (
-            state.store.messages_before(id, "", before, limit).await?,
-            json!({"start": before, "end": null}),
-        ),
+        Start::Skip(n) => (state.store.messages_page(id, "", *n, limit).await?, json!({"start": n, "end": n + limit})),
+        Start::Before(before) => {
+            (state.store.messages_before(id, "", before, limit).await?, json!({"start": before, "end": null}))
+        }
     };
     let seq = state.store.channel_seq(id).await?;
     if let Start::Skip(0) = start
         && let Some((last_id, last_seq, _)) = state.store.message_latest(id, "").await?
     {
-        state
-            .store
-            .mark_read(&me.user.id, id, "", Some(&last_id), last_seq)
-            .await?;
-        let update = wire::packet(
-            "unreads_update",
-            json!({"last_read": last_id, "channel": channel.row.name}),
-        );
+        state.store.mark_read(&me.user.id, id, "", Some(&last_id), last_seq).await?;
+        let update = wire::packet("unreads_update", json!({"last_read": last_id, "channel": channel.row.name}));
         state.hub.to_user(&me.user.id, &update.into());
     }
-    let messages: Vec<Value> = rows
-        .iter()
-        .map(|r| Value::Object(wire::message(r)))
-        .collect();
+    let messages: Vec<Value> = rows.iter().map(|r| Value::Object(wire::message(r))).collect();
     s.reply(
         frame,
         "messages_get",
@@ -266,18 +218,12 @@ pub async fn history(s: &mut Session, frame: &Frame) -> Result<()> {
 pub async fn get(s: &mut Session, frame: &Frame) -> Result<()> {
     let has_target = frame.get("channel").is_some() || frame.get("thread_id").is_some();
     let Some(id) = frame.str("id").filter(|_| has_target) else {
-        return Err(Error::bad_request(
-            "Channel/thread and message ID are required",
-        ));
+        return Err(Error::bad_request("Channel/thread and message ID are required"));
     };
     let dir = s.state.directory();
     let channel = read_target(s, frame, &dir)?;
     let row = s.state.store.message_in(&channel.row.id, "", id).await?;
     let row = row.ok_or_else(|| Error::not_found("Message not found"))?;
-    s.reply(
-        frame,
-        "message_get",
-        json!({"channel": channel.row.name, "message": wire::message(&row)}),
-    );
+    s.reply(frame, "message_get", json!({"channel": channel.row.name, "message": wire::message(&row)}));
     Ok(())
 }

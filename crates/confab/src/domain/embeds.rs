@@ -29,11 +29,7 @@ fn text_len(obj: &Map<String, Value>, key: &str, max: usize) -> Result<usize, St
         None | Some(Value::Null) => Ok(0),
         Some(Value::String(s)) => {
             let n = s.chars().count();
-            if n > max {
-                Err(format!("{key} must be at most {max} characters"))
-            } else {
-                Ok(n)
-            }
+            if n > max { Err(format!("{key} must be at most {max} characters")) } else { Ok(n) }
         }
         Some(_) => Err(format!("{key} must be a string")),
     }
@@ -42,19 +38,12 @@ fn text_len(obj: &Map<String, Value>, key: &str, max: usize) -> Result<usize, St
 fn url(obj: &Map<String, Value>, key: &str, required: bool) -> Result<(), String> {
     match obj.get(key) {
         None | Some(Value::Null) if !required => Ok(()),
-        Some(Value::String(s))
-            if (s.starts_with("http://") || s.starts_with("https://")) && s.len() <= 2048 =>
-        {
-            Ok(())
-        }
+        Some(Value::String(s)) if (s.starts_with("http://") || s.starts_with("https://")) && s.len() <= 2048 => Ok(()),
         _ => Err(format!("{key} must be an http(s) URL")),
     }
 }
 
-fn object<'a>(
-    obj: &'a Map<String, Value>,
-    key: &str,
-) -> Result<Option<&'a Map<String, Value>>, String> {
+fn object<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
@@ -129,25 +118,14 @@ mod tests {
     #[test]
     fn accepts_and_refuses() {
         assert!(validate(None).unwrap().is_none());
-        assert_eq!(
-            validate(Some(&json!({}))).unwrap_err(),
-            "Embeds must be an array"
-        );
-        assert!(validate(Some(&json!([{"title": "t", "url": "https://x", "fields": [{"name": "a", "value": "b"}]}]))).is_ok());
-        assert_eq!(
-            validate(Some(&json!(vec![json!({}); 11]))).unwrap_err(),
-            "Cannot have more than 10 embeds"
-        );
+        assert_eq!(validate(Some(&json!({}))).unwrap_err(), "Embeds must be an array");
         assert!(
-            validate(Some(&json!([{"type": "link"}])))
-                .unwrap_err()
-                .starts_with("Embed 0: ")
+            validate(Some(&json!([{"title": "t", "url": "https://x", "fields": [{"name": "a", "value": "b"}]}])))
+                .is_ok()
         );
-        assert!(
-            validate(Some(&json!([{}, {"url": "javascript:x"}])))
-                .unwrap_err()
-                .starts_with("Embed 1: ")
-        );
+        assert_eq!(validate(Some(&json!(vec![json!({}); 11]))).unwrap_err(), "Cannot have more than 10 embeds");
+        assert!(validate(Some(&json!([{"type": "link"}]))).unwrap_err().starts_with("Embed 0: "));
+        assert!(validate(Some(&json!([{}, {"url": "javascript:x"}]))).unwrap_err().starts_with("Embed 1: "));
         assert!(validate(Some(&json!([{"description": "x".repeat(4097)}]))).is_err());
     }
 }

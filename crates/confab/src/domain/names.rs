@@ -11,10 +11,7 @@ pub struct NameError {
 }
 
 fn name_error(code: confab_proto::ErrorCode, text: impl Into<String>) -> NameError {
-    NameError {
-        code,
-        text: text.into(),
-    }
+    NameError { code, text: text.into() }
 }
 
 /// Trims a requested username and checks its length (2–32 characters).
@@ -22,20 +19,14 @@ pub fn username_length(raw: &str) -> Result<&str, NameError> {
     let name = raw.trim();
     let n = name.chars().count();
     if !(2..=32).contains(&n) {
-        return Err(name_error(
-            confab_proto::ErrorCode::InvalidUsername,
-            "Username must be 2-32 characters",
-        ));
+        return Err(name_error(confab_proto::ErrorCode::InvalidUsername, "Username must be 2-32 characters"));
     }
     Ok(name)
 }
 
 /// Checks the characters of a (trimmed) username: `[A-Za-z0-9_-]` only.
 pub fn username_chars(name: &str) -> Result<(), NameError> {
-    if name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         Ok(())
     } else {
         Err(name_error(
@@ -76,31 +67,19 @@ mod tests {
     #[test]
     fn username_rules() {
         assert_eq!(username("  Alice_1 "), Ok("Alice_1"));
-        assert_eq!(
-            username("a").unwrap_err().text,
-            "Username must be 2-32 characters"
-        );
-        assert_eq!(
-            username(&"a".repeat(33)).unwrap_err().text,
-            "Username must be 2-32 characters"
-        );
+        assert_eq!(username("a").unwrap_err().text, "Username must be 2-32 characters");
+        assert_eq!(username(&"a".repeat(33)).unwrap_err().text, "Username must be 2-32 characters");
         assert_eq!(
             username("al ice").unwrap_err().text,
             "Username can only contain letters, numbers, hyphens, and underscores"
         );
-        assert_eq!(
-            username("ünï").unwrap_err().code,
-            confab_proto::ErrorCode::InvalidUsername
-        );
+        assert_eq!(username("ünï").unwrap_err().code, confab_proto::ErrorCode::InvalidUsername);
     }
 
     #[test]
     fn password_rules() {
         assert!(password_length("12345678", 8, 128).is_ok());
-        assert_eq!(
-            password_length("short", 8, 128).unwrap_err().text,
-            "Password must be 8-128 characters"
-        );
+        assert_eq!(password_length("short", 8, 128).unwrap_err().text, "Password must be 8-128 characters");
         assert!(password_length(" spaces  ", 8, 128).is_ok());
     }
 }

@@ -31,15 +31,11 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -49,10 +45,7 @@ impl Cidr {
 
 /// Whether any of the textual CIDRs contains `ip` (malformed entries never match).
 pub fn any_contains(cidrs: &[String], ip: IpAddr) -> bool {
-    cidrs
-        .iter()
-        .filter_map(|c| Cidr::parse(c))
-        .any(|c| c.contains(ip))
+    cidrs.iter().filter_map(|c| Cidr::parse(c)).any(|c| c.contains(ip))
 }
 
 #[cfg(test)]
@@ -65,16 +58,8 @@ mod tests {
         assert!(lo.contains("127.1.2.3".parse().unwrap()));
         assert!(lo.contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!lo.contains("10.0.0.1".parse().unwrap()));
-        assert!(
-            Cidr::parse("::1/128")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
+        assert!(Cidr::parse("::1/128").unwrap().contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("1.2.3.4/33").is_none());
         assert!(Cidr::parse("nope").is_none());
     }

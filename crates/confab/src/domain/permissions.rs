@@ -21,10 +21,7 @@ pub type ChannelPermissions = BTreeMap<String, Vec<String>>;
 
 /// The defaults a channel created without `permissions` gets (PROTOCOL §5.5).
 pub fn default_channel_permissions() -> ChannelPermissions {
-    CHANNEL_KEYS
-        .iter()
-        .map(|(k, role)| ((*k).to_owned(), vec![(*role).to_owned()]))
-        .collect()
+    CHANNEL_KEYS.iter().map(|(k, role)| ((*k).to_owned(), vec![(*role).to_owned()])).collect()
 }
 
 /// Who is acting: role names from highest position to lowest, and their combined server permissions.
@@ -61,10 +58,7 @@ impl Actor {
         let list: &[String] = match perms.get(key) {
             Some(list) => list,
             None => {
-                let role = CHANNEL_KEYS
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map_or("owner", |(_, r)| r);
+                let role = CHANNEL_KEYS.iter().find(|(k, _)| *k == key).map_or("owner", |(_, r)| r);
                 default = [role.to_owned()];
                 &default
             }
@@ -96,10 +90,7 @@ mod tests {
     }
 
     fn perms(pairs: &[(&str, &[&str])]) -> ChannelPermissions {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect()
     }
 
     #[test]

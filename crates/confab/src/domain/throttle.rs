@@ -16,12 +16,7 @@ pub struct Bucket {
 impl Bucket {
     /// A full bucket.
     pub fn new(capacity: u32, per_second: f64, now: Instant) -> Bucket {
-        Bucket {
-            capacity: f64::from(capacity),
-            per_second,
-            tokens: f64::from(capacity),
-            updated: now,
-        }
+        Bucket { capacity: f64::from(capacity), per_second, tokens: f64::from(capacity), updated: now }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -44,11 +39,7 @@ impl Bucket {
     /// Time until `cost` tokens are available, without taking any.
     pub fn check(&mut self, cost: f64, now: Instant) -> Result<(), Duration> {
         self.refill(now);
-        if self.tokens >= cost {
-            Ok(())
-        } else {
-            Err(self.wait_for(cost))
-        }
+        if self.tokens >= cost { Ok(()) } else { Err(self.wait_for(cost)) }
     }
 
     fn wait_for(&self, cost: f64) -> Duration {
@@ -85,8 +76,7 @@ impl LoginLock {
 
     /// Records a failed attempt, locking when the threshold is reached.
     pub fn fail(&mut self, now: Instant) {
-        self.failures
-            .retain(|t| now.saturating_duration_since(*t) < LOCK_WINDOW);
+        self.failures.retain(|t| now.saturating_duration_since(*t) < LOCK_WINDOW);
         self.failures.push(now);
         if self.failures.len() >= LOCK_FAILURES {
             self.locked_until = Some(now + LOCK_WINDOW);
@@ -96,11 +86,7 @@ impl LoginLock {
 
     /// Whether the entry holds no information any more and can be dropped.
     pub fn is_stale(&self, now: Instant) -> bool {
-        self.check(now).is_ok()
-            && self
-                .failures
-                .iter()
-                .all(|t| now.saturating_duration_since(*t) >= LOCK_WINDOW)
+        self.check(now).is_ok() && self.failures.iter().all(|t| now.saturating_duration_since(*t) >= LOCK_WINDOW)
     }
 }
 

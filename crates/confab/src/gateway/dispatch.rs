@@ -16,21 +16,14 @@ const AUTH_COMMANDS: [&str; 5] = ["auth", "login", "register", "tokenauth", "bot
 pub async fn handle(s: &mut Session, frame: Frame) {
     let started = Instant::now();
     let cmd = frame.cmd.as_str();
-    let label = if COMMANDS.contains(&cmd) || AUTH_COMMANDS.contains(&cmd) {
-        cmd
-    } else {
-        "unknown"
-    };
+    let label = if COMMANDS.contains(&cmd) || AUTH_COMMANDS.contains(&cmd) { cmd } else { "unknown" };
     let result = if cmd == "ping" {
         s.reply(&frame, "pong", json!({"val": "pong"}));
         Ok(())
     } else if s.identity.is_none() {
         commands::auth::unauthenticated(s, &frame).await
     } else if AUTH_COMMANDS.contains(&cmd) {
-        Err(Error::new(
-            ErrorCode::AlreadyAuthenticated,
-            format!("Unknown command: {cmd}"),
-        ))
+        Err(Error::new(ErrorCode::AlreadyAuthenticated, format!("Unknown command: {cmd}")))
     } else {
         match cmd {
             "channels_get" => commands::channels::get(s, &frame).await,
@@ -39,10 +32,7 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "message_get" => commands::messages::get(s, &frame).await,
             "users_list" => commands::users::list(s, &frame).await,
             "users_online" => commands::users::online(s, &frame).await,
-            _ => Err(Error::new(
-                ErrorCode::UnknownCommand,
-                format!("Unknown command: {cmd}"),
-            )),
+            _ => Err(Error::new(ErrorCode::UnknownCommand, format!("Unknown command: {cmd}"))),
         }
     };
     let outcome = match &result {
@@ -54,13 +44,6 @@ pub async fn handle(s: &mut Session, frame: Frame) {
         s.error(&frame, &e);
     }
     let m = &s.state.metrics;
-    m.inc(
-        "confab_commands_total",
-        format!("cmd=\"{label}\",outcome=\"{outcome}\""),
-    );
-    m.observe(
-        "confab_command_seconds",
-        format!("cmd=\"{label}\""),
-        started.elapsed(),
-    );
+    m.inc("confab_commands_total", format!("cmd=\"{label}\",outcome=\"{outcome}\""));
+    m.observe("confab_command_seconds", format!("cmd=\"{label}\""), started.elapsed());
 }

@@ -21,11 +21,8 @@ pub const COMMANDS: &[&str] = &[
 
 /// The command names advertised under the current configuration, sorted by byte value.
 pub fn capabilities(mode: AuthMode) -> Vec<&'static str> {
-    let mut caps: Vec<&'static str> = COMMANDS
-        .iter()
-        .copied()
-        .filter(|c| mode.local_enabled() || !matches!(*c, "login" | "register"))
-        .collect();
+    let mut caps: Vec<&'static str> =
+        COMMANDS.iter().copied().filter(|c| mode.local_enabled() || !matches!(*c, "login" | "register")).collect();
     caps.sort_unstable();
     caps
 }
@@ -33,13 +30,7 @@ pub fn capabilities(mode: AuthMode) -> Vec<&'static str> {
 /// Builds the handshake for a connection whose validator key is `validator_key`.
 pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
     let cfg = &state.config;
-    let mut extensions = vec![
-        "array_frames",
-        "close_codes",
-        "durable_acks",
-        "error_codes",
-        "idempotent_send",
-    ];
+    let mut extensions = vec!["array_frames", "close_codes", "durable_acks", "error_codes", "idempotent_send"];
     if cfg.auth_mode.local_enabled() {
         extensions.push("token_auth");
     }

@@ -49,17 +49,12 @@ pub struct Session {
 impl Session {
     /// Queues a serialised packet for this connection.
     pub fn send(&self, packet: String) {
-        self.state
-            .hub
-            .deliver(&self.outbox, &Packet::from(packet), false);
+        self.state.hub.deliver(&self.outbox, &Packet::from(packet), false);
     }
 
     /// Queues the reply `cmd` with `fields`, carrying the request's `listener`.
     pub fn reply(&self, frame: &Frame, cmd: &str, fields: Value) {
-        self.send(wire::with_listener(
-            &wire::packet(cmd, fields),
-            frame.listener(),
-        ));
+        self.send(wire::with_listener(&wire::packet(cmd, fields), frame.listener()));
     }
 
     /// Queues an `error` (or, for auth codes, `auth_error`) answering `frame`.
@@ -76,18 +71,12 @@ impl Session {
         if let Error::Internal(detail) = err {
             tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}");
         }
-        self.reply(
-            frame,
-            "auth_error",
-            json!({"val": err.text(), "code": err.code().as_str()}),
-        );
+        self.reply(frame, "auth_error", json!({"val": err.text(), "code": err.code().as_str()}));
     }
 
     /// The authenticated identity; handlers run only after auth, so absence is an internal error.
     pub fn me(&self) -> Result<&Arc<Identity>, Error> {
-        self.identity
-            .as_ref()
-            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "Authentication required"))
+        self.identity.as_ref().ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "Authentication required"))
     }
 
     /// Orders this connection closed.
@@ -98,11 +87,7 @@ impl Session {
     /// Records an undecodable frame; `true` when the flood limit is reached.
     fn bad_frame(&mut self) -> bool {
         let now = Instant::now();
-        while self
-            .bad_frames
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW)
-        {
+        while self.bad_frames.front().is_some_and(|t| now.duration_since(*t) > BAD_FRAME_WINDOW) {
             self.bad_frames.pop_front();
         }
         self.bad_frames.push_back(now);
@@ -126,19 +111,12 @@ pub async fn run(
     if !origin_ok {
         send_close(&mut socket, &state, close::POLICY, "Origin not allowed").await;
     } else {
-        let (outbox, inbox) = Outbox::new(
-            state.config.limits.queue_packets,
-            state.config.limits.queue_bytes,
-        );
+        let (outbox, inbox) = Outbox::new(state.config.limits.queue_packets, state.config.limits.queue_bytes);
         let mut session = Session {
             conn_id: state.next_conn_id(),
             ip,
             outbox,
-            validator_key: format!(
-                "originChats-{}-{}",
-                state.config.public_url,
-                random_string(32, ALNUM)
-            ),
+            validator_key: format!("originChats-{}-{}", state.config.public_url, random_string(32, ALNUM)),
             identity: None,
             bad_frames: VecDeque::new(),
             state: state.clone(),
@@ -173,11 +151,7 @@ async fn open(session: &mut Session, token: Option<String>) -> Option<CloseOrder
     if let Some((user, sid)) = verified
         && let Err(e) = auth::complete(session, None, user, Some(sid), false).await
     {
-        tracing::warn!(
-            conn = session.conn_id,
-            code = e.code().as_str(),
-            "token upgrade refused"
-        );
+        tracing::warn!(conn = session.conn_id, code = e.code().as_str(), "token upgrade refused");
         return Some(CloseOrder::new(close::POLICY, e.text(), None));
     }
     None
@@ -247,34 +221,19 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
 
 /// Answers an undecodable frame and enforces the flood limit (PROTOCOL §1.2).
 fn bad_frame(session: &mut Session, text: String) {
-    session.send(wire::packet(
-        "error",
-        json!({"src": null, "val": text, "code": "bad_frame"}),
-    ));
+    session.send(wire::packet("error", json!({"src": null, "val": text, "code": "bad_frame"})));
     if session.bad_frame() {
-        session.close(CloseOrder::new(
-            close::DECODE_FLOOD,
-            "Too many invalid frames",
-            None,
-        ));
+        session.close(CloseOrder::new(close::DECODE_FLOOD, "Too many invalid frames", None));
     }
 }
 
 fn is_capacity_error(e: axum::Error) -> bool {
-    matches!(
-        e.into_inner().downcast::<tungstenite::Error>().map(|b| *b),
-        Ok(tungstenite::Error::Capacity(_))
-    )
+    matches!(e.into_inner().downcast::<tungstenite::Error>().map(|b| *b), Ok(tungstenite::Error::Capacity(_)))
 }
 
 /// Writes `first` and whatever else is queued, then flushes once. `false` when the socket is gone
 /// or a close was ordered while the peer was not reading.
-async fn write_batch(
-    socket: &mut WebSocket,
-    inbox: &mut Inbox,
-    first: Packet,
-    control: &crate::hub::Control,
-) -> bool {
+async fn write_batch(socket: &mut WebSocket, inbox: &mut Inbox, first: Packet, control: &crate::hub::Control) -> bool {
     let write = async {
         socket.feed(Message::Text(first)).await?;
         for _ in 1..WRITE_BATCH {
@@ -311,12 +270,7 @@ async fn finish(socket: &mut WebSocket, state: &AppState, inbox: &mut Inbox, ord
 }
 
 async fn send_close(socket: &mut WebSocket, state: &AppState, code: u16, reason: &str) {
-    state
-        .metrics
-        .inc("confab_closes_total", format!("code=\"{code}\""));
-    let frame = CloseFrame {
-        code,
-        reason: reason.to_owned().into(),
-    };
+    state.metrics.inc("confab_closes_total", format!("code=\"{code}\""));
+    let frame = CloseFrame { code, reason: reason.to_owned().into() };
     let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await;
 }

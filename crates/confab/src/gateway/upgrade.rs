@@ -17,19 +17,13 @@ pub fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
         return true;
     };
     let allowed = &state.config.allowed_origins;
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.trim_end_matches('/') == origin)
-    {
+    if allowed.iter().any(|a| a == "*" || a.trim_end_matches('/') == origin) {
         return true;
     }
     if origin == origin_of(&state.config.public_url) {
         return true;
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
     !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }
@@ -59,10 +53,7 @@ impl IpSlot {
             return None;
         }
         *n += 1;
-        Some(IpSlot {
-            state: state.clone(),
-            ip,
-        })
+        Some(IpSlot { state: state.clone(), ip })
     }
 }
 

@@ -28,11 +28,7 @@ fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 fn http_error(e: Error) -> Response {
     if e.code() == ErrorCode::AuthRateLimited {
         let secs: String = e.text().chars().filter(char::is_ascii_digit).collect();
-        let secs = if secs.is_empty() {
-            "1".to_owned()
-        } else {
-            secs
-        };
+        let secs = if secs.is_empty() { "1".to_owned() } else { secs };
         let mut r = json_error(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many requests. Try again in {secs} seconds"),
@@ -49,9 +45,7 @@ fn http_error(e: Error) -> Response {
 /// Closes every socket of a revoked session family with 4004 (PROTOCOL §8.5).
 pub fn close_family(state: &AppState, session_id: &str) {
     let order = CloseOrder::new(close::REVOKED, "Session revoked", Some("Session revoked"));
-    state
-        .hub
-        .close_where(|c| c.session_id.as_deref() == Some(session_id), &order);
+    state.hub.close_where(|c| c.session_id.as_deref() == Some(session_id), &order);
 }
 
 /// `POST /auth/register` → 201 token set; `user_join` to every connection.
@@ -66,10 +60,7 @@ pub async fn register(
         Err(r) => return r,
     };
     let ip = client_ip(&state, peer.ip(), &headers);
-    let user = match state
-        .register(ip, field(&map, "username"), field(&map, "password"))
-        .await
-    {
+    let user = match state.register(ip, field(&map, "username"), field(&map, "password")).await {
         Ok(u) => u,
         Err(e) => return http_error(e),
     };
@@ -85,36 +76,19 @@ pub async fn register(
 }
 
 /// `POST /auth/login` → 200 token set.
-pub async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    raw: Body,
-) -> Response {
+pub async fn login(State(state): State<AppState>, ConnectInfo(peer): Peer, headers: HeaderMap, raw: Body) -> Response {
     let map = match body::json_object(&headers, raw).await {
         Ok(m) => m,
         Err(r) => return r,
     };
     let ip = client_ip(&state, peer.ip(), &headers);
-    match state
-        .login(ip, field(&map, "username"), field(&map, "password"))
-        .await
-    {
+    match state.login(ip, field(&map, "username"), field(&map, "password")).await {
         Ok(user) => match state.token_set(&user, "password").await {
             Ok(set) => Json(set).into_response(),
             Err(e) => e.into_response(),
         },
-        Err(e)
-            if matches!(
-                e.code(),
-                ErrorCode::InvalidCredentials | ErrorCode::MissingCredentials
-            ) =>
-        {
-            json_error(
-                StatusCode::UNAUTHORIZED,
-                "Invalid username or password",
-                "invalid_credentials",
-            )
+        Err(e) if matches!(e.code(), ErrorCode::InvalidCredentials | ErrorCode::MissingCredentials) => {
+            json_error(StatusCode::UNAUTHORIZED, "Invalid username or password", "invalid_credentials")
         }
         Err(e) => http_error(e),
     }
@@ -144,15 +118,8 @@ pub async fn refresh(
     };
     let next = random_token();
     let expires = crate::store::now() + state.config.auth.refresh_ttl_s as f64;
-    match state
-        .store
-        .refresh_rotate(&hash_token(token), &hash_token(&next), expires)
-        .await
-    {
-        Ok(Rotation::Rotated {
-            session_id,
-            user_id,
-        }) => match state.store.user_by_id(&user_id).await {
+    match state.store.refresh_rotate(&hash_token(token), &hash_token(&next), expires).await {
+        Ok(Rotation::Rotated { session_id, user_id }) => match state.store.user_by_id(&user_id).await {
             Ok(Some(user)) if !user.banned => {
                 let access = state.jwt.issue(&user.id, &session_id, crate::store::now());
                 Json(state.token_set_json(&user, &access, &next)).into_response()
@@ -185,11 +152,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, raw: Body
     let session = if let Some(token) = field(&map, "refresh_token") {
         state.store.session_of_refresh(&hash_token(token)).await
     } else if let Some(token) = bearer {
-        Ok(state
-            .jwt
-            .verify(token, crate::store::now())
-            .ok()
-            .map(|id| id.session_id))
+        Ok(state.jwt.verify(token, crate::store::now()).ok().map(|id| id.session_id))
     } else {
         return json_error(
             StatusCode::BAD_REQUEST,
@@ -211,34 +174,17 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, raw: Body
 }
 
 /// `POST /token`: the OAuth2 password grant (form-encoded), access token only.
-pub async fn token(
-    State(state): State<AppState>,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    raw: Body,
-) -> Response {
+pub async fn token(State(state): State<AppState>, ConnectInfo(peer): Peer, headers: HeaderMap, raw: Body) -> Response {
     let form = match body::form(&headers, raw).await {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let get = |k: &str| {
-        form.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     if get("grant_type").is_some_and(|g| g != "password") {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "unsupported_grant_type"})),
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type"}))).into_response();
     }
     let (Some(username), Some(password)) = (get("username"), get("password")) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_request"})),
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_request"}))).into_response();
     };
     let ip = client_ip(&state, peer.ip(), &headers);
     match state.login(ip, Some(username), Some(password)).await {

@@ -13,19 +13,12 @@ use super::json_error;
 pub const LIMIT: usize = 64 * 1024;
 
 fn content_type(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 async fn bytes(body: Body) -> Result<axum::body::Bytes, Response> {
     axum::body::to_bytes(body, LIMIT).await.map_err(|_| {
-        json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("Request body too large (max {LIMIT} bytes)"),
-            "too_large",
-        )
+        json_error(StatusCode::PAYLOAD_TOO_LARGE, &format!("Request body too large (max {LIMIT} bytes)"), "too_large")
     })
 }
 
@@ -41,19 +34,12 @@ pub async fn json_object(headers: &HeaderMap, body: Body) -> Result<Map<String, 
     let raw = bytes(body).await?;
     match serde_json::from_slice(&raw) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "Invalid JSON body",
-            "bad_request",
-        )),
+        _ => Err(json_error(StatusCode::BAD_REQUEST, "Invalid JSON body", "bad_request")),
     }
 }
 
 /// Like [`json_object`], but an empty body with no Content-Type is an empty object (for logout).
-pub async fn optional_json_object(
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Map<String, Value>, Response> {
+pub async fn optional_json_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, Response> {
     if content_type(headers).is_empty() {
         let raw = bytes(body).await?;
         if raw.iter().all(u8::is_ascii_whitespace) {
@@ -97,10 +83,7 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len()
-                && s.is_char_boundary(i + 1)
-                && s.is_char_boundary(i + 3) =>
-            {
+            b'%' if i + 2 < bytes.len() && s.is_char_boundary(i + 1) && s.is_char_boundary(i + 3) => {
                 match u8::from_str_radix(&s[i + 1..i + 3], 16) {
                     Ok(b) => {
                         out.push(b);

@@ -50,12 +50,8 @@ pub async fn healthz() -> Response {
 
 /// `GET /readyz`: the database answers and the server is not draining.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let not_ready = |reason: &str| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": reason})),
-        )
-    };
+    let not_ready =
+        |reason: &str| (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": reason})));
     if state.draining.load(Ordering::Acquire) {
         return not_ready("draining").into_response();
     }
@@ -70,11 +66,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: for allowed networks or the metrics bearer token; 404 to everyone else.
-pub async fn metrics(
-    State(state): State<AppState>,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-) -> Response {
+pub async fn metrics(State(state): State<AppState>, ConnectInfo(peer): Peer, headers: HeaderMap) -> Response {
     let cfg = &state.config.metrics;
     let by_network = net::any_contains(&cfg.allow, peer.ip());
     let by_token = !cfg.token.is_empty()
@@ -86,9 +78,5 @@ pub async fn metrics(
     if !(by_network || by_token) {
         return not_found().await;
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

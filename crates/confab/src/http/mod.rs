@@ -44,11 +44,7 @@ impl IntoResponse for Error {
         if let Error::Internal(detail) = &self {
             tracing::error!("http: {detail}");
         }
-        (
-            self.status(),
-            Json(json!({"error": self.text(), "code": self.code().as_str()})),
-        )
-            .into_response()
+        (self.status(), Json(json!({"error": self.text(), "code": self.code().as_str()}))).into_response()
     }
 }
 
@@ -62,11 +58,7 @@ pub(crate) async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    json_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method not allowed",
-        "bad_request",
-    )
+    json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "bad_request")
 }
 
 /// Routes whose responses any origin may read.
@@ -84,22 +76,13 @@ async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Re
     };
     let h = response.headers_mut();
     if public {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     } else if let (Some(origin), true) = (origin, allowed) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type, Authorization"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization"));
     response
 }
 
@@ -111,14 +94,8 @@ pub fn client_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr 
     let forwarded = headers
         .get("cf-connecting-ip")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok()?.split(',').next())
-        });
-    forwarded
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(peer)
+        .or_else(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()?.split(',').next()));
+    forwarded.and_then(|v| v.trim().parse().ok()).unwrap_or(peer)
 }
 
 /// The peer address type the router is served with.

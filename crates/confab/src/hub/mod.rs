@@ -33,13 +33,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(id: ConnId, user_id: String, session_id: Option<String>, outbox: Outbox) -> Conn {
-        Conn {
-            id,
-            user_id,
-            session_id,
-            outbox,
-            channels: Mutex::new(Vec::new()),
-        }
+        Conn { id, user_id, session_id, outbox, channels: Mutex::new(Vec::new()) }
     }
 }
 
@@ -53,21 +47,13 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(metrics: Arc<Metrics>) -> Hub {
-        Hub {
-            conns: DashMap::new(),
-            channels: DashMap::new(),
-            users: DashMap::new(),
-            metrics,
-        }
+        Hub { conns: DashMap::new(), channels: DashMap::new(), users: DashMap::new(), metrics }
     }
 
     /// Adds an authenticated connection viewing `channels`. Returns the account's live count after.
     pub fn register(&self, conn: Arc<Conn>, channels: Vec<String>) -> usize {
         for ch in &channels {
-            self.channels
-                .entry(ch.clone())
-                .or_default()
-                .insert(conn.id, conn.outbox.clone());
+            self.channels.entry(ch.clone()).or_default().insert(conn.id, conn.outbox.clone());
         }
         if let Ok(mut mine) = conn.channels.lock() {
             *mine = channels;
@@ -110,11 +96,7 @@ impl Hub {
 
     /// Ids of accounts with at least one live authenticated connection.
     pub fn online_users(&self) -> Vec<String> {
-        self.users
-            .iter()
-            .filter(|e| *e.value() > 0)
-            .map(|e| e.key().clone())
-            .collect()
+        self.users.iter().filter(|e| *e.value() > 0).map(|e| e.key().clone()).collect()
     }
 
     /// Number of authenticated connections.
@@ -184,8 +166,7 @@ impl Hub {
             outbox::Pushed::Queued => self.metrics.inc("confab_frames_out_total", String::new()),
             outbox::Pushed::Dropped | outbox::Pushed::Closed => {}
             outbox::Pushed::Overflow => {
-                self.metrics
-                    .inc("confab_queue_overflows_total", String::new());
+                self.metrics.inc("confab_queue_overflows_total", String::new());
                 out.control().close(CloseOrder::slow_consumer());
             }
         }

@@ -25,11 +25,7 @@ pub struct CloseOrder {
 
 impl CloseOrder {
     pub fn new(code: u16, reason: &str, disconnect: Option<&str>) -> CloseOrder {
-        CloseOrder {
-            code,
-            reason: reason.to_owned(),
-            disconnect: disconnect.map(str::to_owned),
-        }
+        CloseOrder { code, reason: reason.to_owned(), disconnect: disconnect.map(str::to_owned) }
     }
     /// 4009: the outbound queue overflowed.
     pub fn slow_consumer() -> CloseOrder {
@@ -102,19 +98,9 @@ impl Outbox {
     /// A queue holding at most `max_packets` packets and `max_bytes` bytes.
     pub fn new(max_packets: usize, max_bytes: usize) -> (Outbox, Inbox) {
         let (tx, rx) = mpsc::channel(max_packets);
-        let shared = Arc::new(Shared {
-            bytes: AtomicUsize::new(0),
-            max_bytes,
-            max_packets,
-            control: Control::default(),
-        });
-        (
-            Outbox {
-                tx,
-                shared: shared.clone(),
-            },
-            Inbox { rx, shared },
-        )
+        let shared =
+            Arc::new(Shared { bytes: AtomicUsize::new(0), max_bytes, max_packets, control: Control::default() });
+        (Outbox { tx, shared: shared.clone() }, Inbox { rx, shared })
     }
 
     /// The connection's close signal.

@@ -15,11 +15,7 @@ fn default_roles() -> Vec<(&'static str, Option<&'static str>, Vec<&'static str>
     vec![
         ("owner", Some("#9400D3"), vec!["administrator"]),
         ("admin", Some("#FF0000"), vec!["administrator"]),
-        (
-            "moderator",
-            Some("#FFFF00"),
-            vec!["manage_messages", "manage_threads", "view_audit_log"],
-        ),
+        ("moderator", Some("#FFFF00"), vec!["manage_messages", "manage_threads", "view_audit_log"]),
         (
             "user",
             None,
@@ -67,10 +63,7 @@ impl Store {
             for key in ["view", "send", "create_thread"] {
                 perms.insert(key.to_owned(), vec!["user".to_owned()]);
             }
-            perms.insert(
-                "delete".to_owned(),
-                vec!["admin".to_owned(), "moderator".to_owned()],
-            );
+            perms.insert("delete".to_owned(), vec!["admin".to_owned(), "moderator".to_owned()]);
             self.channel_create(&Channel {
                 id: uuid::Uuid::now_v7().to_string(),
                 name: "general".to_owned(),

@@ -47,9 +47,7 @@ impl Store {
     /// Every channel in display order, with its current seq.
     pub async fn channels(&self) -> Result<Vec<Channel>> {
         let sql = format!("SELECT {COLUMNS} FROM channels ORDER BY position, name_lower");
-        Ok(
-            dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?),
-        )
+        Ok(dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?))
     }
 
     /// The channel's current seq (0 when nothing happened yet).

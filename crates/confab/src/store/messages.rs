@@ -40,9 +40,8 @@ impl Store {
         skip: i64,
         limit: i64,
     ) -> Result<Vec<MessageRow>> {
-        let sql = format!(
-            "{SELECT} WHERE m.channel_id = $1 AND m.thread_id = $2 ORDER BY m.seq DESC LIMIT $3 OFFSET $4"
-        );
+        let sql =
+            format!("{SELECT} WHERE m.channel_id = $1 AND m.thread_id = $2 ORDER BY m.seq DESC LIMIT $3 OFFSET $4");
         let mut rows: Vec<MessageRow> = dispatch!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(channel_id).bind(thread_id).bind(limit).bind(skip).fetch_all(pool).await?
         });
@@ -71,12 +70,7 @@ impl Store {
     }
 
     /// One message, only if it is in the given channel or thread.
-    pub async fn message_in(
-        &self,
-        channel_id: &str,
-        thread_id: &str,
-        id: &str,
-    ) -> Result<Option<MessageRow>> {
+    pub async fn message_in(&self, channel_id: &str, thread_id: &str, id: &str) -> Result<Option<MessageRow>> {
         let sql = format!("{SELECT} WHERE m.id = $1 AND m.channel_id = $2 AND m.thread_id = $3");
         Ok(dispatch!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(channel_id).bind(thread_id).fetch_optional(pool).await?
@@ -84,11 +78,7 @@ impl Store {
     }
 
     /// The newest message of a channel or thread: (id, seq, timestamp).
-    pub async fn message_latest(
-        &self,
-        channel_id: &str,
-        thread_id: &str,
-    ) -> Result<Option<(String, i64, f64)>> {
+    pub async fn message_latest(&self, channel_id: &str, thread_id: &str) -> Result<Option<(String, i64, f64)>> {
         Ok(dispatch!(self, pool => {
             sqlx::query_as(
                 "SELECT id, seq, created_at FROM messages WHERE channel_id = $1 AND thread_id = $2 ORDER BY seq DESC LIMIT 1",

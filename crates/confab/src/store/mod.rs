@@ -62,13 +62,9 @@ impl Location {
     /// Resolves `database_url` (empty → `<data_dir>/confab.db`).
     pub fn from_config(database_url: &str, data_dir: &Path) -> Location {
         if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-            Location::Postgres {
-                url: database_url.to_owned(),
-                schema: None,
-            }
-        } else if let Some(path) = database_url
-            .strip_prefix("sqlite://")
-            .or_else(|| database_url.strip_prefix("sqlite:"))
+            Location::Postgres { url: database_url.to_owned(), schema: None }
+        } else if let Some(path) =
+            database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"))
         {
             Location::SqliteFile(path.into())
         } else {
@@ -81,18 +77,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Store {
     /// Opens (and creates) the database, applies the embedded migrations and starts the writer.
-    pub async fn open(
-        location: &Location,
-        pool_size: u32,
-        batch_max: usize,
-        metrics: Arc<Metrics>,
-    ) -> Result<Store> {
+    pub async fn open(location: &Location, pool_size: u32, batch_max: usize, metrics: Arc<Metrics>) -> Result<Store> {
         let backend = match location {
             Location::SqliteFile(path) => {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        crate::error::Error::Internal(format!("create {}: {e}", parent.display()))
-                    })?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| crate::error::Error::Internal(format!("create {}: {e}", parent.display())))?;
                 }
                 let options = SqliteConnectOptions::new()
                     .filename(path)
@@ -102,10 +92,7 @@ impl Store {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(pool_size)
-                    .connect_with(options)
-                    .await?;
+                let pool = SqlitePoolOptions::new().max_connections(pool_size).connect_with(options).await?;
                 Backend::Sqlite(pool)
             }
             Location::Postgres { url, schema } => {
@@ -162,9 +149,7 @@ impl Store {
 
 /// The current time as Unix seconds with a fractional part, the unit of every stored time.
 pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Whether an error is a unique-constraint violation (a name or key already taken).

@@ -24,8 +24,7 @@ impl Role {
     }
 }
 
-const COLUMNS: &str =
-    "id, name, description, color, hoisted, permissions, self_assignable, category, position";
+const COLUMNS: &str = "id, name, description, color, hoisted, permissions, self_assignable, category, position";
 
 impl Store {
     /// Creates a role.
@@ -54,8 +53,6 @@ impl Store {
     /// Every role, highest position first.
     pub async fn roles(&self) -> Result<Vec<Role>> {
         let sql = format!("SELECT {COLUMNS} FROM roles ORDER BY position");
-        Ok(
-            dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?),
-        )
+        Ok(dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?))
     }
 }

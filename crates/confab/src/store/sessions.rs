@@ -29,12 +29,7 @@ struct TokenRow {
 
 impl Store {
     /// Starts a session family for `user_id`, living at most until `expires_at`.
-    pub async fn session_create(
-        &self,
-        user_id: &str,
-        method: &str,
-        expires_at: f64,
-    ) -> Result<String> {
+    pub async fn session_create(&self, user_id: &str, method: &str, expires_at: f64) -> Result<String> {
         let id = uuid::Uuid::now_v7().to_string();
         dispatch!(self, pool => {
             sqlx::query(
@@ -52,12 +47,7 @@ impl Store {
     }
 
     /// Stores a refresh token (its hash) in a family.
-    pub async fn refresh_insert(
-        &self,
-        session_id: &str,
-        token_hash: &str,
-        expires_at: f64,
-    ) -> Result<()> {
+    pub async fn refresh_insert(&self, session_id: &str, token_hash: &str, expires_at: f64) -> Result<()> {
         dispatch!(self, pool => {
             sqlx::query(
                 "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
@@ -73,12 +63,7 @@ impl Store {
     }
 
     /// Spends `old_hash` and stores `new_hash` in the same family, or detects reuse.
-    pub async fn refresh_rotate(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        new_expires_at: f64,
-    ) -> Result<Rotation> {
+    pub async fn refresh_rotate(&self, old_hash: &str, new_hash: &str, new_expires_at: f64) -> Result<Rotation> {
         let now = super::now();
         let outcome = dispatch!(self, pool => {
             let mut tx = pool.begin().await?;

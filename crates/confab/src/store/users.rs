@@ -54,8 +54,7 @@ pub struct NewUser<'a> {
     pub role_ids: Vec<String>,
 }
 
-const COLUMNS: &str =
-    "id, username, kind, password_hash, nickname, status, status_text, pfp_url, banned";
+const COLUMNS: &str = "id, username, kind, password_hash, nickname, status, status_text, pfp_url, banned";
 
 impl Store {
     /// Creates an account with its roles; "Username already taken" if the folded name exists.
@@ -87,16 +86,11 @@ impl Store {
         match result {
             Ok(()) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(Error::new(
-                    confab_proto::ErrorCode::UsernameTaken,
-                    "Username already taken",
-                ));
+                return Err(Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken"));
             }
             Err(e) => return Err(e.into()),
         }
-        self.user_by_id(&id)
-            .await?
-            .ok_or_else(|| Error::Internal("created user vanished".into()))
+        self.user_by_id(&id).await?.ok_or_else(|| Error::Internal("created user vanished".into()))
     }
 
     /// Looks an account up by name, ASCII case-insensitively.
@@ -129,19 +123,14 @@ impl Store {
 
     /// Every account that is not banned, sorted by name case-insensitively.
     pub async fn users_unbanned(&self) -> Result<Vec<User>> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM users WHERE banned = FALSE ORDER BY username_lower");
-        Ok(
-            dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?),
-        )
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE banned = FALSE ORDER BY username_lower");
+        Ok(dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?))
     }
 
     /// Every account, banned included, sorted by name (for the admin CLI).
     pub async fn users_all(&self) -> Result<Vec<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users ORDER BY username_lower");
-        Ok(
-            dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?),
-        )
+        Ok(dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?))
     }
 
     /// Number of accounts.

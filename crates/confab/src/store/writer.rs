@@ -78,26 +78,14 @@ impl Writer {
         let (tx, rx) = mpsc::channel(8192);
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(backend, rx, stop.clone(), batch_max, metrics));
-        Writer {
-            tx,
-            stop,
-            task: Arc::new(Mutex::new(Some(task))),
-        }
+        Writer { tx, stop, task: Arc::new(Mutex::new(Some(task))) }
     }
 
     /// Appends a message; resolves after the commit and after `on_commit` ran.
     pub async fn append(&self, message: NewMessage, on_commit: OnCommit) -> Result<Appended> {
         let (reply, done) = oneshot::channel();
-        self.tx
-            .send(Op {
-                message,
-                on_commit,
-                reply,
-            })
-            .await
-            .map_err(|_| Error::Internal("writer stopped".into()))?;
-        done.await
-            .map_err(|_| Error::Internal("writer stopped".into()))?
+        self.tx.send(Op { message, on_commit, reply }).await.map_err(|_| Error::Internal("writer stopped".into()))?;
+        done.await.map_err(|_| Error::Internal("writer stopped".into()))?
     }
 
     /// Commits everything queued, then stops the task.
@@ -161,12 +149,7 @@ async fn run(
 
 /// A message's nonce fingerprint: target and content, so a repeat can be told from a conflict.
 fn content_hash(m: &NewMessage) -> String {
-    hash_token(&format!(
-        "{}\u{0}{}\u{0}{}",
-        m.channel_id,
-        m.thread_id.as_deref().unwrap_or(""),
-        m.content
-    ))
+    hash_token(&format!("{}\u{0}{}\u{0}{}", m.channel_id, m.thread_id.as_deref().unwrap_or(""), m.content))
 }
 
 /// The live `message_new` packet for a freshly stored message.
@@ -297,10 +280,7 @@ macro_rules! apply {
     }};
 }
 
-async fn commit(
-    backend: &Backend,
-    batch: &[&NewMessage],
-) -> std::result::Result<Vec<Appended>, sqlx::Error> {
+async fn commit(backend: &Backend, batch: &[&NewMessage]) -> std::result::Result<Vec<Appended>, sqlx::Error> {
     let mut outcomes = Vec::with_capacity(batch.len());
     match backend {
         Backend::Sqlite(pool) => {
