@@ -1,0 +1,6 @@
+//! Integration tests: the real server on 127.0.0.1:0 with its own temporary database, driven by
+//! real WebSocket and HTTP clients. One binary for the whole crate keeps link time down.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+mod smoke;

@@ -1,0 +1,35 @@
+//! The newcomer's path: register, open #general, send, see the echo, find it after a reload.
+
+use serde_json::json;
+
+use crate::support::{Backend, TestServer};
+
+async fn register_send_reload(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut alice = server.register("Alice").await;
+    let channels = alice.request(json!({"cmd": "channels_get"})).await;
+    assert_eq!(channels["val"][0]["name"], "general");
+    let echo = alice.request(json!({"cmd": "message_new", "channel": "general", "content": "hello"})).await;
+    assert_eq!(echo["cmd"], "message_new");
+    assert_eq!(echo["message"]["user"], "Alice");
+    assert_eq!(echo["message"]["content"], "hello");
+    assert_eq!(echo["seq"], 1);
+    drop(alice);
+    let mut again = server.login("alice", "correct horse").await;
+    let history = again.request(json!({"cmd": "messages_get", "channel": "general", "limit": 100})).await;
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["content"], "hello");
+    assert_eq!(messages[0]["id"], echo["message"]["id"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn register_send_reload_sqlite() {
+    register_send_reload(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn register_send_reload_postgres() {
+    register_send_reload(Backend::Postgres).await;
+}

@@ -1,0 +1,298 @@
+//! Test harness: a real server on 127.0.0.1:0 with its own temporary database, and real clients.
+//!
+//! `TestServer::spawn()` uses SQLite in a temporary folder; `TestServer::spawn_pg()` uses the
+//! PostgreSQL server named by `CONFAB_TEST_POSTGRES_URL` (default: the local `test` database) with a
+//! fresh schema per test. PostgreSQL is required: a missing server fails the test loudly.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use confab::{
+    config::Config,
+    metrics::Metrics,
+    store::{Location, Store},
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::{net::TcpStream, task::JoinHandle};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, protocol::CloseFrame},
+};
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for an expected packet before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL server used by the PostgreSQL tests.
+pub fn postgres_url() -> String {
+    std::env::var("CONFAB_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh schema on the test PostgreSQL server; panics if the server is unreachable.
+pub async fn pg_schema() -> String {
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let pool = sqlx::PgPool::connect(&postgres_url())
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is required for this test ({}): {e}", postgres_url()));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.expect("create schema");
+    pool.close().await;
+    schema
+}
+
+/// Opens a store of the given backend for contract tests.
+pub async fn open_store(backend: Backend, dir: &std::path::Path) -> Store {
+    let location = match backend {
+        Backend::Sqlite => Location::SqliteFile(dir.join("confab.db")),
+        Backend::Postgres => Location::Postgres { url: postgres_url(), schema: Some(pg_schema().await) },
+    };
+    let store = Store::open(&location, 4, 256, Arc::new(Metrics::default())).await.expect("open store");
+    store.bootstrap().await.expect("bootstrap");
+    store
+}
+
+/// Which database a server or store test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server and what is needed to talk to it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub config: Config,
+    pub store: Store,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A server on SQLite with default configuration.
+    pub async fn spawn() -> TestServer {
+        Self::spawn_with(Backend::Sqlite, |_| {}).await
+    }
+
+    /// A server on PostgreSQL with default configuration.
+    pub async fn spawn_pg() -> TestServer {
+        Self::spawn_with(Backend::Postgres, |_| {}).await
+    }
+
+    /// A server on `backend` whose configuration `tweak` may change.
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = Config { data_dir: dir.path().to_owned(), listen: addr, ..Config::default() };
+        // Tests open many sockets from one address; the per-IP auth bucket is exercised explicitly.
+        config.auth.hash_workers = 2;
+        tweak(&mut config);
+        let config = config.validated().expect("valid config");
+        let metrics = Arc::new(Metrics::default());
+        let store = open_store(backend, dir.path()).await;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(confab::run_with_store(
+            listener,
+            config.clone(),
+            store.clone(),
+            metrics,
+            shutdown.clone(),
+        ));
+        let server = TestServer {
+            addr,
+            http: reqwest::Client::new(),
+            config,
+            store,
+            shutdown,
+            task: Some(task),
+            _dir: dir,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "server did not become ready");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://addr/path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Opens a socket on `/` and reads the handshake.
+    pub async fn connect(&self) -> Client {
+        let mut c = Client::open(&self.ws_url("/"), &[]).await.expect("connect");
+        c.handshake = c.recv_cmd("handshake").await;
+        c
+    }
+
+    /// Registers `name` over a new socket; returns the client after `ready`.
+    pub async fn register(&self, name: &str) -> Client {
+        let mut c = self.connect().await;
+        c.send(json!({"cmd": "register", "username": name, "password": "correct horse"})).await;
+        c.expect_auth().await;
+        c
+    }
+
+    /// Logs `name` in over a new socket.
+    pub async fn login(&self, name: &str, password: &str) -> Client {
+        let mut c = self.connect().await;
+        c.send(json!({"cmd": "login", "username": name, "password": password})).await;
+        c.expect_auth().await;
+        c
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self.http.post(self.url(path)).json(&body).send().await.expect("http");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Registers over HTTP and returns the token set.
+    pub async fn http_register(&self, name: &str) -> Value {
+        let (status, body) =
+            self.post_json("/auth/register", json!({"username": name, "password": "correct horse"})).await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A WebSocket client speaking the protocol.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub handshake: Value,
+    next_listener: u64,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Closed {
+    /// A close frame with this code and reason.
+    Frame(u16, String),
+    /// The TCP connection ended without a close frame.
+    Dropped,
+}
+
+impl Client {
+    /// Connects to `url` with extra request headers (e.g. Origin).
+    pub async fn open(url: &str, headers: &[(&str, &str)]) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        for (k, v) in headers {
+            request.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                v.parse().expect("header value"),
+            );
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { ws, handshake: Value::Null, next_listener: 0 })
+    }
+
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, v: Value) {
+        self.send_raw(&v.to_string()).await;
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next JSON packet; fails the test after [`WAIT`] or if the socket closes.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for a packet");
+            match msg {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).expect("server sent JSON"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a packet, got {other:?}"),
+            }
+        }
+    }
+
+    /// Skips packets until one with `cmd` arrives.
+    pub async fn recv_cmd(&mut self, cmd: &str) -> Value {
+        loop {
+            let p = self.recv().await;
+            if p["cmd"] == cmd {
+                return p;
+            }
+        }
+    }
+
+    /// Sends `frame` with a fresh `listener` and returns the first packet that carries it.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        self.next_listener += 1;
+        let listener = format!("l{}", self.next_listener);
+        frame["listener"] = json!(listener);
+        self.send(frame).await;
+        loop {
+            let p = self.recv().await;
+            if p["listener"] == listener {
+                return p;
+            }
+        }
+    }
+
+    /// Waits for `auth_success` then `ready`; returns `ready`.
+    pub async fn expect_auth(&mut self) -> Value {
+        let first = self.recv_skip_presence().await;
+        assert_eq!(first["cmd"], "auth_success", "{first}");
+        let ready = self.recv_skip_presence().await;
+        assert_eq!(ready["cmd"], "ready", "{ready}");
+        ready
+    }
+
+    async fn recv_skip_presence(&mut self) -> Value {
+        loop {
+            let p = self.recv().await;
+            if !matches!(p["cmd"].as_str(), Some("user_connect" | "user_join" | "user_disconnect" | "ping")) {
+                return p;
+            }
+        }
+    }
+
+    /// Reads until the connection ends; returns how it ended.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return Closed::Frame(code.into(), reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Closed::Dropped,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}
