@@ -40,6 +40,30 @@ use crate::{config::Config, metrics::Metrics, state::AppState, store::Store};
 /// How long shutdown waits for sockets to say goodbye before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Periodic upkeep until shutdown: forget idle throttle entries every minute; prune the resume log
+/// and expired nonces every hour (and once at start).
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut minutes = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.shutdown.cancelled() => break,
+        }
+        state.throttle.prune();
+        if minutes % 60 == 0 {
+            let window = state.config.limits.nonce_window_s as f64;
+            if let Err(e) = state.store.events_prune().await {
+                tracing::warn!("pruning the event log: {e}");
+            }
+            if let Err(e) = state.store.nonces_prune(window).await {
+                tracing::warn!("pruning nonces: {e}");
+            }
+        }
+        minutes += 1;
+    }
+}
+
 /// Opens the configured store, migrates and bootstraps it.
 pub async fn open_store(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
     let location = store::Location::from_config(&config.database_url, &config.data_dir);
@@ -72,18 +96,7 @@ pub async fn run_with_store(
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, store = store.kind(), public_url = %state.config.public_url, "confab serving");
 
-    let pruner = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => state.throttle.prune(),
-                    () = state.shutdown.cancelled() => break,
-                }
-            }
-        })
-    };
+    let pruner = tokio::spawn(housekeeping(state.clone()));
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = {

@@ -134,9 +134,9 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     let outbox = s.outbox.clone();
     let listener = frame.listener().map(str::to_owned);
     let on_commit = Box::new(move |outcome: &Appended| {
-        if let Appended::New { packet, .. } = outcome {
+        if let Appended::New { packet, seq } = outcome {
             let shared = Packet::from(packet.clone());
-            publisher.hub.to_channel(&channel_id, &shared, Some(conn_id));
+            publisher.hub.to_channel(&channel_id, *seq, &shared, Some(conn_id));
             let own = match &listener {
                 Some(l) => Packet::from(wire::with_listener(packet, Some(l))),
                 None => shared,

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod channels;
 pub mod messages;
+pub mod resume;
 pub mod users;
 
 use serde_json::Value;

@@ -30,6 +30,7 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "message_new" => commands::messages::new(s, &frame).await,
             "messages_get" => commands::messages::history(s, &frame).await,
             "message_get" => commands::messages::get(s, &frame).await,
+            "resume" => commands::resume::resume(s, &frame).await,
             "users_list" => commands::users::list(s, &frame).await,
             "users_online" => commands::users::online(s, &frame).await,
             _ => Err(Error::new(ErrorCode::UnknownCommand, format!("Unknown command: {cmd}"))),

@@ -15,6 +15,7 @@ pub const COMMANDS: &[&str] = &[
     "messages_get",
     "ping",
     "register",
+    "resume",
     "users_list",
     "users_online",
 ];
@@ -30,7 +31,7 @@ pub fn capabilities(mode: AuthMode) -> Vec<&'static str> {
 /// Builds the handshake for a connection whose validator key is `validator_key`.
 pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
     let cfg = &state.config;
-    let mut extensions = vec!["array_frames", "close_codes", "durable_acks", "error_codes", "idempotent_send"];
+    let mut extensions = vec!["array_frames", "close_codes", "durable_acks", "error_codes", "idempotent_send", "resume"];
     if cfg.auth_mode.local_enabled() {
         extensions.push("token_auth");
     }
@@ -51,6 +52,7 @@ pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
             "frame_max": cfg.security.frame_max,
             "nonce_max": 64,
             "nonce_window_s": cfg.limits.nonce_window_s,
+            "resume_max_events": crate::commands::resume::MAX_EVENTS,
         },
     });
     Ok(crate::wire::packet("handshake", json!({"val": val})))

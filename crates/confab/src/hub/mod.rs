@@ -13,7 +13,7 @@ use std::{
 
 use dashmap::DashMap;
 
-pub use outbox::{CloseOrder, Control, Inbox, Outbox, Packet};
+pub use outbox::{CloseOrder, Control, Inbox, Outbox, Packet, Pushed};
 
 use crate::metrics::Metrics;
 
@@ -109,12 +109,14 @@ impl Hub {
         self.conns.is_empty()
     }
 
-    /// S→V(ch): every connection that may view `channel_id`, except `except`.
-    pub fn to_channel(&self, channel_id: &str, packet: &Packet, except: Option<ConnId>) {
+    /// S→V(ch): the channel event `seq` to every connection that may view `channel_id`, except
+    /// `except`. Connections resuming that channel set it aside until their replay is done.
+    pub fn to_channel(&self, channel_id: &str, seq: i64, packet: &Packet, except: Option<ConnId>) {
         if let Some(members) = self.channels.get(channel_id) {
             for (id, out) in members.iter() {
                 if Some(*id) != except {
-                    self.deliver(out, packet, false);
+                    let pushed = out.push_channel(channel_id, seq, packet);
+                    self.account(out, pushed);
                 }
             }
         }
@@ -162,7 +164,12 @@ impl Hub {
 
     /// Queues `packet` on one outbox, closing it with 4009 if it overflows.
     pub fn deliver(&self, out: &Outbox, packet: &Packet, droppable: bool) {
-        match out.push(packet, droppable) {
+        self.account(out, out.push(packet, droppable));
+    }
+
+    /// Counts a push and closes its connection with 4009 on overflow.
+    pub fn account(&self, out: &Outbox, pushed: outbox::Pushed) {
+        match pushed {
             outbox::Pushed::Queued => self.metrics.inc("confab_frames_out_total", String::new()),
             outbox::Pushed::Dropped | outbox::Pushed::Closed => {}
             outbox::Pushed::Overflow => {

@@ -4,9 +4,12 @@
 //! nor a few huge ones can grow memory without limit. Producers never block: they learn whether the
 //! packet was queued, dropped (presence under congestion) or overflowed.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
 };
 
 use tokio::sync::{Notify, mpsc};
@@ -86,6 +89,15 @@ struct Shared {
     max_bytes: usize,
     max_packets: usize,
     control: Control,
+    /// Fast check for [`Shared::held`]: most connections never hold anything.
+    holding: AtomicBool,
+    held: Mutex<Option<Held>>,
+}
+
+/// Live channel events set aside while a `resume` replays the log (PROTOCOL §7.2).
+struct Held {
+    channels: HashSet<String>,
+    events: Vec<(String, i64, Packet)>,
 }
 
 /// The consumer side, owned by the connection task.
@@ -99,7 +111,14 @@ impl Outbox {
     pub fn new(max_packets: usize, max_bytes: usize) -> (Outbox, Inbox) {
         let (tx, rx) = mpsc::channel(max_packets);
         let shared =
-            Arc::new(Shared { bytes: AtomicUsize::new(0), max_bytes, max_packets, control: Control::default() });
+            Arc::new(Shared {
+                bytes: AtomicUsize::new(0),
+                max_bytes,
+                max_packets,
+                control: Control::default(),
+                holding: AtomicBool::new(false),
+                held: Mutex::new(None),
+            });
         (Outbox { tx, shared: shared.clone() }, Inbox { rx, shared })
     }
 
@@ -134,6 +153,48 @@ impl Outbox {
                 }
             }
         }
+    }
+}
+
+impl Outbox {
+    /// Queues an event of `channel_id` with `seq`, or sets it aside while that channel is held.
+    pub fn push_channel(&self, channel_id: &str, seq: i64, packet: &Packet) -> Pushed {
+        if self.shared.holding.load(Ordering::Acquire)
+            && let Ok(mut held) = self.shared.held.lock()
+            && let Some(h) = held.as_mut()
+            && h.channels.contains(channel_id)
+        {
+            if h.events.len() >= self.shared.max_packets {
+                return Pushed::Overflow;
+            }
+            h.events.push((channel_id.to_owned(), seq, packet.clone()));
+            return Pushed::Queued;
+        }
+        self.push(packet, false)
+    }
+
+    /// Starts setting aside live events of `channels` (before the log is read).
+    pub fn hold(&self, channels: HashSet<String>) {
+        if let Ok(mut held) = self.shared.held.lock() {
+            *held = Some(Held { channels, events: Vec::new() });
+            self.shared.holding.store(true, Ordering::Release);
+        }
+    }
+
+    /// Ends a hold: queues the set-aside events whose seq is past what the replay `covered`, in
+    /// arrival order, and drops the rest (they were replayed). `Overflow` if the queue filled.
+    pub fn release(&self, covered: &HashMap<String, i64>) -> Pushed {
+        let Ok(mut held) = self.shared.held.lock() else { return Pushed::Closed };
+        let mut outcome = Pushed::Queued;
+        if let Some(h) = held.take() {
+            for (channel, seq, packet) in h.events {
+                if seq > covered.get(&channel).copied().unwrap_or(-1) && self.push(&packet, false) == Pushed::Overflow {
+                    outcome = Pushed::Overflow;
+                }
+            }
+        }
+        self.shared.holding.store(false, Ordering::Release);
+        outcome
     }
 }
 
@@ -187,6 +248,22 @@ mod tests {
         assert_eq!(out.push(&p, true), Pushed::Dropped);
         while inbox.try_recv().is_some() {}
         assert_eq!(out.push(&p, true), Pushed::Queued);
+    }
+
+    #[test]
+    fn held_events_are_released_past_the_replay() {
+        let (out, mut inbox) = Outbox::new(16, 1 << 20);
+        out.hold(["c".to_owned()].into_iter().collect());
+        assert_eq!(out.push_channel("c", 5, &Packet::from("five")), Pushed::Queued);
+        assert_eq!(out.push_channel("d", 9, &Packet::from("other")), Pushed::Queued);
+        assert_eq!(out.push_channel("c", 6, &Packet::from("six")), Pushed::Queued);
+        assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("other"));
+        assert!(inbox.try_recv().is_none());
+        out.release(&[("c".to_owned(), 5)].into_iter().collect());
+        assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("six"));
+        assert!(inbox.try_recv().is_none());
+        assert_eq!(out.push_channel("c", 7, &Packet::from("seven")), Pushed::Queued);
+        assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("seven"));
     }
 
     #[tokio::test]

@@ -90,3 +90,13 @@ impl Store {
         }))
     }
 }
+
+impl Store {
+    /// Forgets idempotency nonces older than the window; they can no longer match anything.
+    pub async fn nonces_prune(&self, window_s: f64) -> Result<u64> {
+        let cutoff = super::now() - window_s;
+        Ok(dispatch!(self, pool => {
+            sqlx::query("DELETE FROM nonces WHERE created_at <= $1").bind(cutoff).execute(pool).await?.rows_affected()
+        }))
+    }
+}

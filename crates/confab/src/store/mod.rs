@@ -6,6 +6,7 @@
 
 pub mod bootstrap;
 pub mod channels;
+pub mod events;
 pub mod messages;
 pub mod read_state;
 pub mod roles;

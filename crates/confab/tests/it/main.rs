@@ -3,4 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
+mod durability;
 mod smoke;
+mod store;

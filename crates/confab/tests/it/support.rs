@@ -41,13 +41,7 @@ pub async fn pg_schema() -> String {
 
 /// Opens a store of the given backend for contract tests.
 pub async fn open_store(backend: Backend, dir: &std::path::Path) -> Store {
-    let location = match backend {
-        Backend::Sqlite => Location::SqliteFile(dir.join("confab.db")),
-        Backend::Postgres => Location::Postgres { url: postgres_url(), schema: Some(pg_schema().await) },
-    };
-    let store = Store::open(&location, 4, 256, Arc::new(Metrics::default())).await.expect("open store");
-    store.bootstrap().await.expect("bootstrap");
-    store
+    open_location(&fresh_location(backend, dir).await).await
 }
 
 /// Which database a server or store test runs against.
@@ -63,6 +57,7 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub config: Config,
     pub store: Store,
+    location: Location,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -89,8 +84,19 @@ impl TestServer {
         config.auth.hash_workers = 2;
         tweak(&mut config);
         let config = config.validated().expect("valid config");
+        let location = fresh_location(backend, dir.path()).await;
+        Self::start(listener, config, location, dir).await
+    }
+
+    async fn start(
+        listener: tokio::net::TcpListener,
+        config: Config,
+        location: Location,
+        dir: tempfile::TempDir,
+    ) -> TestServer {
+        let addr = listener.local_addr().expect("addr");
         let metrics = Arc::new(Metrics::default());
-        let store = open_store(backend, dir.path()).await;
+        let store = open_location(&location).await;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(confab::run_with_store(
             listener,
@@ -104,6 +110,7 @@ impl TestServer {
             http: reqwest::Client::new(),
             config,
             store,
+            location,
             shutdown,
             task: Some(task),
             _dir: dir,
@@ -172,6 +179,18 @@ impl TestServer {
             self.post_json("/auth/register", json!({"username": name, "password": "correct horse"})).await;
         assert_eq!(status, 201, "{body}");
         body
+    }
+
+    /// Stops the server gracefully and starts a new one on the same database and data folder
+    /// (on a new port; the configuration, signing key included, is unchanged).
+    pub async fn restart(mut self) -> TestServer {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
+        Self::start(listener, self.config.clone(), self.location.clone(), dir).await
     }
 
     /// Stops the server gracefully and waits for it.
@@ -295,4 +314,25 @@ impl Client {
             }
         }
     }
+}
+
+/// Where a fresh store of `backend` lives: `<dir>/confab.db`, or a fresh PostgreSQL schema.
+pub async fn fresh_location(backend: Backend, dir: &std::path::Path) -> Location {
+    match backend {
+        Backend::Sqlite => Location::SqliteFile(dir.join("confab.db")),
+        Backend::Postgres => Location::Postgres { url: postgres_url(), schema: Some(pg_schema().await) },
+    }
+}
+
+/// Opens, migrates and bootstraps the store at `location` (e.g. again after `close`).
+pub async fn open_location(location: &Location) -> Store {
+    let store = Store::open(location, 4, 256, Arc::new(Metrics::default())).await.expect("open store");
+    store.bootstrap().await.expect("bootstrap");
+    store
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("addr").port()
 }

@@ -1,0 +1,65 @@
+//! The per-channel event log behind `resume` (PROTOCOL §7.1, §7.2): every channel-scoped event as
+//! it was broadcast, keyed by (channel, seq), pruned to a bounded window.
+
+use super::{Store, dispatch};
+use crate::error::Result;
+
+/// Events kept per channel at most, and their maximum age.
+pub const KEEP_PER_CHANNEL: i64 = 10_000;
+pub const KEEP_SECONDS: f64 = 7.0 * 86_400.0;
+
+impl Store {
+    /// Up to `limit` logged events of a channel with seq > `after`, in seq order, leaving out events
+    /// about messages deleted since (but keeping the deletions themselves).
+    pub async fn events_after(&self, channel_id: &str, after: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+        Ok(dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT e.seq, e.payload FROM events e WHERE e.channel_id = $1 AND e.seq > $2 \
+                 AND (e.message_id IS NULL OR e.kind = 'message_delete' \
+                      OR EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id)) \
+                 ORDER BY e.seq LIMIT $3",
+            )
+            .bind(channel_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// How many events with seq > `after` are still in the log (deleted-message events included).
+    pub async fn events_count_after(&self, channel_id: &str, after: i64) -> Result<i64> {
+        let row: (i64,) = dispatch!(self, pool => {
+            sqlx::query_as("SELECT COUNT(*) FROM events WHERE channel_id = $1 AND seq > $2")
+                .bind(channel_id)
+                .bind(after)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(row.0)
+    }
+
+    /// The oldest seq still in a channel's log.
+    pub async fn events_min_seq(&self, channel_id: &str) -> Result<Option<i64>> {
+        let row: (Option<i64>,) = dispatch!(self, pool => {
+            sqlx::query_as("SELECT MIN(seq) FROM events WHERE channel_id = $1").bind(channel_id).fetch_one(pool).await?
+        });
+        Ok(row.0)
+    }
+
+    /// Drops events older than the retention window or beyond the newest [`KEEP_PER_CHANNEL`].
+    pub async fn events_prune(&self) -> Result<u64> {
+        let cutoff = super::now() - KEEP_SECONDS;
+        let done = dispatch!(self, pool => {
+            let by_age = sqlx::query("DELETE FROM events WHERE created_at < $1").bind(cutoff).execute(pool).await?;
+            let by_count = sqlx::query(
+                "DELETE FROM events WHERE seq <= (SELECT c.seq FROM channels c WHERE c.id = events.channel_id) - $1",
+            )
+            .bind(KEEP_PER_CHANNEL)
+            .execute(pool)
+            .await?;
+            by_age.rows_affected() + by_count.rows_affected()
+        });
+        Ok(done)
+    }
+}
