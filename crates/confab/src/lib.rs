@@ -51,7 +51,7 @@ async fn housekeeping(state: AppState) {
             () = state.shutdown.cancelled() => break,
         }
         state.throttle.prune();
-        if minutes % 60 == 0 {
+        if minutes.is_multiple_of(60) {
             let window = state.config.limits.nonce_window_s as f64;
             if let Err(e) = state.store.events_prune().await {
                 tracing::warn!("pruning the event log: {e}");
