@@ -1,0 +1,2 @@
+//! confab-bench: load generator for Confab (work in progress).
+fn main() {}
