@@ -30,6 +30,16 @@ pub fn message(row: &MessageRow) -> Map<String, Value> {
     if row.edited {
         m.insert("edited".into(), json!(true));
     }
+    if !row.reactions.is_empty() {
+        let mut reactions: Map<String, Value> = Map::new();
+        for (emoji, user) in &row.reactions {
+            match reactions.entry(emoji.clone()).or_insert_with(|| json!([])) {
+                Value::Array(users) => users.push(json!(user)),
+                other => *other = json!([user]),
+            }
+        }
+        m.insert("reactions".into(), Value::Object(reactions));
+    }
     if let Some(Value::Object(extra)) = row.extra.as_deref().and_then(|e| serde_json::from_str(e).ok()) {
         for key in EXTRA_KEYS {
             if let Some(v) = extra.get(key) {

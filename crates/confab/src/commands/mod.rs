@@ -5,8 +5,14 @@
 
 pub mod auth;
 pub mod channels;
+pub mod edits;
+pub mod history;
 pub mod messages;
+pub mod pins;
+pub mod reactions;
 pub mod resume;
+pub mod target;
+pub mod typing;
 pub mod users;
 
 use serde_json::Value;

@@ -9,13 +9,24 @@ use crate::{config::AuthMode, error::Result, state::AppState};
 pub const COMMANDS: &[&str] = &[
     "auth",
     "channels_get",
+    "embeds_list",
     "login",
+    "message_delete",
+    "message_edit",
     "message_get",
     "message_new",
+    "message_pin",
+    "message_react_add",
+    "message_react_remove",
+    "message_replies",
+    "message_unpin",
+    "messages_around",
     "messages_get",
+    "messages_pinned",
     "ping",
     "register",
     "resume",
+    "typing",
     "users_list",
     "users_online",
 ];
@@ -31,7 +42,8 @@ pub fn capabilities(mode: AuthMode) -> Vec<&'static str> {
 /// Builds the handshake for a connection whose validator key is `validator_key`.
 pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
     let cfg = &state.config;
-    let mut extensions = vec!["array_frames", "close_codes", "durable_acks", "error_codes", "idempotent_send", "resume"];
+    let mut extensions =
+        vec!["array_frames", "close_codes", "durable_acks", "error_codes", "idempotent_send", "resume"];
     if cfg.auth_mode.local_enabled() {
         extensions.push("token_auth");
     }

@@ -122,6 +122,17 @@ impl Hub {
         }
     }
 
+    /// S→V(ch) for ephemeral packets (typing) that a congested connection may skip.
+    pub fn to_channel_droppable(&self, channel_id: &str, packet: &Packet, except: Option<ConnId>) {
+        if let Some(members) = self.channels.get(channel_id) {
+            for (id, out) in members.iter() {
+                if Some(*id) != except {
+                    self.deliver(out, packet, true);
+                }
+            }
+        }
+    }
+
     /// S→A: every authenticated connection, except `except`. `droppable` marks presence-like
     /// packets that a congested connection may skip.
     pub fn to_all(&self, packet: &Packet, except: Option<ConnId>, droppable: bool) {

@@ -110,15 +110,14 @@ impl Outbox {
     /// A queue holding at most `max_packets` packets and `max_bytes` bytes.
     pub fn new(max_packets: usize, max_bytes: usize) -> (Outbox, Inbox) {
         let (tx, rx) = mpsc::channel(max_packets);
-        let shared =
-            Arc::new(Shared {
-                bytes: AtomicUsize::new(0),
-                max_bytes,
-                max_packets,
-                control: Control::default(),
-                holding: AtomicBool::new(false),
-                held: Mutex::new(None),
-            });
+        let shared = Arc::new(Shared {
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            max_packets,
+            control: Control::default(),
+            holding: AtomicBool::new(false),
+            held: Mutex::new(None),
+        });
         (Outbox { tx, shared: shared.clone() }, Inbox { rx, shared })
     }
 

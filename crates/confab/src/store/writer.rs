@@ -1,9 +1,11 @@
 //! The group-commit writer (DESIGN §4, PROTOCOL §7.3, §7.4).
 //!
-//! One task takes message appends from a queue, commits as many as are waiting in one transaction,
-//! and only then runs each append's `on_commit` (which publishes the event) and answers its caller,
-//! in seq order. A crash before the commit loses only unacknowledged appends; a crash after it loses
-//! nothing. If a batch fails, each append is retried alone so one bad append cannot sink the others.
+//! One task takes channel changes (message appends and other channel events) from a queue, commits
+//! as many as are waiting in one transaction, and only then runs each change's `on_commit` (which
+//! publishes the event) and answers its caller, in seq order. A crash before the commit loses only
+//! unacknowledged changes; a crash after it loses nothing. If a batch fails, each change is retried
+//! alone so one bad change cannot sink the others. Every change that takes a seq also writes its
+//! packet to the event log in the same transaction, for `resume`.
 
 use std::{sync::Arc, time::Instant};
 
@@ -52,15 +54,47 @@ pub enum Appended {
     NonceConflict,
     /// The nonce's original message has been deleted since.
     OriginalDeleted,
-    /// The channel was deleted before the append committed.
+    /// The channel was deleted before the change committed.
     ChannelGone,
+    /// A channel event was committed with `seq`; `packet` is its broadcast.
+    Event { seq: i64, packet: String },
+    /// A channel event's change matched nothing (already in that state, or already gone): no seq.
+    Unchanged,
+}
+
+/// A state change other than a new message, scoped to one channel.
+pub struct ChannelEvent {
+    pub channel_id: String,
+    /// The message the event is about, so `resume` can leave out events of deleted messages.
+    pub message_id: Option<String>,
+    /// Event kind as logged (the packet's `cmd`).
+    pub kind: &'static str,
+    pub step: Step,
+    /// Renders the broadcast once the seq is known.
+    pub render: Box<dyn Fn(i64) -> String + Send + Sync>,
+}
+
+/// The row change of a [`ChannelEvent`]; it must touch a row, or the event is [`Appended::Unchanged`].
+#[derive(Debug, Clone)]
+pub enum Step {
+    Edit { message_id: String, content: String, extra: Option<String> },
+    Delete { message_id: String },
+    ReactAdd { message_id: String, emoji: String, user_id: String, at: f64 },
+    ReactRemove { message_id: String, emoji: String, user_id: String },
+    SetPinned { message_id: String, pinned: bool },
+}
+
+/// One queued change.
+pub enum Change {
+    Append(NewMessage),
+    Event(ChannelEvent),
 }
 
 /// Runs inside the writer after the commit, before the next batch: publishes in seq order.
 pub type OnCommit = Box<dyn FnOnce(&Appended) + Send>;
 
 struct Op {
-    message: NewMessage,
+    change: Change,
     on_commit: OnCommit,
     reply: oneshot::Sender<Result<Appended>>,
 }
@@ -83,8 +117,17 @@ impl Writer {
 
     /// Appends a message; resolves after the commit and after `on_commit` ran.
     pub async fn append(&self, message: NewMessage, on_commit: OnCommit) -> Result<Appended> {
+        self.submit(Change::Append(message), on_commit).await
+    }
+
+    /// Commits a channel event; resolves after the commit and after `on_commit` ran.
+    pub async fn event(&self, event: ChannelEvent, on_commit: OnCommit) -> Result<Appended> {
+        self.submit(Change::Event(event), on_commit).await
+    }
+
+    async fn submit(&self, change: Change, on_commit: OnCommit) -> Result<Appended> {
         let (reply, done) = oneshot::channel();
-        self.tx.send(Op { message, on_commit, reply }).await.map_err(|_| Error::Internal("writer stopped".into()))?;
+        self.tx.send(Op { change, on_commit, reply }).await.map_err(|_| Error::Internal("writer stopped".into()))?;
         done.await.map_err(|_| Error::Internal("writer stopped".into()))?
     }
 
@@ -118,8 +161,8 @@ async fn run(
             }
         }
         let started = Instant::now();
-        let messages: Vec<&NewMessage> = batch.iter().map(|op| &op.message).collect();
-        match commit(&backend, &messages).await {
+        let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
+        match commit(&backend, &changes).await {
             Ok(outcomes) => {
                 metrics.observe_commit(started.elapsed(), batch.len());
                 for (op, outcome) in batch.into_iter().zip(outcomes) {
@@ -130,7 +173,7 @@ async fn run(
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, size = batch.len(), "batch commit failed; retrying one by one");
                 for op in batch {
-                    match commit(&backend, &[&op.message]).await {
+                    match commit(&backend, &[&op.change]).await {
                         Ok(mut outcomes) => {
                             let outcome = outcomes.pop().unwrap_or(Appended::ChannelGone);
                             (op.on_commit)(&outcome);
@@ -169,6 +212,7 @@ fn render(m: &NewMessage, seq: i64) -> String {
         reply_user: m.reply_to.as_ref().map(|r| r.1.clone()),
         ping: m.ping,
         extra: m.extra.as_ref().map(Value::to_string),
+        reactions: Vec::new(),
     };
     let mut message = crate::wire::message(&row);
     message.insert("pings".into(), m.pings.clone());
@@ -280,20 +324,102 @@ macro_rules! apply {
     }};
 }
 
-async fn commit(backend: &Backend, batch: &[&NewMessage]) -> std::result::Result<Vec<Appended>, sqlx::Error> {
+/// One channel event inside an open transaction `$tx`: the row change, then (only if it touched
+/// a row) the next seq and the event log entry. Expands once per backend.
+macro_rules! apply_event {
+    ($tx:ident, $e:ident) => {{
+        let e: &ChannelEvent = $e;
+        let touched = match &e.step {
+            Step::Edit { message_id, content, extra } => {
+                sqlx::query("UPDATE messages SET content = $1, extra = $2, edited = TRUE WHERE id = $3")
+                    .bind(content)
+                    .bind(extra)
+                    .bind(message_id)
+                    .execute(&mut *$tx)
+                    .await?
+            }
+            Step::Delete { message_id } => {
+                sqlx::query("DELETE FROM messages WHERE id = $1").bind(message_id).execute(&mut *$tx).await?
+            }
+            Step::ReactAdd { message_id, emoji, user_id, at } => {
+                sqlx::query(
+                    "INSERT INTO reactions (message_id, emoji, user_id, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (message_id, emoji, user_id) DO NOTHING",
+                )
+                .bind(message_id)
+                .bind(emoji)
+                .bind(user_id)
+                .bind(at)
+                .execute(&mut *$tx)
+                .await?
+            }
+            Step::ReactRemove { message_id, emoji, user_id } => {
+                sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3")
+                    .bind(message_id)
+                    .bind(emoji)
+                    .bind(user_id)
+                    .execute(&mut *$tx)
+                    .await?
+            }
+            Step::SetPinned { message_id, pinned } => {
+                sqlx::query("UPDATE messages SET pinned = $1 WHERE id = $2 AND pinned <> $1")
+                    .bind(pinned)
+                    .bind(message_id)
+                    .execute(&mut *$tx)
+                    .await?
+            }
+        }
+        .rows_affected();
+        if touched == 0 {
+            Appended::Unchanged
+        } else {
+            let seq: Option<(i64,)> = sqlx::query_as("UPDATE channels SET seq = seq + 1 WHERE id = $1 RETURNING seq")
+                .bind(&e.channel_id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            match seq {
+                None => Appended::ChannelGone,
+                Some((seq,)) => {
+                    let packet = (e.render)(seq);
+                    sqlx::query(
+                        "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&e.channel_id)
+                    .bind(seq)
+                    .bind(e.kind)
+                    .bind(&e.message_id)
+                    .bind(&packet)
+                    .bind(super::now())
+                    .execute(&mut *$tx)
+                    .await?;
+                    Appended::Event { seq, packet }
+                }
+            }
+        }
+    }};
+}
+
+async fn commit(backend: &Backend, batch: &[&Change]) -> std::result::Result<Vec<Appended>, sqlx::Error> {
     let mut outcomes = Vec::with_capacity(batch.len());
     match backend {
         Backend::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
-            for m in batch {
-                outcomes.push(apply!(tx, m));
+            for change in batch {
+                outcomes.push(match change {
+                    Change::Append(m) => apply!(tx, m),
+                    Change::Event(e) => apply_event!(tx, e),
+                });
             }
             tx.commit().await?;
         }
         Backend::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            for m in batch {
-                outcomes.push(apply!(tx, m));
+            for change in batch {
+                outcomes.push(match change {
+                    Change::Append(m) => apply!(tx, m),
+                    Change::Event(e) => apply_event!(tx, e),
+                });
             }
             tx.commit().await?;
         }

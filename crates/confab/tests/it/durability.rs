@@ -213,7 +213,13 @@ async fn connect_auth(port: u16, name: &str, register: bool) -> Client {
 
 /// One writer: sends until its connection dies, recording every acknowledged message id.
 /// `pending` is a message that may or may not have committed; it is retried with its nonce.
-async fn writer_round(mut c: Client, who: usize, round: usize, acked: &mut Vec<(String, String)>, pending: &mut Option<(String, String)>) {
+async fn writer_round(
+    mut c: Client,
+    who: usize,
+    round: usize,
+    acked: &mut Vec<(String, String)>,
+    pending: &mut Option<(String, String)>,
+) {
     let mut i = 0;
     loop {
         let (nonce, content) = pending.clone().unwrap_or_else(|| {
@@ -221,7 +227,8 @@ async fn writer_round(mut c: Client, who: usize, round: usize, acked: &mut Vec<(
             (content.clone(), content)
         });
         *pending = Some((nonce.clone(), content.clone()));
-        let frame = json!({"cmd": "message_new", "channel": "general", "content": content, "nonce": nonce, "listener": nonce});
+        let frame =
+            json!({"cmd": "message_new", "channel": "general", "content": content, "nonce": nonce, "listener": nonce});
         if futures_util::SinkExt::send(&mut c.ws, tokio_tungstenite::tungstenite::Message::text(frame.to_string()))
             .await
             .is_err()

@@ -2,7 +2,12 @@
 //! real WebSocket and HTTP clients. One binary for the whole crate keeps link time down.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod auth;
 mod durability;
+mod message_ops;
 mod smoke;
 mod store;
+mod cli;
+mod tls;
+mod support;
+mod gateway;

@@ -98,13 +98,8 @@ impl TestServer {
         let metrics = Arc::new(Metrics::default());
         let store = open_location(&location).await;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(confab::run_with_store(
-            listener,
-            config.clone(),
-            store.clone(),
-            metrics,
-            shutdown.clone(),
-        ));
+        let task =
+            tokio::spawn(confab::run_with_store(listener, config.clone(), store.clone(), metrics, shutdown.clone()));
         let server = TestServer {
             addr,
             http: reqwest::Client::new(),
@@ -121,6 +116,22 @@ impl TestServer {
 
     async fn wait_ready(&self) {
         let deadline = tokio::time::Instant::now() + WAIT;
+        if let Some(cert) = &self.config.tls.cert_file {
+            // TLS: trust the server's own (self-signed) certificate and ask over HTTPS.
+            loop {
+                let last = match tls_connect(self.addr, "localhost", cert).await {
+                    Ok(mut tls) => match http_get_raw(&mut tls, "localhost", "/healthz").await {
+                        Ok((200, _)) => return,
+                        other => format!("{other:?}"),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                let finished = self.task.as_ref().is_some_and(JoinHandle::is_finished);
+                assert!(!finished, "TLS server stopped: {last}");
+                assert!(tokio::time::Instant::now() < deadline, "TLS server did not become ready: {last}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         loop {
             if let Ok(r) = self.http.get(self.url("/healthz")).send().await
                 && r.status().is_success()
@@ -335,4 +346,62 @@ pub async fn open_location(location: &Location) -> Store {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("addr").port()
+}
+
+/// A TLS client configuration (ring provider, no global default) trusting only the PEM
+/// certificates in `cert`.
+pub fn tls_client_config(cert: &std::path::Path) -> Arc<tokio_rustls::rustls::ClientConfig> {
+    use tokio_rustls::rustls::{
+        ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, pem::PemObject},
+    };
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).expect("read certificate") {
+        roots.add(c.expect("parse certificate")).expect("add root");
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A TLS connection to `addr` verified for `server_name` against the certificate in `cert`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    server_name: &str,
+    cert: &std::path::Path,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(tls_client_config(cert)).connect(name, tcp).await
+}
+
+/// `GET path` as a raw HTTP/1.1 request with `Connection: close`; returns the status and body.
+pub async fn http_get_raw<S>(stream: &mut S, host: &str, path: &str) -> std::io::Result<(u16, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
+    let mut response = Vec::new();
+    // A peer that closes without close_notify still delivered what it sent.
+    match stream.read_to_end(&mut response).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not HTTP: {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_owned());
+    Ok((status, body))
 }

@@ -1,0 +1,24 @@
+//! `typing` (PROTOCOL §6.1): an ephemeral, droppable broadcast; not stored and without seq.
+
+use confab_proto::Frame;
+use serde_json::json;
+
+use super::target::{has_target, text_channel};
+use crate::{error::Result, gateway::Session, hub::Packet, wire};
+
+/// `typing {channel|thread_id}` → G S→V(ch).
+pub async fn typing(s: &mut Session, frame: &Frame) -> Result<()> {
+    if !has_target(frame) {
+        return Err(crate::error::Error::bad_request("Channel name or thread_id not provided"));
+    }
+    let me = s.me()?.clone();
+    let dir = s.state.directory();
+    let channel = text_channel(s, frame, &dir)?;
+    let packet = wire::packet(
+        "typing",
+        json!({"channel": channel.row.name, "user": me.user.username, "thread_id": null, "global": true}),
+    );
+    s.state.hub.to_channel_droppable(&channel.row.id, &Packet::from(packet.clone()), Some(s.conn_id));
+    s.send(wire::with_listener(&packet, frame.listener()));
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! The `confab` binary as an operator uses it: `user` administration, `config` layering and
+//! redaction, and a zero-configuration `serve` in an empty folder that stops cleanly on SIGTERM.
+
+use std::{
+    io::Write,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+use confab::store::Location;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
+
+use crate::support::{Client, WAIT, free_port, open_location, pg_schema, postgres_url};
+
+/// How long a started server may take to answer `/healthz` (migrations on a slow, shared machine).
+const START_WAIT: Duration = Duration::from_secs(60);
+
+const PASSWORD: &str = "correct horse battery";
+
+/// What one run of the binary did.
+pub(crate) struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert!(self.status.success(), "expected success, got {}:\nstdout: {}\nstderr: {}", self.status, self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts a non-zero exit whose standard error contains `text`.
+    pub(crate) fn fails_with(self, text: &str) -> Run {
+        assert!(!self.status.success(), "expected failure, got success:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(self.status.code().is_some(), "exited by a signal: {}", self.status);
+        assert!(self.stderr.contains(text), "stderr does not mention {text:?}:\n{}", self.stderr);
+        self
+    }
+}
+
+/// The binary with `cwd` as working folder and none of the caller's `CONFAB_*` variables.
+fn command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
+    cmd.current_dir(cwd);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CONFAB_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Runs `confab args…` in `cwd` with extra environment and `stdin` piped in (empty if `None`).
+/// A run that does not end within [`START_WAIT`] is killed and fails the test.
+pub(crate) fn confab(cwd: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    let out = tempfile::tempdir().expect("tempdir");
+    let (stdout, stderr) = (out.path().join("stdout"), out.path().join("stderr"));
+    let mut cmd = command(cwd);
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .stdin(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn confab");
+    {
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            // The process may exit before reading (e.g. on a configuration error).
+            let _ = input.write_all(text.as_bytes());
+        }
+    }
+    let deadline = std::time::Instant::now() + START_WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for confab") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`confab {}` still running after {START_WAIT:?}\nstderr: {}",
+                args.join(" "),
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        status,
+        stdout: std::fs::read_to_string(&stdout).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&stderr).unwrap_or_default(),
+    }
+}
+
+/// `user list` parsed into (name, id, kind, roles) rows.
+fn user_rows(run: &Run) -> Vec<(String, String, String, String)> {
+    run.stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            assert!(cols.len() >= 4, "user list line has name, id, kind, roles: {line:?}");
+            (cols[0].to_owned(), cols[1].to_owned(), cols[2].to_owned(), cols[3].to_owned())
+        })
+        .collect()
+}
+
+/// The `user` scenario with `db` (e.g. `--data-dir X` or `--database URL`) before each command.
+fn user_admin(cwd: &Path, db: &[&str]) -> Vec<(String, String, String, String)> {
+    fn join<'a>(db: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+        db.iter().chain(args).copied().collect()
+    }
+    let with = |args: &[&'static str]| join(db, args);
+
+    let added = confab(cwd, &with(&["user", "add", "Alice", "--role", "owner"]), &[], Some(&format!("{PASSWORD}\n")))
+        .ok();
+    assert!(added.stdout.contains("Alice"), "{}", added.stdout);
+    confab(cwd, &with(&["user", "add", "bob"]), &[], Some(PASSWORD)).ok();
+
+    let list = confab(cwd, &with(&["user", "list"]), &[], None).ok();
+    let rows = user_rows(&list);
+    let summary: Vec<(&str, &str, &str)> =
+        rows.iter().map(|r| (r.0.as_str(), r.2.as_str(), r.3.trim())).collect();
+    assert_eq!(summary, [("Alice", "local", "owner"), ("bob", "local", "user")], "{}", list.stdout);
+    assert!(uuid::Uuid::parse_str(&rows[0].1).is_ok(), "second column is the account id: {}", list.stdout);
+
+    confab(cwd, &with(&["user", "set-role", "alice", "moderator", "user"]), &[], None).ok();
+    let list = confab(cwd, &with(&["user", "list"]), &[], None).ok();
+    let rows = user_rows(&list);
+    assert_eq!(rows[0].0, "Alice");
+    assert_eq!(rows[0].3.trim(), "moderator,user", "roles highest first: {}", list.stdout);
+
+    // Errors: a non-zero exit and a readable message, and nothing changed.
+    confab(cwd, &with(&["user", "add", "carol", "--role", "wizard"]), &[], Some(PASSWORD))
+        .fails_with("Role 'wizard' does not exist");
+    confab(cwd, &with(&["user", "add", "bad name"]), &[], Some(PASSWORD))
+        .fails_with("Username can only contain letters, numbers, hyphens, and underscores");
+    confab(cwd, &with(&["user", "add", "x"]), &[], Some(PASSWORD)).fails_with("Username must be 2-32 characters");
+    confab(cwd, &with(&["user", "add", "ALICE"]), &[], Some(PASSWORD)).fails_with("Username already taken");
+    confab(cwd, &with(&["user", "add", "originChats"]), &[], Some(PASSWORD)).fails_with("Username already taken");
+    confab(cwd, &with(&["user", "add", "dave"]), &[], Some("short\n")).fails_with("Password must be 8-128 characters");
+    confab(cwd, &with(&["user", "set-role", "bob", "wizard"]), &[], None).fails_with("Role 'wizard' does not exist");
+    confab(cwd, &with(&["user", "set-role", "nobody", "user"]), &[], None).fails_with("User not found");
+
+    let list = confab(cwd, &with(&["user", "list"]), &[], None).ok();
+    let rows = user_rows(&list);
+    let summary: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.3.trim())).collect();
+    assert_eq!(summary, [("Alice", "moderator,user"), ("bob", "user")], "{}", list.stdout);
+    rows
+}
+
+#[test]
+fn user_admin_sqlite() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let data_arg = data_dir.to_str().unwrap();
+    user_admin(cwd.path(), &["--data-dir", data_arg]);
+    assert!(data_dir.join("confab.db").is_file(), "the database is in --data-dir");
+    assert!(!cwd.path().join("confab-data").exists(), "nothing in the default data folder");
+}
+
+#[tokio::test]
+async fn user_admin_postgres() {
+    let schema = pg_schema().await;
+    let base = postgres_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let cwd = tempfile::tempdir().unwrap();
+    let rows = {
+        let cwd = cwd.path().to_owned();
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || user_admin(&cwd, &["--database", &url])).await.expect("scenario")
+    };
+    assert!(!cwd.path().join("confab-data").join("confab.db").exists(), "no SQLite database with --database");
+
+    // The accounts are in the schema named by the URL.
+    let store = open_location(&Location::Postgres { url: postgres_url(), schema: Some(schema) }).await;
+    let alice = store.user_by_name("alice").await.unwrap().expect("Alice is in the schema from the URL");
+    assert_eq!(alice.id, rows[0].1);
+    let roles = store.roles().await.unwrap();
+    let mut names: Vec<String> = store
+        .user_role_ids(&alice.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|id| roles.iter().find(|r| &r.id == id).unwrap().name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["moderator", "user"]);
+    store.close().await;
+}
+
+fn parse_toml(run: &Run) -> toml::Table {
+    toml::from_str(&run.stdout).unwrap_or_else(|e| panic!("`confab config` prints TOML ({e}):\n{}", run.stdout))
+}
+
+#[test]
+fn config_defaults_and_redaction() {
+    let cwd = tempfile::tempdir().unwrap();
+    let shown = parse_toml(&confab(cwd.path(), &["config"], &[], None).ok());
+    assert_eq!(shown["listen"].as_str(), Some("127.0.0.1:5613"));
+    assert_eq!(shown["data_dir"].as_str(), Some("./confab-data"));
+    assert_eq!(shown["database_url"].as_str(), Some(""));
+    assert_eq!(shown["auth"]["jwt_secret"].as_str(), Some(""), "no default secret");
+    assert!(!cwd.path().join("confab-data").exists(), "`confab config` creates nothing");
+
+    let secret = "s3cr3t-".repeat(8);
+    let token = "metrics-token-value-that-is-secret";
+    let run = confab(
+        cwd.path(),
+        &["config", "--database", "postgres://bob:hunter2@db.example/confab"],
+        &[("CONFAB_AUTH__JWT_SECRET", &secret), ("CONFAB_METRICS__TOKEN", token)],
+        None,
+    )
+    .ok();
+    for hidden in [secret.as_str(), token, "hunter2"] {
+        assert!(!run.stdout.contains(hidden), "{hidden:?} is shown:\n{}", run.stdout);
+        assert!(!run.stderr.contains(hidden), "{hidden:?} is logged:\n{}", run.stderr);
+    }
+    let shown = parse_toml(&run);
+    assert_eq!(shown["auth"]["jwt_secret"].as_str(), Some("[redacted]"));
+    assert_eq!(shown["metrics"]["token"].as_str(), Some("[redacted]"));
+    assert_eq!(shown["database_url"].as_str(), Some("postgres://bob:[redacted]@db.example/confab"));
+}
+
+#[test]
+fn config_layers_in_order() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(
+        cwd.path().join("confab.toml"),
+        "data_dir = \"/from/file\"\n\
+         [server]\nname = \"FromFile\"\n\
+         [security]\nheartbeat_s = 20\ndead_peer_s = 60\n\
+         [limits]\npost_content = 111\n",
+    )
+    .unwrap();
+
+    // default < file
+    let shown = parse_toml(&confab(cwd.path(), &["config"], &[], None).ok());
+    assert_eq!(shown["server"]["name"].as_str(), Some("FromFile"));
+    assert_eq!(shown["server"]["owner"].as_str(), Some("Admin"), "keys the file leaves out keep their defaults");
+    assert_eq!(shown["security"]["heartbeat_s"].as_integer(), Some(20));
+    assert_eq!(shown["limits"]["post_content"].as_integer(), Some(111));
+    assert_eq!(shown["data_dir"].as_str(), Some("/from/file"));
+
+    // file < environment (nested keys with __)
+    let env = [("CONFAB_LIMITS__POST_CONTENT", "222"), ("CONFAB_DATA_DIR", "/from/env"), ("CONFAB_AUTH_MODE", "mixed")];
+    let shown = parse_toml(&confab(cwd.path(), &["config"], &env, None).ok());
+    assert_eq!(shown["limits"]["post_content"].as_integer(), Some(222));
+    assert_eq!(shown["data_dir"].as_str(), Some("/from/env"));
+    assert_eq!(shown["auth_mode"].as_str(), Some("mixed"));
+    assert_eq!(shown["server"]["name"].as_str(), Some("FromFile"));
+
+    // environment < flags
+    let shown = parse_toml(&confab(cwd.path(), &["config", "--data-dir", "/from/flag"], &env, None).ok());
+    assert_eq!(shown["data_dir"].as_str(), Some("/from/flag"));
+    assert_eq!(shown["limits"]["post_content"].as_integer(), Some(222));
+
+    // --config names another file instead of ./confab.toml
+    let other = tempfile::tempdir().unwrap();
+    let other_file = other.path().join("other.toml");
+    std::fs::write(&other_file, "[server]\nname = \"FromOther\"\n").unwrap();
+    let shown = parse_toml(&confab(cwd.path(), &["config", "--config", other_file.to_str().unwrap()], &[], None).ok());
+    assert_eq!(shown["server"]["name"].as_str(), Some("FromOther"));
+    assert_eq!(shown["limits"]["post_content"].as_integer(), Some(2000), "./confab.toml is not read then");
+    confab(cwd.path(), &["config", "--config", "/no/such/confab.toml"], &[], None).fails_with("does not exist");
+}
+
+#[test]
+fn bad_configuration_names_the_key() {
+    let cwd = tempfile::tempdir().unwrap();
+    confab(cwd.path(), &["config"], &[("CONFAB_SECURITY__DEAD_PEER_S", "1")], None)
+        .fails_with("security.dead_peer_s");
+    // A type error from the environment names the key as the variable spells it.
+    let run = confab(cwd.path(), &["config"], &[("CONFAB_SECURITY__HEARTBEAT_S", "often")], None).fails_with("often");
+    assert!(run.stderr.to_ascii_lowercase().contains("security.heartbeat_s"), "{}", run.stderr);
+    confab(cwd.path(), &["config"], &[("CONFAB_AUTH__JWT_SECRET", "too-short")], None).fails_with("auth.jwt_secret");
+    confab(cwd.path(), &["config", "--database", "mysql://x"], &[], None).fails_with("database_url");
+    // The same checks stop `serve` before it creates anything.
+    confab(cwd.path(), &["serve", "--listen", "127.0.0.1:0"], &[("CONFAB_SECURITY__DEAD_PEER_S", "1")], None)
+        .fails_with("security.dead_peer_s");
+    assert!(!cwd.path().join("confab-data").exists());
+
+    std::fs::write(cwd.path().join("confab.toml"), "listen = \"nope\"\n").unwrap();
+    confab(cwd.path(), &["config"], &[], None).fails_with("listen");
+    std::fs::write(cwd.path().join("confab.toml"), "[security]\nframe_max = 10\n").unwrap();
+    confab(cwd.path(), &["config"], &[], None).fails_with("security.frame_max");
+    confab(cwd.path(), &["user", "list"], &[], None).fails_with("security.frame_max");
+}
+
+/// A `confab serve` child process; killed if the test fails before it stops.
+struct Server {
+    child: Child,
+    port: u16,
+    logs: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(cwd: &Path, port: u16) -> Server {
+        let logs = tempfile::tempdir().unwrap();
+        let mut cmd = command(cwd);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(logs.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(logs.path().join("stderr")).unwrap());
+        let child = cmd.spawn().expect("spawn confab serve");
+        let mut server = Server { child, port, logs };
+        server.wait_healthy().await;
+        server
+    }
+
+    fn logs(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default();
+        format!("stdout:\n{}\nstderr:\n{}", read("stdout"), read("stderr"))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_healthy(&mut self) {
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("confab serve exited early with {status}\n{}", self.logs());
+            }
+            if let Ok(r) = http.get(self.url("/healthz")).send().await {
+                assert_eq!(r.status().as_u16(), 200, "{}", self.logs());
+                let body: Value = r.json().await.expect("healthz JSON");
+                assert_eq!(body, json!({"status": "ok"}));
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "server did not answer /healthz\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn connect(&self) -> Client {
+        let mut c = Client::open(&format!("ws://127.0.0.1:{}/", self.port), &[]).await.expect("connect");
+        c.handshake = c.recv_cmd("handshake").await;
+        c
+    }
+
+    /// Sends SIGTERM and waits for the process to end.
+    async fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let kill = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(kill.success(), "kill -TERM {pid}");
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "server did not exit after SIGTERM\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads packets until the socket closes; returns them and the close frame.
+async fn until_close(client: &mut Client) -> (Vec<Value>, Option<(u16, String)>) {
+    let mut packets = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, client.ws.next()).await.expect("timed out waiting for close") {
+            Some(Ok(Message::Text(t))) => packets.push(serde_json::from_str(t.as_str()).expect("JSON")),
+            Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                return (packets, Some((code.into(), reason.to_string())));
+            }
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return (packets, None),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+async fn channel_names(client: &mut Client) -> Vec<String> {
+    let reply = client.request(json!({"cmd": "channels_get"})).await;
+    let list = reply["val"].as_array().unwrap_or_else(|| panic!("channels_get: {reply}"));
+    list.iter().map(|c| c["name"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn zero_config_serve_restart_and_sigterm() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data: PathBuf = cwd.path().join("confab-data");
+    let port = free_port();
+
+    // First start in an empty folder: everything is created with safe defaults.
+    let server = Server::start(cwd.path(), port).await;
+    assert!(data.join("confab.db").is_file(), "./confab-data/confab.db created\n{}", server.logs());
+    let key_path = data.join("jwt.key");
+    assert!(key_path.is_file(), "./confab-data/jwt.key created");
+    assert_eq!(mode(&key_path), 0o600, "the signing key is private");
+    let key = std::fs::read(&key_path).unwrap();
+    assert!(key.len() >= 64, "at least 256 bits of key");
+
+    let mut alice = server.connect().await;
+    alice.send(json!({"cmd": "register", "username": "Alice", "password": PASSWORD})).await;
+    alice.expect_auth().await;
+    assert_eq!(channel_names(&mut alice).await, ["general"]);
+    let http = reqwest::Client::new();
+    let login = http
+        .post(server.url("/auth/login"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 200);
+    let tokens: Value = login.json().await.unwrap();
+    let access = tokens["access_token"].as_str().expect("access token").to_owned();
+
+    // SIGTERM: sockets are told and closed with 1001, then the process exits with 0.
+    let status = server.terminate().await;
+    let (packets, close) = until_close(&mut alice).await;
+    assert_eq!(close.map(|c| c.0), Some(1001), "close code on shutdown; packets: {packets:?}");
+    assert!(
+        packets.iter().any(|p| p["cmd"] == "disconnect" && p["reason"] == "Server shutting down"),
+        "a disconnect packet precedes the close: {packets:?}"
+    );
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+
+    // An administrator adds an account while the server is stopped (same defaults, same folder).
+    confab(cwd.path(), &["user", "add", "Root", "--role", "owner"], &[], Some(PASSWORD)).ok();
+
+    // Second start: same key, same database, no second `general`.
+    let server = Server::start(cwd.path(), port).await;
+    assert_eq!(std::fs::read(&key_path).unwrap(), key, "the signing key is reused");
+    assert_eq!(mode(&key_path), 0o600);
+    let mut again = server.connect().await;
+    again.send(json!({"cmd": "auth", "token": access})).await;
+    again.expect_auth().await;
+    assert_eq!(channel_names(&mut again).await, ["general"], "general is not duplicated");
+    let mut root = server.connect().await;
+    root.send(json!({"cmd": "login", "username": "root", "password": PASSWORD})).await;
+    let ready = root.expect_auth().await;
+    assert_eq!(ready["user"]["username"], "Root");
+    assert_eq!(ready["user"]["roles"], json!(["owner"]));
+    let status = server.terminate().await;
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+}
+
+/// The database holds password and token hashes: like the signing key, it is readable by its owner only.
+#[tokio::test]
+async fn zero_config_data_files_are_private() {
+    let cwd = tempfile::tempdir().unwrap();
+    let server = Server::start(cwd.path(), free_port()).await;
+    let data = cwd.path().join("confab-data");
+    let mut files = vec![data.join("jwt.key"), data.join("confab.db")];
+    files.extend(["confab.db-wal", "confab.db-shm"].map(|f| data.join(f)).into_iter().filter(|p| p.exists()));
+    let modes: Vec<(String, String)> = files
+        .iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), format!("{:o}", mode(p))))
+        .collect();
+    let status = server.terminate().await;
+    assert_eq!(status.code(), Some(0));
+    for (file, mode) in &modes {
+        assert_eq!(u32::from_str_radix(mode, 8).unwrap() & 0o077, 0, "{file} has mode {mode}; all modes: {modes:?}");
+    }
+}
