@@ -50,7 +50,8 @@ impl AppState {
         err
     }
 
-    fn local_enabled(&self) -> Result<()> {
+    /// Refuses local-account operations in `rotur` mode (PROTOCOL §3.1).
+    pub fn local_enabled(&self) -> Result<()> {
         if self.config.auth_mode.local_enabled() {
             Ok(())
         } else {

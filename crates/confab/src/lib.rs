@@ -23,6 +23,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod state;

@@ -16,6 +16,7 @@ use dashmap::DashMap;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::identity::Identity;
 use crate::{
     auth::{jwt::JwtKeys, password::Hasher, throttle::AuthThrottle},
     config::Config,
@@ -103,29 +104,6 @@ impl Directory {
     /// Ids of the channels `actor` may view.
     pub fn viewable(&self, actor: &Actor) -> Vec<String> {
         self.channels.iter().filter(|c| actor.channel_allows(&c.perms, "view")).map(|c| c.row.id.clone()).collect()
-    }
-}
-
-/// An authenticated account as one connection sees it.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user: User,
-    /// Highest position first.
-    pub roles: Vec<Role>,
-    pub actor: Actor,
-    /// Session family for JWT / password logins (revocation closes the connection).
-    pub session_id: Option<String>,
-}
-
-impl Identity {
-    /// Role names, highest first, as the wire shows them.
-    pub fn role_names(&self) -> Vec<String> {
-        self.roles.iter().map(|r| r.name.clone()).collect()
-    }
-
-    /// `{"username","roles","color"}` for presence events.
-    pub fn presence(&self) -> Value {
-        json!({"username": self.user.username, "roles": self.role_names(), "color": crate::wire::color_of(&self.roles)})
     }
 }
 

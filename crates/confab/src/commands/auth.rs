@@ -87,11 +87,11 @@ pub async fn complete(
         s.close(CloseOrder::new(close::POLICY, "Too many connections", None));
         return Err(too_many());
     }
-    let identity = Arc::new(state.identity(user, session_id.clone()).await?);
+    let identity = Arc::new(state.identity(user, session_id).await?);
     let viewable = state.directory().viewable(&identity.actor);
-    let conn = Arc::new(Conn::new(s.conn_id, identity.user.id.clone(), session_id, s.outbox.clone()));
-    let count = state.hub.register(conn, viewable);
-    s.identity = Some(identity.clone());
+    let conn = Arc::new(Conn::new(s.conn_id, identity.clone(), s.outbox.clone()));
+    let count = state.hub.register(conn.clone(), viewable);
+    s.conn = Some(conn);
     state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), 1);
 
     let u = &identity.user;
@@ -142,7 +142,7 @@ pub async fn upgrade_token(s: &Session, token: &str) -> Result<(User, String), C
 
 /// Cleans up after a connection closes: hub, presence (PROTOCOL §2.11).
 pub fn disconnected(s: &mut Session) {
-    let Some(identity) = s.identity.take() else {
+    let Some(identity) = s.conn.take().map(|c| c.identity()) else {
         return;
     };
     let state = &s.state;

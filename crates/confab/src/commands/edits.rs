@@ -51,7 +51,8 @@ pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
     }
     let (users, roles) = super::messages::mentions(&state, content).await?;
 
-    let mut extra: Map<String, Value> = row.extra.as_deref().and_then(|e| serde_json::from_str(e).ok()).unwrap_or_default();
+    let mut extra: Map<String, Value> =
+        row.extra.as_deref().and_then(|e| serde_json::from_str(e).ok()).unwrap_or_default();
     if let Some(e) = new_embeds {
         extra.insert("embeds".into(), json!(e));
     }

@@ -58,7 +58,11 @@ pub async fn messages_get(s: &mut Session, frame: &Frame) -> Result<()> {
         let update = wire::packet("unreads_update", json!({"last_read": last_id, "channel": channel.row.name}));
         state.hub.to_user(&me.user.id, &update.into());
     }
-    s.reply(frame, "messages_get", json!({"channel": channel.row.name, "messages": render(&rows), "range": range, "seq": seq}));
+    s.reply(
+        frame,
+        "messages_get",
+        json!({"channel": channel.row.name, "messages": render(&rows), "range": range, "seq": seq}),
+    );
     Ok(())
 }
 

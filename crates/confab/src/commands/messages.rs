@@ -128,7 +128,6 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     }
 }
 
-
 /// The accounts (canonical names) and roles mentioned in `content` (PROTOCOL §5.6).
 pub async fn mentions(state: &crate::state::AppState, content: &str) -> Result<(Vec<String>, Vec<String>)> {
     let (user_names, role_names) = mentions::candidates(content);

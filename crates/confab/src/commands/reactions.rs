@@ -46,7 +46,12 @@ pub async fn react(s: &mut Session, frame: &Frame, add: bool) -> Result<()> {
     }
     let cmd = if add { "message_react_add" } else { "message_react_remove" };
     let step = if add {
-        Step::ReactAdd { message_id: id.to_owned(), emoji: emoji.to_owned(), user_id: me.user.id.clone(), at: crate::store::now() }
+        Step::ReactAdd {
+            message_id: id.to_owned(),
+            emoji: emoji.to_owned(),
+            user_id: me.user.id.clone(),
+            at: crate::store::now(),
+        }
     } else {
         Step::ReactRemove { message_id: id.to_owned(), emoji: emoji.to_owned(), user_id: me.user.id.clone() }
     };

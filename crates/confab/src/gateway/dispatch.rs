@@ -20,7 +20,7 @@ pub async fn handle(s: &mut Session, frame: Frame) {
     let result = if cmd == "ping" {
         s.reply(&frame, "pong", json!({"val": "pong"}));
         Ok(())
-    } else if s.identity.is_none() {
+    } else if !s.authenticated() {
         commands::auth::unauthenticated(s, &frame).await
     } else if AUTH_COMMANDS.contains(&cmd) {
         Err(Error::new(ErrorCode::AlreadyAuthenticated, format!("Unknown command: {cmd}")))

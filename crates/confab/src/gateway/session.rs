@@ -20,7 +20,7 @@ use super::upgrade::IpSlot;
 use crate::{
     auth::tokens::{ALNUM, random_string},
     error::Error,
-    hub::{CloseOrder, ConnId, Inbox, Outbox, Packet},
+    hub::{CloseOrder, Conn, ConnId, Inbox, Outbox, Packet},
     state::{AppState, Identity},
     wire,
 };
@@ -41,8 +41,8 @@ pub struct Session {
     pub outbox: Outbox,
     /// The handshake's `validator_key` (PROTOCOL §2.1).
     pub validator_key: String,
-    /// Set once authenticated.
-    pub identity: Option<Arc<Identity>>,
+    /// Set once authenticated; its identity is the one the hub judges permissions with.
+    pub conn: Option<Arc<Conn>>,
     bad_frames: VecDeque<Instant>,
 }
 
@@ -74,9 +74,17 @@ impl Session {
         self.reply(frame, "auth_error", json!({"val": err.text(), "code": err.code().as_str()}));
     }
 
-    /// The authenticated identity; handlers run only after auth, so absence is an internal error.
-    pub fn me(&self) -> Result<&Arc<Identity>, Error> {
-        self.identity.as_ref().ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "Authentication required"))
+    /// The authenticated identity as of now; handlers run only after auth.
+    pub fn me(&self) -> Result<Arc<Identity>, Error> {
+        self.conn
+            .as_ref()
+            .map(|c| c.identity())
+            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "Authentication required"))
+    }
+
+    /// Whether the connection is authenticated.
+    pub fn authenticated(&self) -> bool {
+        self.conn.is_some()
     }
 
     /// Orders this connection closed.
@@ -117,7 +125,7 @@ pub async fn run(
             ip,
             outbox,
             validator_key: format!("originChats-{}-{}", state.config.public_url, random_string(32, ALNUM)),
-            identity: None,
+            conn: None,
             bad_frames: VecDeque::new(),
             state: state.clone(),
         };
@@ -211,7 +219,7 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                 session.send(wire::packet("ping", json!({})));
                 let _ = socket.send(Message::Ping(Default::default())).await;
             }
-            () = &mut deadline, if session.identity.is_none() => {
+            () = &mut deadline, if !session.authenticated() => {
                 break CloseOrder::new(close::AUTH_TIMEOUT, "Authentication timed out", None);
             }
         }

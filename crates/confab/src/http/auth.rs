@@ -106,7 +106,7 @@ pub async fn refresh(
         Err(r) => return r,
     };
     let ip = client_ip(&state, peer.ip(), &headers);
-    if let Err(e) = state.auth_gate(ip) {
+    if let Err(e) = state.local_enabled().and_then(|()| state.auth_gate(ip)) {
         return http_error(e);
     }
     let invalid = |state: &AppState| {
@@ -140,6 +140,9 @@ pub async fn refresh(
 
 /// `POST /auth/logout` with a refresh token or a bearer access token → 204, revoking the family.
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap, raw: Body) -> Response {
+    if let Err(e) = state.local_enabled() {
+        return e.into_response();
+    }
     let map = match body::optional_json_object(&headers, raw).await {
         Ok(m) => m,
         Err(r) => return r,

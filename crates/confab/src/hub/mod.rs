@@ -8,14 +8,14 @@ mod outbox;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use dashmap::DashMap;
 
 pub use outbox::{CloseOrder, Control, Inbox, Outbox, Packet, Pushed};
 
-use crate::metrics::Metrics;
+use crate::{identity::Identity, metrics::Metrics};
 
 /// Process-unique id of one WebSocket connection.
 pub type ConnId = u64;
@@ -23,17 +23,43 @@ pub type ConnId = u64;
 /// An authenticated connection as the hub sees it.
 pub struct Conn {
     pub id: ConnId,
+    /// The account; never changes for a connection.
     pub user_id: String,
     /// The session family it authenticated through, if any (revocation closes it).
     pub session_id: Option<String>,
     pub outbox: Outbox,
+    /// Who the connection is now: replaced when the account's roles or name change, so the
+    /// session and the hub always judge permissions from the same snapshot.
+    identity: RwLock<Arc<Identity>>,
     /// Channel ids this connection may view; kept in step with `Hub::channels`.
     channels: Mutex<Vec<String>>,
 }
 
 impl Conn {
-    pub fn new(id: ConnId, user_id: String, session_id: Option<String>, outbox: Outbox) -> Conn {
-        Conn { id, user_id, session_id, outbox, channels: Mutex::new(Vec::new()) }
+    pub fn new(id: ConnId, identity: Arc<Identity>, outbox: Outbox) -> Conn {
+        Conn {
+            id,
+            user_id: identity.user.id.clone(),
+            session_id: identity.session_id.clone(),
+            outbox,
+            identity: RwLock::new(identity),
+            channels: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The current identity snapshot.
+    pub fn identity(&self) -> Arc<Identity> {
+        match self.identity.read() {
+            Ok(i) => i.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the identity (after a role or profile change).
+    pub fn set_identity(&self, identity: Arc<Identity>) {
+        if let Ok(mut slot) = self.identity.write() {
+            *slot = identity;
+        }
     }
 }
 
@@ -92,6 +118,35 @@ impl Hub {
     /// Live authenticated connections of one account.
     pub fn user_connections(&self, user_id: &str) -> usize {
         self.users.get(user_id).map_or(0, |n| *n)
+    }
+
+    /// Recomputes which channels each connection may view (after a channel or role change) and
+    /// moves it in or out of channel audiences at once. `viewable` maps an identity to channel ids.
+    pub fn rescope(&self, viewable: impl Fn(&Identity) -> Vec<String>) {
+        for conn in self.conns.iter() {
+            let now = viewable(&conn.identity());
+            let Ok(mut mine) = conn.channels.lock() else { continue };
+            for gone in mine.iter().filter(|c| !now.contains(c)) {
+                if let Some(mut members) = self.channels.get_mut(gone) {
+                    members.remove(&conn.id);
+                }
+            }
+            for added in now.iter().filter(|c| !mine.contains(c)) {
+                self.channels.entry(added.clone()).or_default().insert(conn.id, conn.outbox.clone());
+            }
+            *mine = now;
+        }
+        self.channels.retain(|_, members| !members.is_empty());
+    }
+
+    /// The live connections of one account.
+    pub fn connections_of(&self, user_id: &str) -> Vec<Arc<Conn>> {
+        self.conns.iter().filter(|c| c.user_id == user_id).map(|c| c.clone()).collect()
+    }
+
+    /// Every live authenticated connection.
+    pub fn connections(&self) -> Vec<Arc<Conn>> {
+        self.conns.iter().map(|c| c.clone()).collect()
     }
 
     /// Ids of accounts with at least one live authenticated connection.

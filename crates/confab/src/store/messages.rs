@@ -84,7 +84,13 @@ impl Store {
     }
 
     /// Up to `limit` messages before the newest `skip`, returned oldest first.
-    pub async fn messages_page(&self, channel_id: &str, thread_id: &str, skip: i64, limit: i64) -> Result<Vec<MessageRow>> {
+    pub async fn messages_page(
+        &self,
+        channel_id: &str,
+        thread_id: &str,
+        skip: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
         let tail = "WHERE m.channel_id = $1 AND m.thread_id = $2 ORDER BY m.seq DESC LIMIT $3 OFFSET $4";
         let binds = [Bind::Text(channel_id), Bind::Text(thread_id), Bind::Int(limit), Bind::Int(skip)];
         let mut rows = self.select_messages(tail, &binds).await?;
@@ -93,7 +99,13 @@ impl Store {
     }
 
     /// Up to `limit` messages older than message `before_id`, oldest first; `[]` for an unknown id.
-    pub async fn messages_before(&self, channel_id: &str, thread_id: &str, before_id: &str, limit: i64) -> Result<Vec<MessageRow>> {
+    pub async fn messages_before(
+        &self,
+        channel_id: &str,
+        thread_id: &str,
+        before_id: &str,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
         let tail = "WHERE m.channel_id = $1 AND m.thread_id = $2 AND m.seq < \
              (SELECT b.seq FROM messages b WHERE b.id = $3 AND b.channel_id = $1 AND b.thread_id = $2) \
              ORDER BY m.seq DESC LIMIT $4";
@@ -104,14 +116,26 @@ impl Store {
     }
 
     /// Up to `limit` messages newer than seq `after`, oldest first.
-    pub async fn messages_after_seq(&self, channel_id: &str, thread_id: &str, after: i64, limit: i64) -> Result<Vec<MessageRow>> {
+    pub async fn messages_after_seq(
+        &self,
+        channel_id: &str,
+        thread_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
         let tail = "WHERE m.channel_id = $1 AND m.thread_id = $2 AND m.seq > $3 ORDER BY m.seq LIMIT $4";
         self.select_messages(tail, &[Bind::Text(channel_id), Bind::Text(thread_id), Bind::Int(after), Bind::Int(limit)])
             .await
     }
 
     /// Up to `limit` messages older than seq `before`, oldest first.
-    pub async fn messages_before_seq(&self, channel_id: &str, thread_id: &str, before: i64, limit: i64) -> Result<Vec<MessageRow>> {
+    pub async fn messages_before_seq(
+        &self,
+        channel_id: &str,
+        thread_id: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
         let tail = "WHERE m.channel_id = $1 AND m.thread_id = $2 AND m.seq < $3 ORDER BY m.seq DESC LIMIT $4";
         let binds = [Bind::Text(channel_id), Bind::Text(thread_id), Bind::Int(before), Bind::Int(limit)];
         let mut rows = self.select_messages(tail, &binds).await?;
@@ -133,9 +157,16 @@ impl Store {
     }
 
     /// Replies to message `id` in the same channel or thread, oldest first.
-    pub async fn messages_replying(&self, channel_id: &str, thread_id: &str, id: &str, limit: i64) -> Result<Vec<MessageRow>> {
+    pub async fn messages_replying(
+        &self,
+        channel_id: &str,
+        thread_id: &str,
+        id: &str,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
         let tail = "WHERE m.reply_to = $1 AND m.channel_id = $2 AND m.thread_id = $3 ORDER BY m.seq LIMIT $4";
-        self.select_messages(tail, &[Bind::Text(id), Bind::Text(channel_id), Bind::Text(thread_id), Bind::Int(limit)]).await
+        self.select_messages(tail, &[Bind::Text(id), Bind::Text(channel_id), Bind::Text(thread_id), Bind::Int(limit)])
+            .await
     }
 
     /// Pinned messages of a channel or thread, newest first.

@@ -269,7 +269,16 @@ async fn ws_login_success_case_insensitive_and_presence() {
     // A second connection of the same account does not announce it again; the first stays usable.
     let mut again = server.login("alice", PASSWORD).await;
     ping(&mut again).await;
-    ping(&mut bob).await;
+    // Any presence event of that login was queued to Bob before the login's `ready`, so before this pong.
+    bob.send(json!({"cmd": "ping", "listener": "after-second-login"})).await;
+    loop {
+        let p = bob.recv().await;
+        if p["listener"] == "after-second-login" {
+            assert_eq!(p["cmd"], "pong");
+            break;
+        }
+        assert!(p["user"]["username"] != "Alice", "second connection announced again: {p}");
+    }
 }
 
 #[tokio::test]
@@ -443,6 +452,28 @@ async fn ws_login_over_the_connection_limit() {
     let access = http_login(&server, "Alice", PASSWORD).await["access_token"].as_str().unwrap().to_owned();
     let (code, reason) = expect_refused_upgrade(&server, &format!("/ws?token={access}")).await;
     assert_eq!((code, reason.as_str()), (1008, "Too many connections"));
+}
+
+#[tokio::test]
+async fn local_accounts_disabled_in_rotur_mode() {
+    let server = TestServer::spawn_with(Backend::Sqlite, |cfg| cfg.auth_mode = confab::config::AuthMode::Rotur).await;
+    let text = "Local accounts are disabled on this server";
+    let mut c = server.connect().await;
+    expect_auth_error(&mut c, register("Alice", PASSWORD), text, "local_auth_disabled").await;
+    expect_auth_error(&mut c, login("Alice", PASSWORD), text, "local_auth_disabled").await;
+    expect_auth_error(&mut c, json!({"cmd": "auth", "token": "a.b.c"}), text, "local_auth_disabled").await;
+    let refused = json!({"error": text, "code": "local_auth_disabled"});
+    let cases = [
+        ("/auth/register", json!({"username": "Alice", "password": PASSWORD})),
+        ("/auth/login", json!({"username": "Alice", "password": PASSWORD})),
+        ("/auth/refresh", json!({"refresh_token": "some-refresh-token"})),
+        ("/auth/logout", json!({"refresh_token": "some-refresh-token"})),
+    ];
+    for (path, body) in cases {
+        let (status, answer) = server.post_json(path, body).await;
+        assert_eq!((status, &answer), (403, &refused), "{path}");
+    }
+    assert!(server.store.user_by_name("alice").await.unwrap().is_none());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,13 +30,24 @@ pub(crate) struct Run {
 
 impl Run {
     fn ok(self) -> Run {
-        assert!(self.status.success(), "expected success, got {}:\nstdout: {}\nstderr: {}", self.status, self.stdout, self.stderr);
+        assert!(
+            self.status.success(),
+            "expected success, got {}:\nstdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Asserts a non-zero exit whose standard error contains `text`.
     pub(crate) fn fails_with(self, text: &str) -> Run {
-        assert!(!self.status.success(), "expected failure, got success:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(
+            !self.status.success(),
+            "expected failure, got success:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
         assert!(self.status.code().is_some(), "exited by a signal: {}", self.status);
         assert!(self.stderr.contains(text), "stderr does not mention {text:?}:\n{}", self.stderr);
         self
@@ -52,7 +63,7 @@ fn command(cwd: &Path) -> Command {
             cmd.env_remove(key);
         }
     }
-    cmd.env("RUST_LOG", "warn");
+    cmd.env("RUST_LOG", "warn").env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
     cmd
 }
 
@@ -118,15 +129,14 @@ fn user_admin(cwd: &Path, db: &[&str]) -> Vec<(String, String, String, String)> 
     }
     let with = |args: &[&'static str]| join(db, args);
 
-    let added = confab(cwd, &with(&["user", "add", "Alice", "--role", "owner"]), &[], Some(&format!("{PASSWORD}\n")))
-        .ok();
+    let added =
+        confab(cwd, &with(&["user", "add", "Alice", "--role", "owner"]), &[], Some(&format!("{PASSWORD}\n"))).ok();
     assert!(added.stdout.contains("Alice"), "{}", added.stdout);
     confab(cwd, &with(&["user", "add", "bob"]), &[], Some(PASSWORD)).ok();
 
     let list = confab(cwd, &with(&["user", "list"]), &[], None).ok();
     let rows = user_rows(&list);
-    let summary: Vec<(&str, &str, &str)> =
-        rows.iter().map(|r| (r.0.as_str(), r.2.as_str(), r.3.trim())).collect();
+    let summary: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.2.as_str(), r.3.trim())).collect();
     assert_eq!(summary, [("Alice", "local", "owner"), ("bob", "local", "user")], "{}", list.stdout);
     assert!(uuid::Uuid::parse_str(&rows[0].1).is_ok(), "second column is the account id: {}", list.stdout);
 
@@ -276,8 +286,7 @@ fn config_layers_in_order() {
 #[test]
 fn bad_configuration_names_the_key() {
     let cwd = tempfile::tempdir().unwrap();
-    confab(cwd.path(), &["config"], &[("CONFAB_SECURITY__DEAD_PEER_S", "1")], None)
-        .fails_with("security.dead_peer_s");
+    confab(cwd.path(), &["config"], &[("CONFAB_SECURITY__DEAD_PEER_S", "1")], None).fails_with("security.dead_peer_s");
     // A type error from the environment names the key as the variable spells it.
     let run = confab(cwd.path(), &["config"], &[("CONFAB_SECURITY__HEARTBEAT_S", "often")], None).fails_with("often");
     assert!(run.stderr.to_ascii_lowercase().contains("security.heartbeat_s"), "{}", run.stderr);

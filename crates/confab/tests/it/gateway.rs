@@ -18,7 +18,17 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     WebSocketStream,
-    tungstenite::{self, Message, client::IntoClientRequest, protocol::CloseFrame},
+    tungstenite::{
+        self, Message,
+        client::IntoClientRequest,
+        protocol::{
+            CloseFrame,
+            frame::{
+                Frame,
+                coding::{Data, OpCode},
+            },
+        },
+    },
 };
 
 use crate::support::{Backend, Client, Closed, TestServer, WAIT};
@@ -327,6 +337,26 @@ async fn undecodable_frames_get_bad_frame_errors() {
 }
 
 #[tokio::test]
+async fn invalid_utf8_text_frames_get_invalid_json() {
+    let server = TestServer::spawn().await;
+    let mut c = server.register("Alice").await;
+    sync(&mut c).await;
+    // A text frame whose payload is not UTF-8: answered like invalid JSON, and the connection stays.
+    let raw = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    c.ws.send(Message::Frame(raw)).await.expect("send invalid UTF-8");
+    match next_ws(&mut c).await {
+        Some(Ok(Message::Text(t))) => {
+            let p: Value = serde_json::from_str(t.as_str()).expect("JSON");
+            assert_eq!(p, bad_frame("Invalid JSON"), "reply to invalid UTF-8");
+        }
+        other => panic!("expected the Invalid JSON error for a non-UTF-8 text frame, got {other:?}"),
+    }
+    assert!(sync(&mut c).await.is_empty());
+    say(&mut c, "still here").await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn ten_bad_frames_within_a_minute_close_with_4002() {
     let server = TestServer::spawn().await;
     let mut c = server.connect().await;
@@ -506,13 +536,27 @@ async fn heartbeat_pings_live_clients() {
         c.security.dead_peer_s = 2;
     })
     .await;
+    let mut unauthenticated = server.connect().await;
     let mut c = server.register("Alice").await;
-    // Four pings span more than the dead-peer timeout: a client that reads (and so answers the
-    // control Pings) stays open.
-    for _ in 0..4 {
-        let p = c.recv_cmd("ping").await;
-        assert_eq!(p, json!({"cmd": "ping"}));
+    // Four heartbeats span more than the dead-peer timeout: a client that reads (and so answers
+    // the control Pings) stays open. Each beat is a JSON ping and a control Ping.
+    let (mut json_pings, mut control_pings) = (0, 0);
+    while json_pings < 4 || control_pings < 4 {
+        match next_ws(&mut c).await {
+            Some(Ok(Message::Text(t))) => {
+                let p: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if p["cmd"] == "ping" {
+                    assert_eq!(p, json!({"cmd": "ping"}));
+                    json_pings += 1;
+                }
+            }
+            Some(Ok(Message::Ping(_))) => control_pings += 1,
+            Some(Ok(_)) => {}
+            other => panic!("connection ended: {other:?}"),
+        }
     }
+    // Unauthenticated connections get them too.
+    assert_eq!(unauthenticated.recv_cmd("ping").await, json!({"cmd": "ping"}));
     for p in sync(&mut c).await {
         assert_eq!(p["cmd"], "ping", "{p}");
     }
@@ -622,9 +666,7 @@ async fn connections_per_user_are_limited() {
     let server = TestServer::spawn_with(Backend::Sqlite, |c| c.security.max_connections_per_user = 1).await;
     let mut first = server.register("Alice").await;
     let mut second = server.connect().await;
-    second
-        .send(json!({"cmd": "login", "username": "alice", "password": "correct horse", "listener": "again"}))
-        .await;
+    second.send(json!({"cmd": "login", "username": "alice", "password": "correct horse", "listener": "again"})).await;
     assert_eq!(
         second.recv().await,
         json!({"cmd": "auth_error", "val": "Too many connections", "code": "too_many_connections", "listener": "again"})
@@ -664,13 +706,23 @@ async fn presence_follows_the_first_and_last_connection() {
     let own = sync(&mut alice1).await;
     assert!(own.contains(&json!({"cmd": "user_connect", "user": presence("Alice")})), "{own:?}");
 
-    let mut bob = server.register("Bob").await;
+    // Bob registers by hand to check the order and the listener: auth_success, ready (both with
+    // the listener), then user_join and user_connect (events, without it).
+    let mut bob = server.connect().await;
+    bob.send(json!({"cmd": "register", "username": "Bob", "password": "correct horse", "listener": "reg"})).await;
+    let mut own = vec![bob.recv().await];
+    own.extend(sync(&mut bob).await);
+    let cmds: Vec<&str> = own.iter().map(|p| p["cmd"].as_str().unwrap_or("")).collect();
+    assert_eq!(cmds, vec!["auth_success", "ready", "user_join", "user_connect"], "{own:?}");
+    assert_eq!(own[0], json!({"cmd": "auth_success", "val": "Authentication successful", "listener": "reg"}));
+    assert_eq!(own[1]["listener"], "reg");
+    assert_eq!(own[1]["user"]["username"], "Bob");
+    assert_eq!(own[2], json!({"cmd": "user_join", "user": presence("Bob")}));
+    assert_eq!(own[3], json!({"cmd": "user_connect", "user": presence("Bob")}));
     let seen = sync(&mut alice1).await;
     assert!(seen.contains(&json!({"cmd": "user_join", "user": presence("Bob")})), "{seen:?}");
     assert!(seen.contains(&json!({"cmd": "user_connect", "user": presence("Bob")})), "{seen:?}");
     assert_eq!(count_cmd(&seen, "user_connect"), 1, "{seen:?}");
-    let own = sync(&mut bob).await;
-    assert!(own.contains(&json!({"cmd": "user_connect", "user": presence("Bob")})), "{own:?}");
 
     // A second connection of Alice announces nothing.
     let mut alice2 = server.login("alice", "correct horse").await;
@@ -804,12 +856,28 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
         (json!({"content": "x"}), "Missing fields: channel or thread_id", "bad_request"),
         (json!({"channel": "general"}), "Missing fields: content or attachments", "bad_request"),
         (json!({}), "Missing fields: channel or thread_id, content or attachments", "bad_request"),
-        (json!({"channel": null, "content": null}), "Missing fields: channel or thread_id, content or attachments", "bad_request"),
+        (
+            json!({"channel": null, "content": null}),
+            "Missing fields: channel or thread_id, content or attachments",
+            "bad_request",
+        ),
         (json!({"channel": "general", "content": ""}), "Message content or attachments cannot be empty", "bad_request"),
-        (json!({"channel": "general", "content": " \n\t "}), "Message content or attachments cannot be empty", "bad_request"),
+        (
+            json!({"channel": "general", "content": " \n\t "}),
+            "Message content or attachments cannot be empty",
+            "bad_request",
+        ),
         (json!({"channel": "general", "content": "x", "embeds": "nope"}), "Embeds must be an array", "bad_request"),
-        (json!({"channel": "general", "content": "x", "embeds": eleven}), "Cannot have more than 10 embeds", "bad_request"),
-        (json!({"channel": "general", "content": "x".repeat(2001)}), "Message too long. Maximum length is 2000 characters", "too_long"),
+        (
+            json!({"channel": "general", "content": "x", "embeds": eleven}),
+            "Cannot have more than 10 embeds",
+            "bad_request",
+        ),
+        (
+            json!({"channel": "general", "content": "x".repeat(2001)}),
+            "Message too long. Maximum length is 2000 characters",
+            "too_long",
+        ),
         (json!({"channel": "nope", "content": "x"}), "Channel not found", "not_found"),
         (json!({"thread_id": "nope", "content": "x"}), "Thread not found", "not_found"),
         (json!({"channel": "general", "thread_id": "nope", "content": "x"}), "Thread not found", "not_found"),
@@ -818,15 +886,27 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
             "The message you're trying to reply to was not found",
             "not_found",
         ),
-        (json!({"channel": "general", "content": "x", "attachments": [{"id": "a1"}]}), "Attachments are disabled", "disabled"),
+        (
+            json!({"channel": "general", "content": "x", "attachments": [{"id": "a1"}]}),
+            "Attachments are disabled",
+            "disabled",
+        ),
         (json!({"channel": "general", "attachments": [{"id": "a1"}]}), "Attachments are disabled", "disabled"),
-        (json!({"channel": "general", "content": "x", "nonce": ""}), "Nonce must be a string of 1-64 characters", "bad_request"),
+        (
+            json!({"channel": "general", "content": "x", "nonce": ""}),
+            "Nonce must be a string of 1-64 characters",
+            "bad_request",
+        ),
         (
             json!({"channel": "general", "content": "x", "nonce": "n".repeat(65)}),
             "Nonce must be a string of 1-64 characters",
             "bad_request",
         ),
-        (json!({"channel": "general", "content": "x", "nonce": 5}), "Nonce must be a string of 1-64 characters", "bad_request"),
+        (
+            json!({"channel": "general", "content": "x", "nonce": 5}),
+            "Nonce must be a string of 1-64 characters",
+            "bad_request",
+        ),
     ];
     for (fields, val, code) in cases {
         let mut frame = fields.clone();
@@ -834,8 +914,29 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
         let p = alice.request(frame).await;
         assert_error(&p, "message_new", val, code);
     }
+    // Checks run in the documented order: presence, embeds, length, nonce, then target, reply, attachments.
+    let long = "x".repeat(2001);
+    let ordered: Vec<(Value, &str)> = vec![
+        (json!({"channel": "general", "content": long, "embeds": "nope"}), "Embeds must be an array"),
+        (json!({"channel": "nope", "content": long}), "Message too long. Maximum length is 2000 characters"),
+        (json!({"channel": "general", "content": long, "nonce": ""}), "Message too long. Maximum length is 2000 characters"),
+        (json!({"channel": "nope", "content": "x", "nonce": ""}), "Nonce must be a string of 1-64 characters"),
+        (json!({"thread_id": "nope", "content": "x", "nonce": 1}), "Nonce must be a string of 1-64 characters"),
+        (json!({"channel": "nope", "content": "x", "reply_to": "nope"}), "Channel not found"),
+        (
+            json!({"channel": "general", "content": "x", "reply_to": "nope", "attachments": [{"id": "a1"}]}),
+            "The message you're trying to reply to was not found",
+        ),
+    ];
+    for (fields, val) in ordered {
+        let mut frame = fields.clone();
+        frame["cmd"] = json!("message_new");
+        let p = alice.request(frame).await;
+        assert_eq!(p["val"], val, "{fields}");
+    }
     for (embeds, index) in [(json!([5]), 0), (json!([{"title": "ok"}, {"title": "t".repeat(257)}]), 1)] {
-        let p = alice.request(json!({"cmd": "message_new", "channel": "general", "content": "x", "embeds": embeds})).await;
+        let p =
+            alice.request(json!({"cmd": "message_new", "channel": "general", "content": "x", "embeds": embeds})).await;
         assert_eq!(p["cmd"], "error", "{p}");
         assert_eq!(p["code"], "bad_request", "{p}");
         let val = p["val"].as_str().expect("val");
@@ -891,7 +992,8 @@ async fn nonce_makes_message_new_idempotent(backend: Backend) {
     assert_eq!(later["seq"], first["seq"].as_i64().expect("seq") + 1);
 
     // The same nonce on different content is a conflict, and also broadcasts nothing.
-    let p = alice.request(json!({"cmd": "message_new", "channel": "general", "content": "other", "nonce": "n-1"})).await;
+    let p =
+        alice.request(json!({"cmd": "message_new", "channel": "general", "content": "other", "nonce": "n-1"})).await;
     assert_error(&p, "message_new", "Nonce already used for a different message", "nonce_conflict");
     let last = say(&mut alice, "last").await;
     let next = bob.recv().await;
@@ -1121,7 +1223,7 @@ fn seq_id(p: &Value) -> (i64, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_and_delays_no_one() {
-    const MAX_MESSAGES: usize = 4000;
+    const MAX_MESSAGES: usize = 6000;
     const AFTER_OVERFLOW: usize = 20;
     let server = spawn_unlimited(Backend::Sqlite, |c| {
         c.limits.queue_packets = 16;
@@ -1175,7 +1277,6 @@ async fn a_slow_consumer_is_closed_and_delays_no_one() {
     }
     acked.push(seq_id(&say(&mut sender, "done").await));
     assert!(overflow_at.is_some(), "the silent client never overflowed in {} messages", acked.len());
-    eprintln!("DEBUG overflow at {overflow_at:?}");
 
     // The reader got every acknowledged message, in seq order, nothing missing.
     let got = tokio::time::timeout(WAIT, reading).await.expect("reader finished").expect("reader task");

@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod cli;
 mod durability;
+mod gateway;
 mod message_ops;
 mod smoke;
 mod store;
-mod cli;
-mod tls;
 mod support;
-mod gateway;
+mod tls;

@@ -25,7 +25,8 @@ async fn edit_and_delete_own_and_others() {
     let seen = bob.recv_cmd("message_new").await;
     assert_eq!(seen["message"]["id"], m["id"]);
 
-    let edit = alice.request(json!({"cmd": "message_edit", "id": m["id"], "channel": "general", "content": "hi @bob"})).await;
+    let edit =
+        alice.request(json!({"cmd": "message_edit", "id": m["id"], "channel": "general", "content": "hi @bob"})).await;
     assert_eq!(edit["cmd"], "message_edit", "{edit}");
     assert_eq!(edit["content"], "hi @bob");
     assert_eq!(edit["message"]["edited"], true);
@@ -116,10 +117,7 @@ async fn pins_need_permission_and_report_real_state() {
     let m = send(&mut alice, "pin me").await;
     let pin = json!({"cmd": "message_pin", "id": m["id"], "channel": "general"});
     // #general's pin list is owner-only.
-    assert_eq!(
-        alice.request(pin.clone()).await["val"],
-        "You do not have permission to pin messages in this channel"
-    );
+    assert_eq!(alice.request(pin.clone()).await["val"], "You do not have permission to pin messages in this channel");
     let owner = server.store.user_by_name("alice").await.unwrap().unwrap();
     let roles = server.store.roles().await.unwrap();
     let owner_role = roles.iter().find(|r| r.name == "owner").unwrap().id.clone();
@@ -219,7 +217,8 @@ async fn resume_replays_every_kind_of_event_and_skips_deleted_messages() {
     let server = TestServer::spawn().await;
     let mut alice = server.register("alice").await;
     let mut bob = server.register("bob").await;
-    let start = bob.request(json!({"cmd": "messages_get", "channel": "general", "limit": 1})).await["seq"].as_i64().unwrap();
+    let start =
+        bob.request(json!({"cmd": "messages_get", "channel": "general", "limit": 1})).await["seq"].as_i64().unwrap();
     drop(bob);
     let keep = send(&mut alice, "keep").await;
     let doomed = send(&mut alice, "doomed").await;

@@ -335,11 +335,11 @@ async fn user_roles_are_replaced_atomically(backend: Backend) {
         v
     };
     assert_eq!(sorted(store.user_role_ids(&carol.id).await.unwrap()), both);
-    assert_eq!(store.user_role_ids(&dave.id).await.unwrap(), [user_role.clone()]);
+    assert_eq!(store.user_role_ids(&dave.id).await.unwrap(), [user_role.as_str()]);
 
     store.user_set_roles(&carol.id, std::slice::from_ref(&moderator)).await.unwrap();
-    assert_eq!(store.user_role_ids(&carol.id).await.unwrap(), [moderator.clone()]);
-    assert_eq!(store.user_role_ids(&dave.id).await.unwrap(), [user_role.clone()], "other accounts untouched");
+    assert_eq!(store.user_role_ids(&carol.id).await.unwrap(), [moderator.as_str()]);
+    assert_eq!(store.user_role_ids(&dave.id).await.unwrap(), [user_role.as_str()], "other accounts untouched");
 
     let mut all = store.all_user_roles().await.unwrap();
     all.sort();
@@ -352,7 +352,7 @@ async fn user_roles_are_replaced_atomically(backend: Backend) {
         .user_set_roles(&carol.id, &[user_role.clone(), "no-such-role".to_owned()])
         .await
         .expect_err("unknown role id is rejected");
-    assert_eq!(store.user_role_ids(&carol.id).await.unwrap(), [moderator.clone()]);
+    assert_eq!(store.user_role_ids(&carol.id).await.unwrap(), [moderator.as_str()]);
 
     store.user_set_roles(&carol.id, &[]).await.unwrap();
     assert!(store.user_role_ids(&carol.id).await.unwrap().is_empty());

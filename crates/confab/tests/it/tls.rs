@@ -13,7 +13,7 @@ use crate::{
     support::{Backend, TestServer, WAIT, http_get_raw, tls_connect},
 };
 
-/// A self-signed P-256 certificate for `localhost` and 127.0.0.1: (cert.pem, key.pem).
+/// A self-signed P-256 end-entity certificate for `localhost` and 127.0.0.1: (cert.pem, key.pem).
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = std::process::Command::new("openssl")
@@ -22,6 +22,8 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
         .arg("-out")
         .arg(&cert)
         .args(["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // openssl marks self-signed certificates as CAs by default, which webpki refuses as a server certificate.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .output()
         .expect("the openssl CLI is required for the TLS tests");
     assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -131,8 +133,10 @@ fn tls_misconfiguration_stops_the_start() {
     let (cert, key) = self_signed(cwd.path());
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let serve = ["serve", "--listen", listen.as_str()];
-    confab(cwd.path(), &serve, &[("CONFAB_TLS__CERT_FILE", cert.to_str().unwrap())], None).fails_with("tls");
-    confab(cwd.path(), &serve, &[("CONFAB_TLS__KEY_FILE", key.to_str().unwrap())], None).fails_with("tls");
+    confab(cwd.path(), &serve, &[("CONFAB_TLS__CERT_FILE", cert.to_str().unwrap())], None)
+        .fails_with("set both tls.cert_file and tls.key_file");
+    confab(cwd.path(), &serve, &[("CONFAB_TLS__KEY_FILE", key.to_str().unwrap())], None)
+        .fails_with("set both tls.cert_file and tls.key_file");
     let missing = cwd.path().join("missing.pem");
     confab(
         cwd.path(),
@@ -150,5 +154,5 @@ fn tls_misconfiguration_stops_the_start() {
         &[("CONFAB_TLS__CERT_FILE", cert.to_str().unwrap()), ("CONFAB_TLS__KEY_FILE", other_key.to_str().unwrap())],
         None,
     )
-    .fails_with("TLS");
+    .fails_with("loading the TLS certificate");
 }
