@@ -2,7 +2,7 @@
 
 use std::{
     io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::Path,
     sync::Arc,
 };
@@ -34,7 +34,11 @@ pub fn load(config: &Config) -> anyhow::Result<JwtKeys> {
     let secret = if !config.auth.jwt_secret.is_empty() {
         unhex(&config.auth.jwt_secret).unwrap_or_else(|| config.auth.jwt_secret.as_bytes().to_vec())
     } else {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
         load_or_create(&config.data_dir.join(KEY_FILE))?
     };
     let auth = &config.auth;

@@ -1,11 +1,12 @@
 //! First-start contents: the default roles and the `general` channel (PROTOCOL §5.3, §5.5).
 //!
-//! Runs on every start and does nothing once a marker setting exists, so a second start (or the
-//! admin CLI on the same database) reuses everything.
+//! Runs on every start in one transaction whose inserts ignore conflicts, so a second start — or
+//! two processes starting on a new database at once (two nodes, or `confab user add` during the
+//! first `confab serve`) — reuses what is there instead of failing.
 
 use serde_json::json;
 
-use super::{Store, channels::Channel, roles::Role};
+use super::{Store, WritePool, dispatch};
 use crate::{domain::permissions::default_channel_permissions, error::Result};
 
 const MARKER: &str = "bootstrap_v1";
@@ -36,47 +37,58 @@ fn default_roles() -> Vec<(&'static str, Option<&'static str>, Vec<&'static str>
     ]
 }
 
+/// `general`'s permission map: members may view, send and create threads; admins and moderators delete.
+fn general_permissions() -> String {
+    let mut perms = default_channel_permissions();
+    for key in ["view", "send", "create_thread"] {
+        perms.insert(key.to_owned(), vec!["user".to_owned()]);
+    }
+    perms.insert("delete".to_owned(), vec!["admin".to_owned(), "moderator".to_owned()]);
+    json!(perms).to_string()
+}
+
 impl Store {
     /// Creates the default roles and `general` unless this database was bootstrapped before.
     pub async fn bootstrap(&self) -> Result<()> {
-        if self.setting(MARKER).await?.is_some() {
-            return Ok(());
-        }
-        if self.roles().await?.is_empty() {
-            for (position, (name, color, perms)) in default_roles().into_iter().enumerate() {
-                self.role_create(&Role {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    name: name.to_owned(),
-                    description: String::new(),
-                    color: color.map(str::to_owned),
-                    hoisted: false,
-                    permissions: json!(perms).to_string(),
-                    self_assignable: false,
-                    category: None,
-                    position: position as i64,
-                })
+        let now = super::now();
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let done: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+                .bind(MARKER)
+                .fetch_optional(&mut *tx)
                 .await?;
+            if done.is_none() {
+                for (position, (name, color, perms)) in default_roles().into_iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO roles (id, name, name_lower, description, color, hoisted, permissions, \
+                         self_assignable, category, position) VALUES ($1, $2, $2, '', $3, FALSE, $4, FALSE, NULL, $5) \
+                         ON CONFLICT (name_lower) DO NOTHING",
+                    )
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(name)
+                    .bind(color)
+                    .bind(json!(perms).to_string())
+                    .bind(position as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO channels (id, name, name_lower, kind, display_name, description, size, permissions, \
+                     position, seq, created_at) VALUES ($1, 'general', 'general', 'text', NULL, 'General chat', NULL, \
+                     $2, 0, 0, $3) ON CONFLICT (name_lower) DO NOTHING",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(general_permissions())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO settings (key, value) VALUES ($1, '1') ON CONFLICT (key) DO NOTHING")
+                    .bind(MARKER)
+                    .execute(&mut *tx)
+                    .await?;
             }
-        }
-        if self.channels().await?.is_empty() {
-            let mut perms = default_channel_permissions();
-            for key in ["view", "send", "create_thread"] {
-                perms.insert(key.to_owned(), vec!["user".to_owned()]);
-            }
-            perms.insert("delete".to_owned(), vec!["admin".to_owned(), "moderator".to_owned()]);
-            self.channel_create(&Channel {
-                id: uuid::Uuid::now_v7().to_string(),
-                name: "general".to_owned(),
-                kind: "text".to_owned(),
-                display_name: None,
-                description: Some("General chat".to_owned()),
-                size: None,
-                permissions: json!(perms).to_string(),
-                position: 0,
-                seq: 0,
-            })
-            .await?;
-        }
-        self.set_setting(MARKER, "1").await
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! [`dispatch!`] macro expands one body once per backend so each is type-checked against its own
 //! driver. Message appends go through the group-commit [`writer`], which acknowledges only after commit.
 
+pub mod audit;
 pub mod bootstrap;
 pub mod channels;
 pub mod events;
@@ -41,6 +42,36 @@ pub(crate) use dispatch;
 pub enum Backend {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+/// Starting a transaction that will write.
+///
+/// On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that reads first and writes later can
+/// fail at once with "database is locked" when another writer committed in between (WAL snapshots
+/// cannot be upgraded), whereas an immediate one waits for the write lock under the busy timeout.
+pub trait WritePool {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl WritePool for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl WritePool for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
+        self.begin()
+    }
 }
 
 /// Handle to the database; cheap to clone.
@@ -81,10 +112,8 @@ impl Store {
     pub async fn open(location: &Location, pool_size: u32, batch_max: usize, metrics: Arc<Metrics>) -> Result<Store> {
         let backend = match location {
             Location::SqliteFile(path) => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| crate::error::Error::Internal(format!("create {}: {e}", parent.display())))?;
-                }
+                private_file(path)
+                    .map_err(|e| crate::error::Error::Internal(format!("create {}: {e}", path.display())))?;
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
@@ -145,6 +174,20 @@ impl Store {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
+    }
+}
+
+/// Creates the database file (and its folder) readable by the owner only before SQLite opens it:
+/// it holds password and token hashes. SQLite gives its `-wal` and `-shm` files the same mode.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

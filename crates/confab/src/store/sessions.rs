@@ -3,7 +3,7 @@
 //! A login creates a family (`sid`). Each refresh spends one token and issues the next; presenting a
 //! spent token means it was stolen or replayed, so the whole family is revoked.
 
-use super::{Store, dispatch};
+use super::{Store, WritePool, dispatch};
 use crate::error::Result;
 
 /// What presenting a refresh token did.
@@ -66,7 +66,7 @@ impl Store {
     pub async fn refresh_rotate(&self, old_hash: &str, new_hash: &str, new_expires_at: f64) -> Result<Rotation> {
         let now = super::now();
         let outcome = dispatch!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let row: Option<TokenRow> = sqlx::query_as(
                 "SELECT r.session_id, r.expires_at, r.spent, s.user_id, s.revoked, s.expires_at AS family_expires_at \
                  FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",

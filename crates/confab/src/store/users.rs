@@ -1,6 +1,6 @@
 //! Accounts (PROTOCOL §5.2) and their role assignments.
 
-use super::{Store, dispatch, is_unique_violation};
+use super::{Store, WritePool, dispatch, is_unique_violation};
 use crate::error::{Error, Result};
 
 /// What kind of credential backs an account.
@@ -61,7 +61,7 @@ impl Store {
     pub async fn user_create(&self, new: NewUser<'_>) -> Result<User> {
         let id = uuid::Uuid::now_v7().to_string();
         let result: std::result::Result<(), sqlx::Error> = dispatch!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO users (id, username, username_lower, kind, password_hash, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -157,7 +157,7 @@ impl Store {
     /// Replaces an account's roles.
     pub async fn user_set_roles(&self, user_id: &str, role_ids: &[String]) -> Result<()> {
         dispatch!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
             for role_id in role_ids {
                 sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")

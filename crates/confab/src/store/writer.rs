@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, messages::MessageRow};
+use super::{Backend, WritePool, messages::MessageRow};
 use crate::{
     auth::tokens::hash_token,
     error::{Error, Result},
@@ -404,7 +404,7 @@ async fn commit(backend: &Backend, batch: &[&Change]) -> std::result::Result<Vec
     let mut outcomes = Vec::with_capacity(batch.len());
     match backend {
         Backend::Sqlite(pool) => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for change in batch {
                 outcomes.push(match change {
                     Change::Append(m) => apply!(tx, m),
@@ -414,7 +414,7 @@ async fn commit(backend: &Backend, batch: &[&Change]) -> std::result::Result<Vec
             tx.commit().await?;
         }
         Backend::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for change in batch {
                 outcomes.push(match change {
                     Change::Append(m) => apply!(tx, m),

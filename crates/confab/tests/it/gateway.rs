@@ -761,6 +761,7 @@ async fn message_new_echoes_and_broadcasts_in_seq_order() {
     let mut alice = server.register("Alice").await;
     let mut alice2 = server.login("Alice", "correct horse").await;
     let mut bob = server.register("Bob").await;
+    let mut stranger = server.connect().await;
 
     let echo = alice.request(json!({"cmd": "message_new", "channel": "general", "content": "  first  "})).await;
     assert_eq!(echo["cmd"], "message_new");
@@ -798,6 +799,22 @@ async fn message_new_echoes_and_broadcasts_in_seq_order() {
     let third = say(&mut bob, "third").await;
     assert_eq!(third["seq"], seq + 2);
     assert_eq!(alice.recv_cmd("message_new").await["seq"], seq + 2);
+
+    // Optional fields sent as null are absent (§1.2).
+    let p = alice
+        .request(json!({
+            "cmd": "message_new", "channel": "general", "content": "nulls", "reply_to": null, "ping": null,
+            "nonce": null, "embeds": null, "attachments": null,
+        }))
+        .await;
+    assert_eq!(p["cmd"], "message_new", "{p}");
+    assert_eq!(p["seq"], seq + 3);
+    for key in ["reply_to", "ping", "nonce", "embeds", "attachments"] {
+        assert!(p["message"].get(key).is_none(), "{key} in {p}");
+    }
+
+    // Unauthenticated connections receive no broadcasts (§1.4).
+    assert!(sync(&mut stranger).await.is_empty());
     server.stop().await;
 }
 
@@ -919,7 +936,10 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
     let ordered: Vec<(Value, &str)> = vec![
         (json!({"channel": "general", "content": long, "embeds": "nope"}), "Embeds must be an array"),
         (json!({"channel": "nope", "content": long}), "Message too long. Maximum length is 2000 characters"),
-        (json!({"channel": "general", "content": long, "nonce": ""}), "Message too long. Maximum length is 2000 characters"),
+        (
+            json!({"channel": "general", "content": long, "nonce": ""}),
+            "Message too long. Maximum length is 2000 characters",
+        ),
         (json!({"channel": "nope", "content": "x", "nonce": ""}), "Nonce must be a string of 1-64 characters"),
         (json!({"thread_id": "nope", "content": "x", "nonce": 1}), "Nonce must be a string of 1-64 characters"),
         (json!({"channel": "nope", "content": "x", "reply_to": "nope"}), "Channel not found"),
@@ -962,7 +982,10 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
 }
 
 async fn nonce_makes_message_new_idempotent(backend: Backend) {
-    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let server = match backend {
+        Backend::Sqlite => TestServer::spawn().await,
+        Backend::Postgres => TestServer::spawn_pg().await,
+    };
     let mut alice = server.register("Alice").await;
     let mut bob = server.register("Bob").await;
     let send = json!({"cmd": "message_new", "channel": "general", "content": "hello", "nonce": "n-1"});
@@ -1059,6 +1082,8 @@ async fn messages_get_pages_history(backend: Backend) {
 
     let all = alice.request(get(json!({}))).await;
     assert_eq!(ids(&all), m);
+    let nulls = alice.request(get(json!({"start": null, "limit": null}))).await;
+    assert_eq!(ids(&nulls), m, "null start and limit are absent");
     assert_eq!(all["channel"], "general");
     assert_eq!(all["range"], json!({"start": 0, "end": 100}));
     assert_eq!(all["seq"], last_seq);
@@ -1192,6 +1217,10 @@ async fn message_get_and_history_errors() {
     let p = alice.request(json!({"cmd": "message_get", "channel": "nope", "id": id})).await;
     assert_error(&p, "message_get", "Channel not found", "not_found");
 
+    let p = alice.request(json!({"cmd": "message_get", "thread_id": "nope", "id": id})).await;
+    assert_error(&p, "message_get", "Thread not found", "not_found");
+    let p = alice.request(json!({"cmd": "messages_get", "thread_id": "nope"})).await;
+    assert_error(&p, "messages_get", "Thread not found", "not_found");
     let p = alice.request(json!({"cmd": "messages_get"})).await;
     assert_error(&p, "messages_get", "Channel or thread_id required", "bad_request");
     let p = alice.request(json!({"cmd": "messages_get", "channel": null})).await;
