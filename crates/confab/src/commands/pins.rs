@@ -21,7 +21,7 @@ pub async fn pin(s: &mut Session, frame: &Frame, pinned: bool) -> Result<()> {
     let dir = state.directory();
     let channel = dir.channel(name).ok_or_else(|| Error::not_found("Channel not found"))?;
     let may_pin = me.actor.channel_allows(&channel.perms, "view")
-        && (me.actor.channel_allows(&channel.perms, "pin") || me.actor.has("manage_messages"));
+        && (me.actor.channel_allows(&channel.perms, "pin") || me.actor.has_in(&channel.perms, "manage_messages"));
     if !may_pin || channel.row.kind != "text" {
         return Err(Error::forbidden("You do not have permission to pin messages in this channel"));
     }

@@ -55,6 +55,12 @@ pub fn username(raw: &str) -> Result<&str, NameError> {
     Ok(name)
 }
 
+/// A channel name: 1–64 characters, no control characters, no surrounding whitespace (PROTOCOL §5.5).
+pub fn channel_name_ok(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=64).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
+}
+
 /// The case-folded key used for lookups and uniqueness (ASCII case-insensitive).
 pub fn fold(name: &str) -> String {
     name.trim().to_ascii_lowercase()

@@ -49,6 +49,16 @@ impl Actor {
         self.is_admin() || self.permissions.iter().any(|p| p == perm)
     }
 
+    /// Whether the actor holds server permission `perm` inside a channel whose `deny` list may
+    /// remove it (owners and administrators are exempt).
+    pub fn has_in(&self, perms: &ChannelPermissions, perm: &str) -> bool {
+        if self.is_admin() {
+            return true;
+        }
+        let denied = perms.get("deny").is_some_and(|d| d.iter().any(|p| p == perm));
+        !denied && self.has(perm)
+    }
+
     /// Whether channel list `key` allows the actor, evaluated in the order of PROTOCOL §5.5.
     pub fn channel_allows(&self, perms: &ChannelPermissions, key: &str) -> bool {
         if self.is_admin() {
@@ -76,6 +86,44 @@ impl Actor {
         }
         false
     }
+}
+
+/// Why a channel permission object was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermissionsError {
+    /// Not an object of known keys mapping to lists of strings: "Invalid permissions object".
+    Invalid,
+    /// A list names a role that does not exist: "Role '<name>' does not exist".
+    UnknownRole(String),
+}
+
+/// Validates a channel `permissions` object: known keys only, each a list of role names (with an
+/// optional `!`), and `deny` a list of server permissions. Missing keys keep their defaults.
+pub fn parse_channel_permissions(
+    value: &serde_json::Value,
+    role_exists: impl Fn(&str) -> bool,
+) -> Result<ChannelPermissions, PermissionsError> {
+    let serde_json::Value::Object(map) = value else { return Err(PermissionsError::Invalid) };
+    let mut perms = ChannelPermissions::new();
+    for (key, list) in map {
+        let serde_json::Value::Array(items) = list else { return Err(PermissionsError::Invalid) };
+        let mut names = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(name) = item.as_str() else { return Err(PermissionsError::Invalid) };
+            if key == "deny" {
+                if !confab_proto::PERMISSIONS.contains(&name) {
+                    return Err(PermissionsError::Invalid);
+                }
+            } else if !CHANNEL_KEYS.iter().any(|(k, _)| k == key) {
+                return Err(PermissionsError::Invalid);
+            } else if !role_exists(name.strip_prefix('!').unwrap_or(name)) {
+                return Err(PermissionsError::UnknownRole(name.strip_prefix('!').unwrap_or(name).to_owned()));
+            }
+            names.push(name.to_owned());
+        }
+        perms.insert(key.clone(), names);
+    }
+    Ok(perms)
 }
 
 #[cfg(test)]
@@ -113,6 +161,32 @@ mod tests {
         assert!(actor(&["owner"], &[]).channel_allows(&perms(&[("view", &["!owner"])]), "view"));
         assert!(actor(&["staff"], &["administrator"]).channel_allows(&empty, "send"));
         assert!(!actor(&["nobody"], &[]).channel_allows(&empty, "react"));
+    }
+
+    #[test]
+    fn parses_channel_permission_objects() {
+        let exists = |r: &str| r == "user" || r == "mods";
+        let ok = parse_channel_permissions(&serde_json::json!({"view": ["user", "!mods"], "deny": ["add_reactions"]}), exists);
+        assert_eq!(ok.unwrap()["view"], vec!["user".to_string(), "!mods".to_string()]);
+        assert_eq!(parse_channel_permissions(&serde_json::json!([]), exists), Err(PermissionsError::Invalid));
+        assert_eq!(parse_channel_permissions(&serde_json::json!({"fly": []}), exists), Err(PermissionsError::Invalid));
+        assert_eq!(parse_channel_permissions(&serde_json::json!({"view": [1]}), exists), Err(PermissionsError::Invalid));
+        assert_eq!(
+            parse_channel_permissions(&serde_json::json!({"deny": ["nonsense"]}), exists),
+            Err(PermissionsError::Invalid)
+        );
+        assert_eq!(
+            parse_channel_permissions(&serde_json::json!({"send": ["ghost"]}), exists),
+            Err(PermissionsError::UnknownRole("ghost".into()))
+        );
+    }
+
+    #[test]
+    fn deny_list_removes_server_permissions_in_a_channel() {
+        let p = perms(&[("deny", &["add_reactions"])]);
+        assert!(!actor(&["user"], &["add_reactions"]).has_in(&p, "add_reactions"));
+        assert!(actor(&["user"], &["add_reactions"]).has_in(&ChannelPermissions::new(), "add_reactions"));
+        assert!(actor(&["admin"], &["administrator"]).has_in(&p, "add_reactions"));
     }
 
     #[test]

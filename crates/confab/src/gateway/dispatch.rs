@@ -26,6 +26,10 @@ pub async fn handle(s: &mut Session, frame: Frame) {
         Err(Error::new(ErrorCode::AlreadyAuthenticated, format!("Unknown command: {cmd}")))
     } else {
         match cmd {
+            "channel_create" => commands::channels::create(s, &frame).await,
+            "channel_delete" => commands::channels::delete(s, &frame).await,
+            "channel_move" => commands::channels::move_channel(s, &frame).await,
+            "channel_update" => commands::channels::update(s, &frame).await,
             "channels_get" => commands::channels::get(s, &frame).await,
             "embeds_list" => commands::history::embeds_list(s, &frame).await,
             "message_delete" => commands::edits::message_delete(s, &frame).await,

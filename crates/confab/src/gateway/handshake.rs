@@ -8,6 +8,10 @@ use crate::{config::AuthMode, error::Result, state::AppState};
 /// list filtered by mode. A test checks that each one is dispatched.
 pub const COMMANDS: &[&str] = &[
     "auth",
+    "channel_create",
+    "channel_delete",
+    "channel_move",
+    "channel_update",
     "channels_get",
     "embeds_list",
     "login",

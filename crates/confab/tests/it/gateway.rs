@@ -37,7 +37,7 @@ use crate::support::{Backend, Client, Closed, TestServer, WAIT};
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A server on SQLite whose configuration `tweak` may change, with the rate limiter off (these
+/// A server on `backend` whose configuration `tweak` may change, with the rate limiter off (these
 /// tests send more messages than the `messages` class allows and are not about rate limits).
 async fn spawn_unlimited(backend: Backend, tweak: impl FnOnce(&mut confab::config::Config)) -> TestServer {
     TestServer::spawn_with(backend, |c| {
