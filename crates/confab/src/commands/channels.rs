@@ -160,7 +160,8 @@ pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = require_manage(s)?;
     let state = s.state.clone();
     let Some(name) = frame.get("name") else { return Err(Error::bad_request("Channel name is required")) };
-    let name = name.as_str().filter(|n| channel_name_ok(n)).ok_or_else(|| Error::bad_request("Invalid channel name"))?;
+    let name =
+        name.as_str().filter(|n| channel_name_ok(n)).ok_or_else(|| Error::bad_request("Invalid channel name"))?;
     let Some(kind) = frame.get("type") else {
         return Err(Error::bad_request("Channel type is required (text, voice, forum, or separator)"));
     };
@@ -186,7 +187,10 @@ pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
         position: 0,
         seq: 0,
     };
-    state.store.channel_create_audited(&channel, &audit(&me, "channel_create", &channel, json!({"type": kind}))).await?;
+    state
+        .store
+        .channel_create_audited(&channel, &audit(&me, "channel_create", &channel, json!({"type": kind})))
+        .await?;
     state.reload_directory().await?;
     let object = channel_object(&state, &channel.id).await?;
     s.reply(frame, "channel_create", json!({"channel": object, "created": true}));
@@ -210,15 +214,18 @@ pub async fn update(s: &mut Session, frame: &Frame) -> Result<()> {
         }
     }
     if let Some(name) = updates.get("name") {
-        let name = name.as_str().filter(|n| channel_name_ok(n)).ok_or_else(|| Error::bad_request("Invalid channel name"))?;
-        let taken = dir.channels.iter().any(|c| c.row.id != channel.id && c.row.name.to_lowercase() == name.to_lowercase());
+        let name =
+            name.as_str().filter(|n| channel_name_ok(n)).ok_or_else(|| Error::bad_request("Invalid channel name"))?;
+        let taken =
+            dir.channels.iter().any(|c| c.row.id != channel.id && c.row.name.to_lowercase() == name.to_lowercase());
         if taken {
             return Err(Error::conflict("Channel with new name already exists"));
         }
         channel.name = name.to_owned();
     }
     if let Some(kind) = updates.get("type") {
-        let kind = kind.as_str().filter(|k| KINDS.contains(k)).ok_or_else(|| Error::bad_request("Invalid channel type"))?;
+        let kind =
+            kind.as_str().filter(|k| KINDS.contains(k)).ok_or_else(|| Error::bad_request("Invalid channel type"))?;
         if kind != channel.kind && state.store.channel_has_messages(&channel.id).await? {
             return Err(Error::new(ErrorCode::Conflict, "Cannot change the type of a channel that has messages"));
         }
@@ -256,7 +263,8 @@ pub async fn move_channel(s: &mut Session, frame: &Frame) -> Result<()> {
         .ok_or_else(|| Error::bad_request("Position must be a non-negative integer"))?;
     let dir = state.directory();
     let entry = dir.channel(name).ok_or_else(|| Error::not_found("Channel not found"))?;
-    let mut order: Vec<String> = dir.channels.iter().map(|c| c.row.id.clone()).filter(|id| *id != entry.row.id).collect();
+    let mut order: Vec<String> =
+        dir.channels.iter().map(|c| c.row.id.clone()).filter(|id| *id != entry.row.id).collect();
     let at = (position as usize).min(order.len());
     order.insert(at, entry.row.id.clone());
     state.store.channels_reorder(&order, &audit(&me, "channel_move", &entry.row, json!({"position": at}))).await?;
@@ -275,4 +283,3 @@ pub async fn delete(s: &mut Session, frame: &Frame) -> Result<()> {
     s.reply(frame, "channel_delete", json!({"name": entry.row.name, "deleted": true}));
     directory_changed(&state).await
 }
-

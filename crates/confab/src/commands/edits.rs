@@ -96,7 +96,8 @@ pub async fn message_delete(s: &mut Session, frame: &Frame) -> Result<()> {
         if !me.actor.channel_allows(&channel.perms, "delete_own") {
             return Err(Error::forbidden("You do not have permission to delete your own message in this channel"));
         }
-    } else if !(me.actor.channel_allows(&channel.perms, "delete") || me.actor.has_in(&channel.perms, "manage_messages")) {
+    } else if !(me.actor.channel_allows(&channel.perms, "delete") || me.actor.has_in(&channel.perms, "manage_messages"))
+    {
         return Err(Error::forbidden("You do not have permission to delete this message"));
     }
     let (channel_name, id_owned) = (channel.row.name.clone(), id.to_owned());

@@ -27,7 +27,8 @@ pub async fn react(s: &mut Session, frame: &Frame, add: bool) -> Result<()> {
     }
     let dir = state.directory();
     let channel = text_channel(s, frame, &dir)?;
-    let allowed = me.actor.channel_allows(&channel.perms, "react") && (!add || me.actor.has_in(&channel.perms, "add_reactions"));
+    let allowed =
+        me.actor.channel_allows(&channel.perms, "react") && (!add || me.actor.has_in(&channel.perms, "add_reactions"));
     if !allowed {
         let what = if add { "add reactions to" } else { "remove reactions from" };
         return Err(Error::forbidden(format!("You do not have permission to {what} this message")));

@@ -2,7 +2,9 @@
 //!
 //! Live events of the resumed channels are set aside in the connection's queue before the log is
 //! read, the log is replayed, `resumed` is sent, and only then are the set-aside events released —
-//! those the replay already covered are dropped. Nothing is lost and nothing is sent twice.
+//! those the replay already covered are dropped. Events this connection already received live
+//! (between `ready` and `resume`) are not replayed again. Nothing is lost and nothing is sent twice;
+//! a client that resumes as its first command after `ready` also gets every channel in seq order.
 
 use std::collections::{HashMap, HashSet};
 
@@ -62,8 +64,12 @@ pub async fn resume(s: &mut Session, frame: &Frame) -> Result<()> {
                 covered_by_id.insert(channel_id.clone(), current);
                 continue;
             }
-            for (_, payload) in state.store.events_after(channel_id, *after, MAX_EVENTS).await? {
-                s.send(wire::with_fields(&payload, &[("replay", json!(true))]));
+            // Events from the first one this connection received live on were delivered already.
+            let live_from = s.outbox.first_live(channel_id).unwrap_or(i64::MAX);
+            for (seq, payload) in state.store.events_after(channel_id, *after, MAX_EVENTS).await? {
+                if seq < live_from {
+                    s.send(wire::with_fields(&payload, &[("replay", json!(true))]));
+                }
             }
             // Everything up to `current` is covered: later events are in the set-aside buffer.
             covered.insert(name.clone(), json!(current));

@@ -166,11 +166,17 @@ mod tests {
     #[test]
     fn parses_channel_permission_objects() {
         let exists = |r: &str| r == "user" || r == "mods";
-        let ok = parse_channel_permissions(&serde_json::json!({"view": ["user", "!mods"], "deny": ["add_reactions"]}), exists);
+        let ok = parse_channel_permissions(
+            &serde_json::json!({"view": ["user", "!mods"], "deny": ["add_reactions"]}),
+            exists,
+        );
         assert_eq!(ok.unwrap()["view"], vec!["user".to_string(), "!mods".to_string()]);
         assert_eq!(parse_channel_permissions(&serde_json::json!([]), exists), Err(PermissionsError::Invalid));
         assert_eq!(parse_channel_permissions(&serde_json::json!({"fly": []}), exists), Err(PermissionsError::Invalid));
-        assert_eq!(parse_channel_permissions(&serde_json::json!({"view": [1]}), exists), Err(PermissionsError::Invalid));
+        assert_eq!(
+            parse_channel_permissions(&serde_json::json!({"view": [1]}), exists),
+            Err(PermissionsError::Invalid)
+        );
         assert_eq!(
             parse_channel_permissions(&serde_json::json!({"deny": ["nonsense"]}), exists),
             Err(PermissionsError::Invalid)

@@ -204,12 +204,16 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                     Ok(Message::Binary(_)) => bad_frame(session, "Invalid JSON".to_owned()),
                     Ok(Message::Ping(_) | Message::Pong(_)) => {}
                     Ok(Message::Close(_)) => return,
-                    Err(e) => {
-                        if is_capacity_error(e) {
-                            break CloseOrder::new(close::TOO_BIG, "Frame too big", None);
+                    Err(e) => match read_error(e) {
+                        ReadError::TooBig => break CloseOrder::new(close::TOO_BIG, "Frame too big", None),
+                        ReadError::BadUtf8 => {
+                            // The WebSocket library ends the stream after this error, so the
+                            // connection cannot go on: answer, then close with 1007.
+                            bad_frame(session, "Invalid JSON".to_owned());
+                            break CloseOrder::new(1007, "Invalid UTF-8", None);
                         }
-                        return;
-                    }
+                        ReadError::Fatal => return,
+                    },
                 }
             }
             _ = heartbeat.tick() => {
@@ -235,8 +239,23 @@ fn bad_frame(session: &mut Session, text: String) {
     }
 }
 
-fn is_capacity_error(e: axum::Error) -> bool {
-    matches!(e.into_inner().downcast::<tungstenite::Error>().map(|b| *b), Ok(tungstenite::Error::Capacity(_)))
+/// What a failed read means for the connection.
+enum ReadError {
+    /// Frame over the cap: close 1009.
+    TooBig,
+    /// A text frame that is not UTF-8: answered like any undecodable frame (PROTOCOL §1.2), then
+    /// closed with 1007 because the reader cannot continue past it.
+    BadUtf8,
+    /// The socket is gone.
+    Fatal,
+}
+
+fn read_error(e: axum::Error) -> ReadError {
+    match e.into_inner().downcast::<tungstenite::Error>().map(|b| *b) {
+        Ok(tungstenite::Error::Capacity(_)) => ReadError::TooBig,
+        Ok(tungstenite::Error::Utf8(_)) => ReadError::BadUtf8,
+        _ => ReadError::Fatal,
+    }
 }
 
 /// Writes `first` and whatever else is queued, then flushes once. `false` when the socket is gone

@@ -92,6 +92,9 @@ struct Shared {
     /// Fast check for [`Shared::held`]: most connections never hold anything.
     holding: AtomicBool,
     held: Mutex<Option<Held>>,
+    /// The first live seq queued per channel: everything from it on reached this connection live,
+    /// so a later `resume` must not replay it again.
+    first_live: Mutex<HashMap<String, i64>>,
 }
 
 /// Live channel events set aside while a `resume` replays the log (PROTOCOL §7.2).
@@ -117,6 +120,7 @@ impl Outbox {
             control: Control::default(),
             holding: AtomicBool::new(false),
             held: Mutex::new(None),
+            first_live: Mutex::new(HashMap::new()),
         });
         (Outbox { tx, shared: shared.clone() }, Inbox { rx, shared })
     }
@@ -169,7 +173,19 @@ impl Outbox {
             h.events.push((channel_id.to_owned(), seq, packet.clone()));
             return Pushed::Queued;
         }
-        self.push(packet, false)
+        let pushed = self.push(packet, false);
+        if pushed == Pushed::Queued
+            && let Ok(mut first) = self.shared.first_live.lock()
+            && !first.contains_key(channel_id)
+        {
+            first.insert(channel_id.to_owned(), seq);
+        }
+        pushed
+    }
+
+    /// The first seq of `channel_id` this connection received live, if any.
+    pub fn first_live(&self, channel_id: &str) -> Option<i64> {
+        self.shared.first_live.lock().ok().and_then(|f| f.get(channel_id).copied())
     }
 
     /// Starts setting aside live events of `channels` (before the log is read).

@@ -13,6 +13,7 @@ pub mod read_state;
 pub mod roles;
 pub mod sessions;
 pub mod settings;
+pub mod threads;
 pub mod users;
 pub mod writer;
 

@@ -341,7 +341,8 @@ async fn invalid_utf8_text_frames_get_invalid_json() {
     let server = TestServer::spawn().await;
     let mut c = server.register("Alice").await;
     sync(&mut c).await;
-    // A text frame whose payload is not UTF-8: answered like invalid JSON, and the connection stays.
+    // A text frame whose payload is not UTF-8: answered like invalid JSON. The WebSocket library
+    // cannot read on after such a frame, so the server then closes with 1007 (invalid payload).
     let raw = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
     c.ws.send(Message::Frame(raw)).await.expect("send invalid UTF-8");
     match next_ws(&mut c).await {
@@ -351,8 +352,10 @@ async fn invalid_utf8_text_frames_get_invalid_json() {
         }
         other => panic!("expected the Invalid JSON error for a non-UTF-8 text frame, got {other:?}"),
     }
-    assert!(sync(&mut c).await.is_empty());
-    say(&mut c, "still here").await;
+    assert!(matches!(c.closed().await, Closed::Frame(1007, _)));
+    // Other users are unaffected.
+    let mut bob = server.register("Bob").await;
+    say(&mut bob, "still here").await;
     server.stop().await;
 }
 
