@@ -45,7 +45,7 @@ pub async fn render(state: &AppState, c: &ChannelEntry) -> Result<Value> {
         }
         "voice" => obj["voice_state"] = json!([]),
         "forum" => {
-            obj["threads"] = json!([]);
+            obj["threads"] = json!(super::threads::list(state, &row.id).await?);
             obj["seq"] = json!(state.store.channel_seq(&row.id).await?);
         }
         _ => obj["size"] = json!(row.size.unwrap_or(0)),

@@ -4,7 +4,7 @@
 use confab_proto::{ErrorCode, Frame};
 use serde_json::{Map, Value, json};
 
-use super::target::{has_target, publisher, text_channel};
+use super::target::{check_thread_writable, has_target, publisher, resolve};
 use crate::{
     domain::embeds,
     error::{Error, Result},
@@ -27,6 +27,9 @@ fn settle(outcome: Appended, not_found: &str) -> Result<()> {
 
 /// `message_edit`: only the author, with `edit_own`; embeds, when given, replace the old ones.
 pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
+    if super::timeout::refuse_if_timed_out(s, frame, "messages") {
+        return Ok(());
+    }
     let me = s.me()?.clone();
     let state = s.state.clone();
     let content = frame.str("content").filter(|c| !c.trim().is_empty());
@@ -39,15 +42,22 @@ pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::new(ErrorCode::TooLong, format!("Message too long. Maximum length is {max} characters")));
     }
     let dir = state.directory();
-    let channel = text_channel(s, frame, &dir)?;
+    let target = resolve(s, frame, &dir).await?;
+    check_thread_writable(s, &target)?;
+    let channel = target.channel;
     let not_editable = "Message not found or cannot be edited";
-    let row = state.store.message_in(&channel.row.id, "", id).await?.ok_or_else(|| Error::not_found(not_editable))?;
+    let row = state
+        .store
+        .message_in(&channel.row.id, target.key(), id)
+        .await?
+        .ok_or_else(|| Error::not_found(not_editable))?;
     let Some(author) = &row.user_id else { return Err(Error::not_found(not_editable)) };
     if *author != me.user.id {
         return Err(Error::forbidden("You do not have permission to edit this message"));
     }
     if !me.actor.channel_allows(&channel.perms, "edit_own") {
-        return Err(Error::forbidden("You do not have permission to edit your own message in this channel"));
+        let noun = target.noun();
+        return Err(Error::forbidden(format!("You do not have permission to edit your own message in this {noun}")));
     }
     let (users, roles) = super::messages::mentions(&state, content).await?;
 
@@ -63,6 +73,7 @@ pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
         message.insert("pings".into(), json!({"users": users, "roles": roles, "replies": []}));
     }
     let (channel_name, id_owned, content_owned) = (channel.row.name.clone(), id.to_owned(), content.to_owned());
+    let thread_id = target.thread_json();
     let event = ChannelEvent {
         channel_id: channel.row.id.clone(),
         message_id: Some(id.to_owned()),
@@ -72,11 +83,11 @@ pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
             wire::packet(
                 "message_edit",
                 json!({"id": id_owned, "content": content_owned, "message": message, "channel": channel_name,
-                       "thread_id": null, "seq": seq, "global": true}),
+                       "thread_id": thread_id, "seq": seq, "global": true}),
             )
         }),
     };
-    let outcome = state.store.writer().event(event, publisher(s, frame, &channel.row.id)).await?;
+    let outcome = state.store.writer().event(event, publisher(s, frame.listener(), &channel.row.id)).await?;
     settle(outcome, not_editable)
 }
 
@@ -89,18 +100,22 @@ pub async fn message_delete(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::bad_request("Invalid message delete format"));
     };
     let dir = state.directory();
-    let channel = text_channel(s, frame, &dir)?;
+    let target = resolve(s, frame, &dir).await?;
+    let channel = target.channel;
     let gone = "Message not found or cannot be deleted";
-    let row = state.store.message_in(&channel.row.id, "", id).await?.ok_or_else(|| Error::not_found(gone))?;
+    let row = state.store.message_in(&channel.row.id, target.key(), id).await?.ok_or_else(|| Error::not_found(gone))?;
     if row.user_id.as_deref() == Some(me.user.id.as_str()) {
         if !me.actor.channel_allows(&channel.perms, "delete_own") {
-            return Err(Error::forbidden("You do not have permission to delete your own message in this channel"));
+            let noun = target.noun();
+            return Err(Error::forbidden(format!(
+                "You do not have permission to delete your own message in this {noun}"
+            )));
         }
     } else if !(me.actor.channel_allows(&channel.perms, "delete") || me.actor.has_in(&channel.perms, "manage_messages"))
     {
         return Err(Error::forbidden("You do not have permission to delete this message"));
     }
-    let (channel_name, id_owned) = (channel.row.name.clone(), id.to_owned());
+    let (channel_name, id_owned, thread_id) = (channel.row.name.clone(), id.to_owned(), target.thread_json());
     let event = ChannelEvent {
         channel_id: channel.row.id.clone(),
         message_id: Some(id.to_owned()),
@@ -109,10 +124,10 @@ pub async fn message_delete(s: &mut Session, frame: &Frame) -> Result<()> {
         render: Box::new(move |seq| {
             wire::packet(
                 "message_delete",
-                json!({"id": id_owned, "channel": channel_name, "thread_id": null, "seq": seq, "global": true}),
+                json!({"id": id_owned, "channel": channel_name, "thread_id": thread_id, "seq": seq, "global": true}),
             )
         }),
     };
-    let outcome = state.store.writer().event(event, publisher(s, frame, &channel.row.id)).await?;
+    let outcome = state.store.writer().event(event, publisher(s, frame.listener(), &channel.row.id)).await?;
     settle(outcome, gone)
 }

@@ -1,10 +1,10 @@
-//! History reads (PROTOCOL §6.1): `messages_get`, `message_get`, `messages_around`,
-//! `message_replies`, `messages_pinned`, `embeds_list`.
+//! History reads (PROTOCOL §6.1, §6.3): `messages_get`, `thread_messages`, `message_get`,
+//! `messages_around`, `message_replies`, `messages_pinned`, `embeds_list` — in a channel or a thread.
 
 use confab_proto::Frame;
 use serde_json::{Value, json};
 
-use super::target::{has_target, text_channel};
+use super::target::{Target, has_target, resolve};
 use crate::{
     error::{Error, Result},
     gateway::Session,
@@ -22,13 +22,51 @@ enum Start {
     Before(String),
 }
 
-/// `messages_get` with originChats paging.
+/// `messages_get` with originChats paging, in a channel or a thread.
 pub async fn messages_get(s: &mut Session, frame: &Frame) -> Result<()> {
-    let me = s.me()?.clone();
+    let me = s.me()?;
     let state = s.state.clone();
     if !has_target(frame) {
         return Err(Error::bad_request("Channel or thread_id required"));
     }
+    let (start, limit) = paging(frame)?;
+    let dir = state.directory();
+    let target = resolve(s, frame, &dir).await?;
+    let (rows, range) = page(s, &target, &start, limit).await?;
+    let (id, key) = (&target.channel.row.id, target.key());
+    let seq = state.store.channel_seq(id).await?;
+    if let Start::Skip(0) = start
+        && let Some((last_id, last_seq, _)) = state.store.message_latest(id, key).await?
+    {
+        state.store.mark_read(&me.user.id, id, key, Some(&last_id), last_seq).await?;
+        let update = match &target.thread {
+            Some(t) => json!({"last_read": last_id, "thread_id": t.id}),
+            None => json!({"last_read": last_id, "channel": target.channel.row.name}),
+        };
+        state.hub.to_user(&me.user.id, &wire::packet("unreads_update", update).into());
+    }
+    let mut reply = json!({"channel": target.channel.row.name, "messages": render(&rows), "range": range, "seq": seq});
+    if target.thread.is_some() {
+        reply["thread_id"] = target.thread_json();
+    }
+    s.reply(frame, "messages_get", reply);
+    Ok(())
+}
+
+/// One page of history with its `range` (shared by `messages_get` and `thread_messages`).
+async fn page(s: &Session, target: &Target<'_>, start: &Start, limit: i64) -> Result<(Vec<MessageRow>, Value)> {
+    let (id, key) = (&target.channel.row.id, target.key());
+    let store = &s.state.store;
+    Ok(match start {
+        Start::Skip(n) => (store.messages_page(id, key, *n, limit).await?, json!({"start": n, "end": n + limit})),
+        Start::Before(before) => {
+            (store.messages_before(id, key, before, limit).await?, json!({"start": before, "end": null}))
+        }
+    })
+}
+
+/// `start` and `limit` of a history read (PROTOCOL §6.1).
+fn paging(frame: &Frame) -> Result<(Start, i64)> {
     let invalid = || Error::bad_request("Invalid start or limit");
     let start = match frame.get("start") {
         None => Start::Skip(0),
@@ -41,27 +79,20 @@ pub async fn messages_get(s: &mut Session, frame: &Frame) -> Result<()> {
         Some(Value::Number(n)) => n.as_i64().ok_or_else(invalid)?.clamp(1, 200),
         Some(_) => return Err(invalid()),
     };
-    let dir = state.directory();
-    let channel = text_channel(s, frame, &dir)?;
-    let id = &channel.row.id;
-    let (rows, range) = match &start {
-        Start::Skip(n) => (state.store.messages_page(id, "", *n, limit).await?, json!({"start": n, "end": n + limit})),
-        Start::Before(before) => {
-            (state.store.messages_before(id, "", before, limit).await?, json!({"start": before, "end": null}))
-        }
-    };
-    let seq = state.store.channel_seq(id).await?;
-    if let Start::Skip(0) = start
-        && let Some((last_id, last_seq, _)) = state.store.message_latest(id, "").await?
-    {
-        state.store.mark_read(&me.user.id, id, "", Some(&last_id), last_seq).await?;
-        let update = wire::packet("unreads_update", json!({"last_read": last_id, "channel": channel.row.name}));
-        state.hub.to_user(&me.user.id, &update.into());
-    }
+    Ok((start, limit))
+}
+
+/// `thread_messages {thread_id, start?, limit?}`: paging as `messages_get`, nothing marked read.
+pub async fn thread_messages(s: &mut Session, frame: &Frame) -> Result<()> {
+    let Some(thread_id) = frame.str("thread_id") else { return Err(Error::bad_request("Thread ID is required")) };
+    let (start, limit) = paging(frame)?;
+    let dir = s.state.directory();
+    let target = resolve(s, frame, &dir).await?;
+    let (rows, _) = page(s, &target, &start, limit).await?;
     s.reply(
         frame,
-        "messages_get",
-        json!({"channel": channel.row.name, "messages": render(&rows), "range": range, "seq": seq}),
+        "thread_messages",
+        json!({"thread_id": thread_id, "channel": target.channel.row.name, "messages": render(&rows)}),
     );
     Ok(())
 }
@@ -72,10 +103,14 @@ pub async fn message_get(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::bad_request("Channel/thread and message ID are required"));
     };
     let dir = s.state.directory();
-    let channel = text_channel(s, frame, &dir)?;
-    let row = s.state.store.message_in(&channel.row.id, "", id).await?;
+    let target = resolve(s, frame, &dir).await?;
+    let row = s.state.store.message_in(&target.channel.row.id, target.key(), id).await?;
     let row = row.ok_or_else(|| Error::not_found("Message not found"))?;
-    s.reply(frame, "message_get", json!({"channel": channel.row.name, "message": wire::message(&row)}));
+    let mut reply = json!({"channel": target.channel.row.name, "message": wire::message(&row)});
+    if target.thread.is_some() {
+        reply["thread_id"] = target.thread_json();
+    }
+    s.reply(frame, "message_get", reply);
     Ok(())
 }
 
@@ -90,22 +125,23 @@ pub async fn messages_around(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::bad_request("around (message ID) is required"));
     };
     let dir = s.state.directory();
-    let channel = text_channel(s, frame, &dir)?;
+    let target = resolve(s, frame, &dir).await?;
     let store = &s.state.store;
-    let id = &channel.row.id;
-    let pivot = store.message_in(id, "", around).await?.ok_or_else(|| Error::not_found("Message not found"))?;
+    let (id, key) = (&target.channel.row.id, target.key());
+    let pivot = store.message_in(id, key, around).await?.ok_or_else(|| Error::not_found("Message not found"))?;
     let bounds = frame.get("bounds");
-    let mut rows = store.messages_before_seq(id, "", pivot.seq, bound(bounds, "below")).await?;
+    let mut rows = store.messages_before_seq(id, key, pivot.seq, bound(bounds, "below")).await?;
     let first_seq = rows.first().map_or(pivot.seq, |r| r.seq);
-    let start = store.messages_count_before(id, "", first_seq).await?;
-    let newer = store.messages_after_seq(id, "", pivot.seq, bound(bounds, "above")).await?;
+    let start = store.messages_count_before(id, key, first_seq).await?;
+    let newer = store.messages_after_seq(id, key, pivot.seq, bound(bounds, "above")).await?;
     rows.push(pivot);
     rows.extend(newer);
     let end = start + rows.len() as i64;
     s.reply(
         frame,
         "messages_around",
-        json!({"channel": channel.row.name, "thread_id": null, "messages": render(&rows), "range": {"start": start, "end": end}}),
+        json!({"channel": target.channel.row.name, "thread_id": target.thread_json(), "messages": render(&rows),
+               "range": {"start": start, "end": end}}),
     );
     Ok(())
 }
@@ -117,9 +153,13 @@ pub async fn message_replies(s: &mut Session, frame: &Frame) -> Result<()> {
     };
     let limit = frame.get("limit").and_then(Value::as_i64).unwrap_or(50).clamp(1, 200);
     let dir = s.state.directory();
-    let channel = text_channel(s, frame, &dir)?;
-    let rows = s.state.store.messages_replying(&channel.row.id, "", id, limit).await?;
-    s.reply(frame, "message_replies", json!({"channel": channel.row.name, "message_id": id, "replies": render(&rows)}));
+    let target = resolve(s, frame, &dir).await?;
+    let rows = s.state.store.messages_replying(&target.channel.row.id, target.key(), id, limit).await?;
+    s.reply(
+        frame,
+        "message_replies",
+        json!({"channel": target.channel.row.name, "message_id": id, "replies": render(&rows)}),
+    );
     Ok(())
 }
 
@@ -129,9 +169,9 @@ pub async fn messages_pinned(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::bad_request("Channel name not provided"));
     }
     let dir = s.state.directory();
-    let channel = text_channel(s, frame, &dir)?;
-    let rows = s.state.store.messages_pinned(&channel.row.id, "").await?;
-    s.reply(frame, "messages_pinned", json!({"channel": channel.row.name, "messages": render(&rows)}));
+    let target = resolve(s, frame, &dir).await?;
+    let rows = s.state.store.messages_pinned(&target.channel.row.id, target.key()).await?;
+    s.reply(frame, "messages_pinned", json!({"channel": target.channel.row.name, "messages": render(&rows)}));
     Ok(())
 }
 
@@ -142,8 +182,8 @@ pub async fn embeds_list(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::bad_request("Channel or thread_id is required"));
     }
     let dir = s.state.directory();
-    let channel = text_channel(s, frame, &dir)?;
-    let row = s.state.store.message_in(&channel.row.id, "", id).await?;
+    let target = resolve(s, frame, &dir).await?;
+    let row = s.state.store.message_in(&target.channel.row.id, target.key(), id).await?;
     let row = row.ok_or_else(|| Error::not_found("Message not found"))?;
     let embeds = wire::message(&row).remove("embeds").unwrap_or_else(|| json!([]));
     s.reply(frame, "embeds_list", json!({"id": id, "embeds": embeds}));

@@ -4,12 +4,19 @@
 use confab_proto::{ErrorCode, Frame};
 use serde_json::{Value, json};
 
-use super::target;
+use super::{
+    target::{self, Target},
+    threads,
+};
 use crate::{
     domain::{embeds, mentions},
     error::{Error, Result},
     gateway::Session,
-    store::writer::{Appended, NewMessage},
+    state::Directory,
+    store::{
+        threads::ThreadRow,
+        writer::{Appended, NewMessage},
+    },
     wire,
 };
 
@@ -19,6 +26,9 @@ const NONCE_MAX: usize = 64;
 /// `message_new`: validate in the order of PROTOCOL §6.1, append through the group-commit writer,
 /// and publish only after the commit.
 pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
+    if super::timeout::refuse_if_timed_out(s, frame, "messages") {
+        return Ok(());
+    }
     let me = s.me()?.clone();
     let state = s.state.clone();
     let has_target = frame.get("channel").is_some() || frame.get("thread_id").is_some();
@@ -56,24 +66,24 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
             return Err(Error::bad_request("Nonce must be a string of 1-64 characters"));
         }
     };
-    if frame.get("thread_id").is_some() {
-        return Err(Error::not_found("Thread not found"));
-    }
     let dir = state.directory();
-    let channel =
-        dir.channel(frame.str("channel").unwrap_or("")).ok_or_else(|| Error::not_found("Channel not found"))?;
-    if !me.actor.channel_allows(&channel.perms, "view") || !me.actor.channel_allows(&channel.perms, "send") {
-        return Err(Error::forbidden("You do not have permission to send messages in this channel"));
-    }
-    if channel.row.kind != "text" {
-        return Err(Error::bad_request("Cannot send messages in this channel type"));
+    let target = send_target(s, frame, &dir).await?;
+    let channel = target.channel;
+    if let Some(thread) = &target.thread {
+        if thread.locked && !me.actor.has_in(&channel.perms, "manage_threads") {
+            return Err(Error::new(ErrorCode::ThreadLocked, "This thread is locked"));
+        }
+        if thread.archived {
+            // A new message brings an archived thread back (PROTOCOL §6.0).
+            threads::set_state(s, frame, &target, ThreadRow { archived: false, ..thread.clone() }).await?;
+        }
     }
     let ping = frame.get("ping").and_then(Value::as_bool);
     let reply_to = match frame.get("reply_to") {
         None => None,
         Some(v) => {
             let id = v.as_str().or_else(|| v.get("id").and_then(Value::as_str)).unwrap_or("");
-            let original = state.store.message_in(&channel.row.id, "", id).await?;
+            let original = state.store.message_in(&channel.row.id, target.key(), id).await?;
             let original =
                 original.ok_or_else(|| Error::not_found("The message you're trying to reply to was not found"))?;
             Some((original.id, original.author))
@@ -92,7 +102,7 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
         id: uuid::Uuid::now_v7().to_string(),
         channel_id: channel.row.id.clone(),
         channel_name: channel.row.name.clone(),
-        thread_id: None,
+        thread_id: target.thread.as_ref().map(|t| t.id.clone()),
         user_id: Some(me.user.id.clone()),
         author_name: me.user.username.clone(),
         content: content.to_owned(),
@@ -106,7 +116,7 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     };
 
     // Publishing happens inside the writer, right after the commit and in seq order.
-    let on_commit = target::publisher(s, frame, &channel.row.id);
+    let on_commit = target::publisher(s, frame.listener(), &channel.row.id);
     match state.store.writer().append(message, on_commit).await {
         Ok(Appended::New { .. }) => Ok(()),
         Ok(Appended::Duplicate { packet }) => {
@@ -126,6 +136,34 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
             Err(Error::new(ErrorCode::Internal, "Failed to save message"))
         }
     }
+}
+
+/// Where a new message goes: a text channel the user may view and send in, or a thread whose parent
+/// they may view and send in. A channel they cannot view gets the `send` error (PROTOCOL §6.1).
+async fn send_target<'d>(s: &Session, frame: &Frame, dir: &'d Directory) -> Result<Target<'d>> {
+    let me = s.me()?;
+    if let Some(id) = frame.get("thread_id") {
+        let thread = match id.as_str() {
+            Some(id) => s.state.store.thread(id).await?,
+            None => None,
+        };
+        let thread = thread.ok_or_else(|| Error::not_found("Thread not found"))?;
+        let channel = dir.channels.iter().find(|c| c.row.id == thread.channel_id);
+        let channel = channel.ok_or_else(|| Error::not_found("Thread not found"))?;
+        if !me.actor.channel_allows(&channel.perms, "view") || !me.actor.channel_allows(&channel.perms, "send") {
+            return Err(Error::forbidden("You do not have permission to send messages in this thread"));
+        }
+        return Ok(Target { channel, thread: Some(thread) });
+    }
+    let channel =
+        dir.channel(frame.str("channel").unwrap_or("")).ok_or_else(|| Error::not_found("Channel not found"))?;
+    if !me.actor.channel_allows(&channel.perms, "view") || !me.actor.channel_allows(&channel.perms, "send") {
+        return Err(Error::forbidden("You do not have permission to send messages in this channel"));
+    }
+    if channel.row.kind != "text" {
+        return Err(Error::bad_request("Cannot send messages in this channel type"));
+    }
+    Ok(Target { channel, thread: None })
 }
 
 /// The accounts (canonical names) and roles mentioned in `content` (PROTOCOL §5.6).

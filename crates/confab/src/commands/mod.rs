@@ -8,10 +8,15 @@ pub mod channels;
 pub mod edits;
 pub mod history;
 pub mod messages;
+pub mod moderation;
 pub mod pins;
+pub mod presence;
 pub mod reactions;
 pub mod resume;
+pub mod roles;
 pub mod target;
+pub mod threads;
+pub mod timeout;
 pub mod typing;
 pub mod users;
 

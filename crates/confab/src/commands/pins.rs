@@ -41,7 +41,7 @@ pub async fn pin(s: &mut Session, frame: &Frame, pinned: bool) -> Result<()> {
             )
         }),
     };
-    match state.store.writer().event(event, publisher(s, frame, &channel.row.id)).await? {
+    match state.store.writer().event(event, publisher(s, frame.listener(), &channel.row.id)).await? {
         Appended::Event { .. } => Ok(()),
         Appended::Unchanged => {
             // Already in that state: only the requester hears about it, without `global` and `seq`.

@@ -3,7 +3,7 @@
 use confab_proto::Frame;
 use serde_json::json;
 
-use super::target::{publisher, text_channel};
+use super::target::{check_thread_writable, publisher, resolve};
 use crate::{
     error::{Error, Result},
     gateway::Session,
@@ -16,6 +16,9 @@ const MAX_DISTINCT: i64 = 20;
 
 /// Adds (`add = true`) or removes one reaction of the requester.
 pub async fn react(s: &mut Session, frame: &Frame, add: bool) -> Result<()> {
+    if super::timeout::refuse_if_timed_out(s, frame, "reactions") {
+        return Ok(());
+    }
     let me = s.me()?.clone();
     let state = s.state.clone();
     let (Some(id), Some(emoji)) = (frame.str("id"), frame.str("emoji")) else {
@@ -26,14 +29,16 @@ pub async fn react(s: &mut Session, frame: &Frame, add: bool) -> Result<()> {
         return Err(Error::bad_request("Invalid emoji"));
     }
     let dir = state.directory();
-    let channel = text_channel(s, frame, &dir)?;
+    let target = resolve(s, frame, &dir).await?;
+    check_thread_writable(s, &target)?;
+    let channel = target.channel;
     let allowed =
         me.actor.channel_allows(&channel.perms, "react") && (!add || me.actor.has_in(&channel.perms, "add_reactions"));
     if !allowed {
         let what = if add { "add reactions to" } else { "remove reactions from" };
         return Err(Error::forbidden(format!("You do not have permission to {what} this message")));
     }
-    if state.store.message_in(&channel.row.id, "", id).await?.is_none() {
+    if state.store.message_in(&channel.row.id, target.key(), id).await?.is_none() {
         return Err(Error::not_found("Message not found"));
     }
     if add {
@@ -58,6 +63,7 @@ pub async fn react(s: &mut Session, frame: &Frame, add: bool) -> Result<()> {
     };
     let (channel_name, id_owned, emoji_owned, from) =
         (channel.row.name.clone(), id.to_owned(), emoji.to_owned(), me.user.username.clone());
+    let thread_id = target.thread_json();
     let event = ChannelEvent {
         channel_id: channel.row.id.clone(),
         message_id: Some(id.to_owned()),
@@ -66,12 +72,12 @@ pub async fn react(s: &mut Session, frame: &Frame, add: bool) -> Result<()> {
         render: Box::new(move |seq| {
             wire::packet(
                 cmd,
-                json!({"id": id_owned, "emoji": emoji_owned, "channel": channel_name, "thread_id": null,
+                json!({"id": id_owned, "emoji": emoji_owned, "channel": channel_name, "thread_id": thread_id,
                        "from": from, "seq": seq, "global": true}),
             )
         }),
     };
-    match state.store.writer().event(event, publisher(s, frame, &channel.row.id)).await? {
+    match state.store.writer().event(event, publisher(s, frame.listener(), &channel.row.id)).await? {
         Appended::Event { .. } => Ok(()),
         Appended::ChannelGone => Err(Error::not_found("Channel not found")),
         _ if add => Err(Error::conflict("Failed to add reaction")),

@@ -1,14 +1,48 @@
-//! `users_list` and `users_online` (PROTOCOL §6.4, §5.2).
+//! `users_list` and `users_online` (PROTOCOL §6.4, §5.2), and what every command about an account
+//! shares: resolving a user target (§6.0) and updating the account snapshot of its live connections.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use confab_proto::Frame;
 use serde_json::{Value, json};
 
-use crate::{error::Result, gateway::Session, store::users::User, wire};
+use crate::{
+    error::{Error, Result},
+    gateway::Session,
+    state::{AppState, Identity},
+    store::users::User,
+    wire,
+};
+
+/// An account named by a user target (PROTOCOL §6.0): a username, case-insensitively, or an id.
+pub async fn find_user(state: &AppState, key: &str) -> Result<Option<User>> {
+    match state.store.user_by_name(key).await? {
+        Some(user) => Ok(Some(user)),
+        None => state.store.user_by_id(key).await,
+    }
+}
+
+/// The account named by the frame's `user` field: "User parameter is required" when it is missing,
+/// empty or not a string, "User not found" when nothing matches.
+pub async fn target_user(state: &AppState, frame: &Frame) -> Result<User> {
+    let Some(key) = frame.str("user").filter(|k| !k.trim().is_empty()) else {
+        return Err(Error::bad_request("User parameter is required"));
+    };
+    find_user(state, key).await?.ok_or_else(|| Error::not_found("User not found"))
+}
+
+/// Gives every live connection of `user` the new account row (status, avatar, timeout) while
+/// keeping its roles, so presence on close, the timeout check and later commands see the change.
+/// A rename or role change needs `channels::user_changed` instead, which reloads roles too.
+pub fn refresh_account(state: &AppState, user: &User) {
+    for conn in state.hub.connections_of(&user.id) {
+        let current = conn.identity();
+        conn.set_identity(Arc::new(Identity { user: user.clone(), ..(*current).clone() }));
+    }
+}
 
 /// The status others see: the stored one while online and visible, else `offline`.
-fn visible_status(user: &User, online: bool) -> Value {
+pub fn visible_status(user: &User, online: bool) -> Value {
     if online && user.status != "invisible" {
         json!({"status": user.status, "text": user.status_text})
     } else {

@@ -7,4 +7,6 @@ pub mod mentions;
 pub mod names;
 pub mod net;
 pub mod permissions;
+pub mod roles;
 pub mod throttle;
+pub mod urls;

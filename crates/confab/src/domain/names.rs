@@ -61,6 +61,14 @@ pub fn channel_name_ok(name: &str) -> bool {
     (1..=64).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
 }
 
+/// A role name: 1–32 characters from `[A-Za-z0-9_-]` and not the `banned` pseudo-role in any case
+/// (PROTOCOL §5.3). The character set also keeps the `!` of channel denials out of names.
+pub fn role_name_ok(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.eq_ignore_ascii_case("banned")
+}
+
 /// The case-folded key used for lookups and uniqueness (ASCII case-insensitive).
 pub fn fold(name: &str) -> String {
     name.trim().to_ascii_lowercase()
@@ -80,6 +88,16 @@ mod tests {
             "Username can only contain letters, numbers, hyphens, and underscores"
         );
         assert_eq!(username("ünï").unwrap_err().code, confab_proto::ErrorCode::InvalidUsername);
+    }
+
+    #[test]
+    fn role_name_rules() {
+        assert!(role_name_ok("vip_2-x"));
+        assert!(role_name_ok(&"r".repeat(32)));
+        for bad in ["", "has space", "!vip", "Banned", "banned", "ünï", "a.b"] {
+            assert!(!role_name_ok(bad), "{bad:?}");
+        }
+        assert!(!role_name_ok(&"r".repeat(33)));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Accounts (PROTOCOL §5.2) and their role assignments.
 
-use super::{Store, WritePool, dispatch, is_unique_violation};
+use super::{
+    Store, WritePool,
+    audit::{Audit, audit_in_tx},
+    dispatch, is_unique_violation,
+};
 use crate::error::{Error, Result};
 
 /// What kind of credential backs an account.
@@ -33,6 +37,8 @@ pub struct User {
     pub status_text: String,
     pub pfp_url: Option<String>,
     pub banned: bool,
+    /// Until when (Unix seconds) the account is in timeout (PROTOCOL §4.6); past or `None` means not.
+    pub timeout_until: Option<f64>,
 }
 
 impl User {
@@ -54,7 +60,8 @@ pub struct NewUser<'a> {
     pub role_ids: Vec<String>,
 }
 
-const COLUMNS: &str = "id, username, kind, password_hash, nickname, status, status_text, pfp_url, banned";
+const COLUMNS: &str =
+    "id, username, kind, password_hash, nickname, status, status_text, pfp_url, banned, timeout_until";
 
 impl Store {
     /// Creates an account with its roles; "Username already taken" if the folded name exists.
@@ -156,6 +163,16 @@ impl Store {
 
     /// Replaces an account's roles.
     pub async fn user_set_roles(&self, user_id: &str, role_ids: &[String]) -> Result<()> {
+        self.user_set_roles_audited(user_id, role_ids, None).await
+    }
+
+    /// Replaces an account's roles, recording `audit` (when given) in the same transaction.
+    pub async fn user_set_roles_audited(
+        &self,
+        user_id: &str,
+        role_ids: &[String],
+        audit: Option<&Audit>,
+    ) -> Result<()> {
         dispatch!(self, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
@@ -165,6 +182,9 @@ impl Store {
                     .bind(role_id)
                     .execute(&mut *tx)
                     .await?;
+            }
+            if let Some(audit) = audit {
+                audit_in_tx!(tx, audit);
             }
             tx.commit().await?;
         });
@@ -177,5 +197,136 @@ impl Store {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(user_id).execute(pool).await?;
         });
         Ok(())
+    }
+}
+
+/// Presence, profile and moderation writes (PROTOCOL §6.4). Each moderation change and its audit
+/// entry are committed in one transaction.
+impl Store {
+    /// Stores a status and returns the previous one (`None` when the account is gone), read in the
+    /// same transaction, so the caller knows which presence transition happened.
+    pub async fn user_set_status(&self, user_id: &str, status: &str, text: &str) -> Result<Option<String>> {
+        Ok(dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let previous: Option<(String,)> = sqlx::query_as("SELECT status FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE users SET status = $1, status_text = $2 WHERE id = $3")
+                .bind(status)
+                .bind(text)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            previous.map(|p| p.0)
+        }))
+    }
+
+    /// Stores an avatar URL.
+    pub async fn user_set_pfp(&self, user_id: &str, url: &str) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query("UPDATE users SET pfp_url = $1 WHERE id = $2").bind(url).bind(user_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Renames an account and sets its nickname; "Username already taken" (conflict) when another
+    /// account holds the folded name.
+    pub async fn user_update_profile(
+        &self,
+        user_id: &str,
+        username: &str,
+        nickname: Option<&str>,
+        audit: &Audit,
+    ) -> Result<()> {
+        let result: std::result::Result<(), sqlx::Error> = dispatch!(self, pool => async {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE users SET username = $1, username_lower = $2, nickname = $3 WHERE id = $4")
+                .bind(username)
+                .bind(username.to_ascii_lowercase())
+                .bind(nickname)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            audit_in_tx!(tx, audit);
+            tx.commit().await
+        }.await);
+        match result {
+            Err(e) if is_unique_violation(&e) => Err(Error::conflict("Username already taken")),
+            other => Ok(other?),
+        }
+    }
+
+    /// Sets or clears the ban flag; returns whether it changed (the audit entry is written only
+    /// then). Banning also revokes every session family of the account, so its access and refresh
+    /// tokens stop working at once (PROTOCOL §8.4).
+    pub async fn user_set_banned(&self, user_id: &str, banned: bool, audit: &Audit) -> Result<bool> {
+        Ok(dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let changed = sqlx::query("UPDATE users SET banned = $1 WHERE id = $2 AND banned = $3")
+                .bind(banned)
+                .bind(user_id)
+                .bind(!banned)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+            if changed {
+                if banned {
+                    sqlx::query("UPDATE sessions SET revoked = TRUE WHERE user_id = $1")
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                audit_in_tx!(tx, audit);
+            }
+            tx.commit().await?;
+            changed
+        }))
+    }
+
+    /// Puts an account in timeout until `until` (Unix seconds).
+    pub async fn user_set_timeout(&self, user_id: &str, until: f64, audit: &Audit) -> Result<()> {
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE users SET timeout_until = $1 WHERE id = $2")
+                .bind(until)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            audit_in_tx!(tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Banned accounts, sorted by name case-insensitively.
+    pub async fn users_banned(&self) -> Result<Vec<User>> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE banned = TRUE ORDER BY username_lower");
+        Ok(dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?))
+    }
+
+    /// Deletes an account; its roles, sessions and read state go with it. Returns whether it
+    /// existed. History shows a live author's current name and falls back to the name stored on
+    /// the message, so that name is first set to the account's last username (PROTOCOL §6.4).
+    pub async fn user_delete(&self, user_id: &str, audit: Option<&Audit>) -> Result<bool> {
+        Ok(dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE messages SET author_name = (SELECT username FROM users WHERE id = $1) \
+                 WHERE user_id = $1 AND EXISTS (SELECT 1 FROM users WHERE id = $1)",
+            )
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            let deleted =
+                sqlx::query("DELETE FROM users WHERE id = $1").bind(user_id).execute(&mut *tx).await?.rows_affected() > 0;
+            if deleted && let Some(audit) = audit {
+                audit_in_tx!(tx, audit);
+            }
+            tx.commit().await?;
+            deleted
+        }))
     }
 }

@@ -77,11 +77,56 @@ pub struct ChannelEvent {
 /// The row change of a [`ChannelEvent`]; it must touch a row, or the event is [`Appended::Unchanged`].
 #[derive(Debug, Clone)]
 pub enum Step {
-    Edit { message_id: String, content: String, extra: Option<String> },
-    Delete { message_id: String },
-    ReactAdd { message_id: String, emoji: String, user_id: String, at: f64 },
-    ReactRemove { message_id: String, emoji: String, user_id: String },
-    SetPinned { message_id: String, pinned: bool },
+    Edit {
+        message_id: String,
+        content: String,
+        extra: Option<String>,
+    },
+    Delete {
+        message_id: String,
+    },
+    ReactAdd {
+        message_id: String,
+        emoji: String,
+        user_id: String,
+        at: f64,
+    },
+    ReactRemove {
+        message_id: String,
+        emoji: String,
+        user_id: String,
+    },
+    SetPinned {
+        message_id: String,
+        pinned: bool,
+    },
+    ThreadCreate {
+        thread_id: String,
+        name: String,
+        user_id: String,
+        user_name: String,
+        at: f64,
+    },
+    /// Sets the thread's name and flags; touches a row only if something differs.
+    ThreadUpdate {
+        thread_id: String,
+        name: String,
+        locked: bool,
+        archived: bool,
+    },
+    /// Deletes the thread and its messages.
+    ThreadDelete {
+        thread_id: String,
+    },
+    ThreadJoin {
+        thread_id: String,
+        user_id: String,
+        at: f64,
+    },
+    ThreadLeave {
+        thread_id: String,
+        user_id: String,
+    },
 }
 
 /// One queued change.
@@ -365,6 +410,61 @@ macro_rules! apply_event {
                 sqlx::query("UPDATE messages SET pinned = $1 WHERE id = $2 AND pinned <> $1")
                     .bind(pinned)
                     .bind(message_id)
+                    .execute(&mut *$tx)
+                    .await?
+            }
+            Step::ThreadCreate { thread_id, name, user_id, user_name, at } => {
+                let created = sqlx::query(
+                    "INSERT INTO threads (id, channel_id, name, created_by, created_by_name, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(thread_id)
+                .bind(&e.channel_id)
+                .bind(name)
+                .bind(user_id)
+                .bind(user_name)
+                .bind(at)
+                .execute(&mut *$tx)
+                .await?;
+                sqlx::query("INSERT INTO thread_participants (thread_id, user_id, joined_at) VALUES ($1, $2, $3)")
+                    .bind(thread_id)
+                    .bind(user_id)
+                    .bind(at)
+                    .execute(&mut *$tx)
+                    .await?;
+                created
+            }
+            Step::ThreadUpdate { thread_id, name, locked, archived } => {
+                sqlx::query(
+                    "UPDATE threads SET name = $1, locked = $2, archived = $3 WHERE id = $4 \
+                     AND (name <> $1 OR locked <> $2 OR archived <> $3)",
+                )
+                .bind(name)
+                .bind(locked)
+                .bind(archived)
+                .bind(thread_id)
+                .execute(&mut *$tx)
+                .await?
+            }
+            Step::ThreadDelete { thread_id } => {
+                sqlx::query("DELETE FROM messages WHERE thread_id = $1").bind(thread_id).execute(&mut *$tx).await?;
+                sqlx::query("DELETE FROM threads WHERE id = $1").bind(thread_id).execute(&mut *$tx).await?
+            }
+            Step::ThreadJoin { thread_id, user_id, at } => {
+                sqlx::query(
+                    "INSERT INTO thread_participants (thread_id, user_id, joined_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (thread_id, user_id) DO NOTHING",
+                )
+                .bind(thread_id)
+                .bind(user_id)
+                .bind(at)
+                .execute(&mut *$tx)
+                .await?
+            }
+            Step::ThreadLeave { thread_id, user_id } => {
+                sqlx::query("DELETE FROM thread_participants WHERE thread_id = $1 AND user_id = $2")
+                    .bind(thread_id)
+                    .bind(user_id)
                     .execute(&mut *$tx)
                     .await?
             }

@@ -1,0 +1,330 @@
+//! Moderation and the audit log (PROTOCOL §6.0 MH, §6.4, §6.9): `user_update`, `user_ban`,
+//! `user_unban`, `user_timeout`, `users_banned_list`, `user_leave`, `user_delete`, `modlog_get`
+//! and `modlog_summary`.
+//!
+//! Each change is committed together with its audit entry, then published. A ban or a deletion
+//! also closes the target's live sockets with 4003 after a `disconnect` packet (§2.12, §8.5); a
+//! ban revokes its session families in the same transaction, so no token of it works afterwards.
+
+use confab_proto::{Frame, close};
+use serde_json::{Map, Value, json};
+
+use super::{
+    channels,
+    users::{find_user, refresh_account, target_user},
+};
+use crate::{
+    domain::names,
+    error::{Error, Result},
+    gateway::Session,
+    hub::{CloseOrder, Packet},
+    state::{AppState, Identity},
+    store::{
+        audit::{Audit, AuditFilter, AuditRow},
+        users::User,
+    },
+    wire,
+};
+
+/// Longest `user_timeout`, in seconds (28 days).
+const TIMEOUT_MAX: u64 = 2_419_200;
+/// Longest nickname, in characters.
+const NICKNAME_MAX: usize = 20;
+
+/// `Access denied: '<perm>' permission required` unless the actor holds `perm`.
+fn require(me: &Identity, perm: &str) -> Result<()> {
+    if me.actor.has(perm) { Ok(()) } else { Err(Error::missing_permission(perm)) }
+}
+
+/// Position of an identity's highest role (0 is the highest); an account without roles ranks
+/// below every role.
+fn rank(identity: &Identity) -> i64 {
+    identity.roles.first().map_or(i64::MAX, |r| r.position)
+}
+
+/// The moderation hierarchy (MH, PROTOCOL §6.0) for `verb` done by `me` to `target`: nobody bans,
+/// times out or deletes themselves; a non-owner acts neither on an owner nor on anyone whose highest
+/// role is at or above their own.
+async fn check_hierarchy(state: &AppState, me: &Identity, target: &User, verb: &str) -> Result<()> {
+    if target.id == me.user.id && verb != "update" {
+        return Err(Error::forbidden(format!("You cannot {verb} yourself")));
+    }
+    if me.actor.is_owner() {
+        return Ok(());
+    }
+    let them = state.identity(target.clone(), None).await?;
+    if them.actor.is_owner() {
+        return Err(Error::forbidden(format!("Cannot {verb} the server owner")));
+    }
+    if rank(&them) <= rank(me) {
+        return Err(Error::forbidden("Cannot moderate users at or above your position"));
+    }
+    Ok(())
+}
+
+/// The audit entry for `action` by `me` on `target`.
+fn audit(me: &Identity, action: &'static str, target: &User, details: Value) -> Audit {
+    Audit {
+        action,
+        actor_id: Some(me.user.id.clone()),
+        actor_name: me.user.username.clone(),
+        target_id: Some(target.id.clone()),
+        target_name: Some(target.username.clone()),
+        details,
+    }
+}
+
+/// S→A: `packet` to every authenticated connection, requester included.
+fn to_all(state: &AppState, packet: String) {
+    state.hub.to_all(&Packet::from(packet), None, false);
+}
+
+/// The new nickname from `user_update`'s `updates.nickname`: `null` or `""` clear it.
+fn nickname_update(value: &Value) -> Result<Option<String>> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(n) if n.chars().count() > NICKNAME_MAX => {
+            Err(Error::new(confab_proto::ErrorCode::TooLong, "Nickname too long (max 20 characters)"))
+        }
+        Value::String(n) if n.is_empty() => Ok(None),
+        Value::String(n) => Ok(Some(n.clone())),
+        _ => Err(Error::bad_request("Nickname must be a string or null")),
+    }
+}
+
+/// `user_update {user, updates:{username?, nickname?}}` (`manage_users`; MH). The reply's `user`
+/// is the old name, which the official client uses to find the account it renamed.
+pub async fn user_update(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    require(&me, "manage_users")?;
+    let state = s.state.clone();
+    let target = target_user(&state, frame).await?;
+    let updates: &Map<String, Value> = match frame.get("updates") {
+        Some(Value::Object(updates)) if !updates.is_empty() => updates,
+        _ => return Err(Error::bad_request("Updates must be an object")),
+    };
+    if let Some(field) = updates.keys().find(|k| !matches!(k.as_str(), "username" | "nickname")) {
+        return Err(Error::bad_request(format!("Cannot update field: {field}")));
+    }
+    let mut username = target.username.clone();
+    if let Some(value) = updates.get("username") {
+        let raw = value.as_str().filter(|n| !n.trim().is_empty());
+        let raw = raw.ok_or_else(|| Error::bad_request("Username must be a non-empty string"))?;
+        let name = names::username(raw).map_err(|e| Error::bad_request(e.text))?;
+        let taken = match state.store.user_by_name(name).await? {
+            Some(other) => other.id != target.id,
+            None => name.eq_ignore_ascii_case(&state.config.system_username),
+        };
+        if taken {
+            return Err(Error::conflict("Username already taken"));
+        }
+        name.clone_into(&mut username);
+    }
+    let nickname = match updates.get("nickname") {
+        Some(value) => nickname_update(value)?,
+        None => target.nickname.clone(),
+    };
+    check_hierarchy(&state, &me, &target, "update").await?;
+
+    let fields: Vec<&String> = updates.keys().collect();
+    let details =
+        json!({"fields": fields, "old_username": target.username, "username": username, "nickname": nickname});
+    let entry = audit(&me, "user_update", &target, details);
+    state.store.user_update_profile(&target.id, &username, nickname.as_deref(), &entry).await?;
+    // The change is committed; it is announced even if refreshing the live connections fails.
+    if let Err(e) = channels::user_changed(&state, &target.id).await {
+        tracing::error!(user = %target.id, "refreshing connections after user_update: {e}");
+    }
+    s.reply(frame, "user_update", json!({"user": target.username, "username": username, "nickname": nickname}));
+    let updated =
+        json!({"user_id": target.id, "username": username, "nickname": nickname, "old_username": target.username});
+    to_all(&state, wire::packet("user_updated", updated));
+    if nickname != target.nickname {
+        let packet = match &nickname {
+            Some(n) => wire::packet("nickname_update", json!({"user": target.id, "username": username, "nickname": n})),
+            None => wire::packet("nickname_remove", json!({"user": target.id, "username": username})),
+        };
+        to_all(&state, packet);
+    }
+    Ok(())
+}
+
+/// `user_ban {user}` (`manage_users`; MH): flags the account, revokes its sessions and closes its
+/// sockets with 4003. `banned` is `false` when it was banned already.
+pub async fn user_ban(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    require(&me, "manage_users")?;
+    let state = s.state.clone();
+    let target = target_user(&state, frame).await?;
+    check_hierarchy(&state, &me, &target, "ban").await?;
+    let changed = state.store.user_set_banned(&target.id, true, &audit(&me, "user_ban", &target, json!({}))).await?;
+    let order = CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned"));
+    state.hub.close_where(|c| c.user_id == target.id, &order);
+    s.reply(frame, "user_ban", json!({"user": target.username, "banned": changed}));
+    Ok(())
+}
+
+/// `user_unban {user}` (`manage_users`). `unbanned` is `false` when it was not banned.
+pub async fn user_unban(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    require(&me, "manage_users")?;
+    let state = s.state.clone();
+    let target = target_user(&state, frame).await?;
+    let changed = state.store.user_set_banned(&target.id, false, &audit(&me, "user_unban", &target, json!({}))).await?;
+    s.reply(frame, "user_unban", json!({"user": target.username, "unbanned": changed}));
+    Ok(())
+}
+
+/// `user_timeout {user, timeout}` (`manage_users`; MH): stores the timeout and tells every
+/// connection of the target how long it lasts (PROTOCOL §4.6).
+pub async fn user_timeout(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    require(&me, "manage_users")?;
+    let state = s.state.clone();
+    let seconds = match frame.get("timeout") {
+        Some(Value::Number(n)) => n.as_u64().filter(|t| *t > 0),
+        _ => None,
+    };
+    let seconds = seconds.ok_or_else(|| Error::bad_request("Timeout must be a positive integer"))?;
+    if seconds > TIMEOUT_MAX {
+        return Err(Error::bad_request(format!("Timeout cannot exceed {TIMEOUT_MAX} seconds")));
+    }
+    let target = target_user(&state, frame).await?;
+    check_hierarchy(&state, &me, &target, "timeout").await?;
+    let until = crate::store::now() + seconds as f64;
+    let entry = audit(&me, "user_timeout", &target, json!({"seconds": seconds, "until": until}));
+    state.store.user_set_timeout(&target.id, until, &entry).await?;
+    if let Some(user) = state.store.user_by_id(&target.id).await? {
+        refresh_account(&state, &user);
+    }
+    let notice = wire::packet("rate_limit", json!({"reason": "User timeout set", "length": seconds * 1000}));
+    state.hub.to_user(&target.id, &Packet::from(notice));
+    s.reply(frame, "user_timeout", json!({"user": target.username, "timeout": seconds}));
+    Ok(())
+}
+
+/// `users_banned_list` (`manage_users`) → the banned usernames, sorted.
+pub async fn users_banned_list(s: &mut Session, frame: &Frame) -> Result<()> {
+    require(&*s.me()?, "manage_users")?;
+    let users: Vec<String> = s.state.store.users_banned().await?.into_iter().map(|u| u.username).collect();
+    s.reply(frame, "users_banned_list", json!({"users": users}));
+    Ok(())
+}
+
+/// `user_leave`: the account deletes itself, unless it is banned (the row keeps the ban), then all
+/// of its connections close with 1000.
+pub async fn user_leave(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    let state = s.state.clone();
+    let current = state.store.user_by_id(&me.user.id).await?;
+    let username = current.as_ref().map_or_else(|| me.user.username.clone(), |u| u.username.clone());
+    if current.is_some_and(|u| !u.banned) {
+        state.store.user_delete(&me.user.id, None).await?;
+    }
+    to_all(&state, wire::packet("user_leave", json!({"username": username})));
+    s.reply(frame, "user_leave", json!({"user": username, "val": "User left server"}));
+    let order = CloseOrder::new(close::NORMAL, "User left server", None);
+    state.hub.close_where(|c| c.user_id == me.user.id, &order);
+    Ok(())
+}
+
+/// `user_delete {user}` (`administrator`; MH): deletes the account, closes its sockets with 4003
+/// and announces `user_leave` to everyone else.
+pub async fn user_delete(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    require(&me, "administrator")?;
+    let state = s.state.clone();
+    let target = target_user(&state, frame).await?;
+    check_hierarchy(&state, &me, &target, "delete").await?;
+    let entry = audit(&me, "user_delete", &target, json!({}));
+    if !state.store.user_delete(&target.id, Some(&entry)).await? {
+        return Err(Error::not_found("User not found"));
+    }
+    let order = CloseOrder::new(close::BANNED, "Account deleted", Some("Account deleted"));
+    state.hub.close_where(|c| c.user_id == target.id, &order);
+    s.reply(frame, "user_delete", json!({"user": target.username, "deleted": true}));
+    let leave = wire::packet("user_leave", json!({"username": target.username}));
+    state.hub.to_all_but_user(&Packet::from(leave), &target.id, false);
+    Ok(())
+}
+
+/// Reading the audit log needs `view_audit_log` or `manage_users`.
+fn require_audit_access(me: &Identity) -> Result<()> {
+    if me.actor.has("view_audit_log") || me.actor.has("manage_users") {
+        Ok(())
+    } else {
+        Err(Error::forbidden("Access denied: 'view_audit_log' or 'manage_users' permission required"))
+    }
+}
+
+/// An optional integer field of `modlog_get`: `null` or absent gives `default`.
+fn int_or(frame: &Frame, key: &str, default: i64, ok: impl Fn(i64) -> bool, err: &str) -> Result<i64> {
+    match frame.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_i64().filter(|n| ok(*n)).ok_or_else(|| Error::bad_request(err)),
+    }
+}
+
+/// `actor` / `target` filters: a current account's id when the value names one (so entries made
+/// under an older name are found too), otherwise the value itself (a departed account's name or id).
+async fn party(state: &AppState, frame: &Frame, key: &str) -> Result<Option<String>> {
+    let Some(value) = frame.str(key).filter(|v| !v.is_empty()) else { return Ok(None) };
+    Ok(Some(find_user(state, value).await?.map_or_else(|| value.to_owned(), |u| u.id)))
+}
+
+/// An audit entry as the wire shows it (PROTOCOL §5.8).
+fn entry_json(row: AuditRow) -> Value {
+    let details = serde_json::from_str(&row.details).unwrap_or(Value::String(row.details));
+    json!({
+        "id": row.id, "action": row.action, "category": row.category, "actor_id": row.actor_id,
+        "actor_name": row.actor_name, "target_id": row.target_id, "target_name": row.target_name,
+        "details": details, "timestamp": row.created_at,
+    })
+}
+
+/// `modlog_get {limit?, offset?, after?, category?, actor?, target?, action?}` → entries, newest first.
+pub async fn modlog_get(s: &mut Session, frame: &Frame) -> Result<()> {
+    require_audit_access(&*s.me()?)?;
+    let state = s.state.clone();
+    let limit = int_or(frame, "limit", 100, |n| (1..=200).contains(&n), "Limit must be between 1 and 200")?;
+    let offset = int_or(frame, "offset", 0, |n| n >= 0, "Offset must be a non-negative integer")?;
+    let after = match frame.get("after") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(t)) => Some(
+            t.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| Error::bad_request("After must be a valid Unix timestamp"))?,
+        ),
+        Some(_) => return Err(Error::bad_request("After must be a valid Unix timestamp")),
+    };
+    let filter = AuditFilter {
+        after,
+        category: frame.str("category").map(str::to_owned),
+        action: frame.str("action").map(str::to_owned),
+        actor: party(&state, frame, "actor").await?,
+        target: party(&state, frame, "target").await?,
+    };
+    let (rows, total) = state.store.audit_list(&filter, limit, offset).await?;
+    let entries: Vec<Value> = rows.into_iter().map(entry_json).collect();
+    s.reply(frame, "modlog_get", json!({"entries": entries, "total": total, "offset": offset, "limit": limit}));
+    Ok(())
+}
+
+/// `modlog_summary` → counts per `<category>.<action>` and per category.
+pub async fn modlog_summary(s: &mut Session, frame: &Frame) -> Result<()> {
+    require_audit_access(&*s.me()?)?;
+    let mut actions = Map::new();
+    let mut categories: Map<String, Value> = Map::new();
+    let mut total = 0;
+    for (category, action, n) in s.state.store.audit_summary().await? {
+        actions.insert(format!("{category}.{action}"), json!(n));
+        let sum = categories.get(&category).and_then(Value::as_i64).unwrap_or(0) + n;
+        categories.insert(category, json!(sum));
+        total += n;
+    }
+    s.reply(frame, "modlog_summary", json!({"action_counts": actions, "category_totals": categories, "total": total}));
+    Ok(())
+}
