@@ -13,6 +13,7 @@ use crate::{
     auth::{
         jwt::JwtError,
         password::{Busy, Verified},
+        rotur::Verdict,
         tokens::{hash_token, random_token},
     },
     domain::{names, throttle::whole_seconds},
@@ -20,6 +21,16 @@ use crate::{
     state::AppState,
     store::users::{AccountKind, NewUser, User},
 };
+
+/// A successful Rotur login.
+#[derive(Debug, Clone)]
+pub struct RoturLogin {
+    pub user: User,
+    /// The account was created by this login (`user_join` is due).
+    pub created: bool,
+    /// The account's name before Rotur reported a new one (`user_updated` is due).
+    pub old_name: Option<String>,
+}
 
 fn rate_limited(wait: std::time::Duration) -> Error {
     Error::new(
@@ -94,9 +105,7 @@ impl AppState {
 
     /// Creates an account with the configured default roles.
     pub async fn create_account(&self, name: &str, kind: AccountKind, password_hash: Option<String>) -> Result<User> {
-        let dir = self.directory();
-        let role_ids =
-            self.config.auth.default_roles.iter().filter_map(|r| dir.role(r).map(|r| r.id.clone())).collect();
+        let role_ids = self.default_role_ids();
         self.store.user_create(NewUser { username: name, kind, password_hash, role_ids }).await
     }
 
@@ -175,6 +184,59 @@ impl AppState {
             Err(e @ Error::Internal(_)) => Err(e),
             Err(e) => Err(self.auth_failed(ip, "token", e)),
         }
+    }
+
+    /// Logs in (or creates) the account proven by a Rotur validator for connection key `key`
+    /// (PROTOCOL §2.4). Returns the account, whether it was created, and its previous name when
+    /// Rotur reported a new one.
+    pub async fn rotur_login(&self, ip: IpAddr, key: &str, validator: &str) -> Result<RoturLogin> {
+        self.auth_gate(ip)?;
+        let invalid = || Error::new(ErrorCode::InvalidValidator, "Invalid authentication");
+        let (id, reported) = match self.rotur.validate(key, validator).await {
+            Verdict::Valid { id, username } => (id, username),
+            Verdict::Invalid => return Err(self.auth_failed(ip, "rotur", invalid())),
+            Verdict::Unavailable => {
+                self.metrics.inc("confab_auth_attempts_total", "method=\"rotur\",outcome=\"unavailable\"".into());
+                return Err(Error::new(ErrorCode::AuthUnavailable, "Authentication service unavailable"));
+            }
+        };
+        let taken = || Error::new(ErrorCode::UsernameTaken, "Username already taken");
+        let name = names::username(&reported).ok().map(str::to_owned);
+        let login = match self.store.user_by_external_id(&id).await? {
+            Some(user) => {
+                if user.banned {
+                    return Err(self.auth_failed(ip, "rotur", banned()));
+                }
+                match name.filter(|n| *n != user.username) {
+                    Some(new_name) => {
+                        self.store.user_rename(&user.id, &new_name).await.map_err(|_| taken())?;
+                        let renamed = self.store.user_by_id(&user.id).await?.ok_or_else(invalid)?;
+                        RoturLogin { user: renamed, created: false, old_name: Some(user.username) }
+                    }
+                    None => RoturLogin { user, created: false, old_name: None },
+                }
+            }
+            None => {
+                let name = name.ok_or_else(invalid)?;
+                if name.eq_ignore_ascii_case(&self.config.system_username)
+                    || self.store.user_by_name(&name).await?.is_some()
+                {
+                    return Err(self.auth_failed(ip, "rotur", taken()));
+                }
+                let role_ids = self.default_role_ids();
+                let new = NewUser { username: &name, kind: AccountKind::Rotur, password_hash: None, role_ids };
+                let user = self.store.user_create_external(new, &id).await?;
+                RoturLogin { user, created: true, old_name: None }
+            }
+        };
+        self.metrics.inc("confab_auth_attempts_total", "method=\"rotur\",outcome=\"success\"".into());
+        Ok(login)
+    }
+
+    /// Role ids of `auth.default_roles`.
+    fn default_role_ids(&self) -> Vec<String> {
+        let dir = self.directory();
+        self.config.auth.default_roles.iter().filter_map(|r| dir.role(r).map(|r| r.id.clone())).collect()
     }
 
     /// Starts a session family and returns `(sid, access token)`.

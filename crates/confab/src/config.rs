@@ -65,6 +65,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub metrics: MetricsConfig,
     pub store: StoreConfig,
+    pub rotur: RoturConfig,
     /// Set by `--dev` only: enables development conveniences and prints a warning.
     #[serde(skip)]
     pub dev: bool,
@@ -163,6 +164,22 @@ pub struct StoreConfig {
     pub pool_size: u32,
 }
 
+/// The Rotur validator service (PROTOCOL §2.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoturConfig {
+    /// Base URL of the service; tests point it at a fake.
+    pub base_url: String,
+    /// How long one validation may take before "Authentication service unavailable".
+    pub timeout_s: u64,
+}
+
+impl Default for RoturConfig {
+    fn default() -> Self {
+        RoturConfig { base_url: "https://api.rotur.dev".to_owned(), timeout_s: 5 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -181,6 +198,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             metrics: MetricsConfig::default(),
             store: StoreConfig::default(),
+            rotur: RoturConfig::default(),
             dev: false,
         }
     }
@@ -335,6 +353,13 @@ impl Config {
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return bad("tls", "set both tls.cert_file and tls.key_file, or neither");
+        }
+        if !(self.rotur.base_url.starts_with("http://") || self.rotur.base_url.starts_with("https://")) {
+            return bad("rotur.base_url", "must start with http:// or https://");
+        }
+        self.rotur.base_url = self.rotur.base_url.trim_end_matches('/').to_owned();
+        if self.rotur.timeout_s == 0 {
+            return bad("rotur.timeout_s", "must be at least 1");
         }
         if self.store.batch_max == 0 || self.store.pool_size == 0 {
             return bad("store", "batch_max and pool_size must be at least 1");

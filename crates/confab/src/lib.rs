@@ -26,6 +26,7 @@ pub mod hub;
 pub mod identity;
 pub mod keys;
 pub mod metrics;
+pub mod ratelimit;
 pub mod state;
 pub mod store;
 pub mod wire;
@@ -52,6 +53,7 @@ async fn housekeeping(state: AppState) {
             () = state.shutdown.cancelled() => break,
         }
         state.throttle.prune();
+        state.limiter.prune();
         if minutes.is_multiple_of(60) {
             let window = state.config.limits.nonce_window_s as f64;
             if let Err(e) = state.store.events_prune().await {

@@ -46,6 +46,10 @@ pub struct Inner {
     pub jwt: JwtKeys,
     pub hasher: Hasher,
     pub throttle: AuthThrottle,
+    /// Per-account limits by command class.
+    pub limiter: crate::ratelimit::Limiter,
+    /// The Rotur validator service (modes `rotur` and `mixed`).
+    pub rotur: crate::auth::rotur::Rotur,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     /// Set once shutdown begins; `/readyz` reports `draining`.
@@ -122,6 +126,11 @@ impl AppState {
             hub: Hub::new(metrics.clone()),
             hasher,
             throttle,
+            limiter: crate::ratelimit::Limiter::new(config.rate_limits.enabled),
+            rotur: crate::auth::rotur::Rotur::new(
+                &config.rotur.base_url,
+                std::time::Duration::from_secs(config.rotur.timeout_s),
+            ),
             config,
             store,
             jwt,

@@ -4,5 +4,6 @@
 
 pub mod jwt;
 pub mod password;
+pub mod rotur;
 pub mod throttle;
 pub mod tokens;

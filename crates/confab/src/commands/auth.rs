@@ -21,6 +21,10 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
     let state = s.state.clone();
     let ip = s.ip;
     let local = state.config.auth_mode.local_enabled();
+    let rotur = state.config.auth_mode != crate::config::AuthMode::Local;
+    if frame.cmd == "auth" && frame.get("token").is_none() && rotur {
+        return rotur_auth(s, frame).await;
+    }
     let outcome: Result<(User, Option<String>, bool), Error> = match frame.cmd.as_str() {
         "register" => state.register(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, true)),
         "login" => state.login(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, false)),
@@ -35,9 +39,6 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
                     Error::new(ErrorCode::InvalidToken, "Invalid username or token"),
                 )),
                 (Some(_), Some(_)) => Err(local_disabled()),
-                _ if !local || state.config.auth_mode == crate::config::AuthMode::Mixed => {
-                    Err(Error::new(ErrorCode::AuthUnavailable, "Authentication service unavailable"))
-                }
                 _ => Err(Error::new(
                     ErrorCode::RoturDisabled,
                     "Rotur authentication is disabled. Use login or register commands.",
@@ -59,6 +60,44 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
             }
         }
         Err(e) => s.auth_error(frame, &e),
+    }
+    Ok(())
+}
+
+/// `auth` with a Rotur validator (PROTOCOL §2.4). The connection's key is consumed by the first
+/// validation Rotur answers, whatever the answer; an unavailable service does not consume it.
+async fn rotur_auth(s: &mut Session, frame: &Frame) -> crate::error::Result<()> {
+    let invalid = Error::new(ErrorCode::InvalidValidator, "Invalid authentication");
+    let validator = frame.str("validator").filter(|v| v.chars().count() <= 256 && v.contains(','));
+    let (Some(validator), false) = (validator, s.validator_key_used) else {
+        let e = s.state.auth_failed(s.ip, "rotur", invalid);
+        s.auth_error(frame, &e);
+        return Ok(());
+    };
+    let state = s.state.clone();
+    match state.rotur_login(s.ip, &s.validator_key, validator).await {
+        Ok(login) => {
+            s.validator_key_used = true;
+            let (user_id, old_name) = (login.user.id.clone(), login.old_name.clone());
+            match complete(s, frame.listener(), login.user, None, login.created).await {
+                Ok(()) => {
+                    if let (Some(old), Some(user)) = (old_name, state.store.user_by_id(&user_id).await?) {
+                        let packet = wire::packet(
+                            "user_updated",
+                            json!({"user_id": user.id, "username": user.username, "nickname": user.nickname, "old_username": old}),
+                        );
+                        state.hub.to_all(&packet.into(), None, false);
+                    }
+                }
+                Err(e) => s.auth_error(frame, &e),
+            }
+        }
+        Err(e) => {
+            if !matches!(e.code(), ErrorCode::AuthUnavailable | ErrorCode::AuthRateLimited | ErrorCode::Internal) {
+                s.validator_key_used = true;
+            }
+            s.auth_error(frame, &e);
+        }
     }
     Ok(())
 }

@@ -59,7 +59,7 @@ pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
         let noun = target.noun();
         return Err(Error::forbidden(format!("You do not have permission to edit your own message in this {noun}")));
     }
-    let (users, roles) = super::messages::mentions(&state, content).await?;
+    let mentioned = super::messages::mentions(&state, content).await?;
 
     let mut extra: Map<String, Value> =
         row.extra.as_deref().and_then(|e| serde_json::from_str(e).ok()).unwrap_or_default();
@@ -69,7 +69,8 @@ pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
     let extra_text = (!extra.is_empty()).then(|| Value::Object(extra.clone()).to_string());
     let edited = MessageRow { content: content.to_owned(), edited: true, extra: extra_text.clone(), ..row };
     let mut message = wire::message(&edited);
-    if !users.is_empty() || !roles.is_empty() {
+    if !mentioned.is_empty() {
+        let (users, roles) = (mentioned.user_names(), mentioned.role_names());
         message.insert("pings".into(), json!({"users": users, "roles": roles, "replies": []}));
     }
     let (channel_name, id_owned, content_owned) = (channel.row.name.clone(), id.to_owned(), content.to_owned());
@@ -78,7 +79,12 @@ pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
         channel_id: channel.row.id.clone(),
         message_id: Some(id.to_owned()),
         kind: "message_edit",
-        step: Step::Edit { message_id: id.to_owned(), content: content.to_owned(), extra: extra_text },
+        step: Step::Edit {
+            message_id: id.to_owned(),
+            content: content.to_owned(),
+            extra: extra_text,
+            mentions: mentioned.ids(),
+        },
         render: Box::new(move |seq| {
             wire::packet(
                 "message_edit",

@@ -1,7 +1,8 @@
 //! History reads (PROTOCOL §6.1, §6.3): `messages_get`, `thread_messages`, `message_get`,
-//! `messages_around`, `message_replies`, `messages_pinned`, `embeds_list` — in a channel or a thread.
+//! `messages_around`, `message_replies`, `messages_pinned`, `embeds_list`, `messages_search` — in a
+//! channel or a thread.
 
-use confab_proto::Frame;
+use confab_proto::{ErrorCode, Frame};
 use serde_json::{Value, json};
 
 use super::target::{Target, has_target, resolve};
@@ -24,7 +25,6 @@ enum Start {
 
 /// `messages_get` with originChats paging, in a channel or a thread.
 pub async fn messages_get(s: &mut Session, frame: &Frame) -> Result<()> {
-    let me = s.me()?;
     let state = s.state.clone();
     if !has_target(frame) {
         return Err(Error::bad_request("Channel or thread_id required"));
@@ -38,12 +38,7 @@ pub async fn messages_get(s: &mut Session, frame: &Frame) -> Result<()> {
     if let Start::Skip(0) = start
         && let Some((last_id, last_seq, _)) = state.store.message_latest(id, key).await?
     {
-        state.store.mark_read(&me.user.id, id, key, Some(&last_id), last_seq).await?;
-        let update = match &target.thread {
-            Some(t) => json!({"last_read": last_id, "thread_id": t.id}),
-            None => json!({"last_read": last_id, "channel": target.channel.row.name}),
-        };
-        state.hub.to_user(&me.user.id, &wire::packet("unreads_update", update).into());
+        super::unreads::mark_read(s, &target, &last_id, last_seq).await?;
     }
     let mut reply = json!({"channel": target.channel.row.name, "messages": render(&rows), "range": range, "seq": seq});
     if target.thread.is_some() {
@@ -172,6 +167,32 @@ pub async fn messages_pinned(s: &mut Session, frame: &Frame) -> Result<()> {
     let target = resolve(s, frame, &dir).await?;
     let rows = s.state.store.messages_pinned(&target.channel.row.id, target.key()).await?;
     s.reply(frame, "messages_pinned", json!({"channel": target.channel.row.name, "messages": render(&rows)}));
+    Ok(())
+}
+
+/// Longest `messages_search` query, in characters.
+const QUERY_MAX: usize = 200;
+
+/// `messages_search {channel, query}`: case-insensitive substring matches, newest first, at most
+/// `limits.search_results` of them. The store serves it from a trigram index
+/// ([`crate::store::search`]), so it stays fast on channels of millions of messages.
+pub async fn messages_search(s: &mut Session, frame: &Frame) -> Result<()> {
+    let given = |key| frame.str(key).filter(|v| !v.is_empty());
+    let (Some(_), Some(query)) = (given("channel"), given("query")) else {
+        return Err(Error::bad_request("Channel name and query are required"));
+    };
+    if query.chars().count() > QUERY_MAX {
+        return Err(Error::new(ErrorCode::TooLong, format!("Query too long (max {QUERY_MAX} characters)")));
+    }
+    let dir = s.state.directory();
+    let target = resolve(s, frame, &dir).await?;
+    let limit = i64::try_from(s.state.config.limits.search_results).unwrap_or(i64::MAX);
+    let rows = s.state.store.messages_search(&target.channel.row.id, target.key(), query, limit).await?;
+    s.reply(
+        frame,
+        "messages_search",
+        json!({"channel": target.channel.row.name, "query": query, "results": render(&rows)}),
+    );
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use crate::{
     state::Directory,
     store::{
         threads::ThreadRow,
-        writer::{Appended, NewMessage},
+        writer::{Appended, NewMessage, Pinged},
     },
     wire,
 };
@@ -26,9 +26,6 @@ const NONCE_MAX: usize = 64;
 /// `message_new`: validate in the order of PROTOCOL §6.1, append through the group-commit writer,
 /// and publish only after the commit.
 pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
-    if super::timeout::refuse_if_timed_out(s, frame, "messages") {
-        return Ok(());
-    }
     let me = s.me()?.clone();
     let state = s.state.clone();
     let has_target = frame.get("channel").is_some() || frame.get("thread_id").is_some();
@@ -66,6 +63,11 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
             return Err(Error::bad_request("Nonce must be a string of 1-64 characters"));
         }
     };
+    // Timeouts and the `messages` class come after validation (PROTOCOL §6.1 check order), so an
+    // invalid message costs nothing.
+    if s.limited(frame, "messages", 1.0) {
+        return Ok(());
+    }
     let dir = state.directory();
     let target = send_target(s, frame, &dir).await?;
     let channel = target.channel;
@@ -86,18 +88,16 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
             let original = state.store.message_in(&channel.row.id, target.key(), id).await?;
             let original =
                 original.ok_or_else(|| Error::not_found("The message you're trying to reply to was not found"))?;
-            Some((original.id, original.author))
+            Some(original)
         }
     };
     if has_attachments {
         return Err(Error::new(ErrorCode::Disabled, "Attachments are disabled"));
     }
 
-    let (users, roles) = mentions(&state, content).await?;
-    let replies: Vec<String> = match (&reply_to, ping) {
-        (Some((_, author)), p) if p != Some(false) => vec![author.clone()],
-        _ => Vec::new(),
-    };
+    let mentioned = mentions(&state, content).await?;
+    let reply_ping = reply_to.as_ref().filter(|_| ping != Some(false));
+    let replies: Vec<&str> = reply_ping.map(|r| r.author.as_str()).into_iter().collect();
     let message = NewMessage {
         id: uuid::Uuid::now_v7().to_string(),
         channel_id: channel.row.id.clone(),
@@ -107,9 +107,10 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
         author_name: me.user.username.clone(),
         content: content.to_owned(),
         created_at: crate::store::now(),
-        reply_to,
+        reply_to: reply_to.as_ref().map(|r| (r.id.clone(), r.author.clone())),
         ping,
-        pings: json!({"users": users, "roles": roles, "replies": replies}),
+        pings: json!({"users": mentioned.user_names(), "roles": mentioned.role_names(), "replies": replies}),
+        pinged: Pinged { reply: reply_ping.and_then(|r| r.user_id.clone()), ..mentioned.ids() },
         extra: embeds.map(|e| json!({"embeds": e})),
         nonce,
         nonce_window_s: state.config.limits.nonce_window_s as f64,
@@ -120,6 +121,8 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     match state.store.writer().append(message, on_commit).await {
         Ok(Appended::New { .. }) => Ok(()),
         Ok(Appended::Duplicate { packet }) => {
+            // An idempotent repeat uses no rate-limit tokens (PROTOCOL §7.4).
+            state.limiter.refund_message(&me.user.id);
             let again = wire::with_fields(&packet, &[("duplicate", json!(true))]);
             s.send(wire::with_listener(&again, frame.listener()));
             Ok(())
@@ -166,16 +169,52 @@ async fn send_target<'d>(s: &Session, frame: &Frame, dir: &'d Directory) -> Resu
     Ok(Target { channel, thread: None })
 }
 
-/// The accounts (canonical names) and roles mentioned in `content` (PROTOCOL §5.6).
-pub async fn mentions(state: &crate::state::AppState, content: &str) -> Result<(Vec<String>, Vec<String>)> {
+/// The existing accounts and roles a message mentions (PROTOCOL §5.6), as `(id, canonical name)`
+/// pairs: names for the live `pings`, ids for the `pings_get` index.
+#[derive(Debug, Clone, Default)]
+pub struct Mentions {
+    pub users: Vec<(String, String)>,
+    pub roles: Vec<(String, String)>,
+}
+
+impl Mentions {
+    pub fn user_names(&self) -> Vec<&str> {
+        self.users.iter().map(|(_, name)| name.as_str()).collect()
+    }
+
+    pub fn role_names(&self) -> Vec<&str> {
+        self.roles.iter().map(|(_, name)| name.as_str()).collect()
+    }
+
+    /// The ids, without a reply ping.
+    pub fn ids(&self) -> Pinged {
+        Pinged {
+            users: self.users.iter().map(|(id, _)| id.clone()).collect(),
+            roles: self.roles.iter().map(|(id, _)| id.clone()).collect(),
+            reply: None,
+        }
+    }
+
+    /// Whether anyone or any role is mentioned.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.roles.is_empty()
+    }
+}
+
+/// The accounts and roles mentioned in `content` (PROTOCOL §5.6).
+pub async fn mentions(state: &crate::state::AppState, content: &str) -> Result<Mentions> {
     let (user_names, role_names) = mentions::candidates(content);
-    let mut users: Vec<String> = Vec::new();
+    let mut found = Mentions::default();
     for u in state.store.users_by_names(&user_names.into_iter().take(25).collect::<Vec<_>>()).await? {
-        if !users.contains(&u.username) {
-            users.push(u.username);
+        if !found.users.iter().any(|(id, _)| *id == u.id) {
+            found.users.push((u.id, u.username));
         }
     }
     let dir = state.directory();
-    let roles = role_names.iter().filter_map(|r| dir.role(r).map(|r| r.name.clone())).collect();
-    Ok((users, roles))
+    for role in role_names.iter().filter_map(|r| dir.role(r)) {
+        if !found.roles.iter().any(|(id, _)| *id == role.id) {
+            found.roles.push((role.id.clone(), role.name.clone()));
+        }
+    }
+    Ok(found)
 }

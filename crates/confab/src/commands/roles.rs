@@ -105,13 +105,14 @@ fn check_manage(me: &Identity, dir: &Directory, name: &str, position: i64) -> Re
     can_manage_role(&me.actor, top_position(me, dir), name, position).map_err(Error::forbidden)
 }
 
-fn audit(me: &Identity, action: &'static str, target: (&str, &str), details: Value) -> Audit {
+/// An audit entry by `me` about the role or account `target` (id, name), if the action has one.
+fn audit(me: &Identity, action: &'static str, target: Option<(&str, &str)>, details: Value) -> Audit {
     Audit {
         action,
         actor_id: Some(me.user.id.clone()),
         actor_name: me.user.username.clone(),
-        target_id: Some(target.0.to_owned()),
-        target_name: Some(target.1.to_owned()),
+        target_id: target.map(|t| t.0.to_owned()),
+        target_name: target.map(|t| t.1.to_owned()),
         details,
     }
 }
@@ -206,7 +207,7 @@ async fn save(state: &AppState, me: &Identity, action: &'static str, before: &Ro
     if before.name != after.name {
         details["old_name"] = json!(before.name);
     }
-    state.store.role_save(after, &before.name, &audit(me, action, (&after.id, &after.name), details)).await?;
+    state.store.role_save(after, &before.name, &audit(me, action, Some((&after.id, &after.name)), details)).await?;
     Ok(changed.contains(&"name") || changed.contains(&"permissions"))
 }
 
@@ -253,7 +254,7 @@ pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     };
     apply(&me, &dir, &mut role, &frame.body, None)?;
     let details = json!({"permissions": role.permission_list()});
-    state.store.role_create_last(&role, &audit(&me, "role_create", (&role.id, &role.name), details)).await?;
+    state.store.role_create_last(&role, &audit(&me, "role_create", Some((&role.id, &role.name)), details)).await?;
     s.reply(frame, "role_create", json!({"id": role.id, "name": role.name}));
     roles_changed(&state, false).await
 }
@@ -278,12 +279,9 @@ pub async fn set(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = require_manage_roles(s)?;
     let state = s.state.clone();
     let dir = state.directory();
-    if given(frame.get("id")).is_none() && given(frame.get("name")).is_none() {
-        return Err(Error::bad_request("Role id or name is required"));
-    }
-    let Some(Value::Object(data)) = frame.get("data") else { return Err(Error::bad_request("Role data is required")) };
     let before = target_role(frame, &dir)?;
     check_manage(&me, &dir, &before.name, before.position)?;
+    let Some(Value::Object(data)) = frame.get("data") else { return Err(Error::bad_request("Role data is required")) };
     if let Some(key) = data.keys().find(|k| !EDITABLE.contains(&k.as_str())) {
         return Err(Error::bad_request(format!("Cannot update field: {key}")));
     }
@@ -326,7 +324,7 @@ pub async fn delete(s: &mut Session, frame: &Frame) -> Result<()> {
     if !is_deletable(&role.name) {
         return Err(Error::forbidden("Cannot delete system roles"));
     }
-    state.store.role_delete(role, &audit(&me, "role_delete", (&role.id, &role.name), json!({}))).await?;
+    state.store.role_delete(role, &audit(&me, "role_delete", Some((&role.id, &role.name)), json!({}))).await?;
     s.reply(frame, "role_delete", json!({"id": role.id, "name": role.name, "deleted": true}));
     roles_changed(&state, true).await
 }
@@ -352,9 +350,9 @@ pub async fn reorder(s: &mut Session, frame: &Frame) -> Result<()> {
     if order.len() != dir.roles.len() {
         return Err(every_role_once());
     }
-    let Some(owner) = order.first().copied().filter(|r| r.name.eq_ignore_ascii_case("owner")) else {
+    if !order.first().is_some_and(|r| r.name.eq_ignore_ascii_case("owner")) {
         return Err(Error::bad_request("The owner role must stay first"));
-    };
+    }
     for (position, role) in order.iter().enumerate() {
         let position = position as i64;
         if position != role.position {
@@ -364,7 +362,8 @@ pub async fn reorder(s: &mut Session, frame: &Frame) -> Result<()> {
     }
     let ids: Vec<String> = order.iter().map(|r| r.id.clone()).collect();
     let names: Vec<&str> = order.iter().map(|r| r.name.as_str()).collect();
-    let entry = audit(&me, "role_reorder", (&owner.id, &owner.name), json!({"roles": names}));
+    // The whole order changes, so the entry names no single target.
+    let entry = audit(&me, "role_reorder", None, json!({"roles": names}));
     state.store.roles_reorder(&ids, &entry).await?;
     s.reply(frame, "role_reorder", json!({"roles": names}));
     roles_changed(&state, true).await
@@ -387,7 +386,7 @@ pub async fn self_role(s: &mut Session, frame: &Frame, add: bool) -> Result<()> 
     } else {
         ("self_role_remove", "You don't have this role")
     };
-    let entry = audit(&me, action, (&me.user.id, &me.user.username), json!({"role": role.name}));
+    let entry = audit(&me, action, Some((&me.user.id, &me.user.username)), json!({"role": role.name}));
     let done = if add {
         state.store.user_role_add(&me.user.id, &role.id, &entry).await?
     } else {
@@ -468,7 +467,8 @@ pub async fn user_roles_set(s: &mut Session, frame: &Frame) -> Result<()> {
         }
         check_manage(&me, &dir, &role.name, role.position)?;
     }
-    let entry = audit(&me, "user_roles_set", (&user.id, &user.username), json!({"added": added, "removed": removed}));
+    let entry =
+        audit(&me, "user_roles_set", Some((&user.id, &user.username)), json!({"added": added, "removed": removed}));
     state.store.user_set_roles_audited(&user.id, &wanted, Some(&entry)).await?;
     let roles = dir.roles_of(&wanted);
     let packet = wire::packet(

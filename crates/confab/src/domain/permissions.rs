@@ -107,6 +107,9 @@ pub fn parse_channel_permissions(
     let mut perms = ChannelPermissions::new();
     for (key, list) in map {
         let serde_json::Value::Array(items) = list else { return Err(PermissionsError::Invalid) };
+        if key != "deny" && !CHANNEL_KEYS.iter().any(|(k, _)| k == key) {
+            return Err(PermissionsError::Invalid);
+        }
         let mut names = Vec::with_capacity(items.len());
         for item in items {
             let Some(name) = item.as_str() else { return Err(PermissionsError::Invalid) };
@@ -114,8 +117,6 @@ pub fn parse_channel_permissions(
                 if !confab_proto::PERMISSIONS.contains(&name) {
                     return Err(PermissionsError::Invalid);
                 }
-            } else if !CHANNEL_KEYS.iter().any(|(k, _)| k == key) {
-                return Err(PermissionsError::Invalid);
             } else if !role_exists(name.strip_prefix('!').unwrap_or(name)) {
                 return Err(PermissionsError::UnknownRole(name.strip_prefix('!').unwrap_or(name).to_owned()));
             }

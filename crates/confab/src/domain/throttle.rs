@@ -46,6 +46,11 @@ impl Bucket {
         Duration::from_secs_f64(((cost - self.tokens) / self.per_second).max(0.001))
     }
 
+    /// Tokens as of the last refill.
+    pub fn tokens(&self) -> f64 {
+        self.tokens
+    }
+
     /// Whether the bucket has been full long enough that forgetting it changes nothing.
     pub fn is_idle(&mut self, now: Instant) -> bool {
         self.refill(now);
@@ -90,6 +95,82 @@ impl LoginLock {
     }
 }
 
+/// The originChats `messages` rule (PROTOCOL §4.5): at most 60 accepted in any 60 s, and a request
+/// arriving when 10 were accepted in the last 10 s is refused and starts a 30 s cooldown.
+#[derive(Debug, Clone, Default)]
+pub struct MessageWindow {
+    accepted: std::collections::VecDeque<Instant>,
+    cooldown_until: Option<Instant>,
+}
+
+/// Why the message window refused a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WindowRefusal {
+    /// Still cooling down from an earlier burst.
+    Cooldown(Duration),
+    /// This request was a burst: a cooldown of this length starts now.
+    Burst(Duration),
+    /// The per-minute window is full until this wait has passed.
+    Window(Duration),
+}
+
+/// Requests per minute and per burst, and the burst cooldown.
+pub const PER_MINUTE: usize = 60;
+pub const BURST: usize = 10;
+pub const BURST_WINDOW: Duration = Duration::from_secs(10);
+pub const COOLDOWN: Duration = Duration::from_secs(30);
+const MINUTE: Duration = Duration::from_secs(60);
+
+impl MessageWindow {
+    /// Accepts a request at `now` or says why not.
+    pub fn take(&mut self, now: Instant) -> Result<(), WindowRefusal> {
+        if let Some(until) = self.cooldown_until {
+            if until > now {
+                return Err(WindowRefusal::Cooldown(until - now));
+            }
+            self.cooldown_until = None;
+        }
+        while self.accepted.front().is_some_and(|t| now.saturating_duration_since(*t) >= MINUTE) {
+            self.accepted.pop_front();
+        }
+        if self.recent(now) >= BURST {
+            self.cooldown_until = Some(now + COOLDOWN);
+            return Err(WindowRefusal::Burst(COOLDOWN));
+        }
+        if self.accepted.len() >= PER_MINUTE {
+            let oldest = self.accepted.front().copied().unwrap_or(now);
+            return Err(WindowRefusal::Window((oldest + MINUTE).saturating_duration_since(now)));
+        }
+        self.accepted.push_back(now);
+        Ok(())
+    }
+
+    /// Gives back the last accepted request (it turned out to be an idempotent repeat).
+    pub fn refund(&mut self) {
+        self.accepted.pop_back();
+    }
+
+    /// Accepted in the last 10 s.
+    pub fn recent(&self, now: Instant) -> usize {
+        self.accepted.iter().filter(|t| now.saturating_duration_since(**t) < BURST_WINDOW).count()
+    }
+
+    /// Accepted in the last 60 s.
+    pub fn this_minute(&self, now: Instant) -> usize {
+        self.accepted.iter().filter(|t| now.saturating_duration_since(**t) < MINUTE).count()
+    }
+
+    /// Cooldown left at `now`.
+    pub fn cooldown(&self, now: Instant) -> Duration {
+        self.cooldown_until.map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
+    }
+
+    /// Whether forgetting this window changes nothing.
+    pub fn is_idle(&self, now: Instant) -> bool {
+        self.cooldown(now).is_zero() && self.this_minute(now) == 0
+    }
+}
+
 /// Seconds to show in "Try again in <n> seconds": whole, at least 1.
 pub fn whole_seconds(wait: Duration) -> u64 {
     (wait.as_secs_f64().ceil() as u64).max(1)
@@ -121,6 +202,34 @@ mod tests {
         l.fail(t0 + Duration::from_secs(5));
         assert!(l.check(t0 + Duration::from_secs(6)).is_err());
         assert!(l.check(t0 + Duration::from_secs(5) + LOCK_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn message_window_bursts_then_cools_down() {
+        let t0 = Instant::now();
+        let mut w = MessageWindow::default();
+        for i in 0..10 {
+            assert!(w.take(t0 + Duration::from_millis(i)).is_ok());
+        }
+        assert_eq!(w.take(t0 + Duration::from_millis(20)), Err(WindowRefusal::Burst(COOLDOWN)));
+        assert!(matches!(w.take(t0 + Duration::from_secs(5)), Err(WindowRefusal::Cooldown(_))));
+        assert!(w.take(t0 + Duration::from_secs(31)).is_ok());
+    }
+
+    #[test]
+    fn message_window_counts_the_minute_and_refunds() {
+        let t0 = Instant::now();
+        let mut w = MessageWindow::default();
+        // Nine every 10 s never trips the burst rule.
+        for i in 0..27u64 {
+            assert!(w.take(t0 + Duration::from_millis((i / 9) * 10_001 + i % 9)).is_ok(), "request {i}");
+        }
+        let t = t0 + Duration::from_secs(21);
+        assert_eq!(w.this_minute(t), 27);
+        assert_eq!(w.recent(t), 9);
+        w.refund();
+        assert_eq!(w.this_minute(t), 26);
+        assert!(w.is_idle(t0 + Duration::from_secs(200)));
     }
 
     #[test]

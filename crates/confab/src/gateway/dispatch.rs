@@ -24,6 +24,12 @@ pub async fn handle(s: &mut Session, frame: Frame) {
         commands::auth::unauthenticated(s, &frame).await
     } else if AUTH_COMMANDS.contains(&cmd) {
         Err(Error::new(ErrorCode::AlreadyAuthenticated, format!("Unknown command: {cmd}")))
+    } else if let Some((class, cost)) = crate::ratelimit::classify(cmd)
+        && cmd != "message_new"
+        && s.limited(&frame, class, cost)
+    {
+        // Refused: the `rate_limit` packet is the whole answer. `message_new` checks after validating.
+        Ok(())
     } else {
         match cmd {
             "channel_create" => commands::channels::create(s, &frame).await,
@@ -44,10 +50,14 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "messages_around" => commands::history::messages_around(s, &frame).await,
             "messages_get" => commands::history::messages_get(s, &frame).await,
             "messages_pinned" => commands::history::messages_pinned(s, &frame).await,
+            "messages_search" => commands::history::messages_search(s, &frame).await,
             "modlog_get" => commands::moderation::modlog_get(s, &frame).await,
             "modlog_summary" => commands::moderation::modlog_summary(s, &frame).await,
             "pfp_get" => commands::presence::pfp_get(s, &frame).await,
             "pfp_set" => commands::presence::pfp_set(s, &frame).await,
+            "pings_get" => commands::pings::pings_get(s, &frame).await,
+            "rate_limit_reset" => commands::limits::reset(s, &frame).await,
+            "rate_limit_status" => commands::limits::status(s, &frame).await,
             "resume" => commands::resume::resume(s, &frame).await,
             "role_create" => commands::roles::create(s, &frame).await,
             "role_delete" => commands::roles::delete(s, &frame).await,
@@ -60,6 +70,8 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "self_role_add" => commands::roles::self_role(s, &frame, true).await,
             "self_role_remove" => commands::roles::self_role(s, &frame, false).await,
             "self_roles_list" => commands::roles::self_list(s, &frame).await,
+            "server_info" => commands::server::server_info(s, &frame).await,
+            "server_update" => commands::server::server_update(s, &frame).await,
             "status_get" => commands::presence::status_get(s, &frame).await,
             "status_set" => commands::presence::status_set(s, &frame).await,
             "thread_create" => commands::threads::create(s, &frame).await,
@@ -70,6 +82,9 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "thread_messages" => commands::history::thread_messages(s, &frame).await,
             "thread_update" => commands::threads::update(s, &frame).await,
             "typing" => commands::typing::typing(s, &frame).await,
+            "unreads_ack" => commands::unreads::unreads_ack(s, &frame).await,
+            "unreads_count" => commands::unreads::unreads_count(s, &frame).await,
+            "unreads_get" => commands::unreads::unreads_get(s, &frame).await,
             "user_ban" => commands::moderation::user_ban(s, &frame).await,
             "user_delete" => commands::moderation::user_delete(s, &frame).await,
             "user_leave" => commands::moderation::user_leave(s, &frame).await,

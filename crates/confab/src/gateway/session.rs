@@ -25,6 +25,9 @@ use crate::{
     wire,
 };
 
+/// `rate_limit` replies tolerated within [`HARD_LIMIT_WINDOW`] before closing with 4008 (PROTOCOL §4.7).
+const HARD_LIMIT: usize = 50;
+const HARD_LIMIT_WINDOW: Duration = Duration::from_secs(10);
 /// Undecodable frames tolerated within [`BAD_FRAME_WINDOW`] before closing with 4002.
 const BAD_FRAME_LIMIT: usize = 10;
 const BAD_FRAME_WINDOW: Duration = Duration::from_secs(60);
@@ -41,9 +44,12 @@ pub struct Session {
     pub outbox: Outbox,
     /// The handshake's `validator_key` (PROTOCOL §2.1).
     pub validator_key: String,
+    /// Set once Rotur answered a validation for this key: it cannot be used for `auth` again.
+    pub validator_key_used: bool,
     /// Set once authenticated; its identity is the one the hub judges permissions with.
     pub conn: Option<Arc<Conn>>,
     bad_frames: VecDeque<Instant>,
+    rate_limited: VecDeque<Instant>,
 }
 
 impl Session {
@@ -66,8 +72,46 @@ impl Session {
         self.reply(frame, "error", fields);
     }
 
+    /// Applies the account's timeout and the limit of `class` to `frame`. When refused, the
+    /// `rate_limit` packet has been sent and the caller must do nothing else.
+    pub fn limited(&mut self, frame: &Frame, class: &'static str, cost: f64) -> bool {
+        let refused = if crate::commands::timeout::refuse_if_timed_out(self, frame, class) {
+            true
+        } else {
+            let Some(conn) = &self.conn else { return false };
+            match self.state.limiter.take(&conn.user_id, class, cost) {
+                Ok(()) => false,
+                Err(r) => {
+                    let ms = crate::commands::timeout::millis(r.wait.as_secs_f64());
+                    crate::commands::timeout::send_rate_limit(self, frame, class, &r.reason, ms);
+                    true
+                }
+            }
+        };
+        if refused {
+            self.state.metrics.inc("confab_rate_limited_total", format!("class=\"{class}\""));
+            self.count_refusal();
+        }
+        refused
+    }
+
+    /// Counts a `rate_limit` (or `auth_rate_limited`) answer; too many close the connection with 4008.
+    fn count_refusal(&mut self) {
+        let now = Instant::now();
+        while self.rate_limited.front().is_some_and(|t| now.duration_since(*t) > HARD_LIMIT_WINDOW) {
+            self.rate_limited.pop_front();
+        }
+        self.rate_limited.push_back(now);
+        if self.rate_limited.len() > HARD_LIMIT && self.state.limiter.enabled() {
+            self.close(CloseOrder::new(close::HARD_RATE_LIMIT, "Rate limit exceeded", None));
+        }
+    }
+
     /// Queues an `auth_error` answering `frame`.
-    pub fn auth_error(&self, frame: &Frame, err: &Error) {
+    pub fn auth_error(&mut self, frame: &Frame, err: &Error) {
+        if err.code() == ErrorCode::AuthRateLimited {
+            self.count_refusal();
+        }
         if let Error::Internal(detail) = err {
             tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}");
         }
@@ -124,9 +168,11 @@ pub async fn run(
             conn_id: state.next_conn_id(),
             ip,
             outbox,
+            validator_key_used: false,
             validator_key: format!("originChats-{}-{}", state.config.public_url, random_string(32, ALNUM)),
             conn: None,
             bad_frames: VecDeque::new(),
+            rate_limited: VecDeque::new(),
             state: state.clone(),
         };
         if let Some(order) = open(&mut session, token).await {

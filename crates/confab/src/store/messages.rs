@@ -37,18 +37,28 @@ const SELECT: &str = "SELECT m.id, m.channel_id, m.thread_id, m.user_id, \
      FROM messages m LEFT JOIN users u ON u.id = m.user_id \
      LEFT JOIN messages r ON r.id = m.reply_to LEFT JOIN users ru ON ru.id = r.user_id";
 
+/// Binds each of `$binds` (a `&[Bind]`) to the query `$q`, in order.
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                $crate::store::messages::Bind::Text(t) => q.bind(*t),
+                $crate::store::messages::Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+pub(super) use bind_all;
+
 impl Store {
-    async fn select_messages(&self, tail: &str, binds: &[Bind<'_>]) -> Result<Vec<MessageRow>> {
+    /// Messages matching `tail` (the SQL after the shared `SELECT … FROM messages m …` joins, using
+    /// `m` for the message), with their reactions.
+    pub(super) async fn select_messages(&self, tail: &str, binds: &[Bind<'_>]) -> Result<Vec<MessageRow>> {
         let sql = format!("{SELECT} {tail}");
         let rows: Vec<MessageRow> = dispatch!(self, pool => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
-            for b in binds {
-                q = match b {
-                    Bind::Text(t) => q.bind(*t),
-                    Bind::Int(i) => q.bind(*i),
-                };
-            }
-            q.fetch_all(pool).await?
+            bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())), binds).fetch_all(pool).await?
         });
         self.with_reactions(rows).await
     }
@@ -235,7 +245,8 @@ impl Store {
 }
 
 /// A bind value for the shared message query builder.
-enum Bind<'a> {
+#[derive(Clone, Copy)]
+pub(super) enum Bind<'a> {
     Text(&'a str),
     Int(i64),
 }

@@ -9,8 +9,10 @@ pub mod bootstrap;
 pub mod channels;
 pub mod events;
 pub mod messages;
+pub mod pings;
 pub mod read_state;
 pub mod roles;
+pub mod search;
 pub mod sessions;
 pub mod settings;
 pub mod threads;
@@ -109,7 +111,8 @@ impl Location {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Store {
-    /// Opens (and creates) the database, applies the embedded migrations and starts the writer.
+    /// Opens (and creates) the database, applies the embedded migrations, starts the writer and
+    /// makes sure the dialect-specific search index exists.
     pub async fn open(location: &Location, pool_size: u32, batch_max: usize, metrics: Arc<Metrics>) -> Result<Store> {
         let backend = match location {
             Location::SqliteFile(path) => {
@@ -145,7 +148,9 @@ impl Store {
         }
         .map_err(|e| crate::error::Error::Internal(format!("migrations: {e}")))?;
         let writer = writer::Writer::start(backend.clone(), batch_max, metrics);
-        Ok(Store { backend, writer })
+        let store = Store { backend, writer };
+        store.ensure_search_index().await?;
+        Ok(store)
     }
 
     /// The pool, for the aggregate modules.

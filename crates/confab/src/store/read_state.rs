@@ -1,7 +1,33 @@
-//! Per-account read positions (PROTOCOL §6.7): last-read message id and its seq, per channel or thread.
+//! Per-account read positions (PROTOCOL §6.7): last-read message id and its seq, per channel or
+//! thread, and the unread counts they imply.
+//!
+//! A count is the number of messages created after the stored seq, so it stays right when the
+//! last-read message is deleted. Counting is an index range on `messages (channel_id, thread_id,
+//! seq)` above that seq — its cost follows the unread messages, never the size of the channel —
+//! and the total comes from the `message_counts` row the writer keeps.
+
+use std::collections::HashMap;
 
 use super::{Store, dispatch};
 use crate::error::Result;
+
+/// A read position and the counts it implies, for one channel or thread.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unread {
+    /// The last-read message id, `None` when the account never read there.
+    pub last_read: Option<String>,
+    pub unread: i64,
+    pub total: i64,
+}
+
+/// A channel (thread `""`) or thread: `(channel_id, thread_id)`.
+pub type Scope = (String, String);
+
+const TOTALS: &str = "SELECT channel_id, thread_id, total FROM message_counts";
+
+const READS: &str = "SELECT r.channel_id, r.thread_id, r.last_read_id, (SELECT COUNT(*) FROM messages m \
+     WHERE m.channel_id = r.channel_id AND m.thread_id = r.thread_id AND m.seq > r.last_read_seq) \
+     FROM read_state r WHERE r.user_id = $1";
 
 impl Store {
     /// Sets the read position of `user_id` in a channel (thread `""`) or thread.
@@ -29,4 +55,51 @@ impl Store {
         });
         Ok(())
     }
+
+    /// The read state of `user_id` in one channel (thread `""`) or thread.
+    pub async fn unread(&self, user_id: &str, channel_id: &str, thread_id: &str) -> Result<Unread> {
+        let totals: Vec<(String, String, i64)> = dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{TOTALS} WHERE channel_id = $1 AND thread_id = $2")))
+                .bind(channel_id)
+                .bind(thread_id)
+                .fetch_all(pool)
+                .await?
+        });
+        let reads: Vec<(String, String, Option<String>, i64)> = dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{READS} AND r.channel_id = $2 AND r.thread_id = $3")))
+                .bind(user_id)
+                .bind(channel_id)
+                .bind(thread_id)
+                .fetch_all(pool)
+                .await?
+        });
+        let scope = (channel_id.to_owned(), thread_id.to_owned());
+        Ok(combine(totals, reads).remove(&scope).unwrap_or_default())
+    }
+
+    /// The read state of `user_id` in every channel and thread that has messages or a read
+    /// position; any other is all zero. One query per table, whatever the number of channels.
+    pub async fn unreads(&self, user_id: &str) -> Result<HashMap<Scope, Unread>> {
+        let totals: Vec<(String, String, i64)> = dispatch!(self, pool => sqlx::query_as(TOTALS).fetch_all(pool).await?);
+        let reads: Vec<(String, String, Option<String>, i64)> =
+            dispatch!(self, pool => sqlx::query_as(READS).bind(user_id).fetch_all(pool).await?);
+        Ok(combine(totals, reads))
+    }
+}
+
+/// Joins message totals with read positions: a scope never read is unread in full.
+fn combine(
+    totals: Vec<(String, String, i64)>,
+    reads: Vec<(String, String, Option<String>, i64)>,
+) -> HashMap<Scope, Unread> {
+    let mut map: HashMap<Scope, Unread> = totals
+        .into_iter()
+        .map(|(channel, thread, total)| ((channel, thread), Unread { last_read: None, unread: total, total }))
+        .collect();
+    for (channel, thread, last_read, unread) in reads {
+        let entry = map.entry((channel, thread)).or_default();
+        entry.last_read = last_read;
+        entry.unread = unread;
+    }
+    map
 }

@@ -1,7 +1,14 @@
 //! Server-wide key/value settings (server name, icon, banner) that admins change at run time.
 
-use super::{Store, dispatch};
+use super::{
+    Store, WritePool,
+    audit::{Audit, audit_in_tx},
+    dispatch,
+};
 use crate::error::Result;
+
+const UPSERT: &str =
+    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 impl Store {
     /// The stored value of `key`, if any.
@@ -15,14 +22,21 @@ impl Store {
     /// Stores `value` under `key`, replacing any previous value.
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         dispatch!(self, pool => {
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(key)
-            .bind(value)
-            .execute(pool)
-            .await?;
+            sqlx::query(UPSERT).bind(key).bind(value).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Stores every `(key, value)` together with the audit entry describing the change, in one
+    /// transaction.
+    pub async fn set_settings_audited(&self, pairs: &[(&str, &str)], audit: &Audit) -> Result<()> {
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for (key, value) in pairs {
+                sqlx::query(UPSERT).bind(key).bind(value).execute(&mut *tx).await?;
+            }
+            audit_in_tx!(tx, audit);
+            tx.commit().await?;
         });
         Ok(())
     }

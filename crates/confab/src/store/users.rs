@@ -330,3 +330,46 @@ impl Store {
         }))
     }
 }
+
+/// Accounts backed by an external identity (Rotur, PROTOCOL §2.4), keyed by the external id.
+impl Store {
+    /// The account bound to external id `external_id`.
+    pub async fn user_by_external_id(&self, external_id: &str) -> Result<Option<User>> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE external_id = $1");
+        Ok(dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(external_id).fetch_optional(pool).await?
+        }))
+    }
+
+    /// Creates an external account; "Username already taken" if the folded name exists.
+    pub async fn user_create_external(&self, new: NewUser<'_>, external_id: &str) -> Result<User> {
+        let user = self.user_create(new).await?;
+        dispatch!(self, pool => {
+            sqlx::query("UPDATE users SET external_id = $1 WHERE id = $2")
+                .bind(external_id)
+                .bind(&user.id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(user)
+    }
+
+    /// Follows a name change made at the identity provider; "Username already taken" on a clash.
+    pub async fn user_rename(&self, user_id: &str, username: &str) -> Result<()> {
+        let outcome: std::result::Result<_, sqlx::Error> = dispatch!(self, pool => {
+            sqlx::query("UPDATE users SET username = $1, username_lower = $2 WHERE id = $3")
+                .bind(username)
+                .bind(username.to_ascii_lowercase())
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        });
+        match outcome {
+            Err(e) if is_unique_violation(&e) => {
+                Err(Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken"))
+            }
+            other => Ok(other?),
+        }
+    }
+}

@@ -5,7 +5,9 @@
 //! publishes the event) and answers its caller, in seq order. A crash before the commit loses only
 //! unacknowledged changes; a crash after it loses nothing. If a batch fails, each change is retried
 //! alone so one bad change cannot sink the others. Every change that takes a seq also writes its
-//! packet to the event log in the same transaction, for `resume`.
+//! packet to the event log in the same transaction, for `resume`. The read indexes that must agree
+//! with the messages — who a message pings (`mentions`) and the per-channel `message_counts` — are
+//! kept in that same transaction too.
 
 use std::{sync::Arc, time::Instant};
 
@@ -37,10 +39,32 @@ pub struct NewMessage {
     pub ping: Option<bool>,
     /// `{"users","roles","replies"}` for the live packet.
     pub pings: Value,
+    /// The same pings by id, stored for `pings_get`.
+    pub pinged: Pinged,
     /// Embeds, attachments, interaction, webhook: stored as JSON.
     pub extra: Option<Value>,
     pub nonce: Option<String>,
     pub nonce_window_s: f64,
+}
+
+/// Who a message pings, by id (PROTOCOL §5.6), as stored in `mentions` for `pings_get`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pinged {
+    /// Mentioned accounts.
+    pub users: Vec<String>,
+    /// Mentioned roles.
+    pub roles: Vec<String>,
+    /// The replied-to author, when `ping` is not false.
+    pub reply: Option<String>,
+}
+
+impl Pinged {
+    /// `(target_kind, target_id)` rows; the kinds are those `pings_get` asks for.
+    fn rows(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let users = self.users.iter().map(|u| ("user", u.as_str()));
+        let roles = self.roles.iter().map(|r| ("role", r.as_str()));
+        users.chain(roles).chain(self.reply.iter().map(|a| ("reply", a.as_str())))
+    }
 }
 
 /// What an append did once committed.
@@ -77,10 +101,13 @@ pub struct ChannelEvent {
 /// The row change of a [`ChannelEvent`]; it must touch a row, or the event is [`Appended::Unchanged`].
 #[derive(Debug, Clone)]
 pub enum Step {
+    /// New content; `mentions` (users and roles; `reply` is ignored, it cannot change) replace the
+    /// message's stored mentions.
     Edit {
         message_id: String,
         content: String,
         extra: Option<String>,
+        mentions: Pinged,
     },
     Delete {
         message_id: String,
@@ -270,6 +297,26 @@ fn render(m: &NewMessage, seq: i64) -> String {
     )
 }
 
+/// Stores the pings of message `$id` (already in `messages`) inside `$tx`; location, author, seq
+/// and time are copied from the message row.
+macro_rules! record_pings {
+    ($tx:ident, $id:expr, $pinged:expr) => {{
+        let pinged: &Pinged = $pinged;
+        for (kind, target) in pinged.rows() {
+            sqlx::query(
+                "INSERT INTO mentions (message_id, channel_id, thread_id, target_kind, target_id, author_id, seq, \
+                 created_at) SELECT id, channel_id, thread_id, $2, $3, user_id, seq, created_at FROM messages \
+                 WHERE id = $1 ON CONFLICT (message_id, target_kind, target_id) DO NOTHING",
+            )
+            .bind($id)
+            .bind(kind)
+            .bind(target)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+
 /// One append inside an open transaction `$tx`; expands once per backend.
 macro_rules! apply {
     ($tx:ident, $m:ident) => {{
@@ -334,6 +381,15 @@ macro_rules! apply {
                         .bind(m.extra.as_ref().map(Value::to_string))
                         .execute(&mut *$tx)
                         .await?;
+                        record_pings!($tx, &m.id, &m.pinged);
+                        sqlx::query(
+                            "INSERT INTO message_counts (channel_id, thread_id, total) VALUES ($1, $2, 1) \
+                             ON CONFLICT (channel_id, thread_id) DO UPDATE SET total = message_counts.total + 1",
+                        )
+                        .bind(&m.channel_id)
+                        .bind(thread)
+                        .execute(&mut *$tx)
+                        .await?;
                         let packet = render(m, seq);
                         sqlx::query(
                             "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) \
@@ -375,15 +431,28 @@ macro_rules! apply_event {
     ($tx:ident, $e:ident) => {{
         let e: &ChannelEvent = $e;
         let touched = match &e.step {
-            Step::Edit { message_id, content, extra } => {
-                sqlx::query("UPDATE messages SET content = $1, extra = $2, edited = TRUE WHERE id = $3")
+            Step::Edit { message_id, content, extra, mentions } => {
+                let done = sqlx::query("UPDATE messages SET content = $1, extra = $2, edited = TRUE WHERE id = $3")
                     .bind(content)
                     .bind(extra)
                     .bind(message_id)
                     .execute(&mut *$tx)
-                    .await?
+                    .await?;
+                sqlx::query("DELETE FROM mentions WHERE message_id = $1 AND target_kind IN ('user', 'role')")
+                    .bind(message_id)
+                    .execute(&mut *$tx)
+                    .await?;
+                record_pings!($tx, message_id, &Pinged { reply: None, ..mentions.clone() });
+                done
             }
             Step::Delete { message_id } => {
+                sqlx::query(
+                    "UPDATE message_counts SET total = total - 1 WHERE (channel_id, thread_id) IN \
+                     (SELECT channel_id, thread_id FROM messages WHERE id = $1)",
+                )
+                .bind(message_id)
+                .execute(&mut *$tx)
+                .await?;
                 sqlx::query("DELETE FROM messages WHERE id = $1").bind(message_id).execute(&mut *$tx).await?
             }
             Step::ReactAdd { message_id, emoji, user_id, at } => {
@@ -448,6 +517,11 @@ macro_rules! apply_event {
             }
             Step::ThreadDelete { thread_id } => {
                 sqlx::query("DELETE FROM messages WHERE thread_id = $1").bind(thread_id).execute(&mut *$tx).await?;
+                sqlx::query("DELETE FROM message_counts WHERE channel_id = $1 AND thread_id = $2")
+                    .bind(&e.channel_id)
+                    .bind(thread_id)
+                    .execute(&mut *$tx)
+                    .await?;
                 sqlx::query("DELETE FROM threads WHERE id = $1").bind(thread_id).execute(&mut *$tx).await?
             }
             Step::ThreadJoin { thread_id, user_id, at } => {

@@ -1001,7 +1001,7 @@ async fn username_locks_after_five_failures() {
 
 #[tokio::test]
 async fn ip_bucket_refuses_after_ten_failures() {
-    let server = TestServer::spawn().await;
+    let server = TestServer::spawn_with(Backend::Sqlite, |cfg| cfg.rate_limits.enabled = true).await;
     server.http_register("Alice").await;
     let mut c = server.connect().await;
     // Ten failures from one address are answered normally (the bucket starts full).

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::support::{Client, TestServer};
 
 /// Makes `name` an owner and returns a fresh logged-in client for them.
-async fn owner(server: &TestServer, name: &str) -> Client {
+pub(crate) async fn owner(server: &TestServer, name: &str) -> Client {
     let mut c = server.register(name).await;
     let user = server.store.user_by_name(name).await.unwrap().unwrap();
     let roles = server.store.roles().await.unwrap();
@@ -23,7 +23,7 @@ fn names(list: &Value) -> Vec<String> {
 
 const OPEN: &str = r#"{"view":["user"],"send":["user"],"create_thread":["user"]}"#;
 
-fn open() -> Value {
+pub(crate) fn open() -> Value {
     serde_json::from_str(OPEN).unwrap()
 }
 

@@ -176,6 +176,7 @@ fn message(channel: &Channel, author: &User, content: &str) -> NewMessage {
         reply_to: None,
         ping: None,
         pings: json!({"users": [], "roles": [], "replies": []}),
+        pinged: Default::default(),
         extra: None,
         nonce: None,
         nonce_window_s: 600.0,

@@ -80,8 +80,10 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = Config { data_dir: dir.path().to_owned(), listen: addr, ..Config::default() };
-        // Tests open many sockets from one address; the per-IP auth bucket is exercised explicitly.
         config.auth.hash_workers = 2;
+        // Tests send many frames from one address and account. The limiters (per-IP auth bucket,
+        // per-class rate limits) are switched on by the tests that exercise them.
+        config.rate_limits.enabled = false;
         tweak(&mut config);
         let config = config.validated().expect("valid config");
         let location = fresh_location(backend, dir.path()).await;
