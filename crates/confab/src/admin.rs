@@ -3,12 +3,16 @@
 //! Works through the `Store` like the server does, so the same validation and role rules apply.
 
 use crate::{
-    auth::password::Hasher,
+    auth::{
+        password::Hasher,
+        tokens::{hash_token, random_token},
+    },
     config::Config,
     domain::names,
     error::{Error, Result},
     store::{
         Store,
+        audit::Audit,
         users::{AccountKind, NewUser},
     },
 };
@@ -44,6 +48,44 @@ pub async fn user_add(store: &Store, config: &Config, name: &str, roles: &[Strin
         .user_create(NewUser { username: name, kind: AccountKind::Local, password_hash: Some(hash), role_ids })
         .await?;
     Ok(format!("created {} ({}) with roles {}", user.username, user.id, roles.join(", ")))
+}
+
+/// Issues a SAUTH2 generic token for `name` (PROTOCOL §2.7, §7.7), creating the local account
+/// without a password when it does not exist. Returns the canonical name and the token, which is
+/// shown once and stored only as its digest.
+pub async fn token_issue(
+    store: &Store,
+    config: &Config,
+    name: &str,
+    audit: Option<&Audit>,
+) -> Result<(String, String)> {
+    let user = match store.user_by_name(name).await? {
+        Some(u) => u,
+        None => match store.user_by_id(name).await? {
+            Some(u) => u,
+            None => {
+                let name = names::username(name)?;
+                if name.eq_ignore_ascii_case(&config.system_username) {
+                    return Err(Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken"));
+                }
+                let role_ids = role_ids(store, &config.auth.default_roles).await?;
+                store
+                    .user_create(NewUser { username: name, kind: AccountKind::Local, password_hash: None, role_ids })
+                    .await?
+            }
+        },
+    };
+    if user.kind != AccountKind::Local.as_str() {
+        return Err(Error::forbidden("Generic tokens are only for local accounts"));
+    }
+    let token = random_token();
+    let audit = audit.map(|a| Audit {
+        target_id: Some(user.id.clone()),
+        target_name: Some(user.username.clone()),
+        ..a.clone()
+    });
+    store.sauth_token_add(&user.id, &hash_token(&token), audit.as_ref()).await?;
+    Ok((user.username, token))
 }
 
 /// One line per account: name, id, kind, roles, and whether it is banned.

@@ -66,6 +66,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub store: StoreConfig,
     pub rotur: RoturConfig,
+    pub sauth: SauthConfig,
     /// Set by `--dev` only: enables development conveniences and prints a warning.
     #[serde(skip)]
     pub dev: bool,
@@ -164,6 +165,22 @@ pub struct StoreConfig {
     pub pool_size: u32,
 }
 
+/// SAUTH2 one-time web logins (PROTOCOL §2.7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SauthConfig {
+    /// One user per token (1UPT): a generic token admits one live or pending session.
+    pub one_session_per_token: bool,
+    /// Lifetime of a pending web login.
+    pub ttl_s: u64,
+}
+
+impl Default for SauthConfig {
+    fn default() -> Self {
+        SauthConfig { one_session_per_token: true, ttl_s: 120 }
+    }
+}
+
 /// The Rotur validator service (PROTOCOL §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -199,6 +216,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             store: StoreConfig::default(),
             rotur: RoturConfig::default(),
+            sauth: SauthConfig::default(),
             dev: false,
         }
     }
@@ -358,6 +376,9 @@ impl Config {
             return bad("rotur.base_url", "must start with http:// or https://");
         }
         self.rotur.base_url = self.rotur.base_url.trim_end_matches('/').to_owned();
+        if self.sauth.ttl_s == 0 {
+            return bad("sauth.ttl_s", "must be at least 1");
+        }
         if self.rotur.timeout_s == 0 {
             return bad("rotur.timeout_s", "must be at least 1");
         }

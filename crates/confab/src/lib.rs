@@ -54,6 +54,7 @@ async fn housekeeping(state: AppState) {
         }
         state.throttle.prune();
         state.limiter.prune();
+        state.web_logins.prune();
         if minutes.is_multiple_of(60) {
             let window = state.config.limits.nonce_window_s as f64;
             if let Err(e) = state.store.events_prune().await {

@@ -54,6 +54,16 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage SAUTH2 generic tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a generic token for USER (created as a local account without a password if needed).
+    /// The token is printed once; only its digest is stored.
+    Issue { user: String },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +122,15 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             let store = confab::open_store(&config, Arc::default()).await?;
             store.close().await;
             println!("database is migrated");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Issue { user }) => {
+            let store = confab::open_store(&config, Arc::default()).await?;
+            let out = confab::admin::token_issue(&store, &config, &user, None).await;
+            store.close().await;
+            let (name, token) = out.map_err(|e| anyhow::anyhow!("{}", e.text()))?;
+            eprintln!("generic token for {name} (shown once):");
+            println!("{token}");
             Ok(())
         }
         Command::User(cmd) => {

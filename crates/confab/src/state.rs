@@ -48,6 +48,8 @@ pub struct Inner {
     pub throttle: AuthThrottle,
     /// Per-account limits by command class.
     pub limiter: crate::ratelimit::Limiter,
+    /// Pending SAUTH2 web logins.
+    pub web_logins: crate::auth::sauth::WebLogins,
     /// The Rotur validator service (modes `rotur` and `mixed`).
     pub rotur: crate::auth::rotur::Rotur,
     pub metrics: Arc<Metrics>,
@@ -127,6 +129,10 @@ impl AppState {
             hasher,
             throttle,
             limiter: crate::ratelimit::Limiter::new(config.rate_limits.enabled),
+            web_logins: crate::auth::sauth::WebLogins::new(
+                std::time::Duration::from_secs(config.sauth.ttl_s),
+                config.sauth.one_session_per_token,
+            ),
             rotur: crate::auth::rotur::Rotur::new(
                 &config.rotur.base_url,
                 std::time::Duration::from_secs(config.rotur.timeout_s),

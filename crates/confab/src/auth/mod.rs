@@ -5,5 +5,6 @@
 pub mod jwt;
 pub mod password;
 pub mod rotur;
+pub mod sauth;
 pub mod throttle;
 pub mod tokens;

@@ -20,8 +20,23 @@ use crate::{
 pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Result<()> {
     let state = s.state.clone();
     let ip = s.ip;
-    let local = state.config.auth_mode.local_enabled();
     let rotur = state.config.auth_mode != crate::config::AuthMode::Local;
+    if matches!(frame.cmd.as_str(), "auth" | "login" | "register" | "botauth") {
+        // A new auth frame cancels a pending SAUTH2 login on this connection (PROTOCOL §2.2).
+        state.web_logins.cancel(s.conn_id);
+    }
+    if frame.cmd == "tokenauth" {
+        if let Err(e) = super::sauth::redeem(s, frame).await {
+            s.auth_error(frame, &e);
+        }
+        return Ok(());
+    }
+    if let ("auth", Some(username), Some(token)) = (frame.cmd.as_str(), frame.str("username"), frame.str("token")) {
+        if let Err(e) = super::sauth::start(s, frame, username, token).await {
+            s.auth_error(frame, &e);
+        }
+        return Ok(());
+    }
     if frame.cmd == "auth" && frame.get("token").is_none() && rotur {
         return rotur_auth(s, frame).await;
     }
@@ -33,20 +48,12 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
             let username = frame.str("username");
             match (token, username) {
                 (Some(token), None) => state.token_login(ip, token).await.map(|(u, sid)| (u, Some(sid), false)),
-                (Some(_), Some(_)) if local => Err(state.auth_failed(
-                    ip,
-                    "sauth",
-                    Error::new(ErrorCode::InvalidToken, "Invalid username or token"),
-                )),
-                (Some(_), Some(_)) => Err(local_disabled()),
                 _ => Err(Error::new(
                     ErrorCode::RoturDisabled,
                     "Rotur authentication is disabled. Use login or register commands.",
                 )),
             }
         }
-        "tokenauth" if local => Err(Error::new(ErrorCode::NoPendingLogin, "No web login pending")),
-        "tokenauth" => Err(local_disabled()),
         "botauth" => Err(Error::new(ErrorCode::BotsDisabled, "Bot authentication is disabled")),
         _ => {
             let _ = state.throttle.charge_ip(ip);
@@ -102,10 +109,6 @@ async fn rotur_auth(s: &mut Session, frame: &Frame) -> crate::error::Result<()> 
     Ok(())
 }
 
-fn local_disabled() -> Error {
-    Error::new(ErrorCode::LocalAuthDisabled, "Local accounts are disabled on this server")
-}
-
 fn too_many() -> Error {
     Error::new(ErrorCode::TooManyConnections, "Too many connections")
 }
@@ -131,6 +134,18 @@ pub async fn complete(
     let conn = Arc::new(Conn::new(s.conn_id, identity.clone(), s.outbox.clone()));
     let count = state.hub.register(conn.clone(), viewable);
     s.conn = Some(conn);
+    // A ban or timeout saved while this login was in flight would miss a connection registered
+    // after it: read the account again now that the hub knows the connection.
+    match state.store.user_by_id(&identity.user.id).await? {
+        Some(fresh) if fresh.banned => {
+            s.close(CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned")));
+            return Err(accounts::banned());
+        }
+        Some(fresh) if fresh.timeout_until != identity.user.timeout_until => {
+            super::users::refresh_account(&state, &fresh);
+        }
+        _ => {}
+    }
     state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), 1);
 
     let u = &identity.user;

@@ -27,9 +27,6 @@ fn settle(outcome: Appended, not_found: &str) -> Result<()> {
 
 /// `message_edit`: only the author, with `edit_own`; embeds, when given, replace the old ones.
 pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
-    if super::timeout::refuse_if_timed_out(s, frame, "messages") {
-        return Ok(());
-    }
     let me = s.me()?.clone();
     let state = s.state.clone();
     let content = frame.str("content").filter(|c| !c.trim().is_empty());

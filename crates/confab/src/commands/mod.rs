@@ -16,6 +16,7 @@ pub mod presence;
 pub mod reactions;
 pub mod resume;
 pub mod roles;
+pub mod sauth;
 pub mod server;
 pub mod target;
 pub mod threads;

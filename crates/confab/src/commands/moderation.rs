@@ -160,6 +160,7 @@ pub async fn user_ban(s: &mut Session, frame: &Frame) -> Result<()> {
     let changed = state.store.user_set_banned(&target.id, true, &audit(&me, "user_ban", &target, json!({}))).await?;
     let order = CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned"));
     state.hub.close_where(|c| c.user_id == target.id, &order);
+    state.web_logins.forget_user(&target.id);
     s.reply(frame, "user_ban", json!({"user": target.username, "banned": changed}));
     Ok(())
 }
@@ -242,6 +243,7 @@ pub async fn user_delete(s: &mut Session, frame: &Frame) -> Result<()> {
     }
     let order = CloseOrder::new(close::BANNED, "Account deleted", Some("Account deleted"));
     state.hub.close_where(|c| c.user_id == target.id, &order);
+    state.web_logins.forget_user(&target.id);
     s.reply(frame, "user_delete", json!({"user": target.username, "deleted": true}));
     let leave = wire::packet("user_leave", json!({"username": target.username}));
     state.hub.to_all_but_user(&Packet::from(leave), &target.id, false);

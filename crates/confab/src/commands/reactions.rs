@@ -16,9 +16,6 @@ const MAX_DISTINCT: i64 = 20;
 
 /// Adds (`add = true`) or removes one reaction of the requester.
 pub async fn react(s: &mut Session, frame: &Frame, add: bool) -> Result<()> {
-    if super::timeout::refuse_if_timed_out(s, frame, "reactions") {
-        return Ok(());
-    }
     let me = s.me()?.clone();
     let state = s.state.clone();
     let (Some(id), Some(emoji)) = (frame.str("id"), frame.str("emoji")) else {

@@ -71,6 +71,8 @@ async fn roles_changed(state: &AppState, visibility: bool) -> Result<()> {
     Ok(())
 }
 
+/// The requester, if they hold `manage_roles` (every role write needs it, PROTOCOL §5.4); checked
+/// before anything else so a user without it learns nothing about roles from the errors.
 fn require_manage_roles(s: &Session) -> Result<Arc<Identity>> {
     let me = s.me()?;
     if !me.actor.has("manage_roles") {
@@ -80,7 +82,7 @@ fn require_manage_roles(s: &Session) -> Result<Arc<Identity>> {
 }
 
 /// A non-empty string field, treating `""` like a missing one.
-fn given<'a>(value: Option<&'a Value>) -> Option<&'a Value> {
+fn given(value: Option<&Value>) -> Option<&Value> {
     value.filter(|v| v.as_str() != Some(""))
 }
 
@@ -100,7 +102,7 @@ fn top_position(me: &Identity, dir: &Directory) -> Option<i64> {
     dir.roles_of(&ids).first().map(|r| r.position)
 }
 
-/// `can_manage_role` for `role` at `position` (PROTOCOL §5.3).
+/// `can_manage_role` for the role `name` at `position` (PROTOCOL §5.3).
 fn check_manage(me: &Identity, dir: &Directory, name: &str, position: i64) -> Result<()> {
     can_manage_role(&me.actor, top_position(me, dir), name, position).map_err(Error::forbidden)
 }
@@ -117,6 +119,7 @@ fn audit(me: &Identity, action: &'static str, target: Option<(&str, &str)>, deta
     }
 }
 
+/// A role field of the wrong JSON type (PROTOCOL names no text for this case).
 fn bad_field() -> Error {
     Error::bad_request("Invalid role field")
 }

@@ -8,9 +8,6 @@ use crate::{error::Result, gateway::Session, hub::Packet, wire};
 
 /// `typing {channel|thread_id}` → G S→V(ch).
 pub async fn typing(s: &mut Session, frame: &Frame) -> Result<()> {
-    if super::timeout::refuse_if_timed_out(s, frame, "typing") {
-        return Ok(());
-    }
     if !has_target(frame) {
         return Err(crate::error::Error::bad_request("Channel name or thread_id not provided"));
     }

@@ -44,7 +44,7 @@ pub fn can_manage_role(actor: &Actor, actor_top: Option<i64>, name: &str, positi
     if actor.is_owner() {
         return Ok(());
     }
-    if actor_top.is_none_or(|top| position < top) {
+    if actor_top.is_none_or(|top| position <= top) {
         return Err("Cannot manage roles at or above your position".to_owned());
     }
     if listed(&OWNER_ONLY, name) {

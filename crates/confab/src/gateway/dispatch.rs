@@ -59,6 +59,8 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "rate_limit_reset" => commands::limits::reset(s, &frame).await,
             "rate_limit_status" => commands::limits::status(s, &frame).await,
             "resume" => commands::resume::resume(s, &frame).await,
+            "sauth_token_create" => commands::sauth::create(s, &frame).await,
+            "sauth_token_revoke" => commands::sauth::revoke(s, &frame).await,
             "role_create" => commands::roles::create(s, &frame).await,
             "role_delete" => commands::roles::delete(s, &frame).await,
             "role_permissions_get" => commands::roles::permissions_get(s, &frame).await,

@@ -38,6 +38,8 @@ pub const COMMANDS: &[&str] = &[
     "rate_limit_status",
     "register",
     "resume",
+    "sauth_token_create",
+    "sauth_token_revoke",
     "role_create",
     "role_delete",
     "role_permissions_get",
@@ -60,6 +62,7 @@ pub const COMMANDS: &[&str] = &[
     "thread_leave",
     "thread_messages",
     "thread_update",
+    "tokenauth",
     "typing",
     "unreads_ack",
     "unreads_count",
@@ -79,8 +82,14 @@ pub const COMMANDS: &[&str] = &[
 
 /// The command names advertised under the current configuration, sorted by byte value.
 pub fn capabilities(mode: AuthMode) -> Vec<&'static str> {
-    let mut caps: Vec<&'static str> =
-        COMMANDS.iter().copied().filter(|c| mode.local_enabled() || !matches!(*c, "login" | "register")).collect();
+    let mut caps: Vec<&'static str> = COMMANDS
+        .iter()
+        .copied()
+        .filter(|c| {
+            mode.local_enabled()
+                || !matches!(*c, "login" | "register" | "tokenauth" | "sauth_token_create" | "sauth_token_revoke")
+        })
+        .collect();
     caps.sort_unstable();
     caps
 }
@@ -91,8 +100,9 @@ pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
     let mut extensions =
         vec!["array_frames", "close_codes", "durable_acks", "error_codes", "idempotent_send", "resume"];
     if cfg.auth_mode.local_enabled() {
-        extensions.push("token_auth");
+        extensions.extend(["sauth2", "token_auth"]);
     }
+    extensions.sort_unstable();
     let val: Value = json!({
         "server": state.server_info().await?,
         "limits": {"post_content": cfg.limits.post_content, "search_results": cfg.limits.search_results},
@@ -111,6 +121,7 @@ pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
             "nonce_max": 64,
             "nonce_window_s": cfg.limits.nonce_window_s,
             "resume_max_events": crate::commands::resume::MAX_EVENTS,
+            "sauth_ttl_s": cfg.sauth.ttl_s,
         },
     });
     Ok(crate::wire::packet("handshake", json!({"val": val})))

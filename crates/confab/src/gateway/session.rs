@@ -181,6 +181,7 @@ pub async fn run(
             serve(&mut session, &mut socket, inbox).await;
         }
         crate::commands::auth::disconnected(&mut session);
+        state.web_logins.release(session.conn_id);
     }
     metrics.gauge("confab_connections", "state=\"open\"".into(), -1);
 }
@@ -270,7 +271,11 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                 let _ = socket.send(Message::Ping(Default::default())).await;
             }
             () = &mut deadline, if !session.authenticated() => {
-                break CloseOrder::new(close::AUTH_TIMEOUT, "Authentication timed out", None);
+                // A pending SAUTH2 login extends the deadline to its own expiry (PROTOCOL §2.2).
+                match state.web_logins.expiry(session.conn_id) {
+                    Some(until) if until > Instant::now() => deadline.as_mut().reset(until.into()),
+                    _ => break CloseOrder::new(close::AUTH_TIMEOUT, "Authentication timed out", None),
+                }
             }
         }
     };

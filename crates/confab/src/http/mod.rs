@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 mod info;
+mod sauth;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(info::healthz))
         .route("/readyz", get(info::readyz))
         .route("/metrics", get(info::metrics))
+        .route("/sauth/{id}", get(sauth::show))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), cors))

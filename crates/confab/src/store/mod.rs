@@ -12,6 +12,7 @@ pub mod messages;
 pub mod pings;
 pub mod read_state;
 pub mod roles;
+pub mod sauth;
 pub mod search;
 pub mod sessions;
 pub mod settings;

@@ -13,6 +13,7 @@ mod moderation;
 mod reads;
 mod roles;
 mod rotur;
+mod sauth;
 mod smoke;
 mod store;
 mod support;
