@@ -38,6 +38,10 @@ impl Histogram {
 /// The registry. One per server; shared by reference count.
 #[derive(Default)]
 pub struct Metrics {
+    /// Hot counters touched once per frame or per recipient: plain atomics, no map lookup.
+    frames_in: AtomicU64,
+    frames_out: AtomicU64,
+    overflows: AtomicU64,
     counters: DashMap<(&'static str, String), AtomicU64>,
     gauges: DashMap<(&'static str, String), AtomicI64>,
     histograms: DashMap<(&'static str, String), Histogram>,
@@ -58,6 +62,21 @@ const HELP: [(&str, &str, &str); 11] = [
 ];
 
 impl Metrics {
+    /// One frame received from a client.
+    pub fn frame_in(&self) {
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One packet queued to a client.
+    pub fn frame_out(&self) {
+        self.frames_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One connection closed because its queue overflowed.
+    pub fn overflow(&self) {
+        self.overflows.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Adds `n` to counter `name{labels}`.
     pub fn add(&self, name: &'static str, labels: String, n: u64) {
         if let Some(c) = self.counters.get(&(name, labels.clone())) {
@@ -97,6 +116,16 @@ impl Metrics {
         let mut out = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let hot = match name {
+                "confab_frames_in_total" => Some(&self.frames_in),
+                "confab_frames_out_total" => Some(&self.frames_out),
+                "confab_queue_overflows_total" => Some(&self.overflows),
+                _ => None,
+            };
+            if let Some(counter) = hot {
+                let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+                continue;
+            }
             match kind {
                 "counter" => {
                     let mut rows: Vec<_> = self

@@ -240,7 +240,7 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                 last_seen = Instant::now();
                 match incoming {
                     Ok(Message::Text(text)) => {
-                        state.metrics.inc("confab_frames_in_total", String::new());
+                        state.metrics.frame_in();
                         match confab_proto::decode_frame(text.as_str()) {
                             Ok(frame) => super::dispatch::handle(session, frame).await,
                             Err(bad) => {

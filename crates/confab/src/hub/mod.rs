@@ -236,10 +236,10 @@ impl Hub {
     /// Counts a push and closes its connection with 4009 on overflow.
     pub fn account(&self, out: &Outbox, pushed: outbox::Pushed) {
         match pushed {
-            outbox::Pushed::Queued => self.metrics.inc("confab_frames_out_total", String::new()),
+            outbox::Pushed::Queued => self.metrics.frame_out(),
             outbox::Pushed::Dropped | outbox::Pushed::Closed => {}
             outbox::Pushed::Overflow => {
-                self.metrics.inc("confab_queue_overflows_total", String::new());
+                self.metrics.overflow();
                 out.control().close(CloseOrder::slow_consumer());
             }
         }
