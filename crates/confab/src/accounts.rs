@@ -32,14 +32,16 @@ pub struct RoturLogin {
     pub old_name: Option<String>,
 }
 
-fn rate_limited(wait: std::time::Duration) -> Error {
+/// The `auth_error` while an IP bucket is empty or a username is locked (PROTOCOL §4.5, §8.3).
+pub fn rate_limited(wait: std::time::Duration) -> Error {
     Error::new(
         ErrorCode::AuthRateLimited,
         format!("Too many authentication attempts. Try again in {} seconds", whole_seconds(wait)),
     )
 }
 
-fn busy(_: Busy) -> Error {
+/// The answer when the hashing pool's queue is full (PROTOCOL §8.3).
+pub(crate) fn busy(_: Busy) -> Error {
     Error::new(ErrorCode::Busy, "Server busy, try again")
 }
 
@@ -152,6 +154,45 @@ impl AppState {
                 Err(self.auth_failed(ip, "password", Error::new(ErrorCode::InvalidCredentials, "Invalid password")))
             }
         }
+    }
+
+    /// Changes the password of `user` (already authenticated by an access token) after checking
+    /// the current one through the hashing pool, then revokes every session family of the account
+    /// in the same commit (PROTOCOL §8.4). The new password follows the registration rules. A
+    /// wrong current password counts against the username lock and the IP bucket like a failed
+    /// login. The caller closes the account's sockets.
+    pub async fn change_password(
+        &self,
+        ip: IpAddr,
+        user: &User,
+        current: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<()> {
+        self.local_enabled()?;
+        self.auth_gate(ip)?;
+        let (Some(current), Some(new)) = (current, new) else {
+            return Err(Error::new(ErrorCode::MissingCredentials, "password and new_password are required"));
+        };
+        names::password_length(new, self.config.auth.password_min, self.config.auth.password_max)?;
+        let key = names::fold(&user.username);
+        self.throttle.check_name(&key).map_err(rate_limited)?;
+        let stored = user.password_hash.clone().filter(|_| user.kind == AccountKind::Local.as_str());
+        match self.hasher.verify(current.to_owned(), stored).await.map_err(busy)? {
+            Verified::Ok { .. } => {}
+            Verified::Wrong => {
+                self.throttle.fail_name(&key);
+                return Err(self.auth_failed(
+                    ip,
+                    "password_change",
+                    Error::new(ErrorCode::InvalidCredentials, "Invalid password"),
+                ));
+            }
+        }
+        let hash = self.hasher.hash(new.to_owned()).await.map_err(busy)?;
+        self.store.password_change(&user.id, &hash).await?;
+        self.throttle.succeed_name(&key);
+        self.metrics.inc("confab_auth_attempts_total", "method=\"password_change\",outcome=\"success\"".into());
+        Ok(())
     }
 
     /// Verifies a JWT access token and its session family (PROTOCOL §2.5, §8.4).

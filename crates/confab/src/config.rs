@@ -67,6 +67,10 @@ pub struct Config {
     pub store: StoreConfig,
     pub rotur: RoturConfig,
     pub sauth: SauthConfig,
+    /// Whether bots may authenticate and be managed (PROTOCOL §2.8, §7.7).
+    pub bots_enabled: bool,
+    /// Bots defined in the configuration file; created or updated at start.
+    pub bots: Vec<BotConfig>,
     /// Set by `--dev` only: enables development conveniences and prints a warning.
     #[serde(skip)]
     pub dev: bool,
@@ -126,6 +130,9 @@ pub struct LimitsConfig {
     pub queue_packets: usize,
     pub queue_bytes: usize,
     pub nonce_window_s: u64,
+    /// Events kept per channel for `resume`, and their maximum age (PROTOCOL §7.2).
+    pub event_retention: u64,
+    pub event_retention_days: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +188,24 @@ impl Default for SauthConfig {
     }
 }
 
+/// A bot defined in the configuration file (PROTOCOL §2.8): `name`, exactly one of `token` and
+/// `token_hash`, and optional `roles` (default `auth.default_roles`). A plain `token` is replaced by
+/// its digest when the configuration is validated, so it is never kept in memory or printed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct BotConfig {
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    /// SHA-256 hex digest of the token.
+    pub token_hash: String,
+    pub roles: Vec<String>,
+}
+
+/// The shortest plain bot token accepted from the configuration file: 43 base64url characters
+/// carry 256 bits, the entropy PROTOCOL §8.3 asks of every token.
+pub const BOT_TOKEN_MIN: usize = 43;
+
 /// The Rotur validator service (PROTOCOL §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -217,6 +242,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             rotur: RoturConfig::default(),
             sauth: SauthConfig::default(),
+            bots_enabled: true,
+            bots: Vec::new(),
             dev: false,
         }
     }
@@ -269,6 +296,8 @@ impl Default for LimitsConfig {
             queue_packets: 2048,
             queue_bytes: 1 << 20,
             nonce_window_s: 600,
+            event_retention: 10_000,
+            event_retention_days: 7.0,
         }
     }
 }
@@ -376,6 +405,9 @@ impl Config {
             return bad("rotur.base_url", "must start with http:// or https://");
         }
         self.rotur.base_url = self.rotur.base_url.trim_end_matches('/').to_owned();
+        if self.limits.event_retention == 0 || self.limits.event_retention_days <= 0.0 {
+            return bad("limits.event_retention", "must be positive");
+        }
         if self.sauth.ttl_s == 0 {
             return bad("sauth.ttl_s", "must be at least 1");
         }
@@ -395,6 +427,7 @@ impl Config {
                 return bad("security.trusted_proxies", &format!("`{cidr}` is not a CIDR"));
             }
         }
+        self.validate_bots()?;
         if self.auth.jwt_issuer.is_empty() {
             self.auth.jwt_issuer = self.public_url.clone();
         }
@@ -402,6 +435,47 @@ impl Config {
             self.auth.jwt_audience = self.public_url.clone();
         }
         Ok(self)
+    }
+
+    /// Checks `bots[]` (names follow the username rules and are unique; exactly one of `token` and
+    /// `token_hash`) and replaces each plain token by its digest.
+    fn validate_bots(&mut self) -> Result<(), ConfigError> {
+        let mut seen: Vec<String> = Vec::new();
+        for (i, bot) in self.bots.iter_mut().enumerate() {
+            let bad = |field: &str, why: &str| Err(ConfigError(format!("key `bots[{i}].{field}`: {why}")));
+            let Ok(name) = crate::domain::names::username(&bot.name) else {
+                return bad("name", "must be 2-32 characters from letters, digits, `_` and `-`");
+            };
+            bot.name = name.to_owned();
+            let folded = bot.name.to_ascii_lowercase();
+            if folded == self.system_username.to_ascii_lowercase() {
+                return bad("name", "is the reserved system username");
+            }
+            if seen.contains(&folded) {
+                return bad("name", "names another bot already (names are case-insensitive)");
+            }
+            seen.push(folded);
+            match (bot.token.is_empty(), bot.token_hash.is_empty()) {
+                (false, false) | (true, true) => return bad("token", "set exactly one of token and token_hash"),
+                (false, true) => {
+                    if bot.token.chars().count() < BOT_TOKEN_MIN {
+                        return bad("token", &format!("must be at least {BOT_TOKEN_MIN} characters"));
+                    }
+                    bot.token_hash = crate::auth::tokens::hash_token(&bot.token);
+                    bot.token.clear();
+                }
+                (true, false) => {
+                    if bot.token_hash.len() != 64 || !bot.token_hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                        return bad("token_hash", "must be a SHA-256 digest: 64 hexadecimal digits");
+                    }
+                    bot.token_hash.make_ascii_lowercase();
+                }
+            }
+            if bot.roles.iter().any(|r| !crate::domain::names::role_name_ok(r)) {
+                return bad("roles", "must be role names");
+            }
+        }
+        Ok(())
     }
 
     /// The configuration as TOML with secrets replaced, for `confab config`.
@@ -443,6 +517,38 @@ mod tests {
         assert!(err.contains("security.dead_peer_s"), "{err}");
         let c = Config { database_url: "mysql://x".into(), ..Config::default() };
         assert!(c.validated().unwrap_err().to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn bots_are_checked_and_plain_tokens_hashed() {
+        let token = "t".repeat(43);
+        let bot = |name: &str, token: &str, hash: &str| BotConfig {
+            name: name.into(),
+            token: token.into(),
+            token_hash: hash.into(),
+            roles: Vec::new(),
+        };
+        let c = Config { bots: vec![bot(" notifier ", &token, "")], ..Config::default() }.validated().unwrap();
+        assert_eq!(c.bots[0].name, "notifier");
+        assert_eq!(c.bots[0].token, "");
+        assert_eq!(c.bots[0].token_hash, crate::auth::tokens::hash_token(&token));
+        assert!(!c.redacted_toml().contains(&token));
+        let cases = [
+            (vec![bot("x", &token, "")], "bots[0].name"),
+            (vec![bot("originChats", &token, "")], "bots[0].name"),
+            (vec![bot("a1", &token, ""), bot("A1", &token, "")], "bots[1].name"),
+            (vec![bot("a1", "short", "")], "bots[0].token"),
+            (vec![bot("a1", "", "")], "bots[0].token"),
+            (vec![bot("a1", &token, &"a".repeat(64))], "bots[0].token"),
+            (vec![bot("a1", "", "not hex")], "bots[0].token_hash"),
+        ];
+        for (bots, key) in cases {
+            let err = Config { bots, ..Config::default() }.validated().unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+        let upper = "A".repeat(64);
+        let c = Config { bots: vec![bot("a1", "", &upper)], ..Config::default() }.validated().unwrap();
+        assert_eq!(c.bots[0].token_hash, "a".repeat(64));
     }
 
     #[test]

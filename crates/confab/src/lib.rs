@@ -42,29 +42,39 @@ use crate::{config::Config, metrics::Metrics, state::AppState, store::Store};
 /// How long shutdown waits for sockets to say goodbye before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Periodic upkeep until shutdown: forget idle throttle entries every minute; prune the resume log
-/// and expired nonces every hour (and once at start).
+/// Periodic upkeep until shutdown: forget idle throttle entries every minute; prune the stored
+/// logs every hour. (They are pruned once before serving, in [`run_with_store`].)
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
     let mut minutes = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = state.shutdown.cancelled() => break,
         }
+        minutes += 1;
         state.throttle.prune();
         state.limiter.prune();
         state.web_logins.prune();
         if minutes.is_multiple_of(60) {
-            let window = state.config.limits.nonce_window_s as f64;
-            if let Err(e) = state.store.events_prune().await {
-                tracing::warn!("pruning the event log: {e}");
-            }
-            if let Err(e) = state.store.nonces_prune(window).await {
-                tracing::warn!("pruning nonces: {e}");
-            }
+            prune_logs(&state).await;
         }
-        minutes += 1;
+    }
+}
+
+/// Prunes the resume log to its retention, expired idempotency nonces and old audit entries.
+async fn prune_logs(state: &AppState) {
+    let limits = &state.config.limits;
+    let max_age = limits.event_retention_days * 86_400.0;
+    if let Err(e) = state.store.events_prune(limits.event_retention as i64, max_age).await {
+        tracing::warn!("pruning the event log: {e}");
+    }
+    if let Err(e) = state.store.nonces_prune(limits.nonce_window_s as f64).await {
+        tracing::warn!("pruning nonces: {e}");
+    }
+    if let Err(e) = state.store.audit_prune().await {
+        tracing::warn!("pruning the audit log: {e}");
     }
 }
 
@@ -100,6 +110,7 @@ pub async fn run_with_store(
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, store = store.kind(), public_url = %state.config.public_url, "confab serving");
 
+    prune_logs(&state).await;
     let pruner = tokio::spawn(housekeeping(state.clone()));
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

@@ -52,6 +52,8 @@ pub struct Inner {
     pub web_logins: crate::auth::sauth::WebLogins,
     /// The Rotur validator service (modes `rotur` and `mixed`).
     pub rotur: crate::auth::rotur::Rotur,
+    /// Slash commands registered by this node's live connections.
+    pub slash: crate::hub::slash::SlashRegistry,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     /// Set once shutdown begins; `/readyz` reports `draining`.
@@ -137,6 +139,7 @@ impl AppState {
                 &config.rotur.base_url,
                 std::time::Duration::from_secs(config.rotur.timeout_s),
             ),
+            slash: crate::hub::slash::SlashRegistry::default(),
             config,
             store,
             jwt,

@@ -73,12 +73,18 @@ impl JwtKeys {
 
     /// Issues an access token for account `sub` in session family `sid`.
     pub fn issue(&self, sub: &str, sid: &str, now: f64) -> String {
+        self.issue_for(sub, sid, now, self.ttl_s)
+    }
+
+    /// Issues an access token living `ttl_s` seconds instead of the configured lifetime. Only the
+    /// `--dev` test token uses it: it stays an ordinary token, so the verifier needs no exception.
+    pub fn issue_for(&self, sub: &str, sid: &str, now: f64, ttl_s: u64) -> String {
         let (kid, secret) = &self.keys[0];
         let header = json!({"alg": "HS256", "typ": ACCESS_TYP, "kid": kid});
         let iat = now.floor() as i64;
         let claims = json!({
             "iss": self.issuer, "aud": self.audience, "sub": sub, "sid": sid,
-            "iat": iat, "exp": iat + self.ttl_s as i64, "jti": uuid::Uuid::now_v7().to_string(),
+            "iat": iat, "exp": iat + ttl_s as i64, "jti": uuid::Uuid::now_v7().to_string(),
         });
         let signing_input =
             format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));

@@ -130,35 +130,36 @@ pub async fn complete(
         return Err(too_many());
     }
     let identity = Arc::new(state.identity(user, session_id).await?);
-    let viewable = state.directory().viewable(&identity.actor);
-    let conn = Arc::new(Conn::new(s.conn_id, identity.clone(), s.outbox.clone()));
-    let count = state.hub.register(conn.clone(), viewable);
-    s.conn = Some(conn);
-    // A ban or timeout saved while this login was in flight would miss a connection registered
-    // after it: read the account again now that the hub knows the connection.
-    match state.store.user_by_id(&identity.user.id).await? {
-        Some(fresh) if fresh.banned => {
-            s.close(CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned")));
-            return Err(accounts::banned());
-        }
-        Some(fresh) if fresh.timeout_until != identity.user.timeout_until => {
-            super::users::refresh_account(&state, &fresh);
-        }
-        _ => {}
-    }
-    state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), 1);
-
     let u = &identity.user;
     let ready_user = json!({
         "id": u.id, "username": u.username, "nickname": u.nickname, "roles": identity.role_names(),
         "status": {"status": u.status, "text": u.status_text}, "pfp_url": u.pfp_url,
         "cracked": u.cracked(), "bot": u.is_bot(),
     });
+    // auth_success and ready are queued before the connection joins any audience, so they are the
+    // first two packets it gets after authenticating (PROTOCOL §2.9).
     s.send(wire::with_listener(&wire::packet("auth_success", json!({"val": "Authentication successful"})), listener));
     s.send(wire::with_listener(
         &wire::packet("ready", json!({"user": ready_user, "validator": random_token()})),
         listener,
     ));
+    let viewable = state.directory().viewable(&identity.actor);
+    let conn = Arc::new(Conn::new(s.conn_id, identity.clone(), s.outbox.clone()));
+    let count = state.hub.register(conn.clone(), viewable);
+    s.conn = Some(conn);
+    state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), 1);
+    // A ban or timeout saved while this login was in flight would miss a connection registered
+    // after it: read the account again now that the hub knows the connection.
+    match state.store.user_by_id(&identity.user.id).await? {
+        Some(fresh) if fresh.banned => {
+            s.close(CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned")));
+            return Ok(());
+        }
+        Some(fresh) if fresh.timeout_until != identity.user.timeout_until => {
+            super::users::refresh_account(&state, &fresh);
+        }
+        _ => {}
+    }
     if created {
         let join = wire::packet("user_join", json!({"user": identity.presence()}));
         state.hub.to_all(&join.into(), None, false);

@@ -1,5 +1,5 @@
 //! `message_new` (PROTOCOL §6.1, §7.3, §7.4): validation in protocol order, mentions, and the
-//! durable, idempotent append.
+//! durable, idempotent append that every posted message shares (slash-command output too).
 
 use confab_proto::{ErrorCode, Frame};
 use serde_json::{Value, json};
@@ -12,8 +12,9 @@ use crate::{
     domain::{embeds, mentions},
     error::{Error, Result},
     gateway::Session,
-    state::Directory,
+    state::{AppState, Directory, Identity},
     store::{
+        messages::MessageRow,
         threads::ThreadRow,
         writer::{Appended, NewMessage, Pinged},
     },
@@ -94,35 +95,70 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     if has_attachments {
         return Err(Error::new(ErrorCode::Disabled, "Attachments are disabled"));
     }
-
-    let mentioned = mentions(&state, content).await?;
-    let reply_ping = reply_to.as_ref().filter(|_| ping != Some(false));
-    let replies: Vec<&str> = reply_ping.map(|r| r.author.as_str()).into_iter().collect();
-    let message = NewMessage {
-        id: uuid::Uuid::now_v7().to_string(),
-        channel_id: channel.row.id.clone(),
-        channel_name: channel.row.name.clone(),
-        thread_id: target.thread.as_ref().map(|t| t.id.clone()),
+    let draft = Draft {
         user_id: Some(me.user.id.clone()),
         author_name: me.user.username.clone(),
         content: content.to_owned(),
-        created_at: crate::store::now(),
-        reply_to: reply_to.as_ref().map(|r| (r.id.clone(), r.author.clone())),
+        reply_to,
         ping,
-        pings: json!({"users": mentioned.user_names(), "roles": mentioned.role_names(), "replies": replies}),
-        pinged: Pinged { reply: reply_ping.and_then(|r| r.user_id.clone()), ..mentioned.ids() },
         extra: embeds.map(|e| json!({"embeds": e})),
         nonce,
-        nonce_window_s: state.config.limits.nonce_window_s as f64,
     };
+    post(s, frame, &target, draft).await
+}
 
-    // Publishing happens inside the writer, right after the commit and in seq order.
-    let on_commit = target::publisher(s, frame.listener(), &channel.row.id);
+/// A validated message before it is stored: what `message_new`, slash-command output and
+/// `slash_response` share. Mentions and pings are derived from it by [`prepare`].
+#[derive(Debug, Clone, Default)]
+pub struct Draft {
+    /// `None` for server-generated messages (shown as the system username).
+    pub user_id: Option<String>,
+    pub author_name: String,
+    pub content: String,
+    pub reply_to: Option<MessageRow>,
+    pub ping: Option<bool>,
+    /// Embeds, interaction …: stored as JSON (PROTOCOL §5.6).
+    pub extra: Option<Value>,
+    pub nonce: Option<String>,
+}
+
+/// The stored form of `draft` in `target`: a fresh id, the mentions it makes (PROTOCOL §5.6) and
+/// the pings of its live packet.
+pub async fn prepare(state: &AppState, target: &Target<'_>, draft: Draft) -> Result<NewMessage> {
+    let mentioned = mentions(state, &draft.content).await?;
+    let reply_ping = draft.reply_to.as_ref().filter(|_| draft.ping != Some(false));
+    let replies: Vec<&str> = reply_ping.map(|r| r.author.as_str()).into_iter().collect();
+    Ok(NewMessage {
+        id: uuid::Uuid::now_v7().to_string(),
+        channel_id: target.channel.row.id.clone(),
+        channel_name: target.channel.row.name.clone(),
+        thread_id: target.thread.as_ref().map(|t| t.id.clone()),
+        user_id: draft.user_id,
+        author_name: draft.author_name,
+        reply_to: draft.reply_to.as_ref().map(|r| (r.id.clone(), r.author.clone())),
+        ping: draft.ping,
+        pings: json!({"users": mentioned.user_names(), "roles": mentioned.role_names(), "replies": replies}),
+        pinged: Pinged { reply: reply_ping.and_then(|r| r.user_id.clone()), ..mentioned.ids() },
+        content: draft.content,
+        created_at: crate::store::now(),
+        extra: draft.extra,
+        nonce: draft.nonce,
+        nonce_window_s: state.config.limits.nonce_window_s as f64,
+    })
+}
+
+/// Stores `draft` in `target` through the group-commit writer, which publishes it right after the
+/// commit and in seq order: the reply (with `listener`) to this connection, a copy to every other
+/// viewer of the channel (PROTOCOL §1.4, §7.3, §7.4).
+pub async fn post(s: &Session, frame: &Frame, target: &Target<'_>, draft: Draft) -> Result<()> {
+    let state = s.state.clone();
+    let message = prepare(&state, target, draft).await?;
+    let on_commit = target::publisher(s, frame.listener(), &target.channel.row.id);
     match state.store.writer().append(message, on_commit).await {
         Ok(Appended::New { .. }) => Ok(()),
         Ok(Appended::Duplicate { packet }) => {
             // An idempotent repeat uses no rate-limit tokens (PROTOCOL §7.4).
-            state.limiter.refund_message(&me.user.id);
+            state.limiter.refund_message(&s.me()?.user.id);
             let again = wire::with_fields(&packet, &[("duplicate", json!(true))]);
             s.send(wire::with_listener(&again, frame.listener()));
             Ok(())
@@ -135,7 +171,7 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
             Err(Error::not_found("Channel not found"))
         }
         Err(e) => {
-            tracing::error!(conn = s.conn_id, "message_new: {e}");
+            tracing::error!(conn = s.conn_id, cmd = %frame.cmd, "storing a message: {e}");
             Err(Error::new(ErrorCode::Internal, "Failed to save message"))
         }
     }
@@ -158,8 +194,13 @@ async fn send_target<'d>(s: &Session, frame: &Frame, dir: &'d Directory) -> Resu
         }
         return Ok(Target { channel, thread: Some(thread) });
     }
-    let channel =
-        dir.channel(frame.str("channel").unwrap_or("")).ok_or_else(|| Error::not_found("Channel not found"))?;
+    channel_send_target(&me, dir, frame.str("channel").unwrap_or(""))
+}
+
+/// The text channel `name` when `me` may view and send in it; a channel they cannot view gets the
+/// `send` error (PROTOCOL §6.1). Shared with slash commands, which post only in channels.
+pub fn channel_send_target<'d>(me: &Identity, dir: &'d Directory, name: &str) -> Result<Target<'d>> {
+    let channel = dir.channel(name).ok_or_else(|| Error::not_found("Channel not found"))?;
     if !me.actor.channel_allows(&channel.perms, "view") || !me.actor.channel_allows(&channel.perms, "send") {
         return Err(Error::forbidden("You do not have permission to send messages in this channel"));
     }
@@ -202,7 +243,7 @@ impl Mentions {
 }
 
 /// The accounts and roles mentioned in `content` (PROTOCOL §5.6).
-pub async fn mentions(state: &crate::state::AppState, content: &str) -> Result<Mentions> {
+pub async fn mentions(state: &AppState, content: &str) -> Result<Mentions> {
     let (user_names, role_names) = mentions::candidates(content);
     let mut found = Mentions::default();
     for u in state.store.users_by_names(&user_names.into_iter().take(25).collect::<Vec<_>>()).await? {

@@ -24,6 +24,7 @@ pub mod timeout;
 pub mod typing;
 pub mod unreads;
 pub mod users;
+pub mod webhooks;
 
 use serde_json::Value;
 

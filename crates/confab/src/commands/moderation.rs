@@ -26,13 +26,13 @@ use crate::{
     wire,
 };
 
-/// Longest `user_timeout`, in seconds (28 days).
+/// Longest `user_timeout` or `/mute`, in seconds (28 days).
 const TIMEOUT_MAX: u64 = 2_419_200;
-/// Longest nickname, in characters.
-const NICKNAME_MAX: usize = 20;
+/// Longest nickname, in characters (`user_update`, `/nick`).
+pub(crate) const NICKNAME_MAX: usize = 20;
 
 /// `Access denied: '<perm>' permission required` unless the actor holds `perm`.
-fn require(me: &Identity, perm: &str) -> Result<()> {
+pub(crate) fn require(me: &Identity, perm: &str) -> Result<()> {
     if me.actor.has(perm) { Ok(()) } else { Err(Error::missing_permission(perm)) }
 }
 
@@ -140,11 +140,74 @@ pub async fn user_update(s: &mut Session, frame: &Frame) -> Result<()> {
         json!({"user_id": target.id, "username": username, "nickname": nickname, "old_username": target.username});
     to_all(&state, wire::packet("user_updated", updated));
     if nickname != target.nickname {
-        let packet = match &nickname {
-            Some(n) => wire::packet("nickname_update", json!({"user": target.id, "username": username, "nickname": n})),
-            None => wire::packet("nickname_remove", json!({"user": target.id, "username": username})),
-        };
-        to_all(&state, packet);
+        announce_nickname(&state, &target.id, &username, nickname.as_deref());
+    }
+    Ok(())
+}
+
+/// S→A `nickname_update` (or `nickname_remove` when cleared) after an account's nickname changed,
+/// by `user_update` or `/nick`.
+pub(crate) fn announce_nickname(state: &AppState, user_id: &str, username: &str, nickname: Option<&str>) {
+    let packet = match nickname {
+        Some(n) => wire::packet("nickname_update", json!({"user": user_id, "username": username, "nickname": n})),
+        None => wire::packet("nickname_remove", json!({"user": user_id, "username": username})),
+    };
+    to_all(state, packet);
+}
+
+/// The ban of `user_ban` and `/ban` (the caller has checked `manage_users`): MH, the flag with its
+/// audit entry (its sessions revoked in the same transaction), then the target's sockets closed
+/// with 4003 and its pending web logins dropped. `false` when it was banned already.
+pub(crate) async fn ban(state: &AppState, me: &Identity, target: &User) -> Result<bool> {
+    check_hierarchy(state, me, target, "ban").await?;
+    let changed = state.store.user_set_banned(&target.id, true, &audit(me, "user_ban", target, json!({}))).await?;
+    let order = CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned"));
+    state.hub.close_where(|c| c.user_id == target.id, &order);
+    state.web_logins.forget_user(&target.id);
+    Ok(changed)
+}
+
+/// The unban of `user_unban` and `/unban` (the caller has checked `manage_users`). `false` when the
+/// account was not banned.
+pub(crate) async fn unban(state: &AppState, me: &Identity, target: &User) -> Result<bool> {
+    state.store.user_set_banned(&target.id, false, &audit(me, "user_unban", target, json!({}))).await
+}
+
+/// `"Timeout cannot exceed 2419200 seconds"` above the longest timeout (`user_timeout`, `/mute`).
+pub(crate) fn check_timeout_max(seconds: u64) -> Result<()> {
+    if seconds > TIMEOUT_MAX {
+        return Err(Error::bad_request(format!("Timeout cannot exceed {TIMEOUT_MAX} seconds")));
+    }
+    Ok(())
+}
+
+/// The timeout of `user_timeout` and `/mute` (the caller has checked `manage_users` and the
+/// length): MH, the timeout with its audit entry, then every connection of the target learns how
+/// long it lasts (PROTOCOL §4.6).
+pub(crate) async fn timeout(state: &AppState, me: &Identity, target: &User, seconds: u64) -> Result<()> {
+    check_hierarchy(state, me, target, "timeout").await?;
+    let until = crate::store::now() + seconds as f64;
+    let entry = audit(me, "user_timeout", target, json!({"seconds": seconds, "until": until}));
+    set_timeout(state, target, until, &entry).await?;
+    let notice = wire::packet("rate_limit", json!({"reason": "User timeout set", "length": seconds * 1000}));
+    state.hub.to_user(&target.id, &Packet::from(notice));
+    Ok(())
+}
+
+/// Ends a timeout now (`/unmute`), with the checks of a timeout; audited as a `user_timeout` of 0 s.
+pub(crate) async fn clear_timeout(state: &AppState, me: &Identity, target: &User) -> Result<()> {
+    check_hierarchy(state, me, target, "timeout").await?;
+    let now = crate::store::now();
+    let entry = audit(me, "user_timeout", target, json!({"seconds": 0, "until": now}));
+    set_timeout(state, target, now, &entry).await
+}
+
+/// Stores a timeout end and gives the target's live connections the new account row, so their
+/// timeout check sees it at once.
+async fn set_timeout(state: &AppState, target: &User, until: f64, entry: &Audit) -> Result<()> {
+    state.store.user_set_timeout(&target.id, until, entry).await?;
+    if let Some(user) = state.store.user_by_id(&target.id).await? {
+        refresh_account(state, &user);
     }
     Ok(())
 }
@@ -156,11 +219,7 @@ pub async fn user_ban(s: &mut Session, frame: &Frame) -> Result<()> {
     require(&me, "manage_users")?;
     let state = s.state.clone();
     let target = target_user(&state, frame).await?;
-    check_hierarchy(&state, &me, &target, "ban").await?;
-    let changed = state.store.user_set_banned(&target.id, true, &audit(&me, "user_ban", &target, json!({}))).await?;
-    let order = CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned"));
-    state.hub.close_where(|c| c.user_id == target.id, &order);
-    state.web_logins.forget_user(&target.id);
+    let changed = ban(&state, &me, &target).await?;
     s.reply(frame, "user_ban", json!({"user": target.username, "banned": changed}));
     Ok(())
 }
@@ -171,7 +230,7 @@ pub async fn user_unban(s: &mut Session, frame: &Frame) -> Result<()> {
     require(&me, "manage_users")?;
     let state = s.state.clone();
     let target = target_user(&state, frame).await?;
-    let changed = state.store.user_set_banned(&target.id, false, &audit(&me, "user_unban", &target, json!({}))).await?;
+    let changed = unban(&state, &me, &target).await?;
     s.reply(frame, "user_unban", json!({"user": target.username, "unbanned": changed}));
     Ok(())
 }
@@ -187,19 +246,9 @@ pub async fn user_timeout(s: &mut Session, frame: &Frame) -> Result<()> {
         _ => None,
     };
     let seconds = seconds.ok_or_else(|| Error::bad_request("Timeout must be a positive integer"))?;
-    if seconds > TIMEOUT_MAX {
-        return Err(Error::bad_request(format!("Timeout cannot exceed {TIMEOUT_MAX} seconds")));
-    }
+    check_timeout_max(seconds)?;
     let target = target_user(&state, frame).await?;
-    check_hierarchy(&state, &me, &target, "timeout").await?;
-    let until = crate::store::now() + seconds as f64;
-    let entry = audit(&me, "user_timeout", &target, json!({"seconds": seconds, "until": until}));
-    state.store.user_set_timeout(&target.id, until, &entry).await?;
-    if let Some(user) = state.store.user_by_id(&target.id).await? {
-        refresh_account(&state, &user);
-    }
-    let notice = wire::packet("rate_limit", json!({"reason": "User timeout set", "length": seconds * 1000}));
-    state.hub.to_user(&target.id, &Packet::from(notice));
+    timeout(&state, &me, &target, seconds).await?;
     s.reply(frame, "user_timeout", json!({"user": target.username, "timeout": seconds}));
     Ok(())
 }
@@ -236,18 +285,38 @@ pub async fn user_delete(s: &mut Session, frame: &Frame) -> Result<()> {
     require(&me, "administrator")?;
     let state = s.state.clone();
     let target = target_user(&state, frame).await?;
-    check_hierarchy(&state, &me, &target, "delete").await?;
-    let entry = audit(&me, "user_delete", &target, json!({}));
+    delete_account(&state, &me, &target, "user_delete", || Error::not_found("User not found")).await?;
+    s.reply(frame, "user_delete", json!({"user": target.username, "deleted": true}));
+    announce_leave(&state, &target);
+    Ok(())
+}
+
+/// The deletion of `user_delete` and `bot_delete` (the caller has checked `administrator`): MH,
+/// the account removed with its `action` audit entry, its sockets closed with 4003 after
+/// `"Account deleted"`. `gone` is the error when the account vanished meanwhile. The caller replies,
+/// then calls [`announce_leave`].
+pub(crate) async fn delete_account(
+    state: &AppState,
+    me: &Identity,
+    target: &User,
+    action: &'static str,
+    gone: impl FnOnce() -> Error,
+) -> Result<()> {
+    check_hierarchy(state, me, target, "delete").await?;
+    let entry = audit(me, action, target, json!({}));
     if !state.store.user_delete(&target.id, Some(&entry)).await? {
-        return Err(Error::not_found("User not found"));
+        return Err(gone());
     }
     let order = CloseOrder::new(close::BANNED, "Account deleted", Some("Account deleted"));
     state.hub.close_where(|c| c.user_id == target.id, &order);
     state.web_logins.forget_user(&target.id);
-    s.reply(frame, "user_delete", json!({"user": target.username, "deleted": true}));
+    Ok(())
+}
+
+/// S→A except the deleted account's own connections: `user_leave`.
+pub(crate) fn announce_leave(state: &AppState, target: &User) {
     let leave = wire::packet("user_leave", json!({"username": target.username}));
     state.hub.to_all_but_user(&Packet::from(leave), &target.id, false);
-    Ok(())
 }
 
 /// Reading the audit log needs `view_audit_log` or `manage_users`.

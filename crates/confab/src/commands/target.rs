@@ -105,3 +105,14 @@ pub fn publisher(s: &Session, listener: Option<&str>, channel_id: &str) -> OnCom
         state.hub.deliver(&outbox, &own, false);
     })
 }
+
+/// The writer callback for a committed event that no connection asked for (a webhook post): a
+/// copy to every viewer of the channel, in seq order like [`publisher`].
+pub fn broadcaster(state: &AppState, channel_id: &str) -> OnCommit {
+    let state = state.clone();
+    let channel_id = channel_id.to_owned();
+    Box::new(move |outcome: &Appended| {
+        let (Appended::New { packet, seq } | Appended::Event { packet, seq }) = outcome else { return };
+        state.hub.to_channel(&channel_id, *seq, &Packet::from(packet.clone()), None);
+    })
+}

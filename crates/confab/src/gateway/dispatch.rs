@@ -98,6 +98,12 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "users_banned_list" => commands::moderation::users_banned_list(s, &frame).await,
             "users_list" => commands::users::list(s, &frame).await,
             "users_online" => commands::users::online(s, &frame).await,
+            "webhook_create" => commands::webhooks::create(s, &frame).await,
+            "webhook_delete" => commands::webhooks::delete(s, &frame).await,
+            "webhook_get" => commands::webhooks::get(s, &frame).await,
+            "webhook_list" => commands::webhooks::list(s, &frame).await,
+            "webhook_regenerate" => commands::webhooks::regenerate(s, &frame).await,
+            "webhook_update" => commands::webhooks::update(s, &frame).await,
             _ => Err(Error::new(ErrorCode::UnknownCommand, format!("Unknown command: {cmd}"))),
         }
     };

@@ -78,6 +78,12 @@ pub const COMMANDS: &[&str] = &[
     "users_banned_list",
     "users_list",
     "users_online",
+    "webhook_create",
+    "webhook_delete",
+    "webhook_get",
+    "webhook_list",
+    "webhook_regenerate",
+    "webhook_update",
 ];
 
 /// The command names advertised under the current configuration, sorted by byte value.

@@ -7,10 +7,10 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use confab_proto::{ErrorCode, close};
+use confab_proto::ErrorCode;
 use serde_json::{Map, Value, json};
 
-use super::{Peer, body, client_ip, json_error};
+use super::{Peer, bearer, body, client_ip, json_error, too_many_requests};
 use crate::{
     auth::tokens::{hash_token, random_token},
     error::Error,
@@ -25,27 +25,17 @@ fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 }
 
 /// Maps an auth error to its HTTP form; rate limits become 429 with `Retry-After`.
-fn http_error(e: Error) -> Response {
+pub(super) fn http_error(e: Error) -> Response {
     if e.code() == ErrorCode::AuthRateLimited {
         let secs: String = e.text().chars().filter(char::is_ascii_digit).collect();
-        let secs = if secs.is_empty() { "1".to_owned() } else { secs };
-        let mut r = json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many requests. Try again in {secs} seconds"),
-            "rate_limited",
-        );
-        if let Ok(v) = HeaderValue::from_str(&secs) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return r;
+        return too_many_requests(secs.parse().unwrap_or(1));
     }
     e.into_response()
 }
 
 /// Closes every socket of a revoked session family with 4004 (PROTOCOL §8.5).
 pub fn close_family(state: &AppState, session_id: &str) {
-    let order = CloseOrder::new(close::REVOKED, "Session revoked", Some("Session revoked"));
-    state.hub.close_where(|c| c.session_id.as_deref() == Some(session_id), &order);
+    state.hub.close_where(|c| c.session_id.as_deref() == Some(session_id), &CloseOrder::revoked());
 }
 
 /// `POST /auth/register` → 201 token set; `user_join` to every connection.
@@ -139,7 +129,13 @@ pub async fn refresh(
 }
 
 /// `POST /auth/logout` with a refresh token or a bearer access token → 204, revoking the family.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, raw: Body) -> Response {
+/// With `{"all": true}` and a bearer access token it revokes every family of the account [ext].
+pub async fn logout(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    raw: Body,
+) -> Response {
     if let Err(e) = state.local_enabled() {
         return e.into_response();
     }
@@ -147,11 +143,10 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, raw: Body
         Ok(m) => m,
         Err(r) => return r,
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    if map.get("all") == Some(&Value::Bool(true)) {
+        return super::account::logout_all(&state, client_ip(&state, peer.ip(), &headers), &headers).await;
+    }
+    let bearer = bearer(&headers);
     let session = if let Some(token) = field(&map, "refresh_token") {
         state.store.session_of_refresh(&hash_token(token)).await
     } else if let Some(token) = bearer {

@@ -17,13 +17,28 @@ fn content_type(headers: &HeaderMap) -> &str {
 }
 
 async fn bytes(body: Body) -> Result<axum::body::Bytes, Response> {
-    axum::body::to_bytes(body, LIMIT).await.map_err(|_| {
-        json_error(StatusCode::PAYLOAD_TOO_LARGE, &format!("Request body too large (max {LIMIT} bytes)"), "too_large")
-    })
+    bytes_within(body, LIMIT, &format!("Request body too large (max {LIMIT} bytes)")).await
+}
+
+/// The whole body, or 413 with `too_large` as soon as it grows past `limit` bytes.
+async fn bytes_within(body: Body, limit: usize, too_large: &str) -> Result<axum::body::Bytes, Response> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| json_error(StatusCode::PAYLOAD_TOO_LARGE, too_large, "too_large"))
 }
 
 /// A JSON object body; non-object JSON counts as invalid.
 pub async fn json_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, Response> {
+    json_object_within(headers, body, LIMIT, &format!("Request body too large (max {LIMIT} bytes)")).await
+}
+
+/// Like [`json_object`], for routes with their own body limit and 413 text (webhooks, §3.5).
+pub async fn json_object_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    too_large: &str,
+) -> Result<Map<String, Value>, Response> {
     if !content_type(headers).starts_with("application/json") {
         return Err(json_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -31,7 +46,7 @@ pub async fn json_object(headers: &HeaderMap, body: Body) -> Result<Map<String, 
             "bad_request",
         ));
     }
-    let raw = bytes(body).await?;
+    let raw = bytes_within(body, limit, too_large).await?;
     match serde_json::from_slice(&raw) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(json_error(StatusCode::BAD_REQUEST, "Invalid JSON body", "bad_request")),
@@ -64,15 +79,23 @@ pub async fn form(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String
         ));
     }
     let raw = bytes(body).await?;
-    let text = String::from_utf8_lossy(&raw);
-    Ok(text
-        .split('&')
+    Ok(pairs(&String::from_utf8_lossy(&raw)))
+}
+
+/// `key=value&…` (a form body or a query string) as decoded pairs, in order.
+fn pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (percent_decode(k), percent_decode(v))
         })
-        .collect())
+        .collect()
+}
+
+/// The first value of `key` in a raw query string.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    pairs(query?).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// Decodes `+` and `%XX` escapes; malformed escapes are kept as they are.
@@ -109,5 +132,13 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
         assert_eq!(percent_decode("%C3%A9"), "é");
+    }
+
+    #[test]
+    fn query_params() {
+        use super::query_param;
+        assert_eq!(query_param(Some("a=1&token=x%2By&token=z"), "token").as_deref(), Some("x+y"));
+        assert_eq!(query_param(Some("a=1"), "token"), None);
+        assert_eq!(query_param(None, "token"), None);
     }
 }

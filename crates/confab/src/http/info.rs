@@ -69,12 +69,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>, ConnectInfo(peer): Peer, headers: HeaderMap) -> Response {
     let cfg = &state.config.metrics;
     let by_network = net::any_contains(&cfg.allow, peer.ip());
-    let by_token = !cfg.token.is_empty()
-        && headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.trim(), &cfg.token));
+    let by_token = !cfg.token.is_empty() && super::bearer(&headers).is_some_and(|t| constant_time_eq(t, &cfg.token));
     if !(by_network || by_token) {
         return not_found().await;
     }

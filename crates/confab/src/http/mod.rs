@@ -1,10 +1,13 @@
 //! HTTP routes on the WebSocket listener (PROTOCOL §3): account and token endpoints, `/info`,
 //! health and metrics, CORS, and the JSON error shape shared by every route.
 
+mod account;
 mod auth;
 mod body;
+mod dev;
 mod info;
 mod sauth;
+mod webhooks;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -35,6 +38,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(info::readyz))
         .route("/metrics", get(info::metrics))
         .route("/sauth/{id}", get(sauth::show))
+        .route("/auth/password", post(account::password))
+        .route("/webhooks", post(webhooks::post))
+        .route("/webhooks/{*rest}", post(webhooks::post))
+        .merge(dev::routes(state.config.dev))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), cors))
@@ -86,6 +93,22 @@ async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Re
     h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
     h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization"));
     response
+}
+
+/// 429 with `Retry-After` and the rate-limit text of PROTOCOL §3, for every limited HTTP route.
+pub fn too_many_requests(secs: u64) -> Response {
+    let mut r = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Too many requests. Try again in {secs} seconds"),
+        "rate_limited",
+    );
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// The client IP: the peer, or the forwarded address when the peer is a trusted proxy (PROTOCOL §1.1).

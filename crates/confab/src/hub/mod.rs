@@ -5,6 +5,7 @@
 //! Delivery never waits: a full queue closes that one connection with 4009 and everyone else goes on.
 
 mod outbox;
+pub mod slash;
 
 use std::{
     collections::HashMap,

@@ -30,6 +30,11 @@ impl CloseOrder {
     pub fn new(code: u16, reason: &str, disconnect: Option<&str>) -> CloseOrder {
         CloseOrder { code, reason: reason.to_owned(), disconnect: disconnect.map(str::to_owned) }
     }
+    /// 4004 after `{"cmd":"disconnect","reason":"Session revoked"}`: the credential a connection
+    /// authenticated with stopped being valid (PROTOCOL §2.12, §8.5).
+    pub fn revoked() -> CloseOrder {
+        CloseOrder::new(confab_proto::close::REVOKED, "Session revoked", Some("Session revoked"))
+    }
     /// 4009: the outbound queue overflowed.
     pub fn slow_consumer() -> CloseOrder {
         CloseOrder::new(confab_proto::close::SLOW_CONSUMER, "Slow consumer", None)

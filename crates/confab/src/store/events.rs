@@ -4,10 +4,6 @@
 use super::{Store, dispatch};
 use crate::error::Result;
 
-/// Events kept per channel at most, and their maximum age.
-pub const KEEP_PER_CHANNEL: i64 = 10_000;
-pub const KEEP_SECONDS: f64 = 7.0 * 86_400.0;
-
 impl Store {
     /// Up to `limit` logged events of a channel with seq > `after`, in seq order, leaving out events
     /// about messages deleted since (but keeping the deletions themselves).
@@ -47,15 +43,15 @@ impl Store {
         Ok(row.0)
     }
 
-    /// Drops events older than the retention window or beyond the newest [`KEEP_PER_CHANNEL`].
-    pub async fn events_prune(&self) -> Result<u64> {
-        let cutoff = super::now() - KEEP_SECONDS;
+    /// Drops events older than `max_age_s` or beyond the newest `keep` of their channel.
+    pub async fn events_prune(&self, keep: i64, max_age_s: f64) -> Result<u64> {
+        let cutoff = super::now() - max_age_s;
         let done = dispatch!(self, pool => {
             let by_age = sqlx::query("DELETE FROM events WHERE created_at < $1").bind(cutoff).execute(pool).await?;
             let by_count = sqlx::query(
                 "DELETE FROM events WHERE seq <= (SELECT c.seq FROM channels c WHERE c.id = events.channel_id) - $1",
             )
-            .bind(KEEP_PER_CHANNEL)
+            .bind(keep)
             .execute(pool)
             .await?;
             by_age.rows_affected() + by_count.rows_affected()

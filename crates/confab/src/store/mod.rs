@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod bots;
 pub mod channels;
 pub mod events;
 pub mod messages;
@@ -18,6 +19,7 @@ pub mod sessions;
 pub mod settings;
 pub mod threads;
 pub mod users;
+pub mod webhooks;
 pub mod writer;
 
 use std::{path::Path, str::FromStr, sync::Arc, time::Duration};

@@ -146,4 +146,34 @@ impl Store {
         });
         Ok(())
     }
+
+    /// Revokes every family of an account (logout of all sessions); returns how many were live.
+    pub async fn sessions_revoke_user(&self, user_id: &str) -> Result<u64> {
+        Ok(dispatch!(self, pool => {
+            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE user_id = $1 AND revoked = FALSE")
+                .bind(user_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    /// Stores a new password hash and revokes every family of the account in one transaction, so
+    /// no token issued under the old password outlives the change (PROTOCOL §8.4).
+    pub async fn password_change(&self, user_id: &str, hash: &str) -> Result<()> {
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(hash)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
 }

@@ -63,40 +63,53 @@ pub struct NewUser<'a> {
 const COLUMNS: &str =
     "id, username, kind, password_hash, nickname, status, status_text, pfp_url, banned, timeout_until";
 
+/// Inserts the account `$new` (a `&NewUser`) with id `$id` and its roles inside the open
+/// transaction `$tx`, so other aggregates (bots) can create an account together with their own rows.
+macro_rules! user_insert_in_tx {
+    ($tx:ident, $id:expr, $new:expr) => {{
+        let new: &$crate::store::users::NewUser<'_> = $new;
+        sqlx::query(
+            "INSERT INTO users (id, username, username_lower, kind, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($id)
+        .bind(new.username)
+        .bind(new.username.to_ascii_lowercase())
+        .bind(new.kind.as_str())
+        .bind(&new.password_hash)
+        .bind($crate::store::now())
+        .execute(&mut *$tx)
+        .await?;
+        for role_id in &new.role_ids {
+            sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")
+                .bind($id)
+                .bind(role_id)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(super) use user_insert_in_tx;
+
+/// The error of a failed account insert: a unique violation means the folded name is taken.
+pub(super) fn create_error(e: sqlx::Error) -> Error {
+    if is_unique_violation(&e) {
+        Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken")
+    } else {
+        e.into()
+    }
+}
+
 impl Store {
     /// Creates an account with its roles; "Username already taken" if the folded name exists.
     pub async fn user_create(&self, new: NewUser<'_>) -> Result<User> {
         let id = uuid::Uuid::now_v7().to_string();
         let result: std::result::Result<(), sqlx::Error> = dispatch!(self, pool => async {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO users (id, username, username_lower, kind, password_hash, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&id)
-            .bind(new.username)
-            .bind(new.username.to_ascii_lowercase())
-            .bind(new.kind.as_str())
-            .bind(&new.password_hash)
-            .bind(super::now())
-            .execute(&mut *tx)
-            .await?;
-            for role_id in &new.role_ids {
-                sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")
-                    .bind(&id)
-                    .bind(role_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            user_insert_in_tx!(tx, &id, &new);
             tx.commit().await
         }.await);
-        match result {
-            Ok(()) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken"));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        result.map_err(create_error)?;
         self.user_by_id(&id).await?.ok_or_else(|| Error::Internal("created user vanished".into()))
     }
 
@@ -221,6 +234,14 @@ impl Store {
             tx.commit().await?;
             previous.map(|p| p.0)
         }))
+    }
+
+    /// Sets or clears (`None`) an account's own nickname (`/nick`, PROTOCOL §6.8).
+    pub async fn user_set_nickname(&self, user_id: &str, nickname: Option<&str>) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query("UPDATE users SET nickname = $1 WHERE id = $2").bind(nickname).bind(user_id).execute(pool).await?;
+        });
+        Ok(())
     }
 
     /// Stores an avatar URL.

@@ -269,6 +269,27 @@ fn content_hash(m: &NewMessage) -> String {
 
 /// The live `message_new` packet for a freshly stored message.
 fn render(m: &NewMessage, seq: i64) -> String {
+    let message = live_message(m, seq);
+    crate::wire::packet(
+        "message_new",
+        json!({"message": message, "channel": m.channel_name, "thread_id": m.thread_id, "seq": seq, "global": true}),
+    )
+}
+
+/// The `message_new` packet of a message that is shown once and never stored (an ephemeral
+/// slash-command answer, PROTOCOL §6.8): the live shape without `seq` and without `global`, marked
+/// `"ephemeral": true` [ext].
+pub fn render_unstored(m: &NewMessage) -> String {
+    let mut message = live_message(m, 0);
+    message.remove("seq");
+    crate::wire::packet(
+        "message_new",
+        json!({"message": message, "channel": m.channel_name, "thread_id": m.thread_id, "ephemeral": true}),
+    )
+}
+
+/// The message object of a live `message_new`: the history shape plus `pings` and the nonce.
+fn live_message(m: &NewMessage, seq: i64) -> serde_json::Map<String, Value> {
     let row = MessageRow {
         id: m.id.clone(),
         channel_id: m.channel_id.clone(),
@@ -291,10 +312,7 @@ fn render(m: &NewMessage, seq: i64) -> String {
     if let Some(nonce) = &m.nonce {
         message.insert("nonce".into(), json!(nonce));
     }
-    crate::wire::packet(
-        "message_new",
-        json!({"message": message, "channel": m.channel_name, "thread_id": m.thread_id, "seq": seq, "global": true}),
-    )
+    message
 }
 
 /// Stores the pings of message `$id` (already in `messages`) inside `$tx`; location, author, seq

@@ -111,6 +111,28 @@ async fn live_events_during_a_resume_are_neither_lost_nor_repeated() {
 }
 
 #[tokio::test]
+async fn a_gap_older_than_retention_is_stale() {
+    let server = TestServer::spawn_with(crate::support::Backend::Sqlite, |cfg| cfg.limits.event_retention = 5).await;
+    let mut alice = server.register("alice").await;
+    for i in 0..10 {
+        send(&mut alice, &format!("m{i}")).await;
+    }
+    // The log is pruned at start (and hourly): a restart keeps only the newest 5 events.
+    let server = server.restart().await;
+    let mut alice = server.login("alice", "correct horse").await;
+    let r = alice.request(json!({"cmd": "resume", "channels": {"general": 2}})).await;
+    assert_eq!(r["cmd"], "resumed", "nothing is replayed for a stale channel: {r}");
+    assert_eq!(r["stale"], json!(["general"]));
+    assert_eq!(r["channels"]["general"], 10);
+    // Within retention, resume still works.
+    alice.send(json!({"cmd": "resume", "channels": {"general": 8}})).await;
+    assert_eq!(alice.recv().await["seq"], 9);
+    assert_eq!(alice.recv().await["seq"], 10);
+    assert_eq!(alice.recv().await["cmd"], "resumed");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn graceful_shutdown_says_goodbye_and_keeps_everything() {
     let server = TestServer::spawn().await;
     let mut alice = server.register("alice").await;
