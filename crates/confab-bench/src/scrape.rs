@@ -1,0 +1,112 @@
+//! Confab's own `/metrics` (Prometheus text), reduced to the few figures that explain a result:
+//! how long group commits took and how big they were, how long commands took, queue overflows.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// Server-side figures accumulated since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServerMetrics {
+    pub commits: f64,
+    pub commit_mean_ms: f64,
+    /// Messages (and other changes) per group commit, on average.
+    pub commit_batch_mean: f64,
+    pub message_new_mean_ms: f64,
+    pub messages_get_mean_ms: f64,
+    pub queue_overflows: f64,
+}
+
+/// The raw counters `ServerMetrics` is derived from, so a window can be taken as a difference.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Snapshot {
+    commit_sum: f64,
+    commit_count: f64,
+    batch_total: f64,
+    new_sum: f64,
+    new_count: f64,
+    get_sum: f64,
+    get_count: f64,
+    overflows: f64,
+}
+
+/// Fetches `http://<addr>/metrics` (allowed from loopback by default).
+pub async fn fetch(addr: std::net::SocketAddr) -> Result<Snapshot> {
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?;
+    let text = http.get(format!("http://{addr}/metrics")).send().await?.text().await.context("GET /metrics")?;
+    Ok(Snapshot::parse(&text))
+}
+
+/// The sum of every sample of `name` whose labels contain `label` (empty: any labels).
+fn sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.contains(label)).then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+impl Snapshot {
+    pub fn parse(text: &str) -> Snapshot {
+        let (new, get) = ("cmd=\"message_new\"", "cmd=\"messages_get\"");
+        Snapshot {
+            commit_sum: sum(text, "confab_db_commit_seconds_sum", ""),
+            commit_count: sum(text, "confab_db_commit_seconds_count", ""),
+            batch_total: sum(text, "confab_db_commit_batch_total", ""),
+            new_sum: sum(text, "confab_command_seconds_sum", new),
+            new_count: sum(text, "confab_command_seconds_count", new),
+            get_sum: sum(text, "confab_command_seconds_sum", get),
+            get_count: sum(text, "confab_command_seconds_count", get),
+            overflows: sum(text, "confab_queue_overflows_total", ""),
+        }
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Snapshot) -> ServerMetrics {
+        let d = |a: f64, b: f64| a - b;
+        let commits = d(self.commit_count, earlier.commit_count);
+        ServerMetrics {
+            commits,
+            commit_mean_ms: 1000.0 * ratio(d(self.commit_sum, earlier.commit_sum), commits),
+            commit_batch_mean: ratio(d(self.batch_total, earlier.batch_total), commits),
+            message_new_mean_ms: 1000.0 * ratio(d(self.new_sum, earlier.new_sum), d(self.new_count, earlier.new_count)),
+            messages_get_mean_ms: 1000.0
+                * ratio(d(self.get_sum, earlier.get_sum), d(self.get_count, earlier.get_count)),
+            queue_overflows: d(self.overflows, earlier.overflows),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduces_prometheus_text() {
+        let text = "# HELP confab_db_commit_seconds x\n\
+                    confab_db_commit_seconds_bucket{le=\"0.001\"} 3\n\
+                    confab_db_commit_seconds_sum 0.5\n\
+                    confab_db_commit_seconds_count 100\n\
+                    confab_db_commit_batch_total 800\n\
+                    confab_command_seconds_sum{cmd=\"message_new\"} 2\n\
+                    confab_command_seconds_count{cmd=\"message_new\"} 1000\n\
+                    confab_command_seconds_sum{cmd=\"messages_get\"} 1\n\
+                    confab_command_seconds_count{cmd=\"messages_get\"} 500\n";
+        let m = Snapshot::parse(text).since(&Snapshot::default());
+        assert_eq!(m.commits, 100.0);
+        assert_eq!(m.commit_mean_ms, 5.0);
+        assert_eq!(m.commit_batch_mean, 8.0);
+        assert_eq!(m.message_new_mean_ms, 2.0);
+        assert_eq!(m.messages_get_mean_ms, 2.0);
+        assert_eq!(m.queue_overflows, 0.0);
+        assert_eq!(Snapshot::parse(text).since(&Snapshot::parse(text)), ServerMetrics::default());
+    }
+}
