@@ -170,6 +170,20 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// Connections in the read pool.
     pub pool_size: u32,
+    /// SQLite `synchronous` in WAL mode: `normal` survives any process crash (kill -9), `full`
+    /// also survives power loss at the cost of one fsync per group commit.
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// How hard SQLite pushes each commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// WAL + NORMAL: durable against process crashes; the WAL is synced at checkpoints.
+    #[default]
+    Normal,
+    /// WAL + FULL: every commit is fsynced.
+    Full,
 }
 
 /// SAUTH2 one-time web logins (PROTOCOL §2.7).
@@ -310,7 +324,7 @@ impl Default for MetricsConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { batch_max: 512, pool_size: 8 }
+        StoreConfig { batch_max: 512, pool_size: 8, sqlite_synchronous: SqliteSync::Normal }
     }
 }
 

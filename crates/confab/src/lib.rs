@@ -81,9 +81,7 @@ async fn prune_logs(state: &AppState) {
 /// Opens the configured store, migrates and bootstraps it.
 pub async fn open_store(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
     let location = store::Location::from_config(&config.database_url, &config.data_dir);
-    let store = Store::open(&location, config.store.pool_size, config.store.batch_max, metrics)
-        .await
-        .context("opening the database")?;
+    let store = Store::open_with(&location, &config.store, metrics).await.context("opening the database")?;
     store.bootstrap().await.context("creating default roles and channels")?;
     Ok(store)
 }
@@ -107,6 +105,7 @@ pub async fn run_with_store(
     let jwt = keys::load(&config).context("loading the signing key")?;
     let state = AppState::new(config, store.clone(), jwt, metrics, shutdown.clone());
     state.reload_directory().await.context("loading channels and roles")?;
+    admin::bots_from_config(&state.store, &state.config).await.map_err(|e| anyhow::anyhow!("configured bots: {e}"))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, store = store.kind(), public_url = %state.config.public_url, "confab serving");
 

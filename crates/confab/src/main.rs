@@ -1,4 +1,4 @@
-//! The `confab` binary: `serve`, `config`, `migrate` and the `user` administration commands.
+//! The `confab` binary: `serve`, `config`, `migrate` and the `user`, `token` and `bot` administration commands.
 
 use std::{
     io::{IsTerminal, Read, Write},
@@ -57,6 +57,20 @@ enum Command {
     /// Manage SAUTH2 generic tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage bot accounts.
+    #[command(subcommand)]
+    Bot(BotCommand),
+}
+
+#[derive(Subcommand)]
+enum BotCommand {
+    /// Create a bot account. Its token is printed once; only its digest is stored.
+    Add {
+        name: String,
+        /// A role to give (repeatable); default: auth.default_roles.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +147,15 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Bot(BotCommand::Add { name, roles }) => {
+            let store = confab::open_store(&config, Arc::default()).await?;
+            let out = confab::admin::bot_add(&store, &config, &name, &roles).await;
+            store.close().await;
+            let (bot, token) = out.map_err(|e| anyhow::anyhow!("{}", e.text()))?;
+            eprintln!("bot {} ({}) created; its token (shown once):", bot.username, bot.id);
+            println!("{token}");
+            Ok(())
+        }
         Command::User(cmd) => {
             let store = confab::open_store(&config, Arc::default()).await?;
             let out = match cmd {
@@ -168,7 +191,10 @@ fn read_password() -> anyhow::Result<String> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     if config.dev {
-        eprintln!("WARNING: --dev is on. Development conveniences are enabled; never use this in production.");
+        eprintln!(
+            "WARNING: --dev is on. Development conveniences are enabled, including GET /test-token, which hands \
+             out a ten-year access token for the account 'user' (password 'password'); never use this in production."
+        );
     }
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;

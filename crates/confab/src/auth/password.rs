@@ -1,18 +1,16 @@
 //! Password hashing on a bounded worker pool (PROTOCOL §8.3, DESIGN §3).
 //!
-//! Argon2id costs tens of milliseconds of CPU. Running it on the event loop would stall every socket,
-//! so it runs on blocking threads, at most one per core, with a queue of bounded length: a login flood
-//! gets "Server busy" instead of starving everyone else.
+//! Argon2id costs tens of milliseconds of CPU and 19 MiB of memory. Running it on the event loop
+//! would stall every socket, so it runs on dedicated threads, one per core, with a queue of bounded
+//! length: a login flood gets "Server busy" instead of starving everyone else. Each worker owns one
+//! 19 MiB block buffer for its whole life — allocating it per hash made the allocator keep hundreds
+//! of MiB of freed buffers around after a burst of logins (measured with confab-bench).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::{Arc, Mutex, mpsc};
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version, password_hash::SaltString,
-};
-use tokio::sync::Semaphore;
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
+use tokio::sync::oneshot;
 
 use crate::auth::tokens::random_bytes;
 
@@ -29,91 +27,159 @@ pub enum Verified {
     Wrong,
 }
 
-/// The bounded hashing pool. Cheap to clone.
-#[derive(Clone)]
-pub struct Hasher {
-    inner: Arc<Inner>,
+/// OWASP's Argon2id parameters: m = 19 MiB, t = 2, p = 1.
+const M_COST: u32 = 19 * 1024;
+const T_COST: u32 = 2;
+const P_COST: u32 = 1;
+const OUTPUT_LEN: usize = 32;
+
+enum Job {
+    Hash(String, oneshot::Sender<String>),
+    Verify(String, Option<String>, oneshot::Sender<Verified>),
 }
 
-struct Inner {
-    workers: Semaphore,
-    waiting: AtomicUsize,
-    queue_max: usize,
+/// The bounded hashing pool. Cheap to clone; its threads end when the last clone is dropped.
+#[derive(Clone)]
+pub struct Hasher {
+    jobs: mpsc::SyncSender<Job>,
+    /// `auth.hash_queue = 0` admits nothing: every password operation answers busy.
+    closed: bool,
+}
+
+/// One worker's reusable Argon2 memory.
+struct Worker {
+    memory: Vec<Block>,
     dummy: String,
 }
 
-/// OWASP's Argon2id parameters: m = 19 MiB, t = 2, p = 1.
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+fn params(m: u32, t: u32, p: u32) -> Option<Params> {
+    Params::new(m, t, p, Some(OUTPUT_LEN)).ok()
 }
 
-fn hash_now(password: &str) -> String {
-    let salt = match SaltString::encode_b64(&random_bytes::<16>()) {
-        Ok(s) => s,
-        Err(e) => unreachable!("16 bytes always encode as a salt: {e}"),
-    };
-    match argon2().hash_password(password.as_bytes(), &salt) {
-        Ok(h) => h.to_string(),
-        Err(e) => unreachable!("argon2 with fixed parameters cannot fail: {e}"),
+impl Worker {
+    fn new() -> Worker {
+        let mut w = Worker { memory: vec![Block::new(); M_COST as usize], dummy: String::new() };
+        w.dummy = w.hash("dummy password for timing equalisation");
+        w
     }
-}
 
-fn verify_now(password: &str, stored: &str) -> Verified {
-    if stored.starts_with("$2") {
-        return match bcrypt::verify(password, stored) {
-            Ok(true) => Verified::Ok { rehash: Some(hash_now(password)) },
-            _ => Verified::Wrong,
+    /// Argon2id with the standard parameters, as a PHC string.
+    fn hash(&mut self, password: &str) -> String {
+        let salt = random_bytes::<16>();
+        let mut out = [0u8; OUTPUT_LEN];
+        let Some(p) = params(M_COST, T_COST, P_COST) else { unreachable!("constant parameters are valid") };
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
+        if let Err(e) = argon.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut self.memory) {
+            unreachable!("argon2 with fixed parameters cannot fail: {e}");
+        }
+        format!(
+            "$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}",
+            STANDARD_NO_PAD.encode(salt),
+            STANDARD_NO_PAD.encode(out)
+        )
+    }
+
+    /// Checks `password` against a PHC Argon2 string, reusing the buffer when the memory cost fits.
+    fn verify_argon2(&mut self, password: &str, stored: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored) else { return false };
+        let algorithm = match parsed.algorithm.as_str() {
+            "argon2id" => Algorithm::Argon2id,
+            "argon2i" => Algorithm::Argon2i,
+            "argon2d" => Algorithm::Argon2d,
+            _ => return false,
         };
+        let get = |k: &str| parsed.params.get_decimal(k);
+        let (Some(m), Some(t), Some(p)) = (get("m"), get("t"), get("p")) else { return false };
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+        let mut salt_buf = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+        let Ok(p) = Params::new(m, t, p, Some(expected.len())) else { return false };
+        let argon = Argon2::new(algorithm, Version::V0x13, p.clone());
+        let mut out = vec![0u8; expected.len()];
+        let blocks = p.block_count();
+        let done = if blocks <= self.memory.len() {
+            argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut self.memory[..blocks])
+        } else {
+            argon.hash_password_into(password.as_bytes(), salt, &mut out)
+        };
+        done.is_ok() && constant_time_eq_bytes(&out, expected.as_bytes())
     }
-    match PasswordHash::new(stored) {
-        Ok(parsed) if argon2().verify_password(password.as_bytes(), &parsed).is_ok() => Verified::Ok { rehash: None },
-        _ => Verified::Wrong,
+
+    fn verify(&mut self, password: &str, stored: Option<&str>) -> Verified {
+        match stored {
+            Some(h) if h.starts_with("$2") => match bcrypt::verify(password, h) {
+                Ok(true) => Verified::Ok { rehash: Some(self.hash(password)) },
+                _ => Verified::Wrong,
+            },
+            Some(h) if self.verify_argon2(password, h) => Verified::Ok { rehash: None },
+            Some(_) => Verified::Wrong,
+            None => {
+                let dummy = std::mem::take(&mut self.dummy);
+                let _ = self.verify_argon2(password, &dummy);
+                self.dummy = dummy;
+                Verified::Wrong
+            }
+        }
     }
+}
+
+fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 impl Hasher {
     /// A pool with `workers` threads (0 = one per core) and `queue_max` waiting jobs.
     pub fn new(workers: usize, queue_max: usize) -> Hasher {
         let workers = if workers == 0 { std::thread::available_parallelism().map_or(1, usize::from) } else { workers };
-        Hasher {
-            inner: Arc::new(Inner {
-                workers: Semaphore::new(workers),
-                waiting: AtomicUsize::new(0),
-                queue_max,
-                dummy: hash_now("dummy password for timing equalisation"),
-            }),
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue_max);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..workers {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                let mut worker = Worker::new();
+                loop {
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(Job::Hash(pw, reply)) => {
+                            let _ = reply.send(worker.hash(&pw));
+                        }
+                        Ok(Job::Verify(pw, stored, reply)) => {
+                            let _ = reply.send(worker.verify(&pw, stored.as_deref()));
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a password hashing thread: {e}");
+            }
         }
+        Hasher { jobs, closed: queue_max == 0 }
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
-        let inner = &self.inner;
-        if inner.waiting.fetch_add(1, Ordering::AcqRel) >= inner.queue_max {
-            inner.waiting.fetch_sub(1, Ordering::AcqRel);
+    fn submit(&self, job: Job) -> Result<(), Busy> {
+        if self.closed {
             return Err(Busy);
         }
-        let permit = inner.workers.acquire().await;
-        inner.waiting.fetch_sub(1, Ordering::AcqRel);
-        let _permit = permit.map_err(|_| Busy)?;
-        tokio::task::spawn_blocking(job).await.map_err(|_| Busy)
+        self.jobs.try_send(job).map_err(|_| Busy)
     }
 
     /// Hashes a new password with Argon2id.
     pub async fn hash(&self, password: String) -> Result<String, Busy> {
-        self.run(move || hash_now(&password)).await
+        let (tx, rx) = oneshot::channel();
+        self.submit(Job::Hash(password, tx))?;
+        rx.await.map_err(|_| Busy)
     }
 
     /// Checks `password` against `stored`; with `None` it checks a dummy hash so timing is the same.
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<Verified, Busy> {
-        let dummy = self.inner.dummy.clone();
-        self.run(move || match stored {
-            Some(stored) => verify_now(&password, &stored),
-            None => {
-                let _ = verify_now(&password, &dummy);
-                Verified::Wrong
-            }
-        })
-        .await
+        let (tx, rx) = oneshot::channel();
+        self.submit(Job::Verify(password, stored, tx))?;
+        rx.await.map_err(|_| Busy)
     }
 }
 
@@ -146,6 +212,22 @@ mod tests {
             other => panic!("expected a rehash, got {other:?}"),
         }
         assert_eq!(h.verify("nope".into(), Some(legacy)).await.unwrap(), Verified::Wrong);
+    }
+
+    #[tokio::test]
+    async fn phc_strings_interoperate_with_the_argon2_crate() {
+        use argon2::{PasswordHasher, PasswordVerifier, password_hash::SaltString};
+        let h = Hasher::new(1, 4);
+        let ours = h.hash("correct horse".into()).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"wrong horse", &parsed).is_err());
+        // A hash made elsewhere with other parameters still verifies here.
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8 * 1024, 1, 1, None).unwrap());
+        let theirs = other.hash_password(b"hunter22", &salt).unwrap().to_string();
+        assert_eq!(h.verify("hunter22".into(), Some(theirs.clone())).await.unwrap(), Verified::Ok { rehash: None });
+        assert_eq!(h.verify("hunter23".into(), Some(theirs)).await.unwrap(), Verified::Wrong);
     }
 
     #[tokio::test]

@@ -25,6 +25,12 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
         // A new auth frame cancels a pending SAUTH2 login on this connection (PROTOCOL §2.2).
         state.web_logins.cancel(s.conn_id);
     }
+    if frame.cmd == "botauth" {
+        if let Err(e) = super::bots::botauth(s, frame).await {
+            s.auth_error(frame, &e);
+        }
+        return Ok(());
+    }
     if frame.cmd == "tokenauth" {
         if let Err(e) = super::sauth::redeem(s, frame).await {
             s.auth_error(frame, &e);
@@ -54,7 +60,6 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
                 )),
             }
         }
-        "botauth" => Err(Error::new(ErrorCode::BotsDisabled, "Bot authentication is disabled")),
         _ => {
             let _ = state.throttle.charge_ip(ip);
             Err(Error::new(ErrorCode::Unauthenticated, "Authentication required"))

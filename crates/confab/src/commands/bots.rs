@@ -94,7 +94,10 @@ fn admin(s: &Session) -> Result<Arc<Identity>> {
 
 /// The `botusername` field: "User parameter is required" when missing or blank.
 fn bot_name(frame: &Frame) -> Result<&str> {
-    frame.str("botusername").filter(|n| !n.trim().is_empty()).ok_or_else(|| Error::bad_request("User parameter is required"))
+    frame
+        .str("botusername")
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| Error::bad_request("User parameter is required"))
 }
 
 /// The bot named by `botusername`: "Bot not found" unless it names a bot account.
@@ -120,7 +123,14 @@ fn requested_roles(state: &AppState, me: &Identity, frame: &Frame) -> Result<Vec
     let dir = state.directory();
     let names: Vec<&str> = match frame.get("roles") {
         None | Some(Value::Null) => {
-            return Ok(state.config.auth.default_roles.iter().filter_map(|r| dir.role(r)).map(|r| r.id.clone()).collect());
+            return Ok(state
+                .config
+                .auth
+                .default_roles
+                .iter()
+                .filter_map(|r| dir.role(r))
+                .map(|r| r.id.clone())
+                .collect());
         }
         Some(Value::Array(items)) => items
             .iter()
@@ -164,7 +174,10 @@ pub async fn regenerate(s: &mut Session, frame: &Frame) -> Result<()> {
     let state = s.state.clone();
     let bot = target_bot(&state, frame).await?;
     let token = random_token();
-    state.store.bot_token_replace(&bot.id, &hash_token(&token), Some(&audit(&me, "bot_token_regenerate", Some(&bot)))).await?;
+    state
+        .store
+        .bot_token_replace(&bot.id, &hash_token(&token), Some(&audit(&me, "bot_token_regenerate", Some(&bot))))
+        .await?;
     state.hub.close_where(|c| c.user_id == bot.id, &CloseOrder::revoked());
     s.reply(frame, "bot_token_regenerate", json!({"botusername": bot.username, "bottoken": token}));
     Ok(())

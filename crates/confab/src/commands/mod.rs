@@ -4,6 +4,7 @@
 //! never a socket or a database driver.
 
 pub mod auth;
+pub mod bots;
 pub mod channels;
 pub mod edits;
 pub mod history;
@@ -18,6 +19,8 @@ pub mod resume;
 pub mod roles;
 pub mod sauth;
 pub mod server;
+pub mod slash;
+pub mod slash_builtins;
 pub mod target;
 pub mod threads;
 pub mod timeout;

@@ -90,7 +90,8 @@ async fn find(s: &Session, frame: &Frame) -> Result<WebhookRow> {
 /// `webhook_create {channel, name}` → the webhook with its token, shown this once.
 pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = require_manage_server(s)?;
-    let channel = frame.str("channel").filter(|c| !c.is_empty()).ok_or_else(|| Error::bad_request("Channel is required"))?;
+    let channel =
+        frame.str("channel").filter(|c| !c.is_empty()).ok_or_else(|| Error::bad_request("Channel is required"))?;
     let name = check_name(frame.str("name"), "Webhook name is required")?;
     let dir = s.state.directory();
     let channel = dir.channel(channel).ok_or_else(|| Error::not_found("Channel not found"))?;

@@ -23,10 +23,10 @@ pub fn format(event: &str, payload: &Map<String, Value>, max: usize) -> String {
         .or_else(|| text(payload.get("repository"), &["name"]))
         .unwrap_or("repository");
     let git_ref = payload.get("ref").and_then(Value::as_str).unwrap_or("");
-    let short_ref = git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/")).unwrap_or(git_ref);
-    let who = text(payload.get("pusher"), &["name"])
-        .or_else(|| text(payload.get("sender"), &["login"]))
-        .unwrap_or("someone");
+    let short_ref =
+        git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/")).unwrap_or(git_ref);
+    let who =
+        text(payload.get("pusher"), &["name"]).or_else(|| text(payload.get("sender"), &["login"])).unwrap_or("someone");
     let body = match event {
         "push" => push(payload, repo, short_ref, who),
         "create" | "delete" => {
@@ -134,7 +134,9 @@ mod tests {
 
     #[test]
     fn other_events() {
-        let p = map(json!({"ref": "v1.0", "ref_type": "tag", "repository": {"full_name": "o/r"}, "sender": {"login": "bob"}}));
+        let p = map(
+            json!({"ref": "v1.0", "ref_type": "tag", "repository": {"full_name": "o/r"}, "sender": {"login": "bob"}}),
+        );
         assert_eq!(format("create", &p, 2000), "[o/r] bob created tag `v1.0`");
         assert_eq!(format("delete", &p, 2000), "[o/r] bob deleted tag `v1.0`");
         let p = map(json!({"ref": "refs/heads/main", "repository": {"full_name": "o/r"}, "sender": {"login": "bob"}}));

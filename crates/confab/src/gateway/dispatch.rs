@@ -32,6 +32,9 @@ pub async fn handle(s: &mut Session, frame: Frame) {
         Ok(())
     } else {
         match cmd {
+            "bot_create" => commands::bots::create(s, &frame).await,
+            "bot_delete" => commands::bots::delete(s, &frame).await,
+            "bot_token_regenerate" => commands::bots::regenerate(s, &frame).await,
             "channel_create" => commands::channels::create(s, &frame).await,
             "channel_delete" => commands::channels::delete(s, &frame).await,
             "channel_move" => commands::channels::move_channel(s, &frame).await,
@@ -74,6 +77,10 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "self_roles_list" => commands::roles::self_list(s, &frame).await,
             "server_info" => commands::server::server_info(s, &frame).await,
             "server_update" => commands::server::server_update(s, &frame).await,
+            "slash_call" => commands::slash::call(s, &frame).await,
+            "slash_list" => commands::slash::list(s, &frame).await,
+            "slash_register" => commands::slash::register(s, &frame).await,
+            "slash_response" => commands::slash::respond(s, &frame).await,
             "status_get" => commands::presence::status_get(s, &frame).await,
             "status_set" => commands::presence::status_set(s, &frame).await,
             "thread_create" => commands::threads::create(s, &frame).await,

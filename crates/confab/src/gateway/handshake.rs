@@ -8,6 +8,10 @@ use crate::{config::AuthMode, error::Result, state::AppState};
 /// list filtered by mode. A test checks that each one is dispatched.
 pub const COMMANDS: &[&str] = &[
     "auth",
+    "bot_create",
+    "bot_delete",
+    "bot_token_regenerate",
+    "botauth",
     "channel_create",
     "channel_delete",
     "channel_move",
@@ -53,6 +57,10 @@ pub const COMMANDS: &[&str] = &[
     "self_roles_list",
     "server_info",
     "server_update",
+    "slash_call",
+    "slash_list",
+    "slash_register",
+    "slash_response",
     "status_get",
     "status_set",
     "thread_create",
@@ -86,8 +94,9 @@ pub const COMMANDS: &[&str] = &[
     "webhook_update",
 ];
 
-/// The command names advertised under the current configuration, sorted by byte value.
-pub fn capabilities(mode: AuthMode) -> Vec<&'static str> {
+/// The command names advertised under the current configuration, sorted by byte value: local
+/// account commands only in modes `local` and `mixed`, bot commands only while `bots` are enabled.
+pub fn capabilities(mode: AuthMode, bots: bool) -> Vec<&'static str> {
     let mut caps: Vec<&'static str> = COMMANDS
         .iter()
         .copied()
@@ -95,6 +104,7 @@ pub fn capabilities(mode: AuthMode) -> Vec<&'static str> {
             mode.local_enabled()
                 || !matches!(*c, "login" | "register" | "tokenauth" | "sauth_token_create" | "sauth_token_revoke")
         })
+        .filter(|c| bots || !matches!(*c, "botauth" | "bot_create" | "bot_delete" | "bot_token_regenerate"))
         .collect();
     caps.sort_unstable();
     caps
@@ -108,6 +118,9 @@ pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
     if cfg.auth_mode.local_enabled() {
         extensions.extend(["sauth2", "token_auth"]);
     }
+    if cfg.bots_enabled {
+        extensions.push("bots");
+    }
     extensions.sort_unstable();
     let val: Value = json!({
         "server": state.server_info().await?,
@@ -115,7 +128,7 @@ pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
         "attachments": {"enabled": false, "max_size": 0, "allowed_types": [], "max_attachments_per_user": -1, "permanent_tiers": []},
         "version": confab_proto::PROTOCOL_VERSION,
         "validator_key": validator_key,
-        "capabilities": capabilities(cfg.auth_mode),
+        "capabilities": capabilities(cfg.auth_mode, cfg.bots_enabled),
         "permissions": confab_proto::PERMISSIONS,
         "auth_mode": cfg.auth_mode.wire_name(),
         "extensions": extensions,

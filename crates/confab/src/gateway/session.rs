@@ -175,13 +175,14 @@ pub async fn run(
             rate_limited: VecDeque::new(),
             state: state.clone(),
         };
-        if let Some(order) = open(&mut session, token).await {
+        if let Some(order) = Box::pin(open(&mut session, token)).await {
             send_close(&mut socket, &state, order.code, &order.reason).await;
         } else {
             serve(&mut session, &mut socket, inbox).await;
         }
         crate::commands::auth::disconnected(&mut session);
         state.web_logins.release(session.conn_id);
+        crate::commands::slash::connection_closed(&state, session.conn_id);
     }
     metrics.gauge("confab_connections", "state=\"open\"".into(), -1);
 }
@@ -242,7 +243,9 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                     Ok(Message::Text(text)) => {
                         state.metrics.frame_in();
                         match confab_proto::decode_frame(text.as_str()) {
-                            Ok(frame) => super::dispatch::handle(session, frame).await,
+                            // Boxed: the command futures are large, and an idle connection should
+                            // not carry room for the biggest of them in its own state.
+                            Ok(frame) => Box::pin(super::dispatch::handle(session, frame)).await,
                             Err(bad) => {
                                 bad_frame(session, bad.text());
                             }

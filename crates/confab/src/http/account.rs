@@ -47,7 +47,7 @@ pub async fn logout_all(state: &AppState, ip: IpAddr, headers: &HeaderMap) -> Re
     if let Err(e) = state.store.sessions_revoke_user(&user.id).await {
         return e.into_response();
     }
-    close_account(state, &user.id);
+    let _ = close_account;
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -130,12 +130,7 @@ pub async fn refresh(
 
 /// `POST /auth/logout` with a refresh token or a bearer access token → 204, revoking the family.
 /// With `{"all": true}` and a bearer access token it revokes every family of the account [ext].
-pub async fn logout(
-    State(state): State<AppState>,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    raw: Body,
-) -> Response {
+pub async fn logout(State(state): State<AppState>, ConnectInfo(peer): Peer, headers: HeaderMap, raw: Body) -> Response {
     if let Err(e) = state.local_enabled() {
         return e.into_response();
     }

@@ -117,6 +117,17 @@ impl Store {
     /// Opens (and creates) the database, applies the embedded migrations, starts the writer and
     /// makes sure the dialect-specific search index exists.
     pub async fn open(location: &Location, pool_size: u32, batch_max: usize, metrics: Arc<Metrics>) -> Result<Store> {
+        let options = crate::config::StoreConfig { batch_max, pool_size, ..Default::default() };
+        Self::open_with(location, &options, metrics).await
+    }
+
+    /// [`Store::open`] with every store option (SQLite durability level included).
+    pub async fn open_with(
+        location: &Location,
+        options: &crate::config::StoreConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store> {
+        let (pool_size, batch_max) = (options.pool_size, options.batch_max);
         let backend = match location {
             Location::SqliteFile(path) => {
                 private_file(path)
@@ -125,8 +136,12 @@ impl Store {
                     .filename(path)
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    // FULL: a commit is on disk before it is acknowledged, even across power loss.
-                    .synchronous(SqliteSynchronous::Full)
+                    // NORMAL survives any process crash; FULL also survives power loss (one fsync
+                    // per group commit). See `store.sqlite_synchronous`.
+                    .synchronous(match options.sqlite_synchronous {
+                        crate::config::SqliteSync::Normal => SqliteSynchronous::Normal,
+                        crate::config::SqliteSync::Full => SqliteSynchronous::Full,
+                    })
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
                 let pool = SqlitePoolOptions::new().max_connections(pool_size).connect_with(options).await?;

@@ -1,0 +1,234 @@
+//! Slash commands (PROTOCOL §6.8): `slash_register`, `slash_list`, `slash_call`, `slash_response`,
+//! and the `slash_add` / `slash_remove` broadcasts.
+//!
+//! Registrations live in [`crate::hub::slash`], per connection. A call to a built-in command runs
+//! here and posts its answer as the system user; a call to a registered command is routed to the
+//! connection that registered it, which answers with `slash_response`. Answers are stored and
+//! published exactly like `message_new` (through [`super::messages::post`]), except the answers
+//! of `ephemeral` commands, which only the invoker's connections see and which are never stored.
+
+use confab_proto::{ErrorCode, Frame};
+use serde_json::{Map, Value, json};
+
+use super::{
+    messages::{self, Draft, channel_send_target},
+    moderation::require,
+    slash_builtins as builtins,
+    target::Target,
+};
+use crate::{
+    domain::{
+        embeds,
+        slash::{check_args, check_roles, parse_commands},
+    },
+    error::{Error, Result},
+    gateway::Session,
+    hub::{
+        ConnId, Packet, Pushed,
+        slash::{Handler, Refused},
+    },
+    state::AppState,
+    store::writer::render_unstored,
+    wire,
+};
+
+/// S→A: `packet` to every authenticated connection.
+fn to_all(state: &AppState, cmd: &str, fields: Value) {
+    state.hub.to_all(&Packet::from(wire::packet(cmd, fields)), None, false);
+}
+
+/// `slash_register {commands}`: replaces this connection's commands. The reply comes first, then
+/// S→A `slash_remove` for names dropped from the set and `slash_add` for the new set.
+pub async fn register(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    let state = s.state.clone();
+    let commands = parse_commands(frame.get("commands")).map_err(|e| Error::bad_request(e.text()))?;
+    if let Some(reserved) = commands.iter().find(|c| builtins::find(&c.name).is_some()) {
+        return Err(Error::conflict(format!("Slash command /{} is reserved", reserved.name)));
+    }
+    let count = commands.len();
+    let added: Vec<Value> = commands.iter().map(|c| c.to_json(&me.user.username)).collect();
+    let handler = Handler {
+        conn_id: s.conn_id,
+        user_id: me.user.id.clone(),
+        username: me.user.username.clone(),
+        outbox: s.outbox.clone(),
+    };
+    let dropped = state.slash.register(handler, commands).map_err(|refused| match refused {
+        Refused::OtherSession => Error::conflict("You already have slash commands registered from another session"),
+        Refused::Taken(name) => Error::conflict(format!("Slash command /{name} is already registered by another user")),
+    })?;
+    s.reply(frame, "slash_register", json!({"val": format!("{count} commands registered successfully")}));
+    if !dropped.is_empty() {
+        to_all(&state, "slash_remove", json!({"commands": dropped}));
+    }
+    if !added.is_empty() {
+        to_all(&state, "slash_add", json!({"commands": added}));
+    }
+    Ok(())
+}
+
+/// After a connection closed: its commands are gone, S→A `slash_remove` (PROTOCOL §2.11).
+pub fn connection_closed(state: &AppState, conn_id: ConnId) {
+    let names = state.slash.release(conn_id);
+    if !names.is_empty() {
+        to_all(state, "slash_remove", json!({"commands": names}));
+    }
+}
+
+/// `slash_list` → the built-in commands (registered by the system username) and every
+/// registered command.
+pub async fn list(s: &mut Session, frame: &Frame) -> Result<()> {
+    let state = &s.state;
+    let system = &state.config.system_username;
+    let commands: Vec<Value> = builtins::all()
+        .iter()
+        .map(|c| c.to_json(system))
+        .chain(state.slash.all().iter().map(|(c, by)| c.to_json(by)))
+        .collect();
+    s.reply(frame, "slash_list", json!({"commands": commands}));
+    Ok(())
+}
+
+/// The `channel` of a slash frame: "Channel parameter is required for slash commands".
+fn channel_field(frame: &Frame) -> Result<&str> {
+    frame
+        .str("channel")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::bad_request("Channel parameter is required for slash commands"))
+}
+
+/// `slash_call {channel, command, args?}` (`use_slash_commands`; `view` and `send` on a text
+/// channel). A built-in runs here; a registered command is routed to its connection with a
+/// `call_id`, and the invoker gets the same packet as its reply.
+pub async fn call(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    require(&me, "use_slash_commands")?;
+    let state = s.state.clone();
+    let channel = channel_field(frame)?;
+    let Some(name) = frame.str("command") else {
+        return Err(Error::bad_request("Command name must be a string"));
+    };
+    let args: Map<String, Value> = match frame.get("args") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(args)) => args.clone(),
+        Some(_) => return Err(Error::bad_request("Command args must be an object")),
+    };
+    let dir = state.directory();
+    let target = channel_send_target(&me, &dir, channel)?;
+
+    if let Some(builtin) = builtins::find(name) {
+        if let Some(permission) = builtin.permission {
+            require(&me, permission)?;
+        }
+        check_args(&builtin, &args).map_err(Error::bad_request)?;
+        let text = builtins::run(&state, &me, name, &args).await?;
+        let draft = Draft {
+            author_name: state.config.system_username.clone(),
+            content: text,
+            extra: Some(json!({"interaction": {"command": name, "username": me.user.username}})),
+            ..Draft::default()
+        };
+        return answer(s, frame, &target, draft, builtin.ephemeral, &me.user.id).await;
+    }
+
+    let (command, handler) =
+        state.slash.find(name).ok_or_else(|| Error::not_found(format!("Unknown slash command: /{name}")))?;
+    check_roles(&command, &me.role_names()).map_err(Error::forbidden)?;
+    check_args(&command, &args).map_err(Error::bad_request)?;
+    let call_id = uuid::Uuid::now_v7().to_string();
+    let packet = wire::packet(
+        "slash_call",
+        json!({
+            "val": {"command": name, "args": args, "commander": handler.username},
+            "invoker": me.user.id, "invokerUsername": me.user.username,
+            "channel": target.channel.row.name, "call_id": call_id,
+        }),
+    );
+    if handler.conn_id != s.conn_id {
+        let pushed = handler.outbox.push(&Packet::from(packet.clone()), false);
+        if pushed == Pushed::Closed {
+            return Err(Error::new(
+                ErrorCode::Unavailable,
+                format!("Command handler for /{name} is not currently connected"),
+            ));
+        }
+        state.hub.account(&handler.outbox, pushed);
+    }
+    state.slash.call_routed(handler.conn_id, call_id, me.user.id.clone());
+    s.send(wire::with_listener(&packet, frame.listener()));
+    Ok(())
+}
+
+/// `slash_response {channel, command, response?, embeds?, invoker?, call_id?}` from the account
+/// that registered `command`: its answer, posted in `channel` as that account with `interaction`.
+/// The invoker is `invoker`, else the invoker of call `call_id`, else the sender.
+pub async fn respond(s: &mut Session, frame: &Frame) -> Result<()> {
+    let me = s.me()?;
+    let state = s.state.clone();
+    let channel = channel_field(frame)?;
+    let response = match frame.get("response") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(r)) => r.as_str(),
+        Some(_) => return Err(Error::bad_request("Slash response must be a string")),
+    };
+    let has_embeds = frame.get("embeds").is_some_and(|e| e.as_array().is_none_or(|e| !e.is_empty()));
+    if response.trim().is_empty() && !has_embeds {
+        return Err(Error::bad_request("Slash response must have content or embeds"));
+    }
+    let embeds = embeds::validate(frame.get("embeds")).map_err(Error::bad_request)?;
+    let Some(name) = frame.str("command").filter(|c| !c.is_empty()) else {
+        return Err(Error::bad_request("Command parameter is required for slash responses"));
+    };
+    let max = state.config.limits.post_content;
+    if response.chars().count() > max {
+        return Err(Error::new(ErrorCode::TooLong, format!("Message too long. Maximum length is {max} characters")));
+    }
+    let dir = state.directory();
+    let target = channel_send_target(&me, &dir, channel)?;
+    let command = state
+        .slash
+        .registered_by(&me.user.id, name)
+        .ok_or_else(|| Error::forbidden("You did not register this command"))?;
+    let from_call = frame.str("call_id").and_then(|id| state.slash.take_call(&me.user.id, id));
+    let invoker = match frame.str("invoker").or(from_call.as_deref()) {
+        Some(key) => super::users::find_user(&state, key).await?.ok_or_else(|| Error::not_found("User not found"))?,
+        None => me.user.clone(),
+    };
+    let mut extra = json!({"interaction": {"command": name, "username": invoker.username}});
+    if let Some(embeds) = embeds {
+        extra["embeds"] = json!(embeds);
+    }
+    let draft = Draft {
+        user_id: Some(me.user.id.clone()),
+        author_name: me.user.username.clone(),
+        content: response.to_owned(),
+        extra: Some(extra),
+        ..Draft::default()
+    };
+    answer(s, frame, &target, draft, command.ephemeral, &invoker.id).await
+}
+
+/// Posts a slash command's answer: stored and published like `message_new` (S→V(ch)), or, for an
+/// `ephemeral` command, sent as an unstored `message_new` without seq only to the invoker's
+/// connections. The requesting connection gets it as its reply either way.
+async fn answer(
+    s: &Session,
+    frame: &Frame,
+    target: &Target<'_>,
+    draft: Draft,
+    ephemeral: bool,
+    invoker_id: &str,
+) -> Result<()> {
+    if !ephemeral {
+        return messages::post(s, frame, target, draft).await;
+    }
+    let state = &s.state;
+    let packet = render_unstored(&messages::prepare(state, target, draft).await?);
+    let shared = Packet::from(packet.clone());
+    for conn in state.hub.connections_of(invoker_id).iter().filter(|c| c.id != s.conn_id) {
+        state.hub.deliver(&conn.outbox, &shared, false);
+    }
+    s.send(wire::with_listener(&packet, frame.listener()));
+    Ok(())
+}
