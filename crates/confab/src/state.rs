@@ -80,6 +80,16 @@ pub struct Directory {
     pub channels: Vec<ChannelEntry>,
     /// Highest position first.
     pub roles: Vec<Role>,
+    /// The server's shown name, icon and banner (settings over configuration).
+    pub server: ServerIdentity,
+}
+
+/// What `server_update` changes, cached because every handshake shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ServerIdentity {
+    pub name: String,
+    pub icon: String,
+    pub banner: String,
 }
 
 impl Directory {
@@ -176,8 +186,18 @@ impl AppState {
             })
             .collect();
         let roles = self.store.roles().await?;
+        let cfg = &self.config.server;
+        let setting = |key: &'static str, default: &str| {
+            let default = default.to_owned();
+            async move { Ok::<_, crate::error::Error>(self.store.setting(key).await?.unwrap_or(default)) }
+        };
+        let server = ServerIdentity {
+            name: setting("server.name", &cfg.name).await?,
+            icon: setting("server.icon", &cfg.icon).await?,
+            banner: setting("server.banner", &cfg.banner).await?,
+        };
         if let Ok(mut d) = self.directory.write() {
-            *d = Arc::new(Directory { channels, roles });
+            *d = Arc::new(Directory { channels, roles, server });
         }
         Ok(())
     }
@@ -201,18 +221,14 @@ impl AppState {
         Ok(map.into_iter().map(|(u, ids)| (u, dir.roles_of(&ids))).collect())
     }
 
-    /// The server's displayed name, owner, icon and banner (settings override the config).
+    /// The server's displayed name, owner, icon and banner, from the cached directory.
     pub async fn server_info(&self) -> Result<Value> {
-        let cfg = &self.config.server;
-        let get = |key: &'static str, default: &str| {
-            let default = default.to_owned();
-            async move { Ok::<_, crate::error::Error>(self.store.setting(key).await?.unwrap_or(default)) }
-        };
+        let server = self.directory().server.clone();
         Ok(json!({
-            "name": get("server.name", &cfg.name).await?,
-            "owner": {"name": cfg.owner},
-            "icon": get("server.icon", &cfg.icon).await?,
-            "banner": get("server.banner", &cfg.banner).await?,
+            "name": server.name,
+            "owner": {"name": self.config.server.owner},
+            "icon": server.icon,
+            "banner": server.banner,
             "url": self.config.public_url,
         }))
     }

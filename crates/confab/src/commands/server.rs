@@ -85,6 +85,7 @@ pub async fn server_update(s: &mut Session, frame: &Frame) -> Result<()> {
             details: Value::Object(details),
         };
         s.state.store.set_settings_audited(&pairs, &audit).await?;
+        s.state.reload_directory().await?;
     }
     let mut fields = identity(s).await?;
     fields["global"] = json!(true);

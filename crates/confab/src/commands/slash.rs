@@ -196,7 +196,7 @@ pub async fn respond(s: &mut Session, frame: &Frame) -> Result<()> {
         None => me.user.clone(),
     };
     let mut extra = json!({"interaction": {"command": name, "username": invoker.username}});
-    if let Some(embeds) = embeds {
+    if let Some(embeds) = embeds.filter(|e| !e.is_empty()) {
         extra["embeds"] = json!(embeds);
     }
     let draft = Draft {

@@ -47,7 +47,7 @@ pub async fn logout_all(state: &AppState, ip: IpAddr, headers: &HeaderMap) -> Re
     if let Err(e) = state.store.sessions_revoke_user(&user.id).await {
         return e.into_response();
     }
-    let _ = close_account;
+    close_account(state, &user.id);
     StatusCode::NO_CONTENT.into_response()
 }
 

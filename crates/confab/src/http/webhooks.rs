@@ -28,9 +28,7 @@ pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 /// The first non-empty of `content`, `text` and `message`.
 fn plain_content(map: &Map<String, Value>) -> Option<&str> {
-    ["content", "text", "message"]
-        .iter()
-        .find_map(|k| map.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
+    ["content", "text", "message"].iter().find_map(|k| map.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
 }
 
 /// `POST /webhooks` and `POST /webhooks/<anything>` → 204 once the message is committed and sent.
@@ -102,7 +100,7 @@ pub async fn post(
         },
     };
     // Checked last, like `message_new`: a refused post costs nothing.
-    if let Err(refusal) = Ok::<(), crate::ratelimit::Refusal>(()) {
+    if let Err(refusal) = state.limiter.take(&format!("webhook:{}", hook.id), "messages", 1.0) {
         state.metrics.inc("confab_rate_limited_total", "class=\"messages\"".into());
         return too_many_requests(whole_seconds(refusal.wait));
     }
