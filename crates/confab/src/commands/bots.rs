@@ -61,6 +61,7 @@ pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
         Some(user) if user.is_bot() && token_is_live(&state, &user.id, &token_hash).await? => user,
         _ => {
             state.throttle.fail_name(&key);
+            tracing::info!(conn = s.conn_id, code = "invalid_bot_credentials", "bot login refused");
             return Err(state.auth_failed(s.ip, "bot", invalid()));
         }
     };

@@ -92,7 +92,7 @@ pub async fn handler(
     let origin_ok = origin_allowed(&state, &headers);
     let token = query.get("token").cloned();
     let frame_max = state.config.security.frame_max;
-    ws.read_buffer_size(8 * 1024)
+    ws.read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(frame_max.max(64 * 1024) * 2)
         .max_message_size(frame_max)

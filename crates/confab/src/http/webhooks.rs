@@ -28,7 +28,9 @@ pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 /// The first non-empty of `content`, `text` and `message`.
 fn plain_content(map: &Map<String, Value>) -> Option<&str> {
-    ["content", "text", "message"].iter().find_map(|k| map.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
+    ["content", "text", "message"]
+        .iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
 }
 
 /// `POST /webhooks` and `POST /webhooks/<anything>` → 204 once the message is committed and sent.

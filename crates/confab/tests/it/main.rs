@@ -11,6 +11,7 @@ mod gateway;
 mod limits;
 mod message_ops;
 mod moderation;
+mod perf;
 mod reads;
 mod revocation;
 mod roles;

@@ -604,8 +604,7 @@ async fn median(c: &mut Client, frame: Value, check: impl Fn(&Value)) -> Duratio
 async fn scale_on(backend: Backend) -> Vec<(String, Duration, Duration)> {
     let server = spawn(backend).await;
     let mut admin = owner(&server, "root").await;
-    let mut scales = Vec::new();
-    let mut probe = String::new();
+    let mut filled = Vec::new();
     for (name, messages) in [("small", SMALL), ("large", LARGE)] {
         let r = admin.request(json!({"cmd": "role_create", "name": name})).await;
         assert_eq!(r["cmd"], "role_create", "{r}");
@@ -618,16 +617,28 @@ async fn scale_on(backend: Backend) -> Vec<(String, Duration, Duration)> {
         let wanted: Vec<String> =
             roles.iter().filter(|r| r.name == name || r.name == "user").map(|r| r.id.clone()).collect();
         server.store.user_set_roles(&user.id, &wanted).await.unwrap();
+        filled.push((name, messages, reader));
+    }
+    // Filling takes minutes; an idle socket would be closed as a dead peer meanwhile.
+    admin.ws.close(None).await.ok();
+    let mut scales = Vec::new();
+    let mut probe = String::new();
+    for (name, messages, reader) in filled {
         let started = Instant::now();
         let ids = fill(&server.store, name, "root", &reader, messages).await;
-        probe = ids[0].clone();
         eprintln!("{backend:?}: {messages} messages in #{name} in {:.1} s", started.elapsed().as_secs_f64());
+        probe = ids[0].clone();
+        scales.push((name, messages, reader, ids[messages - 1 - UNREAD].clone()));
+    }
+    let mut admin = server.login("root", "correct horse").await;
+    let mut readers = Vec::new();
+    for (name, messages, reader, last_read) in scales {
         let mut reader = server.login(&reader, "correct horse").await;
-        let last_read = &ids[messages - 1 - UNREAD];
         let r = reader.request(json!({"cmd": "unreads_ack", "channel": name, "message_id": last_read})).await;
         assert_eq!(r["last_read"], json!(last_read));
-        scales.push(Scale { name, messages, reader });
+        readers.push(Scale { name, messages, reader });
     }
+    let mut scales = readers;
 
     let mut rows = Vec::new();
     let mut medians: Vec<Vec<Duration>> = Vec::new();

@@ -92,6 +92,12 @@ async fn stored_webhook_columns(server: &TestServer) -> Vec<String> {
 async fn commands_round_trip(backend: Backend) {
     let server = TestServer::spawn_with(backend, |_| {}).await;
     let mut admin = owner(&server, "root").await;
+    let caps = admin.handshake["val"]["capabilities"].as_array().unwrap().clone();
+    for cmd in
+        ["webhook_create", "webhook_delete", "webhook_get", "webhook_list", "webhook_regenerate", "webhook_update"]
+    {
+        assert!(caps.contains(&json!(cmd)), "{cmd} not advertised");
+    }
     let r = admin.request(json!({"cmd": "channel_create", "name": "dev", "type": "text", "permissions": open()})).await;
     assert_eq!(r["cmd"], "channel_create", "{r}");
 
@@ -307,6 +313,9 @@ async fn post_reaches_viewers_and_history(backend: Backend) {
     assert_eq!(m["content"], "from text");
     assert_eq!(m["webhook"], json!({"id": hook["id"], "name": "Bot", "avatar": "https://example.com/b.png"}));
     assert_eq!(m["embeds"][0]["title"], "Build", "{m}");
+    let (status, _, body) = post(&server, &format!("/webhooks/?token={tok}"), &[], json!({"content": "slash"})).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(next_message(&mut bob).await["message"]["content"], "slash");
     let (status, body) = post_with(&server, &tok, json!({"message": "from message"})).await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(next_message(&mut bob).await["message"]["content"], "from message");

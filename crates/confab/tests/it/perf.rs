@@ -1,0 +1,88 @@
+//! Group-commit throughput (issue: "durable writes per second with acknowledgement after commit").
+//! Ignored by default — a measurement, not a test; run it in release mode:
+//!
+//! ```sh
+//! cargo test --release -p confab --test it perf_group_commit -- --ignored --nocapture
+//! ```
+//!
+//! Each line compares the group-commit writer with the same writer limited to one message per
+//! transaction (`store.batch_max = 1`), measured in the same run on the same machine.
+
+use std::{sync::Arc, time::Instant};
+
+use confab::{
+    config::{SqliteSync, StoreConfig},
+    metrics::Metrics,
+    store::{
+        Store,
+        writer::{Appended, NewMessage},
+    },
+};
+use serde_json::json;
+
+use crate::support::{Backend, fresh_location};
+
+const MESSAGES: usize = 40_000;
+const SENDERS: usize = 256;
+
+async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let location = fresh_location(backend, dir.path()).await;
+    let options = StoreConfig { batch_max, pool_size: 8, sqlite_synchronous: sync };
+    let store = Store::open_with(&location, &options, Arc::new(Metrics::default())).await.unwrap();
+    store.bootstrap().await.unwrap();
+    let channel = store.channels().await.unwrap().remove(0);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for sender in 0..SENDERS {
+        let store = store.clone();
+        let channel = channel.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..MESSAGES / SENDERS {
+                let m = NewMessage {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    channel_id: channel.id.clone(),
+                    channel_name: channel.name.clone(),
+                    thread_id: None,
+                    user_id: None,
+                    author_name: format!("sender{sender}"),
+                    content: format!("message {i} from {sender}"),
+                    created_at: confab::store::now(),
+                    reply_to: None,
+                    ping: None,
+                    pings: json!({"users": [], "roles": [], "replies": []}),
+                    pinged: Default::default(),
+                    extra: None,
+                    nonce: Some(format!("{sender}-{i}")),
+                    nonce_window_s: 600.0,
+                };
+                let out = store.writer().append(m, Box::new(|_| {})).await.unwrap();
+                assert!(matches!(out, Appended::New { .. }));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let per_second = (MESSAGES / SENDERS * SENDERS) as f64 / started.elapsed().as_secs_f64();
+    store.close().await;
+    per_second
+}
+
+#[tokio::test]
+#[ignore = "measurement; run in release with --ignored --nocapture"]
+async fn perf_group_commit() {
+    println!("durable appends/s, {SENDERS} concurrent senders, {MESSAGES} messages, acknowledged after commit");
+    for (label, backend, sync) in [
+        ("sqlite synchronous=normal", Backend::Sqlite, SqliteSync::Normal),
+        ("sqlite synchronous=full", Backend::Sqlite, SqliteSync::Full),
+        ("postgresql", Backend::Postgres, SqliteSync::Normal),
+    ] {
+        let grouped = rate(backend, sync, 512).await;
+        let single = rate(backend, sync, 1).await;
+        println!(
+            "{label:28} group commit {grouped:>9.0}/s   one per transaction {single:>8.0}/s   ratio {:.1}x",
+            grouped / single
+        );
+    }
+}
