@@ -155,6 +155,14 @@ pub async fn complete(
     state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), 1);
     // A ban or timeout saved while this login was in flight would miss a connection registered
     // after it: read the account again now that the hub knows the connection.
+    // Likewise a logout, refresh reuse or password change that closed this session's sockets just
+    // before it registered.
+    if let Some(sid) = identity.session_id.as_deref().filter(|sid| !sid.starts_with("sauth:"))
+        && state.store.session_user(sid).await?.is_none()
+    {
+        s.close(CloseOrder::revoked());
+        return Ok(());
+    }
     match state.store.user_by_id(&identity.user.id).await? {
         Some(fresh) if fresh.banned => {
             s.close(CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned")));

@@ -278,10 +278,11 @@ pub fn check_roles(command: &SlashCommand, roles: &[String]) -> Result<(), Strin
     if let Some(forbidden) = command.blacklist_roles.iter().flatten().find(|r| holds(r)) {
         return Err(format!("Access denied: '{forbidden}' role is forbidden"));
     }
-    if let Some(whitelist) = command.whitelist_roles.as_ref().filter(|w| !w.is_empty())
+    if let Some(whitelist) = &command.whitelist_roles
+        && let Some(first) = whitelist.first()
         && !whitelist.iter().any(holds)
     {
-        return Err(format!("Access denied: '{}' role required", whitelist[0]));
+        return Err(format!("Access denied: '{first}' role required"));
     }
     Ok(())
 }

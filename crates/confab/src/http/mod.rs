@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sauth/{id}", get(sauth::show))
         .route("/auth/password", post(account::password))
         .route("/webhooks", post(webhooks::post))
+        .route("/webhooks/", post(webhooks::post))
         .route("/webhooks/{*rest}", post(webhooks::post))
         .merge(dev::routes(state.config.dev))
         .fallback(not_found)

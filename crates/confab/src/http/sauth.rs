@@ -11,7 +11,7 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{Peer, client_ip, json_error};
+use super::{Peer, client_ip};
 use crate::{domain::throttle::whole_seconds, state::AppState};
 
 const GONE: &str = "This login link has already been used or has expired";
@@ -51,12 +51,7 @@ pub async fn show(
 ) -> Response {
     let ip = client_ip(&state, peer.ip(), &headers);
     if let Err(wait) = state.throttle.check_ip(ip) {
-        let secs = whole_seconds(wait);
-        return json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many requests. Try again in {secs} seconds"),
-            "rate_limited",
-        );
+        return super::too_many_requests(whole_seconds(wait));
     }
     let json = wants_json(&headers);
     match state.web_logins.serve(&id) {

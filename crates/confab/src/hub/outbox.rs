@@ -5,14 +5,14 @@
 //! packet was queued, dropped (presence under congestion) or overflowed.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// A serialised packet, shared by every recipient (cloning is a reference-count increment).
 pub type Packet = axum::extract::ws::Utf8Bytes;
@@ -85,11 +85,17 @@ pub enum Pushed {
 /// The producer side of a connection's queue; cheap to clone.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Packet>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
+    /// The queue itself: a plain deque under a lock that is held only to push or pop, so an idle
+    /// connection's queue allocates nothing (a bounded channel preallocates a block of slots).
+    queue: Mutex<VecDeque<Packet>>,
+    /// Wakes the connection task when the queue goes from empty to not empty.
+    ready: Notify,
+    /// Set when the consumer is gone: pushes are refused.
+    closed: AtomicBool,
     bytes: AtomicUsize,
     max_bytes: usize,
     max_packets: usize,
@@ -108,17 +114,27 @@ struct Held {
     events: Vec<(String, i64, Packet)>,
 }
 
-/// The consumer side, owned by the connection task.
+/// The consumer side, owned by the connection task. Dropping it closes the queue.
 pub struct Inbox {
-    rx: mpsc::Receiver<Packet>,
     shared: Arc<Shared>,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        if let Ok(mut q) = self.shared.queue.lock() {
+            q.clear();
+        }
+    }
 }
 
 impl Outbox {
     /// A queue holding at most `max_packets` packets and `max_bytes` bytes.
     pub fn new(max_packets: usize, max_bytes: usize) -> (Outbox, Inbox) {
-        let (tx, rx) = mpsc::channel(max_packets);
         let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
             bytes: AtomicUsize::new(0),
             max_bytes,
             max_packets,
@@ -127,7 +143,7 @@ impl Outbox {
             held: Mutex::new(None),
             first_live: Mutex::new(HashMap::new()),
         });
-        (Outbox { tx, shared: shared.clone() }, Inbox { rx, shared })
+        (Outbox { shared: shared.clone() }, Inbox { shared })
     }
 
     /// The connection's close signal.
@@ -137,30 +153,28 @@ impl Outbox {
 
     /// Queues a packet without waiting.
     pub fn push(&self, packet: &Packet, droppable: bool) -> Pushed {
-        let len = packet.len();
-        if droppable {
-            let used = self.shared.max_packets - self.tx.capacity();
-            if used * 2 > self.shared.max_packets
-                || self.shared.bytes.load(Ordering::Relaxed) * 2 > self.shared.max_bytes
-            {
-                return Pushed::Dropped;
-            }
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Pushed::Closed;
         }
-        let queued = self.shared.bytes.fetch_add(len, Ordering::AcqRel) + len;
-        if queued > self.shared.max_bytes {
-            self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
+        let len = packet.len();
+        let Ok(mut queue) = shared.queue.lock() else { return Pushed::Closed };
+        if droppable
+            && (queue.len() * 2 > shared.max_packets || shared.bytes.load(Ordering::Relaxed) * 2 > shared.max_bytes)
+        {
+            return Pushed::Dropped;
+        }
+        if queue.len() >= shared.max_packets || shared.bytes.load(Ordering::Relaxed) + len > shared.max_bytes {
             return Pushed::Overflow;
         }
-        match self.tx.try_send(packet.clone()) {
-            Ok(()) => Pushed::Queued,
-            Err(e) => {
-                self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
-                match e {
-                    mpsc::error::TrySendError::Full(_) => Pushed::Overflow,
-                    mpsc::error::TrySendError::Closed(_) => Pushed::Closed,
-                }
-            }
+        shared.bytes.fetch_add(len, Ordering::AcqRel);
+        let was_empty = queue.is_empty();
+        queue.push_back(packet.clone());
+        drop(queue);
+        if was_empty {
+            shared.ready.notify_one();
         }
+        Pushed::Queued
     }
 }
 
@@ -219,16 +233,20 @@ impl Outbox {
 }
 
 impl Inbox {
-    /// The next packet, waiting for one.
+    /// The next packet, waiting for one. (A push between an empty pop and the wait leaves a
+    /// `Notify` permit, so no wake-up is lost.)
     pub async fn recv(&mut self) -> Option<Packet> {
-        let p = self.rx.recv().await?;
-        self.shared.bytes.fetch_sub(p.len(), Ordering::AcqRel);
-        Some(p)
+        loop {
+            if let Some(p) = self.try_recv() {
+                return Some(p);
+            }
+            self.shared.ready.notified().await;
+        }
     }
 
     /// The next packet if one is queued.
     pub fn try_recv(&mut self) -> Option<Packet> {
-        let p = self.rx.try_recv().ok()?;
+        let p = self.shared.queue.lock().ok()?.pop_front()?;
         self.shared.bytes.fetch_sub(p.len(), Ordering::AcqRel);
         Some(p)
     }

@@ -372,7 +372,7 @@ async fn bot_create_announces_and_the_token_logs_in() {
     expect_error(
         &mut ada,
         json!({"cmd": "bot_create", "botusername": "boss", "roles": ["owner"]}),
-        "Cannot manage protected role 'owner'",
+        "Cannot manage roles at or above your position",
         "forbidden",
     )
     .await;
@@ -1018,5 +1018,33 @@ async fn moderation_builtins_act_like_the_moderation_commands() {
 
     let actions = audit_actions(&mut root).await;
     assert_eq!(actions[..4], ["user_unban", "user_ban", "user_timeout", "user_timeout"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bots_and_slash_answers_on_postgres() {
+    let server = TestServer::spawn_with(Backend::Postgres, with_bots).await;
+    let mut root = member(&server, "root", &["owner"]).await;
+    let (mut notifier, ready) = bot(&server, "notifier", NOTIFIER_TOKEN).await;
+    assert_eq!(ready["user"]["bot"], true);
+    let r = root.request(json!({"cmd": "bot_create", "botusername": "pgbot"})).await;
+    let token = r["bottoken"].as_str().unwrap().to_owned();
+    bot(&server, "pgbot", &token).await;
+    let r = root.request(json!({"cmd": "bot_token_regenerate", "botusername": "pgbot"})).await;
+    assert_eq!(r["cmd"], "bot_token_regenerate", "{r}");
+    botauth_refused(&server, "pgbot", &token, "Invalid bot credentials", "invalid_bot_credentials").await;
+
+    register_commands(&mut notifier, json!([roll()])).await;
+    let call =
+        root.request(json!({"cmd": "slash_call", "channel": "general", "command": "roll", "args": {"sides": 2}})).await;
+    let answer = notifier
+        .request(json!({"cmd": "slash_response", "channel": "general", "command": "roll", "response": "1",
+            "call_id": call["call_id"]}))
+        .await;
+    assert_eq!(answer["message"]["interaction"], json!({"command": "roll", "username": "root"}));
+    let help = posted(&builtin(&mut root, "help", json!({})).await, "help", "root");
+    assert!(help.contains("/roll"), "{help}");
+    let history = root.request(json!({"cmd": "messages_get", "channel": "general"})).await;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 2);
     server.stop().await;
 }
