@@ -23,11 +23,6 @@ use crate::{
     wire,
 };
 
-/// The session id carried by bot connections (logs and revocation tell them apart).
-fn session_tag(user_id: &str) -> String {
-    format!("bot:{user_id}")
-}
-
 fn invalid() -> Error {
     Error::new(ErrorCode::InvalidBotCredentials, "Invalid bot credentials")
 }
@@ -74,7 +69,9 @@ pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
     // A bot from the configuration file or the CLI is announced by its first login (PROTOCOL §2.11).
     let first = state.store.bot_mark_announced(&bot.id).await?;
     let bot_id = bot.id.clone();
-    super::auth::complete(s, frame.listener(), bot, Some(session_tag(&bot_id)), first).await?;
+    // No session family: a bot's only credential is its token, and revoking it closes every
+    // connection of the bot (below and in `regenerate`).
+    super::auth::complete(s, frame.listener(), bot, None, first).await?;
     // A regeneration committed while this login was in flight closed the bot's connections before
     // this one was registered: check the token again now that the hub knows the connection.
     if s.authenticated() && !token_is_live(&state, &bot_id, &token_hash).await? {

@@ -49,7 +49,7 @@ pub async fn resume(s: &mut Session, frame: &Frame) -> Result<()> {
         }
     }
 
-    s.outbox.hold(targets.iter().map(|t| t.1.clone()).collect::<HashSet<_>>());
+    let live_from = s.outbox.hold(targets.iter().map(|t| t.1.clone()).collect::<HashSet<_>>());
     let mut covered_by_id = HashMap::new();
     let mut covered = Map::new();
     let mut stale = Vec::new();
@@ -65,9 +65,10 @@ pub async fn resume(s: &mut Session, frame: &Frame) -> Result<()> {
                 continue;
             }
             // Events from the first one this connection received live on were delivered already.
-            let live_from = s.outbox.first_live(channel_id).unwrap_or(i64::MAX);
+            let live_from = live_from.get(channel_id).copied().unwrap_or(i64::MAX);
             for (seq, payload) in state.store.events_after(channel_id, *after, MAX_EVENTS).await? {
-                if seq < live_from {
+                // Only up to `current`: what committed after it is in the set-aside buffer.
+                if seq < live_from && seq <= current {
                     s.send(wire::with_fields(&payload, &[("replay", json!(true))]));
                 }
             }

@@ -131,6 +131,7 @@ impl Hub {
                 if let Some(mut members) = self.channels.get_mut(gone) {
                     members.remove(&conn.id);
                 }
+                conn.outbox.forget_channel(gone);
             }
             for added in now.iter().filter(|c| !mine.contains(c)) {
                 self.channels.entry(added.clone()).or_default().insert(conn.id, conn.outbox.clone());

@@ -100,12 +100,18 @@ struct Shared {
     max_bytes: usize,
     max_packets: usize,
     control: Control,
-    /// Fast check for [`Shared::held`]: most connections never hold anything.
-    holding: AtomicBool,
-    held: Mutex<Option<Held>>,
+    /// Channel-event bookkeeping for `resume`, under one lock so that "held or delivered live"
+    /// is decided atomically with respect to a resume starting.
+    channels: Mutex<ChannelState>,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    /// Set while a `resume` replays the log.
+    held: Option<Held>,
     /// The first live seq queued per channel: everything from it on reached this connection live,
     /// so a later `resume` must not replay it again.
-    first_live: Mutex<HashMap<String, i64>>,
+    first_live: HashMap<String, i64>,
 }
 
 /// Live channel events set aside while a `resume` replays the log (PROTOCOL §7.2).
@@ -139,9 +145,7 @@ impl Outbox {
             max_bytes,
             max_packets,
             control: Control::default(),
-            holding: AtomicBool::new(false),
-            held: Mutex::new(None),
-            first_live: Mutex::new(HashMap::new()),
+            channels: Mutex::new(ChannelState::default()),
         });
         (Outbox { shared: shared.clone() }, Inbox { shared })
     }
@@ -181,9 +185,8 @@ impl Outbox {
 impl Outbox {
     /// Queues an event of `channel_id` with `seq`, or sets it aside while that channel is held.
     pub fn push_channel(&self, channel_id: &str, seq: i64, packet: &Packet) -> Pushed {
-        if self.shared.holding.load(Ordering::Acquire)
-            && let Ok(mut held) = self.shared.held.lock()
-            && let Some(h) = held.as_mut()
+        let Ok(mut state) = self.shared.channels.lock() else { return Pushed::Closed };
+        if let Some(h) = state.held.as_mut()
             && h.channels.contains(channel_id)
         {
             if h.events.len() >= self.shared.max_packets {
@@ -193,41 +196,47 @@ impl Outbox {
             return Pushed::Queued;
         }
         let pushed = self.push(packet, false);
-        if pushed == Pushed::Queued
-            && let Ok(mut first) = self.shared.first_live.lock()
-            && !first.contains_key(channel_id)
-        {
-            first.insert(channel_id.to_owned(), seq);
+        if pushed == Pushed::Queued && !state.first_live.contains_key(channel_id) {
+            state.first_live.insert(channel_id.to_owned(), seq);
         }
         pushed
     }
 
-    /// The first seq of `channel_id` this connection received live, if any.
-    pub fn first_live(&self, channel_id: &str) -> Option<i64> {
-        self.shared.first_live.lock().ok().and_then(|f| f.get(channel_id).copied())
+    /// Starts setting aside live events of `channels` (before the log is read). Returns, per
+    /// channel, the first seq this connection already received live: the replay stops before it.
+    pub fn hold(&self, channels: HashSet<String>) -> HashMap<String, i64> {
+        let Ok(mut state) = self.shared.channels.lock() else { return HashMap::new() };
+        let first = channels.iter().filter_map(|c| state.first_live.get(c).map(|s| (c.clone(), *s))).collect();
+        state.held = Some(Held { channels, events: Vec::new() });
+        first
     }
 
-    /// Starts setting aside live events of `channels` (before the log is read).
-    pub fn hold(&self, channels: HashSet<String>) {
-        if let Ok(mut held) = self.shared.held.lock() {
-            *held = Some(Held { channels, events: Vec::new() });
-            self.shared.holding.store(true, Ordering::Release);
+    /// Forgets what was received live in `channel_id` (the connection stopped viewing it, so later
+    /// events of that channel did not reach it and a resume must replay them).
+    pub fn forget_channel(&self, channel_id: &str) {
+        if let Ok(mut state) = self.shared.channels.lock() {
+            state.first_live.remove(channel_id);
         }
     }
 
     /// Ends a hold: queues the set-aside events whose seq is past what the replay `covered`, in
     /// arrival order, and drops the rest (they were replayed). `Overflow` if the queue filled.
     pub fn release(&self, covered: &HashMap<String, i64>) -> Pushed {
-        let Ok(mut held) = self.shared.held.lock() else { return Pushed::Closed };
+        let Ok(mut state) = self.shared.channels.lock() else { return Pushed::Closed };
         let mut outcome = Pushed::Queued;
-        if let Some(h) = held.take() {
+        if let Some(h) = state.held.take() {
             for (channel, seq, packet) in h.events {
-                if seq > covered.get(&channel).copied().unwrap_or(-1) && self.push(&packet, false) == Pushed::Overflow {
-                    outcome = Pushed::Overflow;
+                if seq > covered.get(&channel).copied().unwrap_or(-1) {
+                    match self.push(&packet, false) {
+                        Pushed::Overflow => outcome = Pushed::Overflow,
+                        Pushed::Queued if !state.first_live.contains_key(&channel) => {
+                            state.first_live.insert(channel, seq);
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
-        self.shared.holding.store(false, Ordering::Release);
         outcome
     }
 }
