@@ -350,8 +350,20 @@ async fn finish(socket: &mut WebSocket, state: &AppState, inbox: &mut Inbox, ord
     send_close(socket, state, order.code, &order.reason).await;
 }
 
+/// Sends the close frame, then waits (briefly) for the peer's own close before the TCP connection
+/// is dropped: dropping at once would make the peer's next write (a Pong, say) draw a reset, and a
+/// reset discards whatever it had not read yet — the close frame included.
 async fn send_close(socket: &mut WebSocket, state: &AppState, code: u16, reason: &str) {
     state.metrics.inc("confab_closes_total", format!("code=\"{code}\""));
     let frame = CloseFrame { code, reason: reason.to_owned().into() };
-    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await;
+    let handshake = async {
+        socket.send(Message::Close(Some(frame))).await?;
+        while let Some(msg) = socket.recv().await {
+            if matches!(msg?, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<_, axum::Error>(())
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, handshake).await;
 }

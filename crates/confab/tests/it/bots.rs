@@ -40,28 +40,6 @@ async fn spawn() -> TestServer {
     TestServer::spawn_with(Backend::Sqlite, with_bots).await
 }
 
-/// Gives the account `name` exactly the roles `roles` (by name).
-async fn set_roles(server: &TestServer, name: &str, roles: &[&str]) {
-    let all = server.store.roles().await.unwrap();
-    let ids: Vec<String> = roles
-        .iter()
-        .map(|r| all.iter().find(|x| x.name == *r).unwrap_or_else(|| panic!("role {r}")).id.clone())
-        .collect();
-    let user = server.store.user_by_name(name).await.unwrap().unwrap();
-    server.store.user_set_roles(&user.id, &ids).await.unwrap();
-}
-
-/// Registers `name` over HTTP, gives it exactly `roles`, and logs it in over a new socket.
-async fn member(server: &TestServer, name: &str, roles: &[&str]) -> Client {
-    server.http_register(name).await;
-    set_roles(server, name, roles).await;
-    server.login(name, PASSWORD).await
-}
-
-async fn user_id(server: &TestServer, name: &str) -> String {
-    server.store.user_by_name(name).await.unwrap().unwrap_or_else(|| panic!("no account {name}")).id
-}
-
 /// `botauth` on `c`; returns the first answer (`auth_success` or `auth_error`).
 async fn botauth(c: &mut Client, name: &str, token: &str) -> Value {
     c.request(json!({"cmd": "botauth", "botusername": name, "bottoken": token})).await
@@ -89,31 +67,6 @@ async fn expect_error(c: &mut Client, frame: Value, val: &str, code: &str) {
     assert_eq!(r["src"], frame["cmd"], "{frame} -> {r}");
     assert_eq!(r["val"], val, "{frame} -> {r}");
     assert_eq!(r["code"], code, "{frame} -> {r}");
-}
-
-/// Sends `frame` with a fresh listener; returns the reply and every packet that arrived before it.
-async fn request_seeing(c: &mut Client, frame: Value) -> (Value, Vec<Value>) {
-    let listener = format!("seeing-{}", uuid::Uuid::now_v7());
-    let mut frame = frame;
-    frame["listener"] = json!(listener);
-    c.send(frame).await;
-    let mut before = Vec::new();
-    loop {
-        let p = c.recv().await;
-        if p["listener"] == listener {
-            return (p, before);
-        }
-        if p["cmd"] != "ping" {
-            before.push(p);
-        }
-    }
-}
-
-/// Packets that arrived on `c` since its last request, via a `ping` round trip.
-async fn drain(c: &mut Client) -> Vec<Value> {
-    let (pong, before) = request_seeing(c, json!({"cmd": "ping"})).await;
-    assert_eq!(pong["cmd"], "pong");
-    before
 }
 
 fn cmds(packets: &[Value]) -> Vec<&str> {
@@ -183,7 +136,7 @@ async fn configured_bots_log_in_and_are_announced_once() {
     let (mut notifier, ready) = bot(&server, "Notifier", NOTIFIER_TOKEN).await;
     let user = &ready["user"];
     assert_eq!(user["username"], "notifier");
-    assert_eq!(user["id"], user_id(&server, "notifier").await);
+    assert_eq!(user["id"], server.user_id("notifier").await);
     assert_eq!((user["bot"].as_bool(), user["cracked"].as_bool()), (Some(true), Some(true)));
     assert_eq!(user["roles"], json!(["user"]), "a bot without roles gets auth.default_roles");
     // The first login announces the bot, then its connection.
@@ -230,7 +183,7 @@ async fn bots_disabled() {
         cfg.bots_enabled = false;
     })
     .await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let caps = strings(&root.handshake["val"]["capabilities"]);
     for cap in ["botauth", "bot_create", "bot_delete", "bot_token_regenerate"] {
         assert!(!caps.contains(&cap), "{cap} advertised with bots disabled");
@@ -255,7 +208,7 @@ async fn bots_disabled() {
 #[tokio::test]
 async fn bots_cannot_use_passwords_jwts_or_sauth() {
     let server = spawn().await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let mut c = server.connect().await;
     let r = c.request(json!({"cmd": "login", "username": "notifier", "password": NOTIFIER_TOKEN})).await;
     assert_eq!((r["val"].as_str(), r["code"].as_str()), (Some("Invalid password"), Some("invalid_credentials")));
@@ -306,11 +259,11 @@ async fn failed_bot_logins_are_throttled_per_name_and_per_ip() {
 #[tokio::test]
 async fn bot_create_announces_and_the_token_logs_in() {
     let server = spawn().await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let mut alice = server.register("alice").await;
     let r = root.request(json!({"cmd": "bot_create", "botusername": " Helper ", "roles": ["moderator"]})).await;
     assert_eq!(r["cmd"], "bot_create", "{r}");
-    let id = user_id(&server, "helper").await;
+    let id = server.user_id("helper").await;
     assert_eq!(r["bot"], json!({"id": id, "username": "Helper"}));
     let token = r["bottoken"].as_str().unwrap().to_owned();
     assert_eq!(token.len(), 43);
@@ -368,7 +321,7 @@ async fn bot_create_announces_and_the_token_logs_in() {
     )
     .await;
     // An administrator who is not an owner cannot hand out the owner role.
-    let mut ada = member(&server, "ada", &["admin"]).await;
+    let mut ada = server.member("ada", &["admin"]).await;
     expect_error(
         &mut ada,
         json!({"cmd": "bot_create", "botusername": "boss", "roles": ["owner"]}),
@@ -384,7 +337,7 @@ async fn bot_create_announces_and_the_token_logs_in() {
 #[tokio::test]
 async fn regenerating_a_token_closes_the_bot_and_the_old_token_never_works_again() {
     let server = spawn().await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let (mut notifier, _) = bot(&server, "notifier", NOTIFIER_TOKEN).await;
     let r = root.request(json!({"cmd": "bot_token_regenerate", "botusername": "Notifier"})).await;
     assert_eq!(r["cmd"], "bot_token_regenerate", "{r}");
@@ -416,7 +369,7 @@ async fn regenerating_a_token_closes_the_bot_and_the_old_token_never_works_again
 #[tokio::test]
 async fn bot_delete_acts_as_user_delete() {
     let server = spawn().await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let mut alice = server.register("alice").await;
     let (mut notifier, _) = bot(&server, "notifier", NOTIFIER_TOKEN).await;
     expect_error(
@@ -513,7 +466,7 @@ async fn registered_commands_are_listed_routed_and_answered() {
     let reply = alice.request(call).await;
     assert_eq!(reply["cmd"], "slash_call", "{reply}");
     assert_eq!(reply["val"], json!({"command": "roll", "args": {"sides": 6}, "commander": "notifier"}));
-    assert_eq!(reply["invoker"], user_id(&server, "alice").await);
+    assert_eq!(reply["invoker"], server.user_id("alice").await);
     assert_eq!(reply["invokerUsername"], "alice");
     assert_eq!(reply["channel"], "general");
     let call_id = reply["call_id"].as_str().unwrap().to_owned();
@@ -536,7 +489,7 @@ async fn registered_commands_are_listed_routed_and_answered() {
     assert_eq!(seen["message"]["id"], message["id"]);
     assert!(seen.get("listener").is_none());
     // `invoker` by id, with embeds; stored like any message.
-    let bob_id = user_id(&server, "bob").await;
+    let bob_id = server.user_id("bob").await;
     let answer = notifier
         .request(json!({"cmd": "slash_response", "channel": "general", "command": "roll", "embeds": [{"title": "six"}], "invoker": bob_id}))
         .await;
@@ -557,7 +510,7 @@ async fn registered_commands_are_listed_routed_and_answered() {
 #[tokio::test]
 async fn slash_call_checks_the_channel_the_command_and_its_arguments() {
     let server = spawn().await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let mut alice = server.register("alice").await;
     let (mut notifier, _) = bot(&server, "notifier", NOTIFIER_TOKEN).await;
     let vip = json!({"name": "vip", "description": "", "whitelistRoles": ["vip"]});
@@ -644,7 +597,7 @@ async fn slash_call_checks_the_channel_the_command_and_its_arguments() {
 
     // use_slash_commands is needed at all.
     server.http_register("silent").await;
-    set_roles(&server, "silent", &[]).await;
+    server.set_roles("silent", &[]).await;
     let mut silent = server.login("silent", PASSWORD).await;
     expect_error(
         &mut silent,
@@ -713,7 +666,7 @@ async fn registrations_are_checked_replaced_and_removed_with_their_connection() 
     let r = register_commands(&mut notifier, json!([roll()])).await;
     assert_eq!(r["val"], "1 commands registered successfully");
     let events: Vec<Value> =
-        drain(&mut alice).await.into_iter().filter(|p| p["cmd"].as_str().unwrap().starts_with("slash_")).collect();
+        alice.drain().await.into_iter().filter(|p| p["cmd"].as_str().unwrap().starts_with("slash_")).collect();
     assert_eq!(cmds(&events), ["slash_remove", "slash_add"]);
     assert_eq!(events[0], json!({"cmd": "slash_remove", "commands": ["flip"]}));
     assert_eq!(names(&events[1]["commands"]), ["roll"]);
@@ -741,7 +694,7 @@ async fn registrations_are_checked_replaced_and_removed_with_their_connection() 
 #[tokio::test]
 async fn a_bot_answers_only_where_it_can_post() {
     let server = spawn().await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let (mut notifier, _) = bot(&server, "notifier", NOTIFIER_TOKEN).await;
     register_commands(&mut notifier, json!([roll()])).await;
     for (name, kind, send) in [("news", "text", "owner"), ("lounge", "voice", "user"), ("hidden", "text", "user")] {
@@ -842,7 +795,7 @@ async fn ephemeral_answers_reach_only_the_invoker_and_are_not_stored() {
         assert!(p.get("seq").is_none() && p["message"].get("seq").is_none(), "{p}");
         assert!(p.get("global").is_none(), "{p}");
     }
-    assert!(!cmds(&drain(&mut bob).await).contains(&"message_new"), "bob saw an ephemeral answer");
+    assert!(!cmds(&bob.drain().await).contains(&"message_new"), "bob saw an ephemeral answer");
     let history = bob.request(json!({"cmd": "messages_get", "channel": "general"})).await;
     assert_eq!(history["messages"], json!([]), "ephemeral answers are not stored");
     server.stop().await;
@@ -872,7 +825,7 @@ async fn help_and_nick() {
     let server = spawn().await;
     let mut alice = server.register("alice").await;
     let mut bob = server.register("bob").await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let (mut notifier, _) = bot(&server, "notifier", NOTIFIER_TOKEN).await;
     register_commands(
         &mut notifier,
@@ -896,7 +849,7 @@ async fn help_and_nick() {
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0]["interaction"], json!({"command": "help", "username": "alice"}));
 
-    let alice_id = user_id(&server, "alice").await;
+    let alice_id = server.user_id("alice").await;
     let text = posted(&builtin(&mut alice, "nick", json!({"nickname": "  Ali  "})).await, "nick", "alice");
     assert_eq!(text, "Nickname set to **Ali**");
     let update = bob.recv_cmd("nickname_update").await;
@@ -934,8 +887,8 @@ async fn help_and_nick() {
 #[tokio::test]
 async fn moderation_builtins_act_like_the_moderation_commands() {
     let server = spawn().await;
-    let mut root = member(&server, "root", &["owner"]).await;
-    let mut ada = member(&server, "ada", &["admin"]).await;
+    let mut root = server.member("root", &["owner"]).await;
+    let mut ada = server.member("ada", &["admin"]).await;
     let mut alice = server.register("alice").await;
     let mut bob = server.register("bob").await;
 
@@ -1024,7 +977,7 @@ async fn moderation_builtins_act_like_the_moderation_commands() {
 #[tokio::test]
 async fn bots_and_slash_answers_on_postgres() {
     let server = TestServer::spawn_with(Backend::Postgres, with_bots).await;
-    let mut root = member(&server, "root", &["owner"]).await;
+    let mut root = server.member("root", &["owner"]).await;
     let (mut notifier, ready) = bot(&server, "notifier", NOTIFIER_TOKEN).await;
     assert_eq!(ready["user"]["bot"], true);
     let r = root.request(json!({"cmd": "bot_create", "botusername": "pgbot"})).await;

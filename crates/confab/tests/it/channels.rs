@@ -4,20 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Client, TestServer};
+use crate::support::TestServer;
 
 /// Makes `name` an owner and returns a fresh logged-in client for them.
-pub(crate) async fn owner(server: &TestServer, name: &str) -> Client {
-    let mut c = server.register(name).await;
-    let user = server.store.user_by_name(name).await.unwrap().unwrap();
-    let roles = server.store.roles().await.unwrap();
-    let owner = roles.iter().find(|r| r.name == "owner").unwrap().id.clone();
-    server.store.user_set_roles(&user.id, &[owner]).await.unwrap();
-    c.ws.close(None).await.ok();
-    server.login(name, "correct horse").await
-}
-
-fn names(list: &Value) -> Vec<String> {
+pub(crate) fn names(list: &Value) -> Vec<String> {
     list["val"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect()
 }
 
@@ -30,7 +20,7 @@ pub(crate) fn open() -> Value {
 #[tokio::test]
 async fn channel_management_reaches_everyone_at_once() {
     let server = TestServer::spawn().await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let mut bob = server.register("bob").await;
 
     let r = bob.request(json!({"cmd": "channel_create", "name": "x", "type": "text"})).await;
@@ -134,7 +124,7 @@ async fn channel_management_reaches_everyone_at_once() {
 #[tokio::test]
 async fn losing_view_stops_events_without_reconnecting() {
     let server = TestServer::spawn().await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let mut bob = server.register("bob").await;
     admin.request(json!({"cmd": "channel_create", "name": "ops", "type": "text", "permissions": open()})).await;
     bob.recv_cmd("channels_get").await;
@@ -161,7 +151,7 @@ async fn losing_view_stops_events_without_reconnecting() {
 #[tokio::test]
 async fn forum_threads_end_to_end() {
     let server = TestServer::spawn().await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let mut bob = server.register("bob").await;
     let r =
         admin.request(json!({"cmd": "channel_create", "name": "ideas", "type": "forum", "permissions": open()})).await;
@@ -282,7 +272,7 @@ async fn forum_threads_end_to_end() {
 #[tokio::test]
 async fn threads_of_hidden_forums_stay_hidden() {
     let server = TestServer::spawn().await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let mut bob = server.register("bob").await;
     admin.request(json!({"cmd": "channel_create", "name": "staff", "type": "forum"})).await;
     let t = admin.request(json!({"cmd": "thread_create", "channel": "staff", "name": "plans"})).await;

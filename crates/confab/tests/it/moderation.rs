@@ -19,29 +19,6 @@ const PASSWORD: &str = "correct horse";
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/// Gives the account `name` exactly the roles `roles` (by name).
-async fn set_roles(server: &TestServer, name: &str, roles: &[&str]) {
-    let all = server.store.roles().await.unwrap();
-    let ids: Vec<String> = roles
-        .iter()
-        .map(|r| all.iter().find(|x| x.name == *r).unwrap_or_else(|| panic!("role {r}")).id.clone())
-        .collect();
-    let user = server.store.user_by_name(name).await.unwrap().unwrap();
-    server.store.user_set_roles(&user.id, &ids).await.unwrap();
-}
-
-/// Registers `name` over HTTP, gives it exactly `roles`, and logs it in over a new socket (so the
-/// connection's identity carries those roles).
-async fn member(server: &TestServer, name: &str, roles: &[&str]) -> Client {
-    server.http_register(name).await;
-    set_roles(server, name, roles).await;
-    server.login(name, PASSWORD).await
-}
-
-async fn user_id(server: &TestServer, name: &str) -> String {
-    server.store.user_by_name(name).await.unwrap().unwrap_or_else(|| panic!("no account {name}")).id
-}
-
 /// Sends `frame` and asserts the answer is exactly the `error` with `val` and `code`.
 async fn expect_error(c: &mut Client, frame: Value, val: &str, code: &str) {
     let r = c.request(frame.clone()).await;
@@ -71,31 +48,6 @@ async fn until(c: &mut Client, cmd: &str) -> Vec<Value> {
             return seen;
         }
     }
-}
-
-/// Sends `frame` with a fresh listener; returns the reply and every packet that arrived before it
-/// (heartbeat pings left out).
-async fn request_seeing(c: &mut Client, mut frame: Value) -> (Value, Vec<Value>) {
-    let listener = format!("seeing-{}", uuid::Uuid::now_v7());
-    frame["listener"] = json!(listener);
-    c.send(frame).await;
-    let mut before = Vec::new();
-    loop {
-        let p = c.recv().await;
-        if p["listener"] == listener {
-            return (p, before);
-        }
-        if p["cmd"] != "ping" {
-            before.push(p);
-        }
-    }
-}
-
-/// Packets that arrived on `c` since its last request, via a `ping` round trip.
-async fn drain(c: &mut Client) -> Vec<Value> {
-    let (pong, before) = request_seeing(c, json!({"cmd": "ping"})).await;
-    assert_eq!(pong["cmd"], "pong");
-    before
 }
 
 fn cmds(packets: &[Value]) -> Vec<&str> {
@@ -159,7 +111,7 @@ async fn status_set_transitions_reach_the_right_audiences() {
     assert!(!cmds(&seen).contains(&"user_disconnect"), "{seen:?}");
     let seen = until(&mut bob, "user_disconnect").await;
     assert_eq!(seen, [json!({"cmd": "user_disconnect", "username": "alice"})]);
-    let (online, before) = request_seeing(&mut bob, json!({"cmd": "users_online"})).await;
+    let (online, before) = bob.request_seeing(json!({"cmd": "users_online"})).await;
     assert!(before.is_empty(), "bob hears nothing else: {before:?}");
     let names: Vec<&Value> = online["users"].as_array().unwrap().iter().map(|u| &u["username"]).collect();
     assert_eq!(names, [&json!("bob")], "{online}");
@@ -178,7 +130,7 @@ async fn status_set_transitions_reach_the_right_audiences() {
     let r = a1.request(json!({"cmd": "status_set", "status": "invisible", "text": "away"})).await;
     assert_eq!(unlisten(r), status_set("invisible", "away"));
     assert_eq!(until(&mut a2, "status_set").await.last().unwrap(), &status_set("invisible", "away"));
-    assert!(drain(&mut bob).await.is_empty());
+    assert!(bob.drain().await.is_empty());
 
     // invisible → visible: others see user_connect, then everyone the status.
     let r = a1.request(json!({"cmd": "status_set", "status": "dnd", "text": "focus"})).await;
@@ -199,8 +151,8 @@ async fn status_set_transitions_reach_the_right_audiences() {
     a3.send(json!({"cmd": "login", "username": "alice", "password": PASSWORD})).await;
     let ready = a3.expect_auth().await;
     assert_eq!(ready["user"]["status"], json!({"status": "invisible", "text": ""}));
-    drain(&mut a3).await;
-    assert!(drain(&mut bob).await.is_empty(), "an invisible login is not announced");
+    a3.drain().await;
+    assert!(bob.drain().await.is_empty(), "an invisible login is not announced");
     server.stop().await;
 }
 
@@ -231,7 +183,7 @@ async fn status_errors_and_status_get() {
         unlisten(carol),
         json!({"cmd": "status_get", "username": "carol", "status": {"status": "offline", "text": ""}})
     );
-    let id = user_id(&server, "carol").await;
+    let id = server.user_id("carol").await;
     let by_id = alice.request(json!({"cmd": "status_get", "user": id})).await;
     assert_eq!(by_id["username"], "carol");
     // An online user with the stored `offline` status shows it to others as it is.
@@ -304,10 +256,10 @@ async fn pfp_set_and_get() {
 #[tokio::test]
 async fn user_update_renames_and_sets_nicknames() {
     let server = TestServer::spawn().await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
     let mut bob = server.register("bob").await;
     let mut carol = server.register("carol").await;
-    let bob_id = user_id(&server, "bob").await;
+    let bob_id = server.user_id("bob").await;
     let before = bob.request(json!({"cmd": "message_new", "channel": "general", "content": "before"})).await;
     assert_eq!(before["message"]["user"], "bob");
 
@@ -363,9 +315,9 @@ async fn user_update_renames_and_sets_nicknames() {
 #[tokio::test]
 async fn user_update_errors_and_hierarchy() {
     let server = TestServer::spawn().await;
-    let mut owner = member(&server, "boss", &["owner"]).await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
-    member(&server, "admin2", &["admin"]).await;
+    let mut owner = server.member("boss", &["owner"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
+    server.member("admin2", &["admin"]).await;
     let mut bob = server.register("bob").await;
     server.http_register("carol").await;
     let update = |user: &str, updates: Value| json!({"cmd": "user_update", "user": user, "updates": updates});
@@ -426,12 +378,12 @@ async fn user_update_errors_and_hierarchy() {
 #[tokio::test]
 async fn ban_closes_every_socket_and_refuses_every_login() {
     let server = TestServer::spawn().await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
     let set = server.http_register("bob").await;
     let mut b1 = server.login("bob", PASSWORD).await;
     let mut b2 = server.login("bob", PASSWORD).await;
     let mut carol = server.register("carol").await;
-    let bob_id = user_id(&server, "bob").await;
+    let bob_id = server.user_id("bob").await;
 
     let r = admin.request(json!({"cmd": "user_ban", "user": "Bob"})).await;
     assert_eq!(unlisten(r), json!({"cmd": "user_ban", "user": "bob", "banned": true}));
@@ -481,11 +433,11 @@ async fn ban_closes_every_socket_and_refuses_every_login() {
 #[tokio::test]
 async fn ban_unban_and_banned_list_errors_and_hierarchy() {
     let server = TestServer::spawn().await;
-    let mut owner = member(&server, "boss", &["owner"]).await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
-    let mut admin2 = member(&server, "admin2", &["admin"]).await;
+    let mut owner = server.member("boss", &["owner"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
+    let mut admin2 = server.member("admin2", &["admin"]).await;
     let mut bob = server.register("bob").await;
-    let mut moderator = member(&server, "mod", &["moderator"]).await;
+    let mut moderator = server.member("mod", &["moderator"]).await;
     let ban = |user: &str| json!({"cmd": "user_ban", "user": user});
 
     let denied = "Access denied: 'manage_users' permission required";
@@ -538,7 +490,7 @@ fn assert_timeout_refusal(r: &Value, src: &str, class: &str, max_ms: u64) -> u64
 #[tokio::test]
 async fn timeout_refuses_limited_commands_with_rate_limit() {
     let server = TestServer::spawn().await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
     let mut b1 = server.register("bob").await;
     let mut b2 = server.login("bob", PASSWORD).await;
     let mut carol = server.register("carol").await;
@@ -563,10 +515,10 @@ async fn timeout_refuses_limited_commands_with_rate_limit() {
         let r = b2.request(frame.clone()).await;
         assert_timeout_refusal(&r, frame["cmd"].as_str().unwrap(), class, 60_000);
         // No other reply, and nothing for anyone else.
-        let rest = drain(&mut b2).await;
+        let rest = b2.drain().await;
         assert!(rest.is_empty(), "{frame}: {rest:?}");
     }
-    assert!(drain(&mut carol).await.is_empty(), "carol saw nothing of bob's refused commands");
+    assert!(carol.drain().await.is_empty(), "carol saw nothing of bob's refused commands");
     let history = carol.request(json!({"cmd": "messages_get", "channel": "general"})).await;
     let mut contents: Vec<&str> =
         history["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
@@ -596,9 +548,9 @@ async fn timeout_refuses_limited_commands_with_rate_limit() {
 #[tokio::test]
 async fn timeout_errors_and_hierarchy() {
     let server = TestServer::spawn().await;
-    member(&server, "boss", &["owner"]).await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
-    member(&server, "admin2", &["admin"]).await;
+    server.member("boss", &["owner"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
+    server.member("admin2", &["admin"]).await;
     let mut bob = server.register("bob").await;
     let timeout = |user: &str, t: Value| json!({"cmd": "user_timeout", "user": user, "timeout": t});
 
@@ -633,7 +585,7 @@ async fn timeout_errors_and_hierarchy() {
 #[tokio::test]
 async fn user_leave_deletes_the_account_and_closes_with_1000() {
     let server = TestServer::spawn().await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
     let mut b1 = server.register("bob").await;
     let mut b2 = server.login("bob", PASSWORD).await;
     let mut carol = server.register("carol").await;
@@ -667,13 +619,13 @@ async fn user_leave_deletes_the_account_and_closes_with_1000() {
 #[tokio::test]
 async fn user_delete_by_an_administrator() {
     let server = TestServer::spawn().await;
-    let mut owner = member(&server, "boss", &["owner"]).await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
-    member(&server, "admin2", &["admin"]).await;
-    let mut moderator = member(&server, "mod", &["moderator"]).await;
+    let mut owner = server.member("boss", &["owner"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
+    server.member("admin2", &["admin"]).await;
+    let mut moderator = server.member("mod", &["moderator"]).await;
     let mut bob = server.register("bob").await;
     let mut carol = server.register("carol").await;
-    let bob_id = user_id(&server, "bob").await;
+    let bob_id = server.user_id("bob").await;
     let delete = |user: &str| json!({"cmd": "user_delete", "user": user});
 
     let denied = "Access denied: 'administrator' permission required";
@@ -710,12 +662,12 @@ async fn user_delete_by_an_administrator() {
 #[tokio::test]
 async fn modlog_filters_paging_summary_and_errors() {
     let server = TestServer::spawn().await;
-    let mut owner = member(&server, "boss", &["owner"]).await;
-    let mut admin = member(&server, "admin1", &["admin"]).await;
-    let mut moderator = member(&server, "mod", &["moderator"]).await;
+    let mut owner = server.member("boss", &["owner"]).await;
+    let mut admin = server.member("admin1", &["admin"]).await;
+    let mut moderator = server.member("mod", &["moderator"]).await;
     let mut bob = server.register("bob").await;
     server.http_register("carol").await;
-    let admin_id = user_id(&server, "admin1").await;
+    let admin_id = server.user_id("admin1").await;
 
     let r = admin.request(json!({"cmd": "user_timeout", "user": "bob", "timeout": 30})).await;
     assert_eq!(r["cmd"], "user_timeout", "{r}");
@@ -812,8 +764,8 @@ async fn manage_users_alone_moderates_below_and_reads_the_log() {
     };
     server.store.role_create(&warden).await.unwrap();
     let server = server.restart().await;
-    let mut w = member(&server, "keeper", &["warden"]).await;
-    member(&server, "drifter", &[]).await;
+    let mut w = server.member("keeper", &["warden"]).await;
+    server.member("drifter", &[]).await;
     server.http_register("bob").await;
 
     assert_eq!(w.request(json!({"cmd": "modlog_get"})).await["total"], 0);
@@ -834,7 +786,7 @@ async fn manage_users_alone_moderates_below_and_reads_the_log() {
 #[tokio::test]
 async fn moderation_writes_on_postgres() {
     let server = TestServer::spawn_with(Backend::Postgres, |_| {}).await;
-    let mut owner = member(&server, "boss", &["owner"]).await;
+    let mut owner = server.member("boss", &["owner"]).await;
     let mut bob = server.register("bob").await;
     let mut carol = server.register("carol").await;
     server.http_register("dave").await;

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use crate::support::{Backend, Client, TestServer};
 
-const PASSWORD: &str = "correct horse";
 const NO_SEND: &str = "You do not have permission to send messages in this channel";
 const ABOVE: &str = "Cannot manage roles at or above your position";
 
@@ -38,30 +37,8 @@ async fn spawn(backend: Backend) -> TestServer {
     TestServer::spawn_with(backend, |c| c.rate_limits.enabled = false).await
 }
 
-/// Gives the account `name` exactly `roles` in the store (for setting up, not under test).
-async fn set_roles(server: &TestServer, name: &str, roles: &[&str]) {
-    let all = server.store.roles().await.unwrap();
-    let ids: Vec<String> = roles
-        .iter()
-        .map(|r| all.iter().find(|x| x.name == *r).unwrap_or_else(|| panic!("no role {r}")).id.clone())
-        .collect();
-    let user = server.store.user_by_name(name).await.unwrap().unwrap();
-    server.store.user_set_roles(&user.id, &ids).await.unwrap();
-}
-
-/// A new account holding exactly `roles`, logged in over a socket.
-async fn member(server: &TestServer, name: &str, roles: &[&str]) -> Client {
-    server.http_register(name).await;
-    set_roles(server, name, roles).await;
-    server.login(name, PASSWORD).await
-}
-
 async fn role_id(server: &TestServer, name: &str) -> String {
     server.store.roles().await.unwrap().into_iter().find(|r| r.name == name).unwrap().id
-}
-
-async fn user_id(server: &TestServer, name: &str) -> String {
-    server.store.user_by_name(name).await.unwrap().unwrap().id
 }
 
 /// Sends `frame` and expects the reply `cmd`.
@@ -196,7 +173,7 @@ async fn roles_list_and_permissions_get() {
 #[tokio::test]
 async fn role_create_validates_broadcasts_and_audits() {
     let server = spawn(Backend::Sqlite).await;
-    let mut alice = member(&server, "alice", &["owner"]).await;
+    let mut alice = server.member("alice", &["owner"]).await;
     let mut bob = server.register("bob").await;
     let mut stranger = server.connect().await;
 
@@ -259,7 +236,7 @@ async fn role_create_validates_broadcasts_and_audits() {
     // A role manager without `administrator` cannot mint a role stronger than themselves.
     ok(&mut alice, "role_create", create(json!({"name": "manager", "permissions": ["manage_roles", "send_messages"]})))
         .await;
-    let mut carol = member(&server, "carol", &["user", "manager"]).await;
+    let mut carol = server.member("carol", &["user", "manager"]).await;
     let stronger = create(json!({"name": "helper", "permissions": ["send_messages", "manage_server"]}));
     refused(&mut carol, stronger, "Cannot grant permissions you do not have", "forbidden").await;
     let r = ok(&mut carol, "role_create", create(json!({"name": "helper", "permissions": ["send_messages"]}))).await;
@@ -280,12 +257,12 @@ async fn role_create_validates_broadcasts_and_audits() {
 
 async fn rename_is_reflected_everywhere(backend: Backend) {
     let server = spawn(backend).await;
-    let mut alice = member(&server, "alice", &["owner"]).await;
+    let mut alice = server.member("alice", &["owner"]).await;
     ok(&mut alice, "role_create", json!({"cmd": "role_create", "name": "vip"})).await;
     let vip_id = role_id(&server, "vip").await;
     create_channel(&mut alice, "lounge", json!({"view": ["vip"], "send": ["!vip", "user"], "deny": ["add_reactions"]}))
         .await;
-    let mut bob = member(&server, "bob", &["user", "vip"]).await;
+    let mut bob = server.member("bob", &["user", "vip"]).await;
     let mut carol = server.register("carol").await;
 
     refused(
@@ -407,13 +384,13 @@ async fn rename_is_reflected_everywhere(backend: Backend) {
 
 async fn delete_rules(backend: Backend) {
     let server = spawn(backend).await;
-    let mut alice = member(&server, "alice", &["owner"]).await;
+    let mut alice = server.member("alice", &["owner"]).await;
     for name in ["temp", "listed", "denied"] {
         ok(&mut alice, "role_create", json!({"cmd": "role_create", "name": name})).await;
     }
     create_channel(&mut alice, "club", json!({"send": ["listed"]})).await;
     create_channel(&mut alice, "den", json!({"view": ["!DENIED", "user"]})).await;
-    let mut bob = member(&server, "bob", &["user", "temp"]).await;
+    let mut bob = server.member("bob", &["user", "temp"]).await;
 
     let delete = |key: &str, value: &str| json!({"cmd": "role_delete", key: value});
     refused(&mut bob, delete("name", "temp"), "Access denied: 'manage_roles' permission required", "forbidden").await;
@@ -442,7 +419,7 @@ async fn delete_rules(backend: Backend) {
     assert_eq!(positions(&got[0]), expected, "positions stay dense");
     let mine = ok(&mut bob, "user_roles_get", json!({"cmd": "user_roles_get", "user": "bob"})).await;
     assert_eq!(mine["roles"], json!(["user"]), "the role is taken from every account");
-    assert_eq!(server.store.user_role_ids(&user_id(&server, "bob").await).await.unwrap().len(), 1);
+    assert_eq!(server.store.user_role_ids(&server.user_id("bob").await).await.unwrap().len(), 1);
 
     // `moderator` is a system role that may go once #general's delete list no longer names it; its
     // name is then free again.
@@ -464,7 +441,7 @@ async fn delete_rules(backend: Backend) {
 
 async fn reorder_rules(backend: Backend) {
     let server = spawn(backend).await;
-    let mut alice = member(&server, "alice", &["owner"]).await;
+    let mut alice = server.member("alice", &["owner"]).await;
     for name in ["a", "b"] {
         ok(&mut alice, "role_create", json!({"cmd": "role_create", "name": name})).await;
     }
@@ -517,7 +494,7 @@ async fn reorder_rules(backend: Backend) {
 #[tokio::test]
 async fn hierarchy_limits_everyone_but_owners() {
     let server = spawn(Backend::Sqlite).await;
-    let mut alice = member(&server, "alice", &["owner"]).await;
+    let mut alice = server.member("alice", &["owner"]).await;
     for (name, perms) in
         [("manager", json!(["manage_roles", "send_messages"])), ("low", json!([])), ("lower", json!([]))]
     {
@@ -525,8 +502,8 @@ async fn hierarchy_limits_everyone_but_owners() {
     }
     let order = json!(["owner", "admin", "manager", "moderator", "user", "low", "lower"]);
     ok(&mut alice, "role_reorder", json!({"cmd": "role_reorder", "roles": order})).await;
-    let mut dave = member(&server, "dave", &["admin"]).await;
-    let mut carol = member(&server, "carol", &["manager", "user"]).await;
+    let mut dave = server.member("dave", &["admin"]).await;
+    let mut carol = server.member("carol", &["manager", "user"]).await;
     server.http_register("bob").await;
 
     // An administrator (position 1) below the owner.
@@ -594,7 +571,7 @@ async fn hierarchy_limits_everyone_but_owners() {
 #[tokio::test]
 async fn self_assignable_roles() {
     let server = spawn(Backend::Sqlite).await;
-    let mut alice = member(&server, "alice", &["owner"]).await;
+    let mut alice = server.member("alice", &["owner"]).await;
     let perks = json!({"cmd": "role_create", "name": "pingme", "self_assignable": true, "color": "#00FF00"});
     ok(&mut alice, "role_create", perks).await;
     ok(&mut alice, "role_create", json!({"cmd": "role_create", "name": "staffonly"})).await;
@@ -678,7 +655,7 @@ async fn self_assignable_roles() {
 
 async fn user_roles_set_live(backend: Backend) {
     let server = spawn(backend).await;
-    let mut alice = member(&server, "alice", &["owner"]).await;
+    let mut alice = server.member("alice", &["owner"]).await;
     ok(&mut alice, "role_create", json!({"cmd": "role_create", "name": "vip", "color": "#ABCDEF"})).await;
     let mut bob = server.register("bob").await;
     let mut carol = server.register("carol").await;
@@ -710,7 +687,7 @@ async fn user_roles_set_live(backend: Backend) {
     assert!(kinds(&seen(&mut alice, &mut carol).await).is_empty(), "carol is not in the audience");
 
     let by_id =
-        ok(&mut carol, "user_roles_get", json!({"cmd": "user_roles_get", "user": user_id(&server, "bob").await})).await;
+        ok(&mut carol, "user_roles_get", json!({"cmd": "user_roles_get", "user": server.user_id("bob").await})).await;
     let mut expected = broadcast.clone();
     expected.as_object_mut().unwrap().remove("global");
     expected["listener"] = by_id["listener"].clone();
@@ -762,7 +739,7 @@ async fn user_roles_set_live(backend: Backend) {
 #[tokio::test]
 async fn permission_matrix_highest_role_first() {
     let server = spawn(Backend::Sqlite).await;
-    let mut alice = member(&server, "alice", &["owner"]).await;
+    let mut alice = server.member("alice", &["owner"]).await;
     for name in ["vip", "muted"] {
         ok(&mut alice, "role_create", json!({"cmd": "role_create", "name": name})).await;
     }
@@ -780,11 +757,11 @@ async fn permission_matrix_highest_role_first() {
         create_channel(&mut alice, name, json!({"view": ["user"], "send": send})).await;
     }
     let mut users = vec![
-        ("plain", member(&server, "plain", &["user"]).await),
-        ("hushed", member(&server, "hushed", &["user", "muted"]).await),
-        ("starred", member(&server, "starred", &["user", "vip"]).await),
-        ("both", member(&server, "both", &["user", "vip", "muted"]).await),
-        ("boss", member(&server, "boss", &["admin"]).await),
+        ("plain", server.member("plain", &["user"]).await),
+        ("hushed", server.member("hushed", &["user", "muted"]).await),
+        ("starred", server.member("starred", &["user", "vip"]).await),
+        ("both", server.member("both", &["user", "vip", "muted"]).await),
+        ("boss", server.member("boss", &["admin"]).await),
     ];
 
     async fn matrix(users: &mut [(&str, Client)], channels: &[(&str, Value)]) -> Vec<(String, Vec<bool>)> {

@@ -7,16 +7,6 @@ use serde_json::{Value, json};
 
 use crate::support::{Backend, Client, Closed, TestServer};
 
-async fn admin(server: &TestServer) -> Client {
-    let mut c = server.register("root").await;
-    let user = server.store.user_by_name("root").await.unwrap().unwrap();
-    let roles = server.store.roles().await.unwrap();
-    let owner = roles.iter().find(|r| r.name == "owner").unwrap().id.clone();
-    server.store.user_set_roles(&user.id, &[owner]).await.unwrap();
-    c.ws.close(None).await.ok();
-    server.login("root", "correct horse").await
-}
-
 async fn issue(admin: &mut Client, user: &str) -> String {
     let r = admin.request(json!({"cmd": "sauth_token_create", "user": user})).await;
     assert_eq!(r["cmd"], "sauth_token_create", "{r}");
@@ -41,7 +31,7 @@ async fn page_json(server: &TestServer, id: &str) -> (u16, Value) {
 #[tokio::test]
 async fn web_login_end_to_end() {
     let server = TestServer::spawn().await;
-    let mut root = admin(&server).await;
+    let mut root = server.member("root", &["owner"]).await;
     let token = issue(&mut root, "carol").await;
     assert_eq!(token.len(), 43);
 
@@ -89,7 +79,7 @@ async fn web_login_end_to_end() {
 #[tokio::test]
 async fn wrong_tokens_and_three_strikes() {
     let server = TestServer::spawn().await;
-    let mut root = admin(&server).await;
+    let mut root = server.member("root", &["owner"]).await;
     let token = issue(&mut root, "carol").await;
     let mut c = server.connect().await;
     for (user, tok) in [("carol", "wrong"), ("nobody", token.as_str())] {
@@ -119,7 +109,7 @@ async fn wrong_tokens_and_three_strikes() {
 #[tokio::test]
 async fn one_user_per_token() {
     let server = TestServer::spawn().await;
-    let mut root = admin(&server).await;
+    let mut root = server.member("root", &["owner"]).await;
     let token = issue(&mut root, "carol").await;
     let mut first = server.connect().await;
     let msg = start(&mut first, "carol", &token).await;
@@ -152,7 +142,7 @@ async fn expiry_and_the_extended_auth_deadline() {
         cfg.security.auth_deadline_s = 1;
     })
     .await;
-    let mut root = admin(&server).await;
+    let mut root = server.member("root", &["owner"]).await;
     let token = issue(&mut root, "carol").await;
     let mut c = server.connect().await;
     let started = Instant::now();
@@ -170,7 +160,7 @@ async fn expiry_and_the_extended_auth_deadline() {
 #[tokio::test]
 async fn revocation_closes_sessions_and_the_cli_issues_tokens() {
     let server = TestServer::spawn().await;
-    let mut root = admin(&server).await;
+    let mut root = server.member("root", &["owner"]).await;
     // A token issued by the CLI on the same database, while the server runs.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
         .args(["token", "issue", "dave", "--data-dir"])

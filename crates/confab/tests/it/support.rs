@@ -179,6 +179,30 @@ impl TestServer {
         c
     }
 
+    /// Gives the account `name` exactly the roles `roles` (by name) in the store, for setting up.
+    pub async fn set_roles(&self, name: &str, roles: &[&str]) {
+        let all = self.store.roles().await.unwrap();
+        let ids: Vec<String> = roles
+            .iter()
+            .map(|r| all.iter().find(|x| x.name == *r).unwrap_or_else(|| panic!("no role {r}")).id.clone())
+            .collect();
+        let user = self.store.user_by_name(name).await.unwrap().unwrap();
+        self.store.user_set_roles(&user.id, &ids).await.unwrap();
+    }
+
+    /// A new account holding exactly `roles`, logged in over a new socket (so the connection's
+    /// identity carries those roles).
+    pub async fn member(&self, name: &str, roles: &[&str]) -> Client {
+        self.http_register(name).await;
+        self.set_roles(name, roles).await;
+        self.login(name, "correct horse").await
+    }
+
+    /// The id of account `name`.
+    pub async fn user_id(&self, name: &str) -> String {
+        self.store.user_by_name(name).await.unwrap().unwrap_or_else(|| panic!("no account {name}")).id
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self.http.post(self.url(path)).json(&body).send().await.expect("http");
@@ -295,6 +319,32 @@ impl Client {
                 return p;
             }
         }
+    }
+
+    /// Sends `frame` with a fresh listener; returns the reply and every packet that arrived before
+    /// it (heartbeat pings left out).
+    pub async fn request_seeing(&mut self, mut frame: Value) -> (Value, Vec<Value>) {
+        let listener = format!("seeing-{}", uuid::Uuid::now_v7());
+        frame["listener"] = json!(listener);
+        self.send(frame).await;
+        let mut before = Vec::new();
+        loop {
+            let p = self.recv().await;
+            if p["listener"] == listener {
+                return (p, before);
+            }
+            if p["cmd"] != "ping" {
+                before.push(p);
+            }
+        }
+    }
+
+    /// Packets that arrived since the last request, via a `ping` round trip: a connection's frames
+    /// are handled in order, so the pong comes after everything its earlier commands caused.
+    pub async fn drain(&mut self) -> Vec<Value> {
+        let (pong, before) = self.request_seeing(json!({"cmd": "ping"})).await;
+        assert_eq!(pong["cmd"], "pong");
+        before
     }
 
     /// Waits for `auth_success` then `ready`; returns `ready`.

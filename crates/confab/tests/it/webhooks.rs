@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::{
-    channels::{open, owner},
+    channels::open,
     support::{Backend, Client, TestServer},
 };
 
@@ -91,7 +91,7 @@ async fn stored_webhook_columns(server: &TestServer) -> Vec<String> {
 
 async fn commands_round_trip(backend: Backend) {
     let server = TestServer::spawn_with(backend, |_| {}).await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let caps = admin.handshake["val"]["capabilities"].as_array().unwrap().clone();
     for cmd in
         ["webhook_create", "webhook_delete", "webhook_get", "webhook_list", "webhook_regenerate", "webhook_update"]
@@ -183,7 +183,7 @@ async fn commands_round_trip_postgres() {
 #[tokio::test]
 async fn tokens_are_stored_hashed() {
     let server = TestServer::spawn().await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let hook = create(&mut admin, "general", "Deploys").await;
     let plain = token(&hook);
     let columns = stored_webhook_columns(&server).await;
@@ -195,7 +195,7 @@ async fn tokens_are_stored_hashed() {
 #[tokio::test]
 async fn command_errors_and_permissions() {
     let server = TestServer::spawn().await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let r = admin.request(json!({"cmd": "channel_create", "name": "talk", "type": "voice"})).await;
     assert_eq!(r["cmd"], "channel_create", "{r}");
     let hook = create(&mut admin, "general", "Deploys").await;
@@ -266,7 +266,7 @@ async fn command_errors_and_permissions() {
 
 async fn post_reaches_viewers_and_history(backend: Backend) {
     let server = TestServer::spawn_with(backend, |_| {}).await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let hook = create(&mut admin, "general", "Deploys").await;
     let tok = token(&hook);
     let mut bob = server.register("bob").await;
@@ -340,7 +340,7 @@ async fn post_reaches_viewers_and_history_postgres() {
 #[tokio::test]
 async fn post_formats_github_events() {
     let server = TestServer::spawn_with(Backend::Sqlite, |cfg| cfg.system_username = "Confab".to_owned()).await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let tok = token(&create(&mut admin, "general", "GitHub").await);
     let mut bob = server.register("bob").await;
     let push = json!({
@@ -384,7 +384,7 @@ async fn post_formats_github_events() {
 #[tokio::test]
 async fn post_errors_in_protocol_order() {
     let server = TestServer::spawn().await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let hook = create(&mut admin, "general", "Deploys").await;
     let tok = token(&hook);
     let with_token = format!("/webhooks?token={tok}");
@@ -455,7 +455,7 @@ async fn post_errors_in_protocol_order() {
 #[tokio::test]
 async fn channel_changes_reach_webhooks() {
     let server = TestServer::spawn().await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     for name in ["dev", "ops"] {
         let r =
             admin.request(json!({"cmd": "channel_create", "name": name, "type": "text", "permissions": open()})).await;
@@ -488,7 +488,7 @@ async fn channel_changes_reach_webhooks() {
 #[tokio::test]
 async fn each_webhook_has_its_own_messages_bucket() {
     let server = TestServer::spawn_with(Backend::Sqlite, |cfg| cfg.rate_limits.enabled = true).await;
-    let mut admin = owner(&server, "root").await;
+    let mut admin = server.member("root", &["owner"]).await;
     let a = token(&create(&mut admin, "general", "A").await);
     let b = token(&create(&mut admin, "general", "B").await);
 
