@@ -67,6 +67,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub rotur: RoturConfig,
     pub sauth: SauthConfig,
+    pub mentions: MentionsConfig,
     /// Whether bots may authenticate and be managed (PROTOCOL §2.8, §7.7).
     pub bots_enabled: bool,
     /// Bots defined in the configuration file; created or updated at start.
@@ -186,6 +187,14 @@ pub enum SqliteSync {
     Full,
 }
 
+/// Mention rules (PROTOCOL §5.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MentionsConfig {
+    /// Roles that only holders of `mention_everyone` may mention with `@&role`.
+    pub restricted_roles: Vec<String>,
+}
+
 /// SAUTH2 one-time web logins (PROTOCOL §2.7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -256,6 +265,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             rotur: RoturConfig::default(),
             sauth: SauthConfig::default(),
+            mentions: MentionsConfig::default(),
             bots_enabled: true,
             bots: Vec::new(),
             dev: false,

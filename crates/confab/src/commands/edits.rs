@@ -56,6 +56,7 @@ pub async fn message_edit(s: &mut Session, frame: &Frame) -> Result<()> {
         let noun = target.noun();
         return Err(Error::forbidden(format!("You do not have permission to edit your own message in this {noun}")));
     }
+    super::messages::check_role_mentions(&state, &me.actor, &channel.perms, content)?;
     let mentioned = super::messages::mentions(&state, content).await?;
 
     let mut extra: Map<String, Value> =

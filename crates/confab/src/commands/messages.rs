@@ -81,6 +81,7 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
             threads::set_state(s, frame, &target, ThreadRow { archived: false, ..thread.clone() }).await?;
         }
     }
+    check_role_mentions(&state, &me.actor, &channel.perms, content)?;
     let ping = frame.get("ping").and_then(Value::as_bool);
     let reply_to = match frame.get("reply_to") {
         None => None,
@@ -240,6 +241,28 @@ impl Mentions {
     pub fn is_empty(&self) -> bool {
         self.users.is_empty() && self.roles.is_empty()
     }
+}
+
+/// Refuses `@&role` mentions of roles in `mentions.restricted_roles` from users without
+/// `mention_everyone` in this channel (PROTOCOL §5.6).
+pub fn check_role_mentions(
+    state: &AppState,
+    actor: &crate::domain::permissions::Actor,
+    perms: &crate::domain::permissions::ChannelPermissions,
+    content: &str,
+) -> Result<()> {
+    let restricted = &state.config.mentions.restricted_roles;
+    if restricted.is_empty() || actor.has_in(perms, "mention_everyone") {
+        return Ok(());
+    }
+    let (_, roles) = mentions::candidates(content);
+    let dir = state.directory();
+    for role in roles.iter().filter_map(|r| dir.role(r)) {
+        if restricted.iter().any(|r| r.eq_ignore_ascii_case(&role.name)) {
+            return Err(Error::forbidden(format!("You do not have permission to mention the '@&{}' role", role.name)));
+        }
+    }
+    Ok(())
 }
 
 /// The accounts and roles mentioned in `content` (PROTOCOL §5.6).

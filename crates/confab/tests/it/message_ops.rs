@@ -246,3 +246,27 @@ async fn resume_replays_every_kind_of_event_and_skips_deleted_messages() {
     assert!(replayed.windows(2).all(|w| w[0].1 < w[1].1), "{replayed:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn restricted_role_mentions_need_mention_everyone() {
+    let server = TestServer::spawn_with(crate::support::Backend::Sqlite, |cfg| {
+        cfg.mentions.restricted_roles = vec!["moderator".into()];
+    })
+    .await;
+    let mut bob = server.register("bob").await;
+    let mut root = server.member("root", &["owner"]).await;
+    let r = bob.request(json!({"cmd": "message_new", "channel": "general", "content": "hey @&Moderator"})).await;
+    assert_eq!(r["val"], "You do not have permission to mention the '@&moderator' role");
+    assert_eq!(r["code"], "forbidden");
+    let ok = bob.request(json!({"cmd": "message_new", "channel": "general", "content": "hey @&user"})).await;
+    assert_eq!(ok["message"]["pings"]["roles"], json!(["user"]));
+    let r = bob
+        .request(
+            json!({"cmd": "message_edit", "id": ok["message"]["id"], "channel": "general", "content": "@&moderator"}),
+        )
+        .await;
+    assert_eq!(r["val"], "You do not have permission to mention the '@&moderator' role");
+    let r = root.request(json!({"cmd": "message_new", "channel": "general", "content": "@&moderator look"})).await;
+    assert_eq!(r["message"]["pings"]["roles"], json!(["moderator"]));
+    server.stop().await;
+}

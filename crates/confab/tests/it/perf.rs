@@ -32,11 +32,21 @@ async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize) -> f64 {
     let store = Store::open_with(&location, &options, Arc::new(Metrics::default())).await.unwrap();
     store.bootstrap().await.unwrap();
     let channel = store.channels().await.unwrap().remove(0);
+    let author = store
+        .user_create(confab::store::users::NewUser {
+            username: "writer",
+            kind: confab::store::users::AccountKind::Local,
+            password_hash: None,
+            role_ids: Vec::new(),
+        })
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for sender in 0..SENDERS {
         let store = store.clone();
         let channel = channel.clone();
+        let author = author.id.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..MESSAGES / SENDERS {
                 let m = NewMessage {
@@ -44,7 +54,7 @@ async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize) -> f64 {
                     channel_id: channel.id.clone(),
                     channel_name: channel.name.clone(),
                     thread_id: None,
-                    user_id: None,
+                    user_id: Some(author.clone()),
                     author_name: format!("sender{sender}"),
                     content: format!("message {i} from {sender}"),
                     created_at: confab::store::now(),
