@@ -10,20 +10,25 @@
 //! - PostgreSQL: a `pg_trgm` GIN index on `messages.content` serving `ILIKE`. Without the
 //!   extension the same query still answers, by scanning the channel, and a warning is logged.
 //!
-//! A trigram index cannot serve a query of one or two characters: those scan only the newest
-//! [`SCAN_WINDOW`] messages of the channel. On PostgreSQL that window is also tried first for longer
-//! queries, because a common term fills a page from the newest messages at once, whereas the GIN
-//! index would hand back every message containing it.
+//! Every search first reads the newest [`SCAN_WINDOW`] messages of the channel, newest first, and
+//! stops at the last hit it needs. That is the whole answer for a common term (a page fills at
+//! once, where an index would hand back every message containing it), for a channel no larger than
+//! the window, and for a query of one or two characters, which no trigram index can serve: such
+//! short queries only ever search the newest [`SCAN_WINDOW`] messages. Only a rarer term in a larger
+//! channel goes to the index. One case stays slow on SQLite, whose full-text index spans all
+//! channels: a term rare in a large channel but common in newer messages of other channels.
 
+use futures_util::TryStreamExt;
 use sqlx::PgPool;
 
 use super::{
-    Backend, Store, WritePool,
+    Backend, Store, WritePool, dispatch,
     messages::{Bind, MessageRow},
 };
 use crate::error::Result;
 
-/// How many of a channel's newest messages a query that no index can serve looks at.
+/// How many of a channel's newest messages are read before (or, for a short query, instead of)
+/// asking the trigram index.
 pub const SCAN_WINDOW: i64 = 5000;
 
 /// Shortest query a trigram index can serve, in characters.
@@ -71,6 +76,10 @@ impl Store {
 
     /// Up to `limit` messages of a channel (thread `""`) or thread whose content contains `query`,
     /// ignoring case, newest first.
+    ///
+    /// The newest [`SCAN_WINDOW`] messages are looked at first. That answers for good when it fills
+    /// the page (a common term), when the window is the whole channel, and when the query is too
+    /// short for a trigram index; otherwise the trigram index finds the hits in the whole channel.
     pub async fn messages_search(
         &self,
         channel_id: &str,
@@ -78,54 +87,70 @@ impl Store {
         query: &str,
         limit: i64,
     ) -> Result<Vec<MessageRow>> {
-        let short = query.chars().count() < TRIGRAM;
-        let pattern = like_pattern(query);
-        let scope = [Bind::Text(channel_id), Bind::Text(thread_id)];
-        match self.backend() {
-            Backend::Sqlite(_) if short => self.search_window(&scope, "LIKE", &pattern, limit).await,
-            Backend::Sqlite(_) => {
-                // CROSS JOIN keeps the full-text table as the outer loop, read newest rowid first, so
-                // the scan stops after `limit` hits in this channel.
-                let tail = "WHERE m.rowid IN (SELECT messages_fts.rowid FROM messages_fts \
-                     CROSS JOIN messages x ON x.rowid = messages_fts.rowid \
-                     WHERE messages_fts MATCH $3 AND x.channel_id = $1 AND x.thread_id = $2 \
-                     ORDER BY messages_fts.rowid DESC LIMIT $4) ORDER BY m.seq DESC";
-                let phrase = fts_phrase(query);
-                let binds = [Bind::Text(channel_id), Bind::Text(thread_id), Bind::Text(&phrase), Bind::Int(limit)];
-                self.select_messages(tail, &binds).await
+        let (recent, whole_channel) = self.search_window(channel_id, thread_id, query, limit).await?;
+        if recent.len() as i64 >= limit || whole_channel || query.chars().count() < TRIGRAM {
+            if recent.is_empty() {
+                return Ok(Vec::new());
             }
-            Backend::Postgres(_) => {
-                let recent = self.search_window(&scope, "ILIKE", &pattern, limit).await?;
-                if short || recent.len() as i64 >= limit {
-                    return Ok(recent);
-                }
-                // `seq + 0` hides the (channel, thread, seq) index from ORDER BY: walking it backwards
-                // would read the whole channel for a rare term; the trigram index finds the few hits.
-                let tail = "WHERE m.channel_id = $1 AND m.thread_id = $2 AND m.content ILIKE $3 \
-                     ORDER BY m.seq + 0 DESC LIMIT $4";
-                let binds = [Bind::Text(channel_id), Bind::Text(thread_id), Bind::Text(&pattern), Bind::Int(limit)];
-                self.select_messages(tail, &binds).await
-            }
+            let placeholders: Vec<String> = (1..=recent.len()).map(|i| format!("${i}")).collect();
+            let tail = format!("WHERE m.id IN ({}) ORDER BY m.seq DESC", placeholders.join(", "));
+            let binds: Vec<Bind<'_>> = recent.iter().map(|id| Bind::Text(id)).collect();
+            return self.select_messages(&tail, &binds).await;
         }
+        let (tail, needle) = match self.backend() {
+            // CROSS JOIN keeps the full-text table as the outer loop, read newest rowid first, so the
+            // scan stops after `limit` hits in this channel.
+            Backend::Sqlite(_) => (
+                "WHERE m.rowid IN (SELECT messages_fts.rowid FROM messages_fts \
+                 CROSS JOIN messages x ON x.rowid = messages_fts.rowid \
+                 WHERE messages_fts MATCH $3 AND x.channel_id = $1 AND x.thread_id = $2 \
+                 ORDER BY messages_fts.rowid DESC LIMIT $4) ORDER BY m.seq DESC",
+                fts_phrase(query),
+            ),
+            // `seq + 0` hides the (channel, thread, seq) index from ORDER BY: walking it backwards
+            // would read the whole channel for a rare term; the trigram index finds the few hits.
+            Backend::Postgres(_) => (
+                "WHERE m.channel_id = $1 AND m.thread_id = $2 AND m.content ILIKE $3 \
+                 ORDER BY m.seq + 0 DESC LIMIT $4",
+                like_pattern(query),
+            ),
+        };
+        let binds = [Bind::Text(channel_id), Bind::Text(thread_id), Bind::Text(&needle), Bind::Int(limit)];
+        self.select_messages(tail, &binds).await
     }
 
-    /// Matches of the `LIKE`-style `op` among the newest [`SCAN_WINDOW`] messages of `scope`
-    /// (channel id, thread id), newest first.
+    /// Ids of up to `limit` matches among the newest [`SCAN_WINDOW`] messages of a channel or
+    /// thread, newest first, and whether those were all its messages. The comparison is Unicode
+    /// lowercase, as the trigram indexes fold case; reading stops at the `limit`-th hit.
     async fn search_window(
         &self,
-        scope: &[Bind<'_>; 2],
-        op: &str,
-        pattern: &str,
+        channel_id: &str,
+        thread_id: &str,
+        query: &str,
         limit: i64,
-    ) -> Result<Vec<MessageRow>> {
-        let tail = format!(
-            "WHERE m.id IN (SELECT w.id FROM (SELECT id, seq, content FROM messages \
-             WHERE channel_id = $1 AND thread_id = $2 ORDER BY seq DESC LIMIT $3) w \
-             WHERE w.content {op} $4 ESCAPE '\\' ORDER BY w.seq DESC LIMIT $5) ORDER BY m.seq DESC"
-        );
-        let [channel, thread] = scope;
-        let binds = [*channel, *thread, Bind::Int(SCAN_WINDOW), Bind::Text(pattern), Bind::Int(limit)];
-        self.select_messages(&tail, &binds).await
+    ) -> Result<(Vec<String>, bool)> {
+        let needle = query.to_lowercase();
+        let mut hits = Vec::new();
+        let mut seen: i64 = 0;
+        dispatch!(self, pool => {
+            let mut rows = sqlx::query_as::<_, (String, String)>(
+                "SELECT id, content FROM messages WHERE channel_id = $1 AND thread_id = $2 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(channel_id)
+            .bind(thread_id)
+            .bind(SCAN_WINDOW)
+            .fetch(pool);
+            while let Some((id, content)) = rows.try_next().await? {
+                seen += 1;
+                if content.to_lowercase().contains(&needle) {
+                    hits.push(id);
+                    if hits.len() as i64 >= limit {
+                        return Ok((hits, false));
+                    }
+                }
+            }
+        });
+        Ok((hits, seen < SCAN_WINDOW))
     }
 }
 

@@ -9,7 +9,7 @@
 //! with the messages — who a message pings (`mentions`) and the per-channel `message_counts` — are
 //! kept in that same transaction too.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -335,111 +335,226 @@ macro_rules! record_pings {
     }};
 }
 
-/// One append inside an open transaction `$tx`; expands once per backend.
-macro_rules! apply {
-    ($tx:ident, $m:ident) => {{
-        let m: &NewMessage = $m;
-        let thread = m.thread_id.as_deref().unwrap_or("");
-        let mut outcome = None;
-        if let Some(nonce) = &m.nonce {
-            sqlx::query("DELETE FROM nonces WHERE user_id = $1 AND nonce = $2 AND created_at <= $3")
-                .bind(&m.user_id)
-                .bind(nonce)
-                .bind(m.created_at - m.nonce_window_s)
-                .execute(&mut *$tx)
-                .await?;
-            let prior: Option<(String, String)> =
-                sqlx::query_as("SELECT message_id, content_hash FROM nonces WHERE user_id = $1 AND nonce = $2")
-                    .bind(&m.user_id)
-                    .bind(nonce)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-            if let Some((message_id, hash)) = prior {
-                outcome = Some(if hash != content_hash(m) {
-                    Appended::NonceConflict
-                } else {
-                    let packet: Option<(String,)> = sqlx::query_as(
-                        "SELECT e.payload FROM events e JOIN messages x ON x.id = e.message_id \
-                         WHERE e.message_id = $1 AND e.kind = 'message_new'",
-                    )
-                    .bind(&message_id)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                    match packet {
-                        Some((packet,)) => Appended::Duplicate { packet },
-                        None => Appended::OriginalDeleted,
-                    }
-                });
+/// Rows per multi-row INSERT: far below both backends' bind-parameter limits (11 per message).
+const ROWS_PER_INSERT: usize = 200;
+
+/// `($1, $2, …), (…)` for `rows` rows of `cols` parameters.
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the batch does with one append, decided before anything is written.
+#[derive(Clone)]
+enum Plan {
+    Fresh,
+    /// Repeat of a nonce stored earlier: the original message's id.
+    DuplicateOf(String),
+    /// Repeat of a nonce used earlier in this same batch: that append's index.
+    DuplicateInBatch(usize),
+    Conflict,
+}
+
+/// A run of consecutive appends inside an open transaction `$tx`, written with a handful of
+/// multi-row statements instead of several statements per message: nonce look-up, one seq
+/// reservation per channel, then messages, event-log rows, nonces and counters. Expands once per
+/// backend.
+macro_rules! apply_appends {
+    ($tx:ident, $msgs:expr) => {{
+        let msgs: &[&NewMessage] = $msgs;
+        let n = msgs.len();
+        // Nonces already stored, in one query.
+        let keyed: Vec<(&str, &str)> =
+            msgs.iter().filter_map(|m| Some((m.user_id.as_deref()?, m.nonce.as_deref()?))).collect();
+        let mut prior: HashMap<(String, String), (String, String, f64)> = HashMap::new();
+        for chunk in keyed.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "SELECT user_id, nonce, message_id, content_hash, created_at FROM nonces \
+                 WHERE (user_id, nonce) IN (VALUES {})",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query_as::<_, (String, String, String, String, f64)>(sqlx::AssertSqlSafe(sql));
+            for (user, nonce) in chunk {
+                q = q.bind(*user).bind(*nonce);
+            }
+            for (user, nonce, id, hash, at) in q.fetch_all(&mut *$tx).await? {
+                prior.insert((user, nonce), (id, hash, at));
             }
         }
-        match outcome {
-            Some(o) => o,
-            None => {
-                let seq: Option<(i64,)> = sqlx::query_as("UPDATE channels SET seq = seq + 1 WHERE id = $1 RETURNING seq")
-                    .bind(&m.channel_id)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                match seq {
-                    None => Appended::ChannelGone,
-                    Some((seq,)) => {
-                        sqlx::query(
-                            "INSERT INTO messages (id, channel_id, thread_id, user_id, author_name, content, created_at, \
-                             seq, reply_to, ping, extra) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                        )
-                        .bind(&m.id)
-                        .bind(&m.channel_id)
-                        .bind(thread)
-                        .bind(&m.user_id)
-                        .bind(&m.author_name)
-                        .bind(&m.content)
-                        .bind(m.created_at)
-                        .bind(seq)
-                        .bind(m.reply_to.as_ref().map(|r| r.0.as_str()))
-                        .bind(m.ping)
-                        .bind(m.extra.as_ref().map(Value::to_string))
-                        .execute(&mut *$tx)
-                        .await?;
-                        record_pings!($tx, &m.id, &m.pinged);
-                        sqlx::query(
-                            "INSERT INTO message_counts (channel_id, thread_id, total) VALUES ($1, $2, 1) \
-                             ON CONFLICT (channel_id, thread_id) DO UPDATE SET total = message_counts.total + 1",
-                        )
-                        .bind(&m.channel_id)
-                        .bind(thread)
-                        .execute(&mut *$tx)
-                        .await?;
-                        let packet = render(m, seq);
-                        sqlx::query(
-                            "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) \
-                             VALUES ($1, $2, 'message_new', $3, $4, $5)",
-                        )
-                        .bind(&m.channel_id)
-                        .bind(seq)
-                        .bind(&m.id)
-                        .bind(&packet)
-                        .bind(m.created_at)
-                        .execute(&mut *$tx)
-                        .await?;
-                        if let Some(nonce) = &m.nonce {
-                            sqlx::query(
-                                "INSERT INTO nonces (user_id, nonce, message_id, channel_id, thread_id, content_hash, created_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                            )
-                            .bind(&m.user_id)
-                            .bind(nonce)
-                            .bind(&m.id)
-                            .bind(&m.channel_id)
-                            .bind(thread)
-                            .bind(content_hash(m))
-                            .bind(m.created_at)
-                            .execute(&mut *$tx)
-                            .await?;
+        // What to do with each append, in arrival order.
+        let mut plans = Vec::with_capacity(n);
+        let mut in_batch: HashMap<(&str, &str), usize> = HashMap::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let key = m.user_id.as_deref().zip(m.nonce.as_deref());
+            let plan = match key {
+                None => Plan::Fresh,
+                Some(k) => {
+                    let hash = content_hash(m);
+                    if let Some(&j) = in_batch.get(&k) {
+                        if content_hash(msgs[j]) == hash { Plan::DuplicateInBatch(j) } else { Plan::Conflict }
+                    } else {
+                        let live = prior
+                            .get(&(k.0.to_owned(), k.1.to_owned()))
+                            .filter(|(_, _, at)| *at > m.created_at - m.nonce_window_s);
+                        match live {
+                            Some((id, h, _)) if *h == hash => Plan::DuplicateOf(id.clone()),
+                            Some(_) => Plan::Conflict,
+                            None => {
+                                in_batch.insert(k, i);
+                                Plan::Fresh
+                            }
                         }
-                        Appended::New { seq, packet }
                     }
+                }
+            };
+            plans.push(plan);
+        }
+        // One seq reservation per channel, handed out in arrival order.
+        let mut channels: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, m) in msgs.iter().enumerate().filter(|(i, _)| matches!(plans[*i], Plan::Fresh)) {
+            match channels.iter_mut().find(|(c, _)| *c == m.channel_id) {
+                Some((_, list)) => list.push(i),
+                None => channels.push((m.channel_id.as_str(), vec![i])),
+            }
+        }
+        let mut seqs: Vec<Option<i64>> = vec![None; n];
+        for (channel, list) in &channels {
+            let last: Option<(i64,)> = sqlx::query_as("UPDATE channels SET seq = seq + $2 WHERE id = $1 RETURNING seq")
+                .bind(*channel)
+                .bind(list.len() as i64)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            if let Some((last,)) = last {
+                let first = last - list.len() as i64 + 1;
+                for (k, i) in list.iter().enumerate() {
+                    seqs[*i] = Some(first + k as i64);
                 }
             }
         }
+        let stored: Vec<usize> = (0..n).filter(|i| seqs[*i].is_some()).collect();
+        let packets: Vec<Option<String>> =
+            (0..n).map(|i| seqs[i].map(|seq| render(msgs[i], seq))).collect();
+        for chunk in stored.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO messages (id, channel_id, thread_id, user_id, author_name, content, created_at, seq, \
+                 reply_to, ping, extra) VALUES {}",
+                placeholders(chunk.len(), 11)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in chunk {
+                let m = msgs[i];
+                q = q
+                    .bind(&m.id)
+                    .bind(&m.channel_id)
+                    .bind(m.thread_id.as_deref().unwrap_or(""))
+                    .bind(&m.user_id)
+                    .bind(&m.author_name)
+                    .bind(&m.content)
+                    .bind(m.created_at)
+                    .bind(seqs[i])
+                    .bind(m.reply_to.as_ref().map(|r| r.0.as_str()))
+                    .bind(m.ping)
+                    .bind(m.extra.as_ref().map(Value::to_string));
+            }
+            q.execute(&mut *$tx).await?;
+            let sql = format!(
+                "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) VALUES {}",
+                placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in chunk {
+                let m = msgs[i];
+                q = q.bind(&m.channel_id).bind(seqs[i]).bind("message_new").bind(&m.id).bind(&packets[i]).bind(m.created_at);
+            }
+            q.execute(&mut *$tx).await?;
+            let with_nonce: Vec<usize> = chunk.iter().copied().filter(|i| msgs[*i].nonce.is_some()).collect();
+            if !with_nonce.is_empty() {
+                // An expired row for the same nonce is replaced; a live one was a duplicate above.
+                let sql = format!(
+                    "INSERT INTO nonces (user_id, nonce, message_id, channel_id, thread_id, content_hash, created_at) \
+                     VALUES {} ON CONFLICT (user_id, nonce) DO UPDATE SET message_id = excluded.message_id, \
+                     channel_id = excluded.channel_id, thread_id = excluded.thread_id, \
+                     content_hash = excluded.content_hash, created_at = excluded.created_at",
+                    placeholders(with_nonce.len(), 7)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for &i in &with_nonce {
+                    let m = msgs[i];
+                    q = q
+                        .bind(&m.user_id)
+                        .bind(&m.nonce)
+                        .bind(&m.id)
+                        .bind(&m.channel_id)
+                        .bind(m.thread_id.as_deref().unwrap_or(""))
+                        .bind(content_hash(m))
+                        .bind(m.created_at);
+                }
+                q.execute(&mut *$tx).await?;
+            }
+        }
+        for &i in &stored {
+            record_pings!($tx, &msgs[i].id, &msgs[i].pinged);
+        }
+        let mut counts: Vec<((&str, &str), i64)> = Vec::new();
+        for &i in &stored {
+            let key = (msgs[i].channel_id.as_str(), msgs[i].thread_id.as_deref().unwrap_or(""));
+            match counts.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((key, 1)),
+            }
+        }
+        for ((channel, thread), added) in counts {
+            sqlx::query(
+                "INSERT INTO message_counts (channel_id, thread_id, total) VALUES ($1, $2, $3) \
+                 ON CONFLICT (channel_id, thread_id) DO UPDATE SET total = message_counts.total + $3",
+            )
+            .bind(channel)
+            .bind(thread)
+            .bind(added)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        // Original packets of repeated nonces from earlier batches, in one query.
+        let originals: Vec<&str> = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::DuplicateOf(id) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut found: HashMap<String, String> = HashMap::new();
+        if !originals.is_empty() {
+            let list = (1..=originals.len()).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT e.message_id, e.payload FROM events e JOIN messages x ON x.id = e.message_id \
+                 WHERE e.kind = 'message_new' AND e.message_id IN ({list})"
+            );
+            let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+            for id in &originals {
+                q = q.bind(*id);
+            }
+            found.extend(q.fetch_all(&mut *$tx).await?);
+        }
+        let outcomes: Vec<Appended> = (0..n)
+            .map(|i| match &plans[i] {
+                Plan::Fresh => match (seqs[i], &packets[i]) {
+                    (Some(seq), Some(packet)) => Appended::New { seq, packet: packet.clone() },
+                    _ => Appended::ChannelGone,
+                },
+                Plan::DuplicateOf(id) => match found.get(id) {
+                    Some(packet) => Appended::Duplicate { packet: packet.clone() },
+                    None => Appended::OriginalDeleted,
+                },
+                Plan::DuplicateInBatch(j) => match &packets[*j] {
+                    Some(packet) => Appended::Duplicate { packet: packet.clone() },
+                    None => Appended::ChannelGone,
+                },
+                Plan::Conflict => Appended::NonceConflict,
+            })
+            .collect();
+        outcomes
     }};
 }
 
@@ -594,27 +709,52 @@ macro_rules! apply_event {
 
 async fn commit(backend: &Backend, batch: &[&Change]) -> std::result::Result<Vec<Appended>, sqlx::Error> {
     let mut outcomes = Vec::with_capacity(batch.len());
+    // Runs of consecutive appends are written together; channel events one by one, in order.
+    let mut i = 0;
     match backend {
         Backend::Sqlite(pool) => {
             let mut tx = pool.begin_write().await?;
-            for change in batch {
-                outcomes.push(match change {
-                    Change::Append(m) => apply!(tx, m),
-                    Change::Event(e) => apply_event!(tx, e),
-                });
+            while i < batch.len() {
+                let run = appends_from(batch, i);
+                if run.is_empty() {
+                    if let Change::Event(e) = batch[i] {
+                        outcomes.push(apply_event!(tx, e));
+                    }
+                    i += 1;
+                } else {
+                    i += run.len();
+                    outcomes.extend(apply_appends!(tx, &run));
+                }
             }
             tx.commit().await?;
         }
         Backend::Postgres(pool) => {
             let mut tx = pool.begin_write().await?;
-            for change in batch {
-                outcomes.push(match change {
-                    Change::Append(m) => apply!(tx, m),
-                    Change::Event(e) => apply_event!(tx, e),
-                });
+            while i < batch.len() {
+                let run = appends_from(batch, i);
+                if run.is_empty() {
+                    if let Change::Event(e) = batch[i] {
+                        outcomes.push(apply_event!(tx, e));
+                    }
+                    i += 1;
+                } else {
+                    i += run.len();
+                    outcomes.extend(apply_appends!(tx, &run));
+                }
             }
             tx.commit().await?;
         }
     }
     Ok(outcomes)
+}
+
+/// The appends that start at `from`, up to the next channel event.
+fn appends_from<'a>(batch: &[&'a Change], from: usize) -> Vec<&'a NewMessage> {
+    batch[from..]
+        .iter()
+        .map_while(|c| match c {
+            Change::Append(m) => Some(m),
+            Change::Event(_) => None,
+        })
+        .collect()
 }
