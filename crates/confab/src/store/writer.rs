@@ -434,8 +434,7 @@ macro_rules! apply_appends {
             }
         }
         let stored: Vec<usize> = (0..n).filter(|i| seqs[*i].is_some()).collect();
-        let packets: Vec<Option<String>> =
-            (0..n).map(|i| seqs[i].map(|seq| render(msgs[i], seq))).collect();
+        let packets: Vec<Option<String>> = (0..n).map(|i| seqs[i].map(|seq| render(msgs[i], seq))).collect();
         for chunk in stored.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO messages (id, channel_id, thread_id, user_id, author_name, content, created_at, seq, \
@@ -466,7 +465,13 @@ macro_rules! apply_appends {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for &i in chunk {
                 let m = msgs[i];
-                q = q.bind(&m.channel_id).bind(seqs[i]).bind("message_new").bind(&m.id).bind(&packets[i]).bind(m.created_at);
+                q = q
+                    .bind(&m.channel_id)
+                    .bind(seqs[i])
+                    .bind("message_new")
+                    .bind(&m.id)
+                    .bind(&packets[i])
+                    .bind(m.created_at);
             }
             q.execute(&mut *$tx).await?;
             let with_nonce: Vec<usize> = chunk.iter().copied().filter(|i| msgs[*i].nonce.is_some()).collect();
@@ -707,45 +712,35 @@ macro_rules! apply_event {
     }};
 }
 
+/// Runs `$batch` in one write transaction on `$pool`: runs of consecutive appends are written
+/// together, channel events one by one, in order. Expands once per backend.
+macro_rules! commit_on {
+    ($pool:ident, $batch:ident) => {{
+        let mut outcomes = Vec::with_capacity($batch.len());
+        let mut tx = $pool.begin_write().await?;
+        let mut i = 0;
+        while i < $batch.len() {
+            let run = appends_from($batch, i);
+            if run.is_empty() {
+                if let Change::Event(e) = $batch[i] {
+                    outcomes.push(apply_event!(tx, e));
+                }
+                i += 1;
+            } else {
+                i += run.len();
+                outcomes.extend(apply_appends!(tx, &run));
+            }
+        }
+        tx.commit().await?;
+        outcomes
+    }};
+}
+
 async fn commit(backend: &Backend, batch: &[&Change]) -> std::result::Result<Vec<Appended>, sqlx::Error> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    // Runs of consecutive appends are written together; channel events one by one, in order.
-    let mut i = 0;
-    match backend {
-        Backend::Sqlite(pool) => {
-            let mut tx = pool.begin_write().await?;
-            while i < batch.len() {
-                let run = appends_from(batch, i);
-                if run.is_empty() {
-                    if let Change::Event(e) = batch[i] {
-                        outcomes.push(apply_event!(tx, e));
-                    }
-                    i += 1;
-                } else {
-                    i += run.len();
-                    outcomes.extend(apply_appends!(tx, &run));
-                }
-            }
-            tx.commit().await?;
-        }
-        Backend::Postgres(pool) => {
-            let mut tx = pool.begin_write().await?;
-            while i < batch.len() {
-                let run = appends_from(batch, i);
-                if run.is_empty() {
-                    if let Change::Event(e) = batch[i] {
-                        outcomes.push(apply_event!(tx, e));
-                    }
-                    i += 1;
-                } else {
-                    i += run.len();
-                    outcomes.extend(apply_appends!(tx, &run));
-                }
-            }
-            tx.commit().await?;
-        }
-    }
-    Ok(outcomes)
+    Ok(match backend {
+        Backend::Sqlite(pool) => commit_on!(pool, batch),
+        Backend::Postgres(pool) => commit_on!(pool, batch),
+    })
 }
 
 /// The appends that start at `from`, up to the next channel event.
