@@ -10,13 +10,13 @@
 //! - PostgreSQL: a `pg_trgm` GIN index on `messages.content` serving `ILIKE`. Without the
 //!   extension the same query still answers, by scanning the channel, and a warning is logged.
 //!
-//! Every search first reads the newest [`SCAN_WINDOW`] messages of the channel, newest first, and
-//! stops at the last hit it needs. That is the whole answer for a common term (a page fills at
-//! once, where an index would hand back every message containing it), for a channel no larger than
-//! the window, and for a query of one or two characters, which no trigram index can serve: such
-//! short queries only ever search the newest [`SCAN_WINDOW`] messages. Only a rarer term in a larger
-//! channel goes to the index. One case stays slow on SQLite, whose full-text index spans all
-//! channels: a term rare in a large channel but common in newer messages of other channels.
+//! A query of one or two characters cannot use a trigram index: it searches only the newest
+//! [`SCAN_WINDOW`] messages of the channel. A longer query first reads the newest [`PROBE`]
+//! messages, stopping at the last hit it needs. That is the whole answer for a common term (a
+//! page fills at once, where an index would hand back every message containing it) and for a
+//! channel no larger than the probe; otherwise the trigram index answers. One case stays slow on
+//! SQLite, whose full-text index spans all channels: a term rare in a large channel but common in
+//! newer messages of other channels, which the index walks past.
 
 use futures_util::TryStreamExt;
 use sqlx::PgPool;
@@ -27,9 +27,13 @@ use super::{
 };
 use crate::error::Result;
 
-/// How many of a channel's newest messages are read before (or, for a short query, instead of)
-/// asking the trigram index.
+/// How many of a channel's newest messages a query too short for a trigram index searches.
 pub const SCAN_WINDOW: i64 = 5000;
+
+/// How many of a channel's newest messages are read before asking the trigram index. Small, since
+/// a rare term pays it on top of the index lookup; big enough that a term common in the channel
+/// fills a page from it.
+pub const PROBE: i64 = 500;
 
 /// Shortest query a trigram index can serve, in characters.
 const TRIGRAM: usize = 3;
@@ -77,9 +81,8 @@ impl Store {
     /// Up to `limit` messages of a channel (thread `""`) or thread whose content contains `query`,
     /// ignoring case, newest first.
     ///
-    /// The newest [`SCAN_WINDOW`] messages are looked at first. That answers for good when it fills
-    /// the page (a common term), when the window is the whole channel, and when the query is too
-    /// short for a trigram index; otherwise the trigram index finds the hits in the whole channel.
+    /// The newest messages are looked at first (see the module docs); that answers for good when it
+    /// fills the page, covers the whole channel, or the query is too short for a trigram index.
     pub async fn messages_search(
         &self,
         channel_id: &str,
@@ -87,8 +90,10 @@ impl Store {
         query: &str,
         limit: i64,
     ) -> Result<Vec<MessageRow>> {
-        let (recent, whole_channel) = self.search_window(channel_id, thread_id, query, limit).await?;
-        if recent.len() as i64 >= limit || whole_channel || query.chars().count() < TRIGRAM {
+        let short = query.chars().count() < TRIGRAM;
+        let window = if short { SCAN_WINDOW } else { PROBE };
+        let (recent, whole_channel) = self.search_window(channel_id, thread_id, query, window, limit).await?;
+        if recent.len() as i64 >= limit || whole_channel || short {
             if recent.is_empty() {
                 return Ok(Vec::new());
             }
@@ -119,14 +124,15 @@ impl Store {
         self.select_messages(tail, &binds).await
     }
 
-    /// Ids of up to `limit` matches among the newest [`SCAN_WINDOW`] messages of a channel or
-    /// thread, newest first, and whether those were all its messages. The comparison is Unicode
-    /// lowercase, as the trigram indexes fold case; reading stops at the `limit`-th hit.
+    /// Ids of up to `limit` matches among the newest `window` messages of a channel or thread,
+    /// newest first, and whether those were all its messages. The comparison is Unicode lowercase,
+    /// as the trigram indexes fold case; reading stops at the `limit`-th hit.
     async fn search_window(
         &self,
         channel_id: &str,
         thread_id: &str,
         query: &str,
+        window: i64,
         limit: i64,
     ) -> Result<(Vec<String>, bool)> {
         let needle = query.to_lowercase();
@@ -138,7 +144,7 @@ impl Store {
             )
             .bind(channel_id)
             .bind(thread_id)
-            .bind(SCAN_WINDOW)
+            .bind(window)
             .fetch(pool);
             while let Some((id, content)) = rows.try_next().await? {
                 seen += 1;
@@ -150,7 +156,7 @@ impl Store {
                 }
             }
         });
-        Ok((hits, seen < SCAN_WINDOW))
+        Ok((hits, seen < window))
     }
 }
 
