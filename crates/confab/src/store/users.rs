@@ -130,14 +130,23 @@ impl Store {
         )
     }
 
-    /// Accounts whose folded names are in `keys` (for mention resolution).
+    /// Accounts named in `keys` (case-insensitively), in the order of `keys`, with one query
+    /// (mention resolution runs on the message path).
     pub async fn users_by_names(&self, keys: &[String]) -> Result<Vec<User>> {
-        let mut found = Vec::new();
-        for key in keys {
-            if let Some(u) = self.user_by_name(key).await? {
-                found.push(u);
-            }
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
+        let folded: Vec<String> = keys.iter().map(|k| k.trim().to_ascii_lowercase()).collect();
+        let list = (1..=folded.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE username_lower IN ({list})");
+        let mut found: Vec<User> = dispatch!(self, pool => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+            for key in &folded {
+                q = q.bind(key);
+            }
+            q.fetch_all(pool).await?
+        });
+        found.sort_by_key(|u| folded.iter().position(|k| *k == u.username.to_ascii_lowercase()));
         Ok(found)
     }
 
