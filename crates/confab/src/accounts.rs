@@ -206,11 +206,11 @@ impl AppState {
                 JwtError::Invalid => invalid(),
                 JwtError::Payload => payload(),
             })?;
-            let user = self.store.user_by_id(&id.user_id).await?.ok_or_else(payload)?;
-            match self.store.session_user(&id.session_id).await? {
-                Some(owner) if owner == user.id => {}
-                _ => return Err(invalid()),
+            let found = self.store.user_with_session(&id.user_id, &id.session_id).await?.ok_or_else(payload)?;
+            if !found.session_live {
+                return Err(invalid());
             }
+            let user = found.user;
             if user.banned {
                 return Err(banned());
             }

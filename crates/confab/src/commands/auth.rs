@@ -157,13 +157,18 @@ pub async fn complete(
     // after it: read the account again now that the hub knows the connection.
     // Likewise a logout, refresh reuse or password change that closed this session's sockets just
     // before it registered.
-    if let Some(sid) = identity.session_id.as_deref().filter(|sid| !sid.starts_with("sauth:"))
-        && state.store.session_user(sid).await?.is_none()
-    {
-        s.close(CloseOrder::revoked());
-        return Ok(());
-    }
-    match state.store.user_by_id(&identity.user.id).await? {
+    let jwt_session = identity.session_id.as_deref().filter(|sid| !sid.starts_with("sauth:"));
+    let fresh = match jwt_session {
+        Some(sid) => match state.store.user_with_session(&identity.user.id, sid).await? {
+            Some(found) if !found.session_live => {
+                s.close(CloseOrder::revoked());
+                return Ok(());
+            }
+            found => found.map(|f| f.user),
+        },
+        None => state.store.user_by_id(&identity.user.id).await?,
+    };
+    match fresh {
         Some(fresh) if fresh.banned => {
             s.close(CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned")));
             return Ok(());

@@ -403,3 +403,31 @@ impl Store {
         }
     }
 }
+
+/// An account with the liveness of one of its session families, read together.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserSession {
+    #[sqlx(flatten)]
+    pub user: User,
+    /// Whether the family exists, belongs to this account, and is neither revoked nor expired.
+    pub session_live: bool,
+}
+
+impl Store {
+    /// The account and whether session family `session_id` is live for it, in one query: the
+    /// token-login path reads both twice (before and after joining the hub).
+    pub async fn user_with_session(&self, user_id: &str, session_id: &str) -> Result<Option<UserSession>> {
+        let sql = format!(
+            "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 AND s.user_id = users.id \
+             AND s.revoked = FALSE AND s.expires_at > $3) AS session_live FROM users WHERE id = $1"
+        );
+        Ok(dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(user_id)
+                .bind(session_id)
+                .bind(super::now())
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+}
