@@ -97,12 +97,13 @@ pub fn publisher(s: &Session, listener: Option<&str>, channel_id: &str) -> OnCom
     Box::new(move |outcome: &Appended| {
         let (Appended::New { packet, seq } | Appended::Event { packet, seq }) = outcome else { return };
         let shared = Packet::from(packet.clone());
-        state.hub.to_channel(&channel_id, *seq, &shared, Some(conn_id));
+        // The requester first: its acknowledgement then does not wait behind every other copy.
         let own = match &listener {
             Some(l) => Packet::from(wire::with_listener(packet, Some(l))),
-            None => shared,
+            None => shared.clone(),
         };
         state.hub.deliver(&outbox, &own, false);
+        state.hub.to_channel(&channel_id, *seq, &shared, Some(conn_id));
     })
 }
 
