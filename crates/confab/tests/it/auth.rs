@@ -757,15 +757,7 @@ async fn http_refresh_rotates(backend: Backend) {
     }
 }
 
-#[tokio::test]
-async fn http_refresh_rotates_sqlite() {
-    http_refresh_rotates(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn http_refresh_rotates_postgres() {
-    http_refresh_rotates(Backend::Postgres).await;
-}
+on_both! { http_refresh_rotates => http_refresh_rotates_sqlite, http_refresh_rotates_postgres; }
 
 async fn http_refresh_reuse_revokes_the_family(backend: Backend) {
     let server = TestServer::spawn_with(backend, |_| {}).await;
@@ -807,15 +799,7 @@ async fn http_refresh_reuse_revokes_the_family(backend: Backend) {
     expect_success(&mut c, json!({"cmd": "auth", "token": other["access_token"]})).await;
 }
 
-#[tokio::test]
-async fn http_refresh_reuse_revokes_the_family_sqlite() {
-    http_refresh_reuse_revokes_the_family(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn http_refresh_reuse_revokes_the_family_postgres() {
-    http_refresh_reuse_revokes_the_family(Backend::Postgres).await;
-}
+on_both! { http_refresh_reuse_revokes_the_family => http_refresh_reuse_revokes_the_family_sqlite, http_refresh_reuse_revokes_the_family_postgres; }
 
 async fn http_logout_with_refresh_token(backend: Backend) {
     let server = TestServer::spawn_with(backend, |_| {}).await;
@@ -847,15 +831,7 @@ async fn http_logout_with_refresh_token(backend: Backend) {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
-async fn http_logout_with_refresh_token_sqlite() {
-    http_logout_with_refresh_token(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn http_logout_with_refresh_token_postgres() {
-    http_logout_with_refresh_token(Backend::Postgres).await;
-}
+on_both! { http_logout_with_refresh_token => http_logout_with_refresh_token_sqlite, http_logout_with_refresh_token_postgres; }
 
 #[tokio::test]
 async fn http_logout_with_bearer_and_edge_cases() {
@@ -957,15 +933,7 @@ async fn imported_bcrypt_hash_is_verified_then_rehashed(backend: Backend) {
     assert_eq!(status, 401);
 }
 
-#[tokio::test]
-async fn imported_bcrypt_hash_is_verified_then_rehashed_sqlite() {
-    imported_bcrypt_hash_is_verified_then_rehashed(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn imported_bcrypt_hash_is_verified_then_rehashed_postgres() {
-    imported_bcrypt_hash_is_verified_then_rehashed(Backend::Postgres).await;
-}
+on_both! { imported_bcrypt_hash_is_verified_then_rehashed => imported_bcrypt_hash_is_verified_then_rehashed_sqlite, imported_bcrypt_hash_is_verified_then_rehashed_postgres; }
 
 // ---------------------------------------------------------------------------------------------
 // Throttling and the hashing pool

@@ -1051,15 +1051,7 @@ async fn nonce_makes_message_new_idempotent(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn nonce_makes_message_new_idempotent_sqlite() {
-    nonce_makes_message_new_idempotent(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn nonce_makes_message_new_idempotent_postgres() {
-    nonce_makes_message_new_idempotent(Backend::Postgres).await;
-}
+on_both! { nonce_makes_message_new_idempotent => nonce_makes_message_new_idempotent_sqlite, nonce_makes_message_new_idempotent_postgres; }
 
 // ---------------------------------------------------------------------------------------------
 // messages_get, message_get (§6.1)
@@ -1135,15 +1127,7 @@ async fn messages_get_pages_history(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn messages_get_pages_history_sqlite() {
-    messages_get_pages_history(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn messages_get_pages_history_postgres() {
-    messages_get_pages_history(Backend::Postgres).await;
-}
+on_both! { messages_get_pages_history => messages_get_pages_history_sqlite, messages_get_pages_history_postgres; }
 
 /// Sends `frame` and returns (packets that arrived before the reply, the reply).
 async fn request_collect(c: &mut Client, mut frame: Value, listener: &str) -> (Vec<Value>, Value) {

@@ -2,6 +2,21 @@
 //! real WebSocket and HTTP clients. One binary for the whole crate keeps link time down.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Generates a SQLite and a PostgreSQL test for each `async fn name(Backend)`; multi-threaded so
+/// the server's tasks and the clients really run side by side.
+macro_rules! on_both {
+    ($($test:ident => $sqlite:ident, $postgres:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $test(crate::support::Backend::Sqlite).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $test(crate::support::Backend::Postgres).await;
+        }
+    )*};
+}
+
 mod auth;
 mod bots;
 mod channels;

@@ -204,15 +204,7 @@ async fn unreads_scenario(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn unreads_sqlite() {
-    unreads_scenario(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn unreads_postgres() {
-    unreads_scenario(Backend::Postgres).await;
-}
+on_both! { unreads_scenario => unreads_sqlite, unreads_postgres; }
 
 // ---------------------------------------------------------------------------------------------
 // Pings (PROTOCOL §6.1 `pings_get`)
@@ -290,15 +282,7 @@ async fn pings_scenario(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn pings_sqlite() {
-    pings_scenario(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn pings_postgres() {
-    pings_scenario(Backend::Postgres).await;
-}
+on_both! { pings_scenario => pings_sqlite, pings_postgres; }
 
 // ---------------------------------------------------------------------------------------------
 // Search (PROTOCOL §6.1 `messages_search`)
@@ -380,15 +364,7 @@ async fn search_scenario(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn search_sqlite() {
-    search_scenario(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn search_postgres() {
-    search_scenario(Backend::Postgres).await;
-}
+on_both! { search_scenario => search_sqlite, search_postgres; }
 
 /// Hits older than the newest `SCAN_WINDOW` messages are found through the trigram index, with the
 /// same case folding and literal matching; queries too short for it only search the window.
@@ -420,15 +396,7 @@ async fn search_beyond_window(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn search_beyond_window_sqlite() {
-    search_beyond_window(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn search_beyond_window_postgres() {
-    search_beyond_window(Backend::Postgres).await;
-}
+on_both! { search_beyond_window => search_beyond_window_sqlite, search_beyond_window_postgres; }
 
 /// A SQLite database that predates the full-text index gets it, filled, at the next start.
 #[tokio::test]

@@ -115,15 +115,7 @@ async fn logout_all_closes_every_socket(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn logout_all_closes_every_socket_sqlite() {
-    logout_all_closes_every_socket(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn logout_all_closes_every_socket_postgres() {
-    logout_all_closes_every_socket(Backend::Postgres).await;
-}
+on_both! { logout_all_closes_every_socket => logout_all_closes_every_socket_sqlite, logout_all_closes_every_socket_postgres; }
 
 #[tokio::test]
 async fn logout_all_needs_a_live_access_token() {
@@ -186,15 +178,7 @@ async fn password_change_revokes_everything(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn password_change_revokes_everything_sqlite() {
-    password_change_revokes_everything(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn password_change_revokes_everything_postgres() {
-    password_change_revokes_everything(Backend::Postgres).await;
-}
+on_both! { password_change_revokes_everything => password_change_revokes_everything_sqlite, password_change_revokes_everything_postgres; }
 
 #[tokio::test]
 async fn password_change_errors_change_nothing() {

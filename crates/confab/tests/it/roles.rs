@@ -11,20 +11,6 @@ use crate::support::{Backend, Client, TestServer};
 const NO_SEND: &str = "You do not have permission to send messages in this channel";
 const ABOVE: &str = "Cannot manage roles at or above your position";
 
-/// Generates a SQLite and a PostgreSQL test for each `async fn name(Backend)`.
-macro_rules! on_both {
-    ($($test:ident => $sqlite:ident, $postgres:ident;)*) => {$(
-        #[tokio::test]
-        async fn $sqlite() {
-            $test(Backend::Sqlite).await;
-        }
-        #[tokio::test]
-        async fn $postgres() {
-            $test(Backend::Postgres).await;
-        }
-    )*};
-}
-
 on_both! {
     rename_is_reflected_everywhere => rename_is_reflected_everywhere_sqlite, rename_is_reflected_everywhere_postgres;
     delete_rules => delete_rules_sqlite, delete_rules_postgres;

@@ -24,12 +24,4 @@ async fn register_send_reload(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn register_send_reload_sqlite() {
-    register_send_reload(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn register_send_reload_postgres() {
-    register_send_reload(Backend::Postgres).await;
-}
+on_both! { register_send_reload => register_send_reload_sqlite, register_send_reload_postgres; }

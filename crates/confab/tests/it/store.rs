@@ -25,21 +25,7 @@ use sqlx::{
 
 use crate::support::{Backend, WAIT, fresh_location, open_location, open_store};
 
-/// Generates a `_sqlite` and a `_postgres` test for each `async fn name(Backend)`.
-macro_rules! contract {
-    ($($test:ident => $sqlite:ident, $postgres:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $sqlite() {
-            $test(Backend::Sqlite).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $postgres() {
-            $test(Backend::Postgres).await;
-        }
-    )*};
-}
-
-contract! {
+on_both! {
     bootstrap_is_idempotent => bootstrap_is_idempotent_sqlite, bootstrap_is_idempotent_postgres;
     users_are_case_insensitive => users_are_case_insensitive_sqlite, users_are_case_insensitive_postgres;
     user_roles_are_replaced_atomically => user_roles_are_replaced_atomically_sqlite, user_roles_are_replaced_atomically_postgres;

@@ -170,15 +170,7 @@ async fn commands_round_trip(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn commands_round_trip_sqlite() {
-    commands_round_trip(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn commands_round_trip_postgres() {
-    commands_round_trip(Backend::Postgres).await;
-}
+on_both! { commands_round_trip => commands_round_trip_sqlite, commands_round_trip_postgres; }
 
 #[tokio::test]
 async fn tokens_are_stored_hashed() {
@@ -327,15 +319,7 @@ async fn post_reaches_viewers_and_history(backend: Backend) {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn post_reaches_viewers_and_history_sqlite() {
-    post_reaches_viewers_and_history(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn post_reaches_viewers_and_history_postgres() {
-    post_reaches_viewers_and_history(Backend::Postgres).await;
-}
+on_both! { post_reaches_viewers_and_history => post_reaches_viewers_and_history_sqlite, post_reaches_viewers_and_history_postgres; }
 
 #[tokio::test]
 async fn post_formats_github_events() {
