@@ -257,7 +257,10 @@ pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     };
     apply(&me, &dir, &mut role, &frame.body, None)?;
     let details = json!({"permissions": role.permission_list()});
-    state.store.role_create_last(&role, &audit(&me, "role_create", Some((&role.id, &role.name)), details)).await?;
+    state
+        .store
+        .role_create_last(&role, Some(&audit(&me, "role_create", Some((&role.id, &role.name)), details)))
+        .await?;
     s.reply(frame, "role_create", json!({"id": role.id, "name": role.name}));
     roles_changed(&state, false).await
 }

@@ -24,30 +24,6 @@ pub struct Channel {
 const COLUMNS: &str = "id, name, kind, display_name, description, size, permissions, position, seq";
 
 impl Store {
-    /// Creates a channel at the given position.
-    pub async fn channel_create(&self, c: &Channel) -> Result<()> {
-        dispatch!(self, pool => {
-            sqlx::query(
-                "INSERT INTO channels (id, name, name_lower, kind, display_name, description, size, \
-                 permissions, position, seq, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(c.name.to_lowercase())
-            .bind(&c.kind)
-            .bind(&c.display_name)
-            .bind(&c.description)
-            .bind(c.size)
-            .bind(&c.permissions)
-            .bind(c.position)
-            .bind(c.seq)
-            .bind(super::now())
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
     /// Every channel in display order, with its current seq.
     pub async fn channels(&self) -> Result<Vec<Channel>> {
         let sql = format!("SELECT {COLUMNS} FROM channels ORDER BY position, name_lower");

@@ -38,29 +38,6 @@ impl Role {
 const COLUMNS: &str = "id, name, description, color, hoisted, permissions, self_assignable, category, position";
 
 impl Store {
-    /// Creates a role.
-    pub async fn role_create(&self, role: &Role) -> Result<()> {
-        dispatch!(self, pool => {
-            sqlx::query(
-                "INSERT INTO roles (id, name, name_lower, description, color, hoisted, permissions, \
-                 self_assignable, category, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&role.id)
-            .bind(&role.name)
-            .bind(role.name.to_ascii_lowercase())
-            .bind(&role.description)
-            .bind(&role.color)
-            .bind(role.hoisted)
-            .bind(&role.permissions)
-            .bind(role.self_assignable)
-            .bind(&role.category)
-            .bind(role.position)
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
     /// Every role, highest position first.
     pub async fn roles(&self) -> Result<Vec<Role>> {
         let sql = format!("SELECT {COLUMNS} FROM roles ORDER BY position");
@@ -81,7 +58,7 @@ fn name_conflict(e: sqlx::Error) -> Error {
 /// Role writes (PROTOCOL §6.5), each committed together with its audit entry.
 impl Store {
     /// Creates a role below every other one.
-    pub async fn role_create_last(&self, role: &Role, audit: &Audit) -> Result<()> {
+    pub async fn role_create_last(&self, role: &Role, audit: Option<&Audit>) -> Result<()> {
         dispatch!(self, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(LOCK_ROLES).execute(&mut *tx).await?;
@@ -102,7 +79,9 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(name_conflict)?;
-            audit_in_tx!(tx, audit);
+            if let Some(audit) = audit {
+                audit_in_tx!(tx, audit);
+            }
             tx.commit().await?;
             Ok::<_, Error>(())
         }.await)

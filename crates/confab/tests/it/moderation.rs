@@ -762,7 +762,7 @@ async fn manage_users_alone_moderates_below_and_reads_the_log() {
         category: None,
         position: 4,
     };
-    server.store.role_create(&warden).await.unwrap();
+    server.store.role_create_last(&warden, None).await.unwrap();
     let server = server.restart().await;
     let mut w = server.member("keeper", &["warden"]).await;
     server.member("drifter", &[]).await;

@@ -118,6 +118,18 @@ async fn role_id(store: &Store, name: &str) -> String {
     store.roles().await.expect("roles").into_iter().find(|r| r.name == name).expect("role exists").id
 }
 
+/// The audit entry of a change made by test setup rather than by a user.
+fn setup_audit(action: &'static str) -> confab::store::audit::Audit {
+    confab::store::audit::Audit {
+        action,
+        actor_id: None,
+        actor_name: "test".into(),
+        target_id: None,
+        target_name: None,
+        details: serde_json::json!({}),
+    }
+}
+
 /// Creates a text channel after the existing ones.
 async fn channel(store: &Store, name: &str) -> Channel {
     let position = store.channels().await.expect("channels").len() as i64;
@@ -132,7 +144,7 @@ async fn channel(store: &Store, name: &str) -> Channel {
         position,
         seq: 0,
     };
-    store.channel_create(&c).await.expect("channel_create");
+    store.channel_create_audited(&c, &setup_audit("channel_create")).await.expect("channel_create");
     c
 }
 
