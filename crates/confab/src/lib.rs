@@ -34,6 +34,7 @@ pub mod wire;
 use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -131,7 +132,17 @@ pub async fn run_with_store(
             });
             axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(app).await?;
         }
-        _ => axum::serve(listener, app).with_graceful_shutdown(stop).await?,
+        _ => {
+            // Nagle's algorithm would hold a small packet back until the client acknowledges the
+            // previous one, and clients delay acknowledgements by up to 40 ms: that was the fan-out
+            // latency tail. (axum-server's TLS acceptor already sets it.)
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY");
+                }
+            });
+            axum::serve(listener, app).with_graceful_shutdown(stop).await?
+        }
     }
     state.sessions.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.sessions.wait()).await.is_err() {
