@@ -174,6 +174,10 @@ pub struct StoreConfig {
     /// SQLite `synchronous` in WAL mode: `normal` survives any process crash (kill -9), `full`
     /// also survives power loss at the cost of one fsync per group commit.
     pub sqlite_synchronous: SqliteSync,
+    /// SQLite: how long the writer waits with no change to commit before it adds the newest
+    /// messages to the search index (it also does when 256 are waiting). Searches find messages
+    /// that are not indexed yet all the same.
+    pub search_index_idle_ms: u64,
 }
 
 /// How hard SQLite pushes each commit to disk.
@@ -334,7 +338,7 @@ impl Default for MetricsConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { batch_max: 512, pool_size: 8, sqlite_synchronous: SqliteSync::Normal }
+        StoreConfig { batch_max: 512, pool_size: 8, sqlite_synchronous: SqliteSync::Normal, search_index_idle_ms: 20 }
     }
 }
 

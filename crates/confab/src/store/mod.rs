@@ -14,6 +14,7 @@ pub mod pings;
 pub mod read_state;
 pub mod roles;
 pub mod sauth;
+mod script;
 pub mod search;
 pub mod sessions;
 pub mod settings;
@@ -127,7 +128,7 @@ impl Store {
         options: &crate::config::StoreConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Store> {
-        let (pool_size, batch_max) = (options.pool_size, options.batch_max);
+        let pool_size = options.pool_size;
         let backend = match location {
             Location::SqliteFile(path) => {
                 private_file(path)
@@ -144,7 +145,13 @@ impl Store {
                     })
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new().max_connections(pool_size).connect_with(options).await?;
+                // A local file does not go stale between uses: testing each connection before handing it out
+                // would cost a round trip to its worker thread on every query.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(pool_size)
+                    .test_before_acquire(false)
+                    .connect_with(options)
+                    .await?;
                 Backend::Sqlite(pool)
             }
             Location::Postgres { url, schema } => {
@@ -165,10 +172,10 @@ impl Store {
             Backend::Postgres(pool) => MIGRATOR.run(pool).await,
         }
         .map_err(|e| crate::error::Error::Internal(format!("migrations: {e}")))?;
-        let writer = writer::Writer::start(backend.clone(), batch_max, metrics);
-        let store = Store { backend, writer };
-        store.ensure_search_index().await?;
-        Ok(store)
+        // The search index (and its queue) exists before the writer, which indexes the queue.
+        search::ensure_search_index(&backend).await?;
+        let writer = writer::Writer::start(backend.clone(), options, metrics)?;
+        Ok(Store { backend, writer })
     }
 
     /// The pool, for the aggregate modules.

@@ -3,10 +3,11 @@
 //! rather than the size of the channel.
 //!
 //! A trigram index is dialect-specific, so it is not in the shared migrations:
-//! [`Store::ensure_search_index`] creates it, idempotently, every time the store opens.
+//! [`ensure_search_index`] creates it, idempotently, every time the store opens.
 //! - SQLite: an FTS5 external-content table `messages_fts` over `messages.content` with the
-//!   `trigram` tokenizer, kept in sync by triggers. A query becomes the phrase of its trigrams,
-//!   which matches exactly the (Unicode case-folded) substrings, read newest rowid first.
+//!   `trigram` tokenizer. A query becomes the phrase of its trigrams, which matches exactly the
+//!   (Unicode case-folded) substrings, read newest rowid first. New messages are indexed by the
+//!   writer in steps, off the commit path; until then a search matches them from the queue.
 //! - PostgreSQL: a `pg_trgm` GIN index on `messages.content` serving `ILIKE`. Without the
 //!   extension the same query still answers, by scanning the channel, and a warning is logged.
 //!
@@ -19,7 +20,7 @@
 //! newer messages of other channels, which the index walks past.
 
 use futures_util::TryStreamExt;
-use sqlx::PgPool;
+use sqlx::{PgPool, SqlitePool};
 
 use super::{
     Backend, Store, WritePool, dispatch,
@@ -38,44 +39,103 @@ pub const PROBE: i64 = 500;
 /// Shortest query a trigram index can serve, in characters.
 const TRIGRAM: usize = 3;
 
-/// The SQLite full-text index and the triggers that keep it equal to `messages.content`. The
-/// `'delete'` command of an external-content table must be given the old content, which the
-/// triggers have. Foreign-key cascades (channel and thread deletion) fire them too.
-const SQLITE_FTS: [&str; 4] = [
+/// The SQLite full-text index, its queue of messages not indexed yet, and the triggers that keep
+/// both equal to `messages.content`. A new message only queues its rowid (one integer B-tree
+/// insert): tokenising its trigrams inside the message's own transaction doubled the cost of a
+/// group commit, so the writer indexes the queue in large steps instead ([`index_step`]), when it
+/// is idle or the queue is long. Deleting or editing a message still queued leaves the index
+/// alone (the step reads the current content). The `'delete'` command of an external-content
+/// table must be given the old content, which the triggers have. Foreign-key cascades (channel
+/// and thread deletion) fire them too. Recreated at every open, so older databases, whose insert
+/// trigger indexed synchronously, move to the queue.
+const SQLITE_FTS: [&str; 8] = [
     "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(content, content = 'messages', tokenize = 'trigram')",
-    "CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN \
-     INSERT INTO messages_fts (rowid, content) VALUES (new.rowid, new.content); END",
-    "CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN \
-     INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content); END",
-    "CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF content ON messages BEGIN \
+    "CREATE TABLE IF NOT EXISTS messages_fts_pending (message_rowid INTEGER PRIMARY KEY)",
+    "DROP TRIGGER IF EXISTS messages_fts_insert",
+    "DROP TRIGGER IF EXISTS messages_fts_delete",
+    "DROP TRIGGER IF EXISTS messages_fts_update",
+    "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN \
+     INSERT INTO messages_fts_pending (message_rowid) VALUES (new.rowid); END",
+    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN \
+     INSERT INTO messages_fts (messages_fts, rowid, content) SELECT 'delete', old.rowid, old.content \
+     WHERE NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE message_rowid = old.rowid); \
+     DELETE FROM messages_fts_pending WHERE message_rowid = old.rowid; END",
+    "CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages \
+     WHEN NOT EXISTS (SELECT 1 FROM messages_fts_pending WHERE message_rowid = old.rowid) BEGIN \
      INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content); \
      INSERT INTO messages_fts (rowid, content) VALUES (new.rowid, new.content); END",
 ];
 
-impl Store {
-    /// Creates the search index of the backend if it is missing (see the module docs). On SQLite a
-    /// newly created index is filled from the stored messages in the same transaction, so a crash
-    /// cannot leave it half built. `VACUUM` may renumber the rowids the SQLite index refers to;
-    /// after one, rebuild it with `INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')`.
-    pub async fn ensure_search_index(&self) -> Result<()> {
-        match self.backend() {
-            Backend::Sqlite(pool) => {
-                let mut tx = pool.begin_write().await?;
-                let existed: Option<(String,)> =
-                    sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'")
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                for statement in SQLITE_FTS {
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                }
-                if existed.is_none() {
-                    sqlx::query("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')").execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
+/// Most queued messages one [`index_step`] adds to the SQLite full-text index: large enough that the
+/// index's per-transaction cost is shared by many messages, small enough that the step (about
+/// 25 µs a message) holds up the writer for a few milliseconds only.
+pub(super) const INDEX_STEP: i64 = 256;
+
+/// How many messages wait in the SQLite search queue (rows written before the writer started, or
+/// by an earlier run that stopped before indexing them).
+pub(super) async fn index_backlog(pool: &SqlitePool) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages_fts_pending").fetch_one(pool).await?;
+    Ok(n)
+}
+
+/// Adds up to [`INDEX_STEP`] queued messages, oldest first, to the SQLite full-text index in one
+/// transaction. Returns how many were indexed.
+pub(super) async fn index_step(pool: &SqlitePool) -> Result<i64> {
+    let mut tx = pool.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO messages_fts (rowid, content) SELECT m.rowid, m.content FROM messages m \
+         JOIN (SELECT message_rowid FROM messages_fts_pending ORDER BY message_rowid LIMIT $1) p \
+         ON m.rowid = p.message_rowid",
+    )
+    .bind(INDEX_STEP)
+    .execute(&mut *tx)
+    .await?;
+    let done = sqlx::query(
+        "DELETE FROM messages_fts_pending WHERE message_rowid IN \
+         (SELECT message_rowid FROM messages_fts_pending ORDER BY message_rowid LIMIT $1)",
+    )
+    .bind(INDEX_STEP)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() as i64)
+}
+
+/// Creates the search index of the backend if it is missing (see the module docs). On SQLite a
+/// newly created index is filled from the stored messages in the same transaction, so a crash
+/// cannot leave it half built. `VACUUM` may renumber the rowids the SQLite index refers to;
+/// after one, rebuild it with `INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')`.
+pub(super) async fn ensure_search_index(backend: &Backend) -> Result<()> {
+    match backend {
+        Backend::Sqlite(pool) => {
+            let mut tx = pool.begin_write().await?;
+            let existed: Option<(String,)> =
+                sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            for statement in SQLITE_FTS {
+                sqlx::query(statement).execute(&mut *tx).await?;
             }
-            Backend::Postgres(pool) => pg_trigram_index(pool).await?,
+            if existed.is_none() {
+                // A new index is filled from every stored message: nothing is left to queue.
+                sqlx::query("DELETE FROM messages_fts_pending").execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')").execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
         }
-        Ok(())
+        Backend::Postgres(pool) => pg_trigram_index(pool).await?,
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Messages stored but not in the search index yet (SQLite; always 0 on PostgreSQL, whose
+    /// index the database keeps itself). Searches find them all the same.
+    pub async fn search_backlog(&self) -> Result<i64> {
+        match self.backend() {
+            Backend::Sqlite(pool) => index_backlog(pool).await,
+            Backend::Postgres(_) => Ok(0),
+        }
     }
 
     /// Up to `limit` messages of a channel (thread `""`) or thread whose content contains `query`,
@@ -102,26 +162,68 @@ impl Store {
             let binds: Vec<Bind<'_>> = recent.iter().map(|id| Bind::Text(id)).collect();
             return self.select_messages(&tail, &binds).await;
         }
-        let (tail, needle) = match self.backend() {
-            // CROSS JOIN keeps the full-text table as the outer loop, read newest rowid first, so the
-            // scan stops after `limit` hits in this channel.
-            Backend::Sqlite(_) => (
-                "WHERE m.rowid IN (SELECT messages_fts.rowid FROM messages_fts \
-                 CROSS JOIN messages x ON x.rowid = messages_fts.rowid \
-                 WHERE messages_fts MATCH $3 AND x.channel_id = $1 AND x.thread_id = $2 \
-                 ORDER BY messages_fts.rowid DESC LIMIT $4) ORDER BY m.seq DESC",
-                fts_phrase(query),
-            ),
+        match self.backend() {
+            Backend::Sqlite(pool) => {
+                // Messages still queued for the index are matched here; the index answers the rest.
+                let mut ids = self.queued_hits(pool, channel_id, thread_id, query).await?;
+                // CROSS JOIN keeps the full-text table as the outer loop, read newest rowid first, so
+                // the scan stops after `limit` hits in this channel.
+                let indexed: Vec<(String,)> = sqlx::query_as(
+                    "SELECT x.id FROM messages_fts CROSS JOIN messages x ON x.rowid = messages_fts.rowid \
+                     WHERE messages_fts MATCH $3 AND x.channel_id = $1 AND x.thread_id = $2 \
+                     ORDER BY messages_fts.rowid DESC LIMIT $4",
+                )
+                .bind(channel_id)
+                .bind(thread_id)
+                .bind(fts_phrase(query))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                ids.extend(indexed.into_iter().map(|(id,)| id));
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+                let tail = format!("WHERE m.id IN ({}) ORDER BY m.seq DESC LIMIT {limit}", placeholders.join(", "));
+                let binds: Vec<Bind<'_>> = ids.iter().map(|id| Bind::Text(id)).collect();
+                self.select_messages(&tail, &binds).await
+            }
             // `seq + 0` hides the (channel, thread, seq) index from ORDER BY: walking it backwards
             // would read the whole channel for a rare term; the trigram index finds the few hits.
-            Backend::Postgres(_) => (
-                "WHERE m.channel_id = $1 AND m.thread_id = $2 AND m.content ILIKE $3 \
-                 ORDER BY m.seq + 0 DESC LIMIT $4",
-                like_pattern(query),
-            ),
-        };
-        let binds = [Bind::Text(channel_id), Bind::Text(thread_id), Bind::Text(&needle), Bind::Int(limit)];
-        self.select_messages(tail, &binds).await
+            Backend::Postgres(_) => {
+                let needle = like_pattern(query);
+                let binds = [Bind::Text(channel_id), Bind::Text(thread_id), Bind::Text(&needle), Bind::Int(limit)];
+                let tail = "WHERE m.channel_id = $1 AND m.thread_id = $2 AND m.content ILIKE $3 \
+                            ORDER BY m.seq + 0 DESC LIMIT $4";
+                self.select_messages(tail, &binds).await
+            }
+        }
+    }
+
+    /// Ids of the messages of a channel or thread that wait in the SQLite search queue and contain
+    /// `query`, compared as [`Store::search_window`] does. The queue is short: the writer empties it
+    /// whenever it is idle and in steps whenever it grows.
+    async fn queued_hits(
+        &self,
+        pool: &SqlitePool,
+        channel_id: &str,
+        thread_id: &str,
+        query: &str,
+    ) -> Result<Vec<String>> {
+        let needle = query.to_lowercase();
+        let queued: Vec<(String, String)> = sqlx::query_as(
+            "SELECT m.id, m.content FROM messages_fts_pending p JOIN messages m ON m.rowid = p.message_rowid \
+             WHERE m.channel_id = $1 AND m.thread_id = $2",
+        )
+        .bind(channel_id)
+        .bind(thread_id)
+        .fetch_all(pool)
+        .await?;
+        Ok(queued
+            .into_iter()
+            .filter(|(_, content)| content.to_lowercase().contains(&needle))
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Ids of up to `limit` matches among the newest `window` messages of a channel or thread,

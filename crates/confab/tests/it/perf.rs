@@ -28,7 +28,7 @@ const SENDERS: usize = 256;
 async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let location = fresh_location(backend, dir.path()).await;
-    let options = StoreConfig { batch_max, pool_size: 8, sqlite_synchronous: sync };
+    let options = StoreConfig { batch_max, pool_size: 8, sqlite_synchronous: sync, ..Default::default() };
     let store = Store::open_with(&location, &options, Arc::new(Metrics::default())).await.unwrap();
     store.bootstrap().await.unwrap();
     let channel = store.channels().await.unwrap().remove(0);

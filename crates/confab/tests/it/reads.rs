@@ -3,13 +3,17 @@
 //! threads, and counts that stay right across deletions. `perf_reads_scale` (ignored) measures
 //! that these reads cost the same on a channel of a million messages as on one of a thousand.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use confab::store::{
     Store,
     audit::AuditFilter,
     writer::{NewMessage, Pinged},
 };
+use confab::{config::StoreConfig, metrics::Metrics};
 use serde_json::{Value, json};
 
 use crate::{
@@ -419,6 +423,59 @@ async fn search_index_is_built_for_existing_messages() {
     server.stop().await;
 }
 
+/// A database whose insert trigger indexed every message in its own transaction (as Confab did
+/// before the search queue) keeps its index and moves to the queue when opened.
+#[tokio::test]
+async fn search_index_of_an_older_database_moves_to_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = fresh_location(Backend::Sqlite, dir.path()).await;
+    let store = open_location(&location).await;
+    let user = confab::store::users::NewUser {
+        username: "old",
+        kind: confab::store::users::AccountKind::Local,
+        password_hash: None,
+        role_ids: Vec::new(),
+    };
+    store.user_create(user).await.unwrap();
+    // More than a search reads directly, so that the index answers.
+    let messages = std::iter::once(("from the old days".to_owned(), Pinged::default()))
+        .chain((0..600).map(|i| (format!("filler {i}"), Pinged::default())));
+    append_many(&store, "general", "old", messages).await;
+    store.close().await;
+    let confab::store::Location::SqliteFile(file) = &location else { unreachable!() };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display())).await.unwrap();
+    for statement in [
+        "DROP TRIGGER messages_fts_insert",
+        "DROP TRIGGER messages_fts_delete",
+        "DROP TRIGGER messages_fts_update",
+        "DROP TABLE messages_fts_pending",
+        "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN \
+         INSERT INTO messages_fts (rowid, content) VALUES (new.rowid, new.content); END",
+        "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN \
+         INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content); END",
+        "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    // Indexing only in steps of 256, so that a new message stays queued.
+    let options = StoreConfig { search_index_idle_ms: 3_600_000, ..Default::default() };
+    let store = Store::open_with(&location, &options, Arc::new(Metrics::default())).await.unwrap();
+    assert_eq!(store.search_backlog().await.unwrap(), 0, "the old index was complete");
+    let general = store.channels().await.unwrap().into_iter().find(|c| c.name == "general").unwrap();
+    let found =
+        |rows: Vec<confab::store::messages::MessageRow>| rows.into_iter().map(|r| r.content).collect::<Vec<_>>();
+    let old = store.messages_search(&general.id, "", "old days", 30).await.unwrap();
+    assert_eq!(found(old), ["from the old days"]);
+    let new = std::iter::once(("new days ahead".to_owned(), Pinged::default()));
+    append_many(&store, "general", "old", new).await;
+    assert_eq!(store.search_backlog().await.unwrap(), 1, "a new message waits in the queue");
+    let days = store.messages_search(&general.id, "", "days", 30).await.unwrap();
+    assert_eq!(found(days), ["new days ahead", "from the old days"]);
+    store.close().await;
+}
+
 /// PostgreSQL gets a pg_trgm GIN index on the message content, and opening again is harmless.
 #[tokio::test]
 async fn search_index_on_postgres() {
@@ -538,6 +595,60 @@ struct Scale {
     messages: usize,
     reader: Client,
 }
+
+/// New messages reach the SQLite search index in steps, off the commit path: a search finds a
+/// message while it waits, after an edit while it waits, once it is indexed, and no more once it
+/// is deleted, queued or indexed. The channel holds more messages than the search reads directly,
+/// so every search here goes through the index (and the queue).
+async fn search_queue_scenario(backend: Backend) {
+    let sqlite = backend == Backend::Sqlite;
+    // Index only in steps of 256, never because the writer is idle, so the queue is predictable.
+    let server = TestServer::spawn_with(backend, |c| c.store.search_index_idle_ms = 3_600_000).await;
+    let mut alice = server.register("alice").await;
+    let fillers = (0..600).map(|i| (format!("filler {i}"), Pinged::default()));
+    append_many(&server.store, "general", "alice", fillers).await;
+    let needle = send(&mut alice, general(), "needle one").await;
+    let waiting = server.store.search_backlog().await.unwrap();
+    if sqlite {
+        assert!((1..256).contains(&waiting), "{waiting} messages wait for the index");
+    } else {
+        assert_eq!(waiting, 0);
+    }
+    assert_eq!(search(&mut alice, "needle").await, ["needle one"]);
+
+    let edit = json!({"cmd": "message_edit", "channel": "general", "id": needle["id"], "content": "needle uno"});
+    assert_eq!(alice.request(edit).await["cmd"], "message_edit");
+    assert_eq!(search(&mut alice, "needle").await, ["needle uno"]);
+    assert!(search(&mut alice, "one").await.is_empty());
+
+    // 256 more: the writer indexes the oldest 256 waiting, the needle among them.
+    let more = (0..256).map(|i| (format!("more {i}"), Pinged::default()));
+    let more = append_many(&server.store, "general", "alice", more).await;
+    // The writer answers appends before it indexes: wait for the step.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.store.search_backlog().await.unwrap() != waiting {
+        assert!(Instant::now() < deadline, "one step of 256 is indexed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(search(&mut alice, "needle").await, ["needle uno"]);
+    assert!(search(&mut alice, "one").await.is_empty());
+
+    // Deleting an indexed message and a waiting one (the newest) takes both out of the results.
+    let newest = more.last().unwrap();
+    for id in [needle["id"].as_str().unwrap(), newest.as_str()] {
+        let r = alice.request(json!({"cmd": "message_delete", "channel": "general", "id": id})).await;
+        assert_eq!(r["cmd"], "message_delete", "{r}");
+    }
+    assert!(search(&mut alice, "needle").await.is_empty());
+    let others = search(&mut alice, "more 25").await;
+    assert!(!others.is_empty() && others.iter().all(|c| c != "more 255"), "{others:?}");
+    // The next message takes the deleted newest message's place (on SQLite, its rowid) and is found.
+    send(&mut alice, general(), "needle two").await;
+    assert_eq!(search(&mut alice, "needle").await, ["needle two"]);
+    server.stop().await;
+}
+
+on_both! { search_queue_scenario => search_queue_sqlite, search_queue_postgres; }
 
 /// Appends `messages` (content, who it pings) by `author` to `channel` through the group-commit
 /// writer, many at once so that the writer commits full batches; they commit in no particular
