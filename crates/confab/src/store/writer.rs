@@ -194,10 +194,10 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer on a thread of its own with its own single-threaded runtime. A commit is
-    /// several round trips between the writer and the database's connection, and on the server's
-    /// runtime each return to the writer queued behind every connection task with packets to
-    /// write: under fan-out that tripled the time of a commit. On its own thread the writer only
-    /// waits for the operating system's scheduler.
+    /// several round trips between the writer and the database's connection; on the server's
+    /// runtime each return to the writer queued behind the connection tasks with packets to write.
+    /// On its own thread it only waits for the operating system's scheduler: in the fan-out bench
+    /// that gave about 10 % more deliveries per second than a task on the shared runtime.
     pub(super) fn start(backend: Backend, options: &StoreConfig, metrics: Arc<Metrics>) -> Result<Writer> {
         let (tx, rx) = mpsc::channel(8192);
         let stop = CancellationToken::new();
