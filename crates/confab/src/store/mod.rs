@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod bots;
 pub mod channels;
+mod checkpoint;
 pub mod events;
 pub mod messages;
 pub mod pings;
@@ -144,6 +145,8 @@ impl Store {
                         crate::config::SqliteSync::Full => SqliteSynchronous::Full,
                     })
                     .busy_timeout(Duration::from_secs(10))
+                    // The writer's thread checkpoints instead (see `checkpoint`).
+                    .pragma("wal_autocheckpoint", "0")
                     .foreign_keys(true);
                 // A local file does not go stale between uses: testing each connection before handing it out
                 // would cost a round trip to its worker thread on every query.

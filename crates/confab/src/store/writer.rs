@@ -211,7 +211,13 @@ impl Writer {
         std::thread::Builder::new()
             .name("confab-writer".into())
             .spawn(move || {
-                runtime.block_on(run(backend, rx, stopping, batch_max, index_idle, metrics));
+                runtime.block_on(async move {
+                    // Beside the writer, on its thread: ends with it.
+                    if let Backend::Sqlite(pool) = &backend {
+                        tokio::spawn(super::checkpoint::run(pool.clone()));
+                    }
+                    run(backend, rx, stopping, batch_max, index_idle, metrics).await;
+                });
                 let _ = finished.send(());
             })
             .map_err(|e| Error::Internal(format!("writer thread: {e}")))?;
@@ -262,6 +268,7 @@ async fn run(
         }),
         None => 0,
     };
+    let mut seqs = Seqs::new();
     loop {
         let first = tokio::select! {
             op = rx.recv() => op,
@@ -281,7 +288,7 @@ async fn run(
         }
         let started = Instant::now();
         let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
-        match commit(&backend, &changes).await {
+        match commit(&backend, &changes, &mut seqs).await {
             Ok(outcomes) => {
                 metrics.observe_commit(started.elapsed(), batch.len());
                 for (op, outcome) in batch.into_iter().zip(outcomes) {
@@ -299,7 +306,7 @@ async fn run(
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, size = batch.len(), "batch commit failed; retrying one by one");
                 for op in batch {
-                    match commit(&backend, &[&op.change]).await {
+                    match commit(&backend, &[&op.change], &mut seqs).await {
                         Ok(mut outcomes) => {
                             let outcome = outcomes.pop().unwrap_or(Appended::ChannelGone);
                             (op.on_commit)(&outcome);
@@ -313,6 +320,111 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Adds the rows of the stored appends `stored` (indexes into `msgs`, with their `seqs` and
+/// `packets`) to `script`: messages, event-log rows, nonces, mentions and per-channel counts.
+fn append_rows<'a>(
+    script: &mut Script<'a>,
+    msgs: &[&'a NewMessage],
+    stored: &[usize],
+    seqs: &[Option<i64>],
+    packets: &'a [Option<String>],
+) {
+    for chunk in stored.chunks(ROWS_PER_INSERT) {
+        let mut binds = Vec::with_capacity(chunk.len() * 11);
+        for &i in chunk {
+            let m = msgs[i];
+            binds.extend([
+                Val::from(m.id.as_str()),
+                m.channel_id.as_str().into(),
+                m.thread_id.as_deref().unwrap_or("").into(),
+                m.user_id.as_deref().into(),
+                m.author_name.as_str().into(),
+                m.content.as_str().into(),
+                m.created_at.into(),
+                seqs[i].into(),
+                m.reply_to.as_ref().map(|r| r.0.as_str()).into(),
+                m.ping.into(),
+                m.extra.as_ref().map(Value::to_string).into(),
+            ]);
+        }
+        script.push(
+            format!(
+                "INSERT INTO messages (id, channel_id, thread_id, user_id, author_name, content, created_at, \
+                 seq, reply_to, ping, extra) VALUES {}",
+                placeholders(chunk.len(), 11)
+            ),
+            binds,
+        );
+        let mut binds = Vec::with_capacity(chunk.len() * 6);
+        for &i in chunk {
+            let m = msgs[i];
+            binds.extend([
+                Val::from(m.channel_id.as_str()),
+                seqs[i].into(),
+                "message_new".into(),
+                m.id.as_str().into(),
+                packets[i].as_deref().into(),
+                m.created_at.into(),
+            ]);
+        }
+        script.push(
+            format!(
+                "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) VALUES {}",
+                placeholders(chunk.len(), 6)
+            ),
+            binds,
+        );
+        let with_nonce: Vec<usize> = chunk.iter().copied().filter(|i| msgs[*i].nonce.is_some()).collect();
+        if !with_nonce.is_empty() {
+            let mut binds = Vec::with_capacity(with_nonce.len() * 7);
+            for &i in &with_nonce {
+                let m = msgs[i];
+                binds.extend([
+                    Val::from(m.user_id.as_deref()),
+                    m.nonce.as_deref().into(),
+                    m.id.as_str().into(),
+                    m.channel_id.as_str().into(),
+                    m.thread_id.as_deref().unwrap_or("").into(),
+                    content_hash(m).into(),
+                    m.created_at.into(),
+                ]);
+            }
+            // An expired row for the same nonce is replaced; a live one was a duplicate above.
+            script.push(
+                format!(
+                    "INSERT INTO nonces (user_id, nonce, message_id, channel_id, thread_id, content_hash, \
+                     created_at) VALUES {} ON CONFLICT (user_id, nonce) DO UPDATE SET \
+                     message_id = excluded.message_id, channel_id = excluded.channel_id, \
+                     thread_id = excluded.thread_id, content_hash = excluded.content_hash, \
+                     created_at = excluded.created_at",
+                    placeholders(with_nonce.len(), 7)
+                ),
+                binds,
+            );
+        }
+    }
+    for &i in stored {
+        for (kind, target) in msgs[i].pinged.rows() {
+            script.push(INSERT_MENTION, vec![msgs[i].id.as_str().into(), kind.into(), target.into()]);
+        }
+    }
+    let mut counts: Vec<((&str, &str), i64)> = Vec::new();
+    for &i in stored {
+        let key = (msgs[i].channel_id.as_str(), msgs[i].thread_id.as_deref().unwrap_or(""));
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    for ((channel, thread), added) in counts {
+        script.push(
+            "INSERT INTO message_counts (channel_id, thread_id, total) VALUES ($1, $2, $3) \
+             ON CONFLICT (channel_id, thread_id) DO UPDATE SET total = message_counts.total + $3",
+            vec![channel.into(), thread.into(), added.into()],
+        );
     }
 }
 
@@ -501,100 +613,7 @@ macro_rules! apply_appends {
         let packets: Vec<Option<String>> = (0..n).map(|i| seqs[i].map(|seq| render(msgs[i], seq))).collect();
         // Everything else the batch writes needs no answer: one script, one round trip on SQLite.
         let mut script = Script::default();
-        for chunk in stored.chunks(ROWS_PER_INSERT) {
-            let mut binds = Vec::with_capacity(chunk.len() * 11);
-            for &i in chunk {
-                let m = msgs[i];
-                binds.extend([
-                    Val::from(m.id.as_str()),
-                    m.channel_id.as_str().into(),
-                    m.thread_id.as_deref().unwrap_or("").into(),
-                    m.user_id.as_deref().into(),
-                    m.author_name.as_str().into(),
-                    m.content.as_str().into(),
-                    m.created_at.into(),
-                    seqs[i].into(),
-                    m.reply_to.as_ref().map(|r| r.0.as_str()).into(),
-                    m.ping.into(),
-                    m.extra.as_ref().map(Value::to_string).into(),
-                ]);
-            }
-            script.push(
-                format!(
-                    "INSERT INTO messages (id, channel_id, thread_id, user_id, author_name, content, created_at, \
-                     seq, reply_to, ping, extra) VALUES {}",
-                    placeholders(chunk.len(), 11)
-                ),
-                binds,
-            );
-            let mut binds = Vec::with_capacity(chunk.len() * 6);
-            for &i in chunk {
-                let m = msgs[i];
-                binds.extend([
-                    Val::from(m.channel_id.as_str()),
-                    seqs[i].into(),
-                    "message_new".into(),
-                    m.id.as_str().into(),
-                    packets[i].as_deref().into(),
-                    m.created_at.into(),
-                ]);
-            }
-            script.push(
-                format!(
-                    "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) VALUES {}",
-                    placeholders(chunk.len(), 6)
-                ),
-                binds,
-            );
-            let with_nonce: Vec<usize> = chunk.iter().copied().filter(|i| msgs[*i].nonce.is_some()).collect();
-            if !with_nonce.is_empty() {
-                let mut binds = Vec::with_capacity(with_nonce.len() * 7);
-                for &i in &with_nonce {
-                    let m = msgs[i];
-                    binds.extend([
-                        Val::from(m.user_id.as_deref()),
-                        m.nonce.as_deref().into(),
-                        m.id.as_str().into(),
-                        m.channel_id.as_str().into(),
-                        m.thread_id.as_deref().unwrap_or("").into(),
-                        content_hash(m).into(),
-                        m.created_at.into(),
-                    ]);
-                }
-                // An expired row for the same nonce is replaced; a live one was a duplicate above.
-                script.push(
-                    format!(
-                        "INSERT INTO nonces (user_id, nonce, message_id, channel_id, thread_id, content_hash, \
-                         created_at) VALUES {} ON CONFLICT (user_id, nonce) DO UPDATE SET \
-                         message_id = excluded.message_id, channel_id = excluded.channel_id, \
-                         thread_id = excluded.thread_id, content_hash = excluded.content_hash, \
-                         created_at = excluded.created_at",
-                        placeholders(with_nonce.len(), 7)
-                    ),
-                    binds,
-                );
-            }
-        }
-        for &i in &stored {
-            for (kind, target) in msgs[i].pinged.rows() {
-                script.push(INSERT_MENTION, vec![msgs[i].id.as_str().into(), kind.into(), target.into()]);
-            }
-        }
-        let mut counts: Vec<((&str, &str), i64)> = Vec::new();
-        for &i in &stored {
-            let key = (msgs[i].channel_id.as_str(), msgs[i].thread_id.as_deref().unwrap_or(""));
-            match counts.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, c)) => *c += 1,
-                None => counts.push((key, 1)),
-            }
-        }
-        for ((channel, thread), added) in counts {
-            script.push(
-                "INSERT INTO message_counts (channel_id, thread_id, total) VALUES ($1, $2, $3) \
-                 ON CONFLICT (channel_id, thread_id) DO UPDATE SET total = message_counts.total + $3",
-                vec![channel.into(), thread.into(), added.into()],
-            );
-        }
+        append_rows(&mut script, msgs, &stored, &seqs, &packets);
         run_script!($tx, &script, $joined);
         // Original packets of repeated nonces from earlier batches, in one query.
         let originals: Vec<&str> = plans
@@ -811,11 +830,118 @@ macro_rules! commit_on {
     }};
 }
 
-async fn commit(backend: &Backend, batch: &[&Change]) -> std::result::Result<Vec<Appended>, sqlx::Error> {
+/// Commits `batch`: on SQLite a batch of plain appends in one round trip ([`fast_appends`]),
+/// anything else in a transaction that reads as it goes.
+async fn commit(
+    backend: &Backend,
+    batch: &[&Change],
+    seqs: &mut Seqs,
+) -> std::result::Result<Vec<Appended>, sqlx::Error> {
+    if let Backend::Sqlite(pool) = backend
+        && let Some(outcomes) = fast_appends(pool, batch, seqs).await?
+    {
+        return Ok(outcomes);
+    }
+    // The transaction below moves seqs on its own.
+    seqs.clear();
     Ok(match backend {
         Backend::Sqlite(pool) => commit_on!(pool, batch, true),
         Backend::Postgres(pool) => commit_on!(pool, batch, false),
     })
+}
+
+/// The last seq of each channel as the SQLite writer committed it. Only the writer moves a
+/// channel's seq, and a SQLite database belongs to one process, so the writer need not read it
+/// back inside every transaction. A stale entry cannot do harm: a seq used twice breaks the
+/// event log's primary key and a deleted channel its foreign key, the batch fails, the cache is
+/// dropped and the changes are retried one by one the slow way. (PostgreSQL may be shared by
+/// several nodes: it always reads the seq in the transaction.)
+type Seqs = HashMap<String, i64>;
+
+/// A batch of appends without nonces, on SQLite: seqs from [`Seqs`] (read once per channel),
+/// then `BEGIN IMMEDIATE`, every row and `COMMIT` as one script, so the commit is one round trip
+/// to the connection's thread instead of four. `None` when the batch does not qualify (channel
+/// events, nonces, which need reads, or a channel that is gone): the caller takes the slow path.
+async fn fast_appends(
+    pool: &SqlitePool,
+    batch: &[&Change],
+    seqs: &mut Seqs,
+) -> std::result::Result<Option<Vec<Appended>>, sqlx::Error> {
+    let msgs = appends_from(batch, 0);
+    if msgs.len() != batch.len() || msgs.iter().any(|m| m.nonce.is_some()) {
+        return Ok(None);
+    }
+    let mut missing: Vec<&str> =
+        msgs.iter().map(|m| m.channel_id.as_str()).filter(|c| !seqs.contains_key(*c)).collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        let list = (1..=missing.len()).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT id, seq FROM channels WHERE id IN ({list})");
+        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+        for c in &missing {
+            q = q.bind(*c);
+        }
+        let found = q.fetch_all(pool).await?;
+        if found.len() < missing.len() {
+            return Ok(None);
+        }
+        seqs.extend(found);
+    }
+    let mut last: Vec<(&str, i64)> = Vec::new();
+    let mut assigned = Vec::with_capacity(msgs.len());
+    for m in &msgs {
+        let seq = match last.iter_mut().find(|(c, _)| *c == m.channel_id) {
+            Some((_, s)) => {
+                *s += 1;
+                *s
+            }
+            None => {
+                let s = seqs.get(&m.channel_id).copied().unwrap_or(0) + 1;
+                last.push((m.channel_id.as_str(), s));
+                s
+            }
+        };
+        assigned.push(Some(seq));
+    }
+    let packets: Vec<Option<String>> = msgs.iter().zip(&assigned).map(|(m, s)| s.map(|s| render(m, s))).collect();
+    let stored: Vec<usize> = (0..msgs.len()).collect();
+    let mut script = Script::default();
+    script.push("BEGIN IMMEDIATE", Vec::new());
+    for (channel, seq) in &last {
+        script.push("UPDATE channels SET seq = $2 WHERE id = $1", vec![(*channel).into(), (*seq).into()]);
+    }
+    append_rows(&mut script, &msgs, &stored, &assigned, &packets);
+    script.push("COMMIT", Vec::new());
+    let mut conn = pool.acquire().await?;
+    let written = async {
+        run_script!(conn, &script, true);
+        Ok::<_, sqlx::Error>(())
+    };
+    if let Err(e) = written.await {
+        seqs.clear();
+        // Nothing is left half done: ROLLBACK, or drop the connection if even that fails while a
+        // transaction may be open (an error at BEGIN leaves none, and ROLLBACK then fails too).
+        if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await
+            && !rollback.to_string().contains("no transaction is active")
+        {
+            drop(conn.detach());
+        }
+        return Err(e);
+    }
+    for (channel, seq) in last {
+        seqs.insert(channel.to_owned(), seq);
+    }
+    Ok(Some(
+        assigned
+            .into_iter()
+            .zip(packets)
+            .map(|(seq, packet)| match (seq, packet) {
+                (Some(seq), Some(packet)) => Appended::New { seq, packet },
+                _ => Appended::ChannelGone,
+            })
+            .collect(),
+    ))
 }
 
 /// The appends that start at `from`, up to the next channel event.

@@ -14,7 +14,7 @@ use confab::{
         now,
         sessions::Rotation,
         users::{AccountKind, NewUser, User},
-        writer::{Appended, NewMessage},
+        writer::{Appended, ChannelEvent, NewMessage, Step},
     },
 };
 use serde_json::{Value, json};
@@ -418,7 +418,31 @@ async fn writer_assigns_seq_per_channel(backend: Backend) {
     ghost.id = "no-such-channel".to_owned();
     assert_eq!(append(&store, message(&ghost, &alice, "into the void")).await, Appended::ChannelGone);
     assert_eq!(store.channel_seq(&dev.id).await.unwrap(), 1);
+
+    // A channel event takes the next seq between appends (the SQLite writer keeps seqs between
+    // commits; an event moves them behind its back).
+    let pinned = ChannelEvent {
+        channel_id: general.id.clone(),
+        message_id: None,
+        kind: "message_pin",
+        step: Step::SetPinned { message_id: first_id(&store, &general).await, pinned: true },
+        render: Box::new(|seq| json!({"cmd": "message_pin", "seq": seq}).to_string()),
+    };
+    let outcome = store.writer().event(pinned, Box::new(|_| {})).await.unwrap();
+    assert!(matches!(outcome, Appended::Event { seq: 5, .. }), "{outcome:?}");
+    assert_eq!(new_seq(&append(&store, message(&general, &alice, "after the pin")).await), 6);
+
+    // A channel deleted after the writer last wrote to it: nothing is stored, the others go on.
+    assert_eq!(new_seq(&append(&store, message(&dev, &alice, "dev again")).await), 2);
+    store.channel_delete(&dev.id, &setup_audit("channel_delete")).await.unwrap();
+    assert_eq!(append(&store, message(&dev, &alice, "too late")).await, Appended::ChannelGone);
+    assert_eq!(new_seq(&append(&store, message(&general, &alice, "still here")).await), 7);
     store.close().await;
+}
+
+/// The id of one message of `channel`.
+async fn first_id(store: &Store, channel: &Channel) -> String {
+    store.messages_page(&channel.id, "", 0, 1).await.unwrap().remove(0).id
 }
 
 async fn writer_runs_on_commit_before_returning(backend: Backend) {
