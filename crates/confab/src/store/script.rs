@@ -67,6 +67,12 @@ impl From<Option<bool>> for Val<'_> {
     }
 }
 
+/// The row source of a statement that reads a JSON array of rows bound as `$1`, each row as
+/// `r.value` (read a column with `r.value->>k`, which both dialects have).
+pub fn json_rows(sqlite: bool) -> &'static str {
+    if sqlite { "json_each($1) AS r" } else { "jsonb_array_elements(CAST($1 AS jsonb)) AS r(value)" }
+}
+
 /// Statements in the order they must run, each with its own `$1…$n` parameters.
 #[derive(Debug, Default)]
 pub struct Script<'a> {

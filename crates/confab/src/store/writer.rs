@@ -24,7 +24,7 @@ use sqlx::SqlitePool;
 use super::{
     Backend, WritePool,
     messages::MessageRow,
-    script::{Script, Val, run_script},
+    script::{self, Script, run_script},
     search,
 };
 use crate::{
@@ -325,107 +325,108 @@ async fn run(
 
 /// Adds the rows of the stored appends `stored` (indexes into `msgs`, with their `seqs` and
 /// `packets`) to `script`: messages, event-log rows, nonces, mentions and per-channel counts.
+///
+/// Each table gets one statement that reads its rows from a JSON array bound as one parameter,
+/// so the statement text is the same whatever the batch size and stays prepared: SQLite took
+/// about 17 ms to prepare a 200-row `VALUES` list of 11 columns, far more than writing the rows.
 fn append_rows<'a>(
     script: &mut Script<'a>,
     msgs: &[&'a NewMessage],
     stored: &[usize],
     seqs: &[Option<i64>],
     packets: &'a [Option<String>],
+    sqlite: bool,
 ) {
-    for chunk in stored.chunks(ROWS_PER_INSERT) {
-        let mut binds = Vec::with_capacity(chunk.len() * 11);
-        for &i in chunk {
-            let m = msgs[i];
-            binds.extend([
-                Val::from(m.id.as_str()),
-                m.channel_id.as_str().into(),
-                m.thread_id.as_deref().unwrap_or("").into(),
-                m.user_id.as_deref().into(),
-                m.author_name.as_str().into(),
-                m.content.as_str().into(),
-                m.created_at.into(),
-                seqs[i].into(),
-                m.reply_to.as_ref().map(|r| r.0.as_str()).into(),
-                m.ping.into(),
-                m.extra.as_ref().map(Value::to_string).into(),
-            ]);
+    if stored.is_empty() {
+        return;
+    }
+    let rows = script::json_rows(sqlite);
+    let mut messages = Vec::with_capacity(stored.len());
+    let mut events = Vec::with_capacity(stored.len());
+    let mut nonces = Vec::new();
+    let mut mentions = Vec::new();
+    let mut counts: Vec<(&str, &str, i64)> = Vec::new();
+    for &i in stored {
+        let m = msgs[i];
+        let thread = m.thread_id.as_deref().unwrap_or("");
+        messages.push(json!([
+            m.id,
+            m.channel_id,
+            thread,
+            m.user_id,
+            m.author_name,
+            m.content,
+            m.created_at,
+            seqs[i],
+            m.reply_to.as_ref().map(|r| &r.0),
+            m.ping,
+            m.extra.as_ref().map(Value::to_string),
+        ]));
+        events.push(json!([m.channel_id, seqs[i], m.id, packets[i], m.created_at]));
+        if let (Some(user), Some(nonce)) = (&m.user_id, &m.nonce) {
+            nonces.push(json!([user, nonce, m.id, m.channel_id, thread, content_hash(m), m.created_at]));
         }
+        for (kind, target) in m.pinged.rows() {
+            mentions.push(json!([m.id, kind, target]));
+        }
+        match counts.iter_mut().find(|(c, t, _)| *c == m.channel_id && *t == thread) {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((m.channel_id.as_str(), thread, 1)),
+        }
+    }
+    script.push(
+        format!(
+            "INSERT INTO messages (id, channel_id, thread_id, user_id, author_name, content, created_at, seq, \
+             reply_to, ping, extra) SELECT r.value->>0, r.value->>1, r.value->>2, r.value->>3, r.value->>4, \
+             r.value->>5, CAST(r.value->>6 AS DOUBLE PRECISION), CAST(r.value->>7 AS BIGINT), r.value->>8, \
+             CAST(r.value->>9 AS BOOLEAN), r.value->>10 FROM {rows}"
+        ),
+        vec![Value::Array(messages).to_string().into()],
+    );
+    script.push(
+        format!(
+            "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) SELECT r.value->>0, \
+             CAST(r.value->>1 AS BIGINT), 'message_new', r.value->>2, r.value->>3, \
+             CAST(r.value->>4 AS DOUBLE PRECISION) FROM {rows}"
+        ),
+        vec![Value::Array(events).to_string().into()],
+    );
+    if !nonces.is_empty() {
+        // An expired row for the same nonce is replaced; a live one was a duplicate. (`WHERE
+        // true` lets SQLite tell the upsert's ON from a join's.)
         script.push(
             format!(
-                "INSERT INTO messages (id, channel_id, thread_id, user_id, author_name, content, created_at, \
-                 seq, reply_to, ping, extra) VALUES {}",
-                placeholders(chunk.len(), 11)
+                "INSERT INTO nonces (user_id, nonce, message_id, channel_id, thread_id, content_hash, created_at) \
+                 SELECT r.value->>0, r.value->>1, r.value->>2, r.value->>3, r.value->>4, r.value->>5, \
+                 CAST(r.value->>6 AS DOUBLE PRECISION) FROM {rows} WHERE true \
+                 ON CONFLICT (user_id, nonce) DO UPDATE SET message_id = excluded.message_id, \
+                 channel_id = excluded.channel_id, thread_id = excluded.thread_id, \
+                 content_hash = excluded.content_hash, created_at = excluded.created_at"
             ),
-            binds,
+            vec![Value::Array(nonces).to_string().into()],
         );
-        let mut binds = Vec::with_capacity(chunk.len() * 6);
-        for &i in chunk {
-            let m = msgs[i];
-            binds.extend([
-                Val::from(m.channel_id.as_str()),
-                seqs[i].into(),
-                "message_new".into(),
-                m.id.as_str().into(),
-                packets[i].as_deref().into(),
-                m.created_at.into(),
-            ]);
-        }
+    }
+    if !mentions.is_empty() {
+        // Location, author, seq and time are copied from the message row.
         script.push(
             format!(
-                "INSERT INTO events (channel_id, seq, kind, message_id, payload, created_at) VALUES {}",
-                placeholders(chunk.len(), 6)
+                "INSERT INTO mentions (message_id, channel_id, thread_id, target_kind, target_id, author_id, seq, \
+                 created_at) SELECT m.id, m.channel_id, m.thread_id, r.value->>1, r.value->>2, m.user_id, m.seq, \
+                 m.created_at FROM {rows} JOIN messages m ON m.id = r.value->>0 WHERE true \
+                 ON CONFLICT (message_id, target_kind, target_id) DO NOTHING"
             ),
-            binds,
-        );
-        let with_nonce: Vec<usize> = chunk.iter().copied().filter(|i| msgs[*i].nonce.is_some()).collect();
-        if !with_nonce.is_empty() {
-            let mut binds = Vec::with_capacity(with_nonce.len() * 7);
-            for &i in &with_nonce {
-                let m = msgs[i];
-                binds.extend([
-                    Val::from(m.user_id.as_deref()),
-                    m.nonce.as_deref().into(),
-                    m.id.as_str().into(),
-                    m.channel_id.as_str().into(),
-                    m.thread_id.as_deref().unwrap_or("").into(),
-                    content_hash(m).into(),
-                    m.created_at.into(),
-                ]);
-            }
-            // An expired row for the same nonce is replaced; a live one was a duplicate above.
-            script.push(
-                format!(
-                    "INSERT INTO nonces (user_id, nonce, message_id, channel_id, thread_id, content_hash, \
-                     created_at) VALUES {} ON CONFLICT (user_id, nonce) DO UPDATE SET \
-                     message_id = excluded.message_id, channel_id = excluded.channel_id, \
-                     thread_id = excluded.thread_id, content_hash = excluded.content_hash, \
-                     created_at = excluded.created_at",
-                    placeholders(with_nonce.len(), 7)
-                ),
-                binds,
-            );
-        }
-    }
-    for &i in stored {
-        for (kind, target) in msgs[i].pinged.rows() {
-            script.push(INSERT_MENTION, vec![msgs[i].id.as_str().into(), kind.into(), target.into()]);
-        }
-    }
-    let mut counts: Vec<((&str, &str), i64)> = Vec::new();
-    for &i in stored {
-        let key = (msgs[i].channel_id.as_str(), msgs[i].thread_id.as_deref().unwrap_or(""));
-        match counts.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, c)) => *c += 1,
-            None => counts.push((key, 1)),
-        }
-    }
-    for ((channel, thread), added) in counts {
-        script.push(
-            "INSERT INTO message_counts (channel_id, thread_id, total) VALUES ($1, $2, $3) \
-             ON CONFLICT (channel_id, thread_id) DO UPDATE SET total = message_counts.total + $3",
-            vec![channel.into(), thread.into(), added.into()],
+            vec![Value::Array(mentions).to_string().into()],
         );
     }
+    let counts: Vec<Value> = counts.into_iter().map(|(c, t, n)| json!([c, t, n])).collect();
+    script.push(
+        format!(
+            "INSERT INTO message_counts (channel_id, thread_id, total) SELECT r.value->>0, r.value->>1, \
+             CAST(r.value->>2 AS BIGINT) FROM {rows} WHERE true \
+             ON CONFLICT (channel_id, thread_id) DO UPDATE SET total = message_counts.total + excluded.total"
+        ),
+        vec![Value::Array(counts).to_string().into()],
+    );
 }
 
 /// One step of SQLite search indexing (see `search::index_step`); `backlog` is what is left.
@@ -511,8 +512,8 @@ macro_rules! record_pings {
     }};
 }
 
-/// Rows per multi-row INSERT: far below both backends' bind-parameter limits (11 per message).
-const ROWS_PER_INSERT: usize = 200;
+/// Nonces looked up per query: far below both backends' bind-parameter limits (2 per message).
+const NONCES_PER_QUERY: usize = 200;
 
 /// `($1, $2, …), (…)` for `rows` rows of `cols` parameters.
 fn placeholders(rows: usize, cols: usize) -> String {
@@ -545,7 +546,7 @@ macro_rules! apply_appends {
         let keyed: Vec<(&str, &str)> =
             msgs.iter().filter_map(|m| Some((m.user_id.as_deref()?, m.nonce.as_deref()?))).collect();
         let mut prior: HashMap<(String, String), (String, String, f64)> = HashMap::new();
-        for chunk in keyed.chunks(ROWS_PER_INSERT) {
+        for chunk in keyed.chunks(NONCES_PER_QUERY) {
             let sql = format!(
                 "SELECT user_id, nonce, message_id, content_hash, created_at FROM nonces \
                  WHERE (user_id, nonce) IN (VALUES {})",
@@ -613,7 +614,7 @@ macro_rules! apply_appends {
         let packets: Vec<Option<String>> = (0..n).map(|i| seqs[i].map(|seq| render(msgs[i], seq))).collect();
         // Everything else the batch writes needs no answer: one script, one round trip on SQLite.
         let mut script = Script::default();
-        append_rows(&mut script, msgs, &stored, &seqs, &packets);
+        append_rows(&mut script, msgs, &stored, &seqs, &packets, $joined);
         run_script!($tx, &script, $joined);
         // Original packets of repeated nonces from earlier batches, in one query.
         let originals: Vec<&str> = plans
@@ -911,7 +912,7 @@ async fn fast_appends(
     for (channel, seq) in &last {
         script.push("UPDATE channels SET seq = $2 WHERE id = $1", vec![(*channel).into(), (*seq).into()]);
     }
-    append_rows(&mut script, &msgs, &stored, &assigned, &packets);
+    append_rows(&mut script, &msgs, &stored, &assigned, &packets, true);
     script.push("COMMIT", Vec::new());
     let mut conn = pool.acquire().await?;
     let written = async {

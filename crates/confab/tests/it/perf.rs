@@ -25,11 +25,13 @@ use crate::support::{Backend, fresh_location};
 const MESSAGES: usize = 40_000;
 const SENDERS: usize = 256;
 
-async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize) -> f64 {
+/// Appends per second, and messages per commit on average.
+async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let location = fresh_location(backend, dir.path()).await;
     let options = StoreConfig { batch_max, pool_size: 8, sqlite_synchronous: sync, ..Default::default() };
-    let store = Store::open_with(&location, &options, Arc::new(Metrics::default())).await.unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::open_with(&location, &options, metrics.clone()).await.unwrap();
     store.bootstrap().await.unwrap();
     let channel = store.channels().await.unwrap().remove(0);
     let author = store
@@ -76,7 +78,11 @@ async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize) -> f64 {
     }
     let per_second = (MESSAGES / SENDERS * SENDERS) as f64 / started.elapsed().as_secs_f64();
     store.close().await;
-    per_second
+    let text = metrics.render();
+    let value = |name: &str| -> f64 {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(f64::NAN)
+    };
+    (per_second, value("confab_db_commit_batch_total") / value("confab_db_commit_seconds_count"))
 }
 
 #[tokio::test]
@@ -88,10 +94,11 @@ async fn perf_group_commit() {
         ("sqlite synchronous=full", Backend::Sqlite, SqliteSync::Full),
         ("postgresql", Backend::Postgres, SqliteSync::Normal),
     ] {
-        let grouped = rate(backend, sync, 512).await;
-        let single = rate(backend, sync, 1).await;
+        let (grouped, per_commit) = rate(backend, sync, 512).await;
+        let (single, _) = rate(backend, sync, 1).await;
         println!(
-            "{label:28} group commit {grouped:>9.0}/s   one per transaction {single:>8.0}/s   ratio {:.1}x",
+            "{label:28} group commit {grouped:>9.0}/s ({per_commit:.0} per commit)   one per transaction \
+             {single:>8.0}/s   ratio {:.1}x",
             grouped / single
         );
     }
