@@ -512,17 +512,6 @@ macro_rules! record_pings {
     }};
 }
 
-/// Nonces looked up per query: far below both backends' bind-parameter limits (2 per message).
-const NONCES_PER_QUERY: usize = 200;
-
-/// `($1, $2, …), (…)` for `rows` rows of `cols` parameters.
-fn placeholders(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(", ")))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// What the batch does with one append, decided before anything is written.
 #[derive(Clone)]
 enum Plan {
@@ -542,21 +531,21 @@ macro_rules! apply_appends {
     ($tx:ident, $msgs:expr, $joined:expr) => {{
         let msgs: &[&NewMessage] = $msgs;
         let n = msgs.len();
-        // Nonces already stored, in one query.
+        // Nonces already stored, in one query whose text does not depend on the batch size.
         let keyed: Vec<(&str, &str)> =
             msgs.iter().filter_map(|m| Some((m.user_id.as_deref()?, m.nonce.as_deref()?))).collect();
         let mut prior: HashMap<(String, String), (String, String, f64)> = HashMap::new();
-        for chunk in keyed.chunks(NONCES_PER_QUERY) {
+        if !keyed.is_empty() {
             let sql = format!(
-                "SELECT user_id, nonce, message_id, content_hash, created_at FROM nonces \
-                 WHERE (user_id, nonce) IN (VALUES {})",
-                placeholders(chunk.len(), 2)
+                "SELECT n.user_id, n.nonce, n.message_id, n.content_hash, n.created_at FROM {} \
+                 JOIN nonces n ON n.user_id = r.value->>0 AND n.nonce = r.value->>1",
+                script::json_rows($joined)
             );
-            let mut q = sqlx::query_as::<_, (String, String, String, String, f64)>(sqlx::AssertSqlSafe(sql));
-            for (user, nonce) in chunk {
-                q = q.bind(*user).bind(*nonce);
-            }
-            for (user, nonce, id, hash, at) in q.fetch_all(&mut *$tx).await? {
+            let found = sqlx::query_as::<_, (String, String, String, String, f64)>(sqlx::AssertSqlSafe(sql))
+                .bind(json!(keyed).to_string())
+                .fetch_all(&mut *$tx)
+                .await?;
+            for (user, nonce, id, hash, at) in found {
                 prior.insert((user, nonce), (id, hash, at));
             }
         }
