@@ -22,7 +22,7 @@ pub type Ws = WebSocketStream<TcpStream>;
 /// How long one connect may take to reach `ready` before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Buffers sized like Confab's own (8 KiB each way): tungstenite's 128 KiB defaults would make
+/// Buffers of 8 KiB each way (the client side is not compared): tungstenite's 128 KiB defaults would make
 /// thousands of bench-side sockets cost gigabytes.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()

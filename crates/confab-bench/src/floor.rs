@@ -49,11 +49,11 @@ const HANDSHAKE: &str = concat!(
 const AUTH_SUCCESS: &str = r#"{"cmd":"auth_success","val":"Authentication successful"}"#;
 const PONG: &str = r#"{"cmd":"pong","val":"pong"}"#;
 
-/// The same buffer sizes Confab configures, so idle memory compares like for like.
+/// The same buffer sizes Confab configures, so idle memory and write batching compare like for like.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(1024)
+        .write_buffer_size(2 * 1024)
         .max_write_buffer_size(128 * 1024)
         .max_message_size(Some(64 * 1024))
         .max_frame_size(Some(64 * 1024))
