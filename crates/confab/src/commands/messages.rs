@@ -57,9 +57,10 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     if content.chars().count() > max {
         return Err(Error::new(ErrorCode::TooLong, format!("Message too long. Maximum length is {max} characters")));
     }
+    refuse_nul(content)?;
     let nonce = match frame.get("nonce") {
         None => None,
-        Some(Value::String(n)) if (1..=NONCE_MAX).contains(&n.chars().count()) => Some(n.clone()),
+        Some(Value::String(n)) if (1..=NONCE_MAX).contains(&n.chars().count()) && !n.contains('\0') => Some(n.clone()),
         Some(_) => {
             return Err(Error::bad_request("Nonce must be a string of 1-64 characters"));
         }
@@ -126,6 +127,7 @@ pub struct Draft {
 /// The stored form of `draft` in `target`: a fresh id, the mentions it makes (PROTOCOL §5.6) and
 /// the pings of its live packet.
 pub async fn prepare(state: &AppState, target: &Target<'_>, draft: Draft) -> Result<NewMessage> {
+    refuse_nul(&draft.content)?;
     let mentioned = mentions(state, &draft.content).await?;
     let reply_ping = draft.reply_to.as_ref().filter(|_| draft.ping != Some(false));
     let replies: Vec<&str> = reply_ping.map(|r| r.author.as_str()).into_iter().collect();
@@ -176,6 +178,16 @@ pub async fn post(s: &Session, frame: &Frame, target: &Target<'_>, draft: Draft)
             Err(Error::new(ErrorCode::Internal, "Failed to save message"))
         }
     }
+}
+
+/// Refuses content holding U+0000: PostgreSQL cannot store it in text at all, and SQLite's JSON
+/// functions, through which the writer passes a batch's rows, would cut the text at it. No chat
+/// client sends it; a clear error beats a message stored differently from what was acknowledged.
+pub fn refuse_nul(content: &str) -> Result<()> {
+    if content.contains('\0') {
+        return Err(Error::bad_request("Message content cannot contain NUL characters"));
+    }
+    Ok(())
 }
 
 /// Where a new message goes: a text channel the user may view and send in, or a thread whose parent

@@ -224,6 +224,7 @@ pub struct Post {
 /// broadcasts the `message_new` to every viewer of the channel. The author is the system
 /// username and the message carries `webhook: {id, name, avatar}`.
 pub async fn post(state: &AppState, hook: &WebhookRow, post: Post) -> Result<()> {
+    super::messages::refuse_nul(&post.content)?;
     let mentioned = super::messages::mentions(state, &post.content).await?;
     let mut extra = json!({"webhook": {"id": hook.id, "name": post.name, "avatar": post.avatar}});
     if let Some(embeds) = post.embeds.filter(|e| !e.is_empty()) {

@@ -927,6 +927,17 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
             "Nonce must be a string of 1-64 characters",
             "bad_request",
         ),
+        (
+            json!({"channel": "general", "content": "x", "nonce": "a\u{0}b"}),
+            "Nonce must be a string of 1-64 characters",
+            "bad_request",
+        ),
+        // U+0000 could not be stored as acknowledged (see `refuse_nul`).
+        (
+            json!({"channel": "general", "content": "before\u{0}after"}),
+            "Message content cannot contain NUL characters",
+            "bad_request",
+        ),
     ];
     for (fields, val, code) in cases {
         let mut frame = fields.clone();

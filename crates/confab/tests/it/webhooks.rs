@@ -417,6 +417,11 @@ async fn post_errors_in_protocol_order() {
     );
     let (status, body) = post_with(&server, &tok, json!({"content": "x".repeat(2000)})).await;
     assert_eq!(status, 204, "exactly the limit is fine: {body}");
+    let (status, body) = post_with(&server, &tok, json!({"content": "nul\u{0}here"})).await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"error": "Message content cannot contain NUL characters", "code": "bad_request"}))
+    );
     let (status, body) = post_with(&server, &tok, json!({"content": "x", "avatar_url": "javascript:alert(1)"})).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("Invalid URL format")));
 
