@@ -10,60 +10,28 @@
 
 use std::borrow::Cow;
 
-/// A value bound to a script statement.
+/// A value bound to a script statement: the writer binds ids, JSON row arrays and seqs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val<'a> {
-    Text(Option<Cow<'a, str>>),
-    Int(Option<i64>),
-    Float(f64),
-    Bool(Option<bool>),
+    Text(Cow<'a, str>),
+    Int(i64),
 }
 
 impl<'a> From<&'a str> for Val<'a> {
     fn from(s: &'a str) -> Val<'a> {
-        Val::Text(Some(Cow::Borrowed(s)))
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Val<'a> {
-    fn from(s: Option<&'a str>) -> Val<'a> {
-        Val::Text(s.map(Cow::Borrowed))
+        Val::Text(Cow::Borrowed(s))
     }
 }
 
 impl From<String> for Val<'_> {
     fn from(s: String) -> Self {
-        Val::Text(Some(Cow::Owned(s)))
-    }
-}
-
-impl From<Option<String>> for Val<'_> {
-    fn from(s: Option<String>) -> Self {
-        Val::Text(s.map(Cow::Owned))
+        Val::Text(Cow::Owned(s))
     }
 }
 
 impl From<i64> for Val<'_> {
     fn from(i: i64) -> Self {
-        Val::Int(Some(i))
-    }
-}
-
-impl From<Option<i64>> for Val<'_> {
-    fn from(i: Option<i64>) -> Self {
         Val::Int(i)
-    }
-}
-
-impl From<f64> for Val<'_> {
-    fn from(f: f64) -> Self {
-        Val::Float(f)
-    }
-}
-
-impl From<Option<bool>> for Val<'_> {
-    fn from(b: Option<bool>) -> Self {
-        Val::Bool(b)
     }
 }
 
@@ -148,10 +116,8 @@ macro_rules! run_script {
         macro_rules! bind_val {
             ($q:expr, $v:expr) => {
                 match $v {
-                    $crate::store::script::Val::Text(t) => $q.bind(t.as_deref()),
+                    $crate::store::script::Val::Text(t) => $q.bind(t.as_ref()),
                     $crate::store::script::Val::Int(i) => $q.bind(*i),
-                    $crate::store::script::Val::Float(f) => $q.bind(*f),
-                    $crate::store::script::Val::Bool(b) => $q.bind(*b),
                 }
             };
         }
@@ -192,11 +158,11 @@ mod tests {
         let mut s = Script::default();
         assert!(s.joined().is_empty());
         s.push("INSERT INTO a VALUES ($1, $2)", vec!["x".into(), 1i64.into()]);
-        s.push("UPDATE b SET c = $1", vec![Val::Bool(Some(true))]);
+        s.push("UPDATE b SET c = $1", vec![Val::Int(7)]);
         let joined = s.joined();
         assert_eq!(joined.len(), 1);
         assert_eq!(joined[0].0, "INSERT INTO a VALUES ($1, $2);\nUPDATE b SET c = $3;\n");
-        assert_eq!(joined[0].1, vec![&Val::from("x"), &Val::Int(Some(1)), &Val::Bool(Some(true))]);
+        assert_eq!(joined[0].1, vec![&Val::from("x"), &Val::Int(1), &Val::Int(7)]);
         assert_eq!(s.statements().len(), 2);
     }
 
@@ -204,7 +170,7 @@ mod tests {
     fn joined_texts_stay_under_the_parameter_limit() {
         let mut s = Script::default();
         for _ in 0..3 {
-            s.push("INSERT INTO a VALUES ($1)", vec![Val::Int(None); 20_000]);
+            s.push("INSERT INTO a VALUES ($1)", vec![Val::Int(0); 20_000]);
         }
         let joined = s.joined();
         assert_eq!(joined.len(), 3);

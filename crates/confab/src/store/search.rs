@@ -67,8 +67,8 @@ const SQLITE_FTS: [&str; 8] = [
 ];
 
 /// Most queued messages one [`index_step`] adds to the SQLite full-text index: large enough that the
-/// index's per-transaction cost is shared by many messages, small enough that the step (about
-/// 25 µs a message) holds up the writer for a few milliseconds only.
+/// index's per-transaction cost is shared by many messages, small enough that a step holds up the
+/// writer for a few milliseconds only.
 pub(super) const INDEX_STEP: i64 = 256;
 
 /// How many messages wait in the SQLite search queue (rows written before the writer started, or

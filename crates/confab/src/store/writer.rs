@@ -524,9 +524,9 @@ enum Plan {
 }
 
 /// A run of consecutive appends inside an open transaction `$tx`, written with a handful of
-/// multi-row statements instead of several statements per message: nonce look-up, one seq
-/// reservation per channel, then messages, event-log rows, nonces and counters. Expands once per
-/// backend.
+/// statements instead of several per message: nonce look-up, one seq reservation per channel,
+/// then one script of messages, event-log rows, nonces, mentions and counters ([`append_rows`]).
+/// Expands once per backend.
 macro_rules! apply_appends {
     ($tx:ident, $msgs:expr, $joined:expr) => {{
         let msgs: &[&NewMessage] = $msgs;
