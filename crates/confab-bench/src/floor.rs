@@ -19,6 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use confab_proto::with_listener;
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -295,18 +296,6 @@ fn message_packet(seq: u64, user: &str, content: &str, timestamp: f64, channel: 
     packet.to_string()
 }
 
-/// Adds `listener` to a serialised object without re-serialising it, as Confab does.
-fn with_listener(packet: &str, listener: Option<&str>) -> String {
-    match listener {
-        None => packet.to_owned(),
-        Some(l) => {
-            let body = packet.strip_suffix('}').unwrap_or(packet);
-            let sep = if body.ends_with('{') { "" } else { "," };
-            format!("{body}{sep}\"listener\":{}}}", Value::String(l.to_owned()))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,15 +320,6 @@ mod tests {
         assert_eq!(m["type"], "message");
         assert_eq!(m["pinned"], false);
         assert_eq!(m["seq"], 7);
-    }
-
-    #[test]
-    fn listener_is_spliced_in() {
-        let with: Value = serde_json::from_str(&with_listener(r#"{"cmd":"pong","val":"pong"}"#, Some("a\"b"))).unwrap();
-        assert_eq!(with["listener"], "a\"b");
-        assert_eq!(with["cmd"], "pong");
-        assert_eq!(with_listener("{}", Some("x")), r#"{"listener":"x"}"#);
-        assert_eq!(with_listener(PONG, None), PONG);
     }
 
     #[test]

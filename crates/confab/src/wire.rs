@@ -3,6 +3,7 @@
 //! Both live broadcasts and history reads build message objects here, so a field never differs
 //! between what a client saw live and what it finds after a reload.
 
+pub use confab_proto::with_listener;
 use serde_json::{Map, Value, json};
 
 use crate::store::messages::MessageRow;
@@ -58,18 +59,6 @@ pub fn packet(cmd: &str, fields: Value) -> String {
         map.extend(f);
     }
     Value::Object(map).to_string()
-}
-
-/// Adds `listener` (when the request had one) to a serialised packet without re-serialising it.
-pub fn with_listener(packet: &str, listener: Option<&str>) -> String {
-    match listener {
-        None => packet.to_owned(),
-        Some(l) => {
-            let body = packet.strip_suffix('}').unwrap_or(packet);
-            let sep = if body.ends_with('{') { "" } else { "," };
-            format!("{body}{sep}\"listener\":{}}}", Value::String(l.to_owned()))
-        }
-    }
 }
 
 /// Adds top-level fields to a serialised packet (e.g. `replay`, `duplicate`).
