@@ -28,7 +28,7 @@ use super::{
     search,
 };
 use crate::{
-    auth::tokens::hash_token,
+    auth::tokens::hash_joined,
     config::StoreConfig,
     error::{Error, Result},
     metrics::Metrics,
@@ -323,8 +323,9 @@ async fn run(
     }
 }
 
-/// Adds the rows of the stored appends `stored` (indexes into `msgs`, with their `seqs` and
-/// `packets`) to `script`: messages, event-log rows, nonces, mentions and per-channel counts.
+/// Adds the rows of the stored appends `stored` (indexes into `msgs`, with their `seqs`,
+/// `packets` and nonce fingerprints `hashes`) to `script`: messages, event-log rows, nonces,
+/// mentions and per-channel counts.
 ///
 /// Each table gets one statement that reads its rows from a JSON array bound as one parameter,
 /// so the statement text is the same whatever the batch size and stays prepared: SQLite took
@@ -335,10 +336,11 @@ fn append_rows<'a>(
     stored: &[usize],
     seqs: &[Option<i64>],
     packets: &'a [Option<String>],
+    hashes: &[Option<String>],
     sqlite: bool,
-) {
+) -> std::result::Result<(), sqlx::Error> {
     if stored.is_empty() {
-        return;
+        return Ok(());
     }
     let rows = script::json_rows(sqlite);
     let mut messages = Vec::with_capacity(stored.len());
@@ -349,25 +351,25 @@ fn append_rows<'a>(
     for &i in stored {
         let m = msgs[i];
         let thread = m.thread_id.as_deref().unwrap_or("");
-        messages.push(json!([
-            m.id,
-            m.channel_id,
+        messages.push((
+            &m.id,
+            &m.channel_id,
             thread,
-            m.user_id,
-            m.author_name,
-            m.content,
+            &m.user_id,
+            &m.author_name,
+            &m.content,
             m.created_at,
             seqs[i],
             m.reply_to.as_ref().map(|r| &r.0),
             m.ping,
             m.extra.as_ref().map(Value::to_string),
-        ]));
-        events.push(json!([m.channel_id, seqs[i], m.id, packets[i], m.created_at]));
-        if let (Some(user), Some(nonce)) = (&m.user_id, &m.nonce) {
-            nonces.push(json!([user, nonce, m.id, m.channel_id, thread, content_hash(m), m.created_at]));
+        ));
+        events.push((&m.channel_id, seqs[i], &m.id, &packets[i], m.created_at));
+        if let (Some(user), Some(nonce), Some(hash)) = (&m.user_id, &m.nonce, &hashes[i]) {
+            nonces.push((user, nonce, &m.id, &m.channel_id, thread, hash, m.created_at));
         }
         for (kind, target) in m.pinged.rows() {
-            mentions.push(json!([m.id, kind, target]));
+            mentions.push((&m.id, kind, target));
         }
         match counts.iter_mut().find(|(c, t, _)| *c == m.channel_id && *t == thread) {
             Some((_, _, n)) => *n += 1,
@@ -381,7 +383,7 @@ fn append_rows<'a>(
              r.value->>5, CAST(r.value->>6 AS DOUBLE PRECISION), CAST(r.value->>7 AS BIGINT), r.value->>8, \
              CAST(r.value->>9 AS BOOLEAN), r.value->>10 FROM {rows}"
         ),
-        vec![Value::Array(messages).to_string().into()],
+        vec![script::json_array(&messages)?.into()],
     );
     script.push(
         format!(
@@ -389,7 +391,7 @@ fn append_rows<'a>(
              CAST(r.value->>1 AS BIGINT), 'message_new', r.value->>2, r.value->>3, \
              CAST(r.value->>4 AS DOUBLE PRECISION) FROM {rows}"
         ),
-        vec![Value::Array(events).to_string().into()],
+        vec![script::json_array(&events)?.into()],
     );
     if !nonces.is_empty() {
         // An expired row for the same nonce is replaced; a live one was a duplicate. (`WHERE
@@ -403,7 +405,7 @@ fn append_rows<'a>(
                  channel_id = excluded.channel_id, thread_id = excluded.thread_id, \
                  content_hash = excluded.content_hash, created_at = excluded.created_at"
             ),
-            vec![Value::Array(nonces).to_string().into()],
+            vec![script::json_array(&nonces)?.into()],
         );
     }
     if !mentions.is_empty() {
@@ -415,18 +417,18 @@ fn append_rows<'a>(
                  m.created_at FROM {rows} JOIN messages m ON m.id = r.value->>0 WHERE true \
                  ON CONFLICT (message_id, target_kind, target_id) DO NOTHING"
             ),
-            vec![Value::Array(mentions).to_string().into()],
+            vec![script::json_array(&mentions)?.into()],
         );
     }
-    let counts: Vec<Value> = counts.into_iter().map(|(c, t, n)| json!([c, t, n])).collect();
     script.push(
         format!(
             "INSERT INTO message_counts (channel_id, thread_id, total) SELECT r.value->>0, r.value->>1, \
              CAST(r.value->>2 AS BIGINT) FROM {rows} WHERE true \
              ON CONFLICT (channel_id, thread_id) DO UPDATE SET total = message_counts.total + excluded.total"
         ),
-        vec![Value::Array(counts).to_string().into()],
+        vec![script::json_array(&counts)?.into()],
     );
+    Ok(())
 }
 
 /// One step of SQLite search indexing (see `search::index_step`); `backlog` is what is left.
@@ -445,7 +447,7 @@ async fn index_queued(pool: Option<&SqlitePool>, backlog: &mut i64) {
 
 /// A message's nonce fingerprint: target and content, so a repeat can be told from a conflict.
 fn content_hash(m: &NewMessage) -> String {
-    hash_token(&format!("{}\u{0}{}\u{0}{}", m.channel_id, m.thread_id.as_deref().unwrap_or(""), m.content))
+    hash_joined(&[&m.channel_id, m.thread_id.as_deref().unwrap_or(""), &m.content])
 }
 
 /// The live `message_new` packet for a freshly stored message.
@@ -550,22 +552,22 @@ macro_rules! apply_appends {
             }
         }
         // What to do with each append, in arrival order.
+        let hashes: Vec<Option<String>> =
+            msgs.iter().map(|m| m.user_id.as_ref().and(m.nonce.as_ref()).map(|_| content_hash(m))).collect();
         let mut plans = Vec::with_capacity(n);
         let mut in_batch: HashMap<(&str, &str), usize> = HashMap::new();
         for (i, m) in msgs.iter().enumerate() {
             let key = m.user_id.as_deref().zip(m.nonce.as_deref());
-            let plan = match key {
-                None => Plan::Fresh,
-                Some(k) => {
-                    let hash = content_hash(m);
+            let plan = match (key, &hashes[i]) {
+                (Some(k), Some(hash)) => {
                     if let Some(&j) = in_batch.get(&k) {
-                        if content_hash(msgs[j]) == hash { Plan::DuplicateInBatch(j) } else { Plan::Conflict }
+                        if hashes[j].as_ref() == Some(hash) { Plan::DuplicateInBatch(j) } else { Plan::Conflict }
                     } else {
                         let live = prior
                             .get(&(k.0.to_owned(), k.1.to_owned()))
                             .filter(|(_, _, at)| *at > m.created_at - m.nonce_window_s);
                         match live {
-                            Some((id, h, _)) if *h == hash => Plan::DuplicateOf(id.clone()),
+                            Some((id, h, _)) if h == hash => Plan::DuplicateOf(id.clone()),
                             Some(_) => Plan::Conflict,
                             None => {
                                 in_batch.insert(k, i);
@@ -574,6 +576,7 @@ macro_rules! apply_appends {
                         }
                     }
                 }
+                _ => Plan::Fresh,
             };
             plans.push(plan);
         }
@@ -603,7 +606,7 @@ macro_rules! apply_appends {
         let packets: Vec<Option<String>> = (0..n).map(|i| seqs[i].map(|seq| render(msgs[i], seq))).collect();
         // Everything else the batch writes needs no answer: one script, one round trip on SQLite.
         let mut script = Script::default();
-        append_rows(&mut script, msgs, &stored, &seqs, &packets, $joined);
+        append_rows(&mut script, msgs, &stored, &seqs, &packets, &hashes, $joined)?;
         run_script!($tx, &script, $joined);
         // Original packets of repeated nonces from earlier batches, in one query.
         let originals: Vec<&str> = plans
@@ -901,7 +904,7 @@ async fn fast_appends(
     for (channel, seq) in &last {
         script.push("UPDATE channels SET seq = $2 WHERE id = $1", vec![(*channel).into(), (*seq).into()]);
     }
-    append_rows(&mut script, &msgs, &stored, &assigned, &packets, true);
+    append_rows(&mut script, &msgs, &stored, &assigned, &packets, &vec![None; msgs.len()], true)?;
     script.push("COMMIT", Vec::new());
     let mut conn = pool.acquire().await?;
     let written = async {
