@@ -80,8 +80,8 @@ pub(super) async fn index_backlog(pool: &SqlitePool) -> Result<i64> {
 
 /// Adds up to [`INDEX_STEP`] queued messages, oldest first, to the SQLite full-text index in one
 /// transaction. Returns how many were indexed.
-pub(super) async fn index_step(pool: &SqlitePool) -> Result<i64> {
-    let mut tx = pool.begin_write().await?;
+pub(super) async fn index_step(conn: &mut sqlx::SqliteConnection) -> Result<i64> {
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
     sqlx::query(
         "INSERT INTO messages_fts (rowid, content) SELECT m.rowid, m.content FROM messages m \
          JOIN (SELECT message_rowid FROM messages_fts_pending ORDER BY message_rowid LIMIT $1) p \

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use sqlx::SqlitePool;
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, pool::PoolConnection};
 
 use super::{
     Backend, WritePool,
@@ -269,12 +269,13 @@ async fn run(
         None => 0,
     };
     let mut seqs = Seqs::new();
+    let mut own = None;
     loop {
         let first = tokio::select! {
             op = rx.recv() => op,
             () = stop.cancelled() => rx.try_recv().ok(),
             () = tokio::time::sleep(index_idle), if backlog > 0 => {
-                index_queued(search.as_ref(), &mut backlog).await;
+                index_queued(search.as_ref(), &mut own, &mut backlog).await;
                 continue;
             }
         };
@@ -288,7 +289,7 @@ async fn run(
         }
         let started = Instant::now();
         let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
-        match commit(&backend, &changes, &mut seqs).await {
+        match commit(&backend, &changes, &mut seqs, &mut own).await {
             Ok(outcomes) => {
                 metrics.observe_commit(started.elapsed(), batch.len());
                 for (op, outcome) in batch.into_iter().zip(outcomes) {
@@ -300,13 +301,13 @@ async fn run(
                 }
                 // Under a sustained load the writer is never idle: index as fast as messages come.
                 while backlog >= search::INDEX_STEP {
-                    index_queued(search.as_ref(), &mut backlog).await;
+                    index_queued(search.as_ref(), &mut own, &mut backlog).await;
                 }
             }
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, size = batch.len(), "batch commit failed; retrying one by one");
                 for op in batch {
-                    match commit(&backend, &[&op.change], &mut seqs).await {
+                    match commit(&backend, &[&op.change], &mut seqs, &mut own).await {
                         Ok(mut outcomes) => {
                             let outcome = outcomes.pop().unwrap_or(Appended::ChannelGone);
                             (op.on_commit)(&outcome);
@@ -321,6 +322,26 @@ async fn run(
             }
         }
     }
+    // Closed here, on this runtime: dropped, it would be handed back to the pool by a task that
+    // this ending runtime never runs, and closing the pool would wait for it.
+    if let Some(conn) = own {
+        let _ = conn.close().await;
+    }
+}
+
+/// The SQLite writer's own connection, opened on first use and kept. SQLite drops a connection's
+/// page cache whenever another connection has written since it last read, so a writer taking
+/// whichever pooled connection is free re-read the pages of every table and index it writes on
+/// each commit; its own connection keeps them (other writes, such as account changes, are rare).
+async fn own_conn<'c>(
+    pool: &SqlitePool,
+    own: &'c mut Option<PoolConnection<Sqlite>>,
+) -> std::result::Result<&'c mut SqliteConnection, sqlx::Error> {
+    let conn = match own {
+        Some(conn) => conn,
+        None => own.insert(pool.acquire().await?),
+    };
+    Ok(&mut **conn)
 }
 
 /// Adds the rows of the stored appends `stored` (indexes into `msgs`, with their `seqs`,
@@ -431,10 +452,12 @@ fn append_rows<'a>(
     Ok(())
 }
 
-/// One step of SQLite search indexing (see `search::index_step`); `backlog` is what is left.
-async fn index_queued(pool: Option<&SqlitePool>, backlog: &mut i64) {
+/// One step of SQLite search indexing (see `search::index_step`) on the writer's connection;
+/// `backlog` is what is left.
+async fn index_queued(pool: Option<&SqlitePool>, own: &mut Option<PoolConnection<Sqlite>>, backlog: &mut i64) {
     let Some(pool) = pool else { return };
-    match search::index_step(pool).await {
+    let step = async { search::index_step(own_conn(pool, own).await?).await };
+    match step.await {
         Ok(done) if done >= search::INDEX_STEP => *backlog = (*backlog - done).max(1),
         Ok(_) => *backlog = 0,
         Err(e) => {
@@ -799,12 +822,12 @@ macro_rules! apply_event {
     }};
 }
 
-/// Runs `$batch` in one write transaction on `$pool`: runs of consecutive appends are written
+/// Runs `$batch` in the write transaction that `$begin` opens: runs of consecutive appends are written
 /// together, channel events one by one, in order. Expands once per backend.
 macro_rules! commit_on {
-    ($pool:ident, $batch:ident, $joined:expr) => {{
+    ($begin:expr, $batch:ident, $joined:expr) => {{
         let mut outcomes = Vec::with_capacity($batch.len());
-        let mut tx = $pool.begin_write().await?;
+        let mut tx = $begin.await?;
         let mut i = 0;
         while i < $batch.len() {
             let run = appends_from($batch, i);
@@ -829,17 +852,18 @@ async fn commit(
     backend: &Backend,
     batch: &[&Change],
     seqs: &mut Seqs,
+    own: &mut Option<PoolConnection<Sqlite>>,
 ) -> std::result::Result<Vec<Appended>, sqlx::Error> {
     if let Backend::Sqlite(pool) = backend
-        && let Some(outcomes) = fast_appends(pool, batch, seqs).await?
+        && let Some(outcomes) = fast_appends(pool, batch, seqs, own).await?
     {
         return Ok(outcomes);
     }
     // The transaction below moves seqs on its own.
     seqs.clear();
     Ok(match backend {
-        Backend::Sqlite(pool) => commit_on!(pool, batch, true),
-        Backend::Postgres(pool) => commit_on!(pool, batch, false),
+        Backend::Sqlite(pool) => commit_on!(own_conn(pool, own).await?.begin_with("BEGIN IMMEDIATE"), batch, true),
+        Backend::Postgres(pool) => commit_on!(pool.begin_write(), batch, false),
     })
 }
 
@@ -859,6 +883,7 @@ async fn fast_appends(
     pool: &SqlitePool,
     batch: &[&Change],
     seqs: &mut Seqs,
+    own: &mut Option<PoolConnection<Sqlite>>,
 ) -> std::result::Result<Option<Vec<Appended>>, sqlx::Error> {
     let msgs = appends_from(batch, 0);
     if msgs.len() != batch.len() || msgs.iter().any(|m| m.nonce.is_some()) {
@@ -875,7 +900,7 @@ async fn fast_appends(
         for c in &missing {
             q = q.bind(*c);
         }
-        let found = q.fetch_all(pool).await?;
+        let found = q.fetch_all(own_conn(pool, own).await?).await?;
         if found.len() < missing.len() {
             return Ok(None);
         }
@@ -906,17 +931,18 @@ async fn fast_appends(
     }
     append_rows(&mut script, &msgs, &stored, &assigned, &packets, &vec![None; msgs.len()], true)?;
     script.push("COMMIT", Vec::new());
-    let mut conn = pool.acquire().await?;
+    let conn = own_conn(pool, own).await?;
     let written = async {
         run_script!(conn, &script, true);
         Ok::<_, sqlx::Error>(())
     };
     if let Err(e) = written.await {
         seqs.clear();
-        // Nothing is left half done: ROLLBACK, or drop the connection if even that fails while a
+        // Nothing is left half done: ROLLBACK, or close the connection if even that fails while a
         // transaction may be open (an error at BEGIN leaves none, and ROLLBACK then fails too).
         if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await
             && !rollback.to_string().contains("no transaction is active")
+            && let Some(conn) = own.take()
         {
             drop(conn.detach());
         }
