@@ -270,16 +270,36 @@ async fn run(
     };
     let mut seqs = Seqs::new();
     let mut own = None;
+    // A committed batch not yet published: it is published while the next batch commits.
+    let mut unpublished: Option<Committed> = None;
     loop {
-        let first = tokio::select! {
-            op = rx.recv() => op,
-            () = stop.cancelled() => rx.try_recv().ok(),
-            () = tokio::time::sleep(index_idle), if backlog > 0 => {
-                index_queued(search.as_ref(), &mut own, &mut backlog).await;
-                continue;
+        // Publish now unless another batch is waiting to commit behind it; indexing goes after
+        // publishing, as it holds the writer for a few milliseconds.
+        if rx.is_empty() || backlog >= search::INDEX_STEP {
+            publish(unpublished.take());
+        }
+        // Under a sustained load the writer is never idle: index as fast as messages come.
+        while backlog >= search::INDEX_STEP {
+            index_queued(search.as_ref(), &mut own, &mut backlog).await;
+        }
+        let first = if unpublished.is_some() {
+            rx.try_recv().ok()
+        } else {
+            tokio::select! {
+                op = rx.recv() => op,
+                () = stop.cancelled() => rx.try_recv().ok(),
+                () = tokio::time::sleep(index_idle), if backlog > 0 => {
+                    index_queued(search.as_ref(), &mut own, &mut backlog).await;
+                    continue;
+                }
             }
         };
-        let Some(first) = first else { break };
+        let Some(first) = first else {
+            if unpublished.is_some() {
+                continue;
+            }
+            break;
+        };
         let mut batch = vec![first];
         while batch.len() < batch_max {
             match rx.try_recv() {
@@ -288,31 +308,31 @@ async fn run(
             }
         }
         let started = Instant::now();
-        let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
-        match commit(&backend, &changes, &mut seqs, &mut own).await {
+        let committed = {
+            let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
+            let mut committing = std::pin::pin!(commit(&backend, &changes, &mut seqs, &mut own));
+            // Once this batch's statements are on their way to the database, the previous batch
+            // is published: fanning out to every viewer no longer delays the next commit.
+            let early = poll_once(&mut committing).await;
+            publish(unpublished.take());
+            match early {
+                Some(result) => result,
+                None => committing.await,
+            }
+        };
+        match committed {
             Ok(outcomes) => {
                 metrics.observe_commit(started.elapsed(), batch.len());
-                for (op, outcome) in batch.into_iter().zip(outcomes) {
-                    if matches!(outcome, Appended::New { .. }) && search.is_some() {
-                        backlog += 1;
-                    }
-                    (op.on_commit)(&outcome);
-                    let _ = op.reply.send(Ok(outcome));
+                if search.is_some() {
+                    backlog += outcomes.iter().filter(|o| matches!(o, Appended::New { .. })).count() as i64;
                 }
-                // Under a sustained load the writer is never idle: index as fast as messages come.
-                while backlog >= search::INDEX_STEP {
-                    index_queued(search.as_ref(), &mut own, &mut backlog).await;
-                }
+                unpublished = Some(Committed { ops: batch, outcomes });
             }
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, size = batch.len(), "batch commit failed; retrying one by one");
                 for op in batch {
                     match commit(&backend, &[&op.change], &mut seqs, &mut own).await {
-                        Ok(mut outcomes) => {
-                            let outcome = outcomes.pop().unwrap_or(Appended::ChannelGone);
-                            (op.on_commit)(&outcome);
-                            let _ = op.reply.send(Ok(outcome));
-                        }
+                        Ok(outcomes) => publish(Some(Committed { ops: vec![op], outcomes })),
                         Err(e) => {
                             tracing::error!(error = %e, "append failed");
                             let _ = op.reply.send(Err(Error::Internal(e.to_string())));
@@ -327,6 +347,34 @@ async fn run(
     if let Some(conn) = own {
         let _ = conn.close().await;
     }
+}
+
+/// A batch that has committed, with what each of its changes did.
+struct Committed {
+    ops: Vec<Op>,
+    outcomes: Vec<Appended>,
+}
+
+/// Runs each change's `on_commit` (the broadcast) and answers its caller, in order.
+fn publish(committed: Option<Committed>) {
+    let Some(Committed { ops, outcomes }) = committed else { return };
+    let mut outcomes = outcomes.into_iter();
+    for op in ops {
+        let outcome = outcomes.next().unwrap_or(Appended::ChannelGone);
+        (op.on_commit)(&outcome);
+        let _ = op.reply.send(Ok(outcome));
+    }
+}
+
+/// Polls `fut` once, so that its first request reaches the database's thread; `None` while it waits.
+async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *fut).poll(cx) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// The SQLite writer's own connection, opened on first use and kept. SQLite drops a connection's
