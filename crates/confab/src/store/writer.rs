@@ -170,8 +170,47 @@ pub enum Step {
 
 /// One queued change.
 pub enum Change {
-    Append(NewMessage),
+    Append(Append),
     Event(ChannelEvent),
+}
+
+/// A queued message with the parts of its live packet that do not depend on the seq, rendered by
+/// the caller's task: the writer, through which every message passes one after another, only
+/// splices the seq in (building the packet took it as long as everything else it did for a
+/// message, outside the database).
+pub struct Append {
+    message: NewMessage,
+    /// `{"cmd":"message_new","channel":…,"thread_id":…,"global":true,"seq":`
+    head: String,
+    /// The live message object without `seq`.
+    body: String,
+}
+
+impl Append {
+    fn new(message: NewMessage) -> Append {
+        let head = format!(
+            "{{\"cmd\":\"message_new\",\"channel\":{},\"thread_id\":{},\"global\":true,\"seq\":",
+            json!(message.channel_name),
+            json!(message.thread_id)
+        );
+        let body = Value::Object(live_message(&message)).to_string();
+        Append { message, head, body }
+    }
+
+    /// The live `message_new` packet once stored with `seq`.
+    fn packet(&self, seq: i64) -> String {
+        // `body` is a non-empty object: `seq` goes in front of its first member.
+        let members = self.body.strip_prefix('{').unwrap_or(&self.body);
+        format!("{}{seq},\"message\":{{\"seq\":{seq},{members}}}", self.head)
+    }
+}
+
+impl std::ops::Deref for Append {
+    type Target = NewMessage;
+
+    fn deref(&self) -> &NewMessage {
+        &self.message
+    }
 }
 
 /// Runs inside the writer after the commit, before the next batch: publishes in seq order.
@@ -226,7 +265,7 @@ impl Writer {
 
     /// Appends a message; resolves after the commit and after `on_commit` ran.
     pub async fn append(&self, message: NewMessage, on_commit: OnCommit) -> Result<Appended> {
-        self.submit(Change::Append(message), on_commit).await
+        self.submit(Change::Append(Append::new(message)), on_commit).await
     }
 
     /// Commits a channel event; resolves after the commit and after `on_commit` ran.
@@ -401,7 +440,7 @@ async fn own_conn<'c>(
 /// about 17 ms to prepare a 200-row `VALUES` list of 11 columns, far more than writing the rows.
 fn append_rows<'a>(
     script: &mut Script<'a>,
-    msgs: &[&'a NewMessage],
+    msgs: &[&'a Append],
     stored: &[usize],
     seqs: &[Option<i64>],
     packets: &'a [Option<String>],
@@ -521,29 +560,20 @@ fn content_hash(m: &NewMessage) -> String {
     hash_joined(&[&m.channel_id, m.thread_id.as_deref().unwrap_or(""), &m.content])
 }
 
-/// The live `message_new` packet for a freshly stored message.
-fn render(m: &NewMessage, seq: i64) -> String {
-    let message = live_message(m, seq);
-    crate::wire::packet(
-        "message_new",
-        json!({"message": message, "channel": m.channel_name, "thread_id": m.thread_id, "seq": seq, "global": true}),
-    )
-}
-
 /// The `message_new` packet of a message that is shown once and never stored (an ephemeral
 /// slash-command answer, PROTOCOL §6.8): the live shape without `seq` and without `global`, marked
 /// `"ephemeral": true` [ext].
 pub fn render_unstored(m: &NewMessage) -> String {
-    let mut message = live_message(m, 0);
-    message.remove("seq");
+    let message = live_message(m);
     crate::wire::packet(
         "message_new",
         json!({"message": message, "channel": m.channel_name, "thread_id": m.thread_id, "ephemeral": true}),
     )
 }
 
-/// The message object of a live `message_new`: the history shape plus `pings` and the nonce.
-fn live_message(m: &NewMessage, seq: i64) -> serde_json::Map<String, Value> {
+/// The message object of a live `message_new` without its `seq`: the history shape plus `pings`
+/// and the nonce.
+fn live_message(m: &NewMessage) -> serde_json::Map<String, Value> {
     let row = MessageRow {
         id: m.id.clone(),
         channel_id: m.channel_id.clone(),
@@ -552,7 +582,7 @@ fn live_message(m: &NewMessage, seq: i64) -> serde_json::Map<String, Value> {
         author: m.author_name.clone(),
         content: m.content.clone(),
         created_at: m.created_at,
-        seq,
+        seq: 0,
         edited: false,
         pinned: false,
         reply_to: m.reply_to.as_ref().map(|r| r.0.clone()),
@@ -562,6 +592,7 @@ fn live_message(m: &NewMessage, seq: i64) -> serde_json::Map<String, Value> {
         reactions: Vec::new(),
     };
     let mut message = crate::wire::message(&row);
+    message.remove("seq");
     message.insert("pings".into(), m.pings.clone());
     if let Some(nonce) = &m.nonce {
         message.insert("nonce".into(), json!(nonce));
@@ -602,7 +633,7 @@ enum Plan {
 /// Expands once per backend.
 macro_rules! apply_appends {
     ($tx:ident, $msgs:expr, $joined:expr) => {{
-        let msgs: &[&NewMessage] = $msgs;
+        let msgs: &[&Append] = $msgs;
         let n = msgs.len();
         // Nonces already stored, in one query whose text does not depend on the batch size.
         let keyed: Vec<(&str, &str)> =
@@ -674,7 +705,7 @@ macro_rules! apply_appends {
             }
         }
         let stored: Vec<usize> = (0..n).filter(|i| seqs[*i].is_some()).collect();
-        let packets: Vec<Option<String>> = (0..n).map(|i| seqs[i].map(|seq| render(msgs[i], seq))).collect();
+        let packets: Vec<Option<String>> = (0..n).map(|i| seqs[i].map(|seq| msgs[i].packet(seq))).collect();
         // Everything else the batch writes needs no answer: one script, one round trip on SQLite.
         let mut script = Script::default();
         append_rows(&mut script, msgs, &stored, &seqs, &packets, &hashes, $joined)?;
@@ -970,7 +1001,7 @@ async fn fast_appends(
         };
         assigned.push(Some(seq));
     }
-    let packets: Vec<Option<String>> = msgs.iter().zip(&assigned).map(|(m, s)| s.map(|s| render(m, s))).collect();
+    let packets: Vec<Option<String>> = msgs.iter().zip(&assigned).map(|(m, s)| s.map(|s| m.packet(s))).collect();
     let stored: Vec<usize> = (0..msgs.len()).collect();
     let mut script = Script::default();
     script.push("BEGIN IMMEDIATE", Vec::new());
@@ -1012,7 +1043,7 @@ async fn fast_appends(
 }
 
 /// The appends that start at `from`, up to the next channel event.
-fn appends_from<'a>(batch: &[&'a Change], from: usize) -> Vec<&'a NewMessage> {
+fn appends_from<'a>(batch: &[&'a Change], from: usize) -> Vec<&'a Append> {
     batch[from..]
         .iter()
         .map_while(|c| match c {
@@ -1020,4 +1051,52 @@ fn appends_from<'a>(batch: &[&'a Change], from: usize) -> Vec<&'a NewMessage> {
             Change::Event(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(thread_id: Option<&str>, nonce: Option<&str>, extra: Option<Value>) -> NewMessage {
+        NewMessage {
+            id: "m1".into(),
+            channel_id: "c1".into(),
+            channel_name: "gen\"eral".into(),
+            thread_id: thread_id.map(str::to_owned),
+            user_id: Some("u1".into()),
+            author_name: "ann".into(),
+            content: "say \"seq\":1 {}\\".into(),
+            created_at: 1_700_000_000.25,
+            reply_to: Some(("m0".into(), "bob".into())),
+            ping: Some(false),
+            pings: json!({"users": ["bob"], "roles": [], "replies": []}),
+            pinged: Pinged::default(),
+            extra,
+            nonce: nonce.map(str::to_owned),
+            nonce_window_s: 600.0,
+        }
+    }
+
+    /// The spliced packet is the live shape: the message object with its seq, and around it the
+    /// channel, thread, seq and `global` (PROTOCOL §7.3), whatever the text needs escaped.
+    #[test]
+    fn spliced_packet_has_the_live_shape() {
+        let embeds = json!({"embeds": [{"title": "t", "seq": 5}]});
+        for m in [message(None, None, None), message(Some("t\"1"), Some("n1"), Some(embeds))] {
+            let packet: Value = serde_json::from_str(&Append::new(m.clone()).packet(42)).unwrap();
+            let mut object = live_message(&m);
+            object.insert("seq".into(), json!(42));
+            let expected = json!({
+                "cmd": "message_new",
+                "message": object,
+                "channel": m.channel_name,
+                "thread_id": m.thread_id,
+                "seq": 42,
+                "global": true,
+            });
+            assert_eq!(packet, expected);
+            assert_eq!(packet["message"]["content"], m.content);
+            assert_eq!(packet["message"]["nonce"], m.nonce.map_or(Value::Null, Value::from));
+        }
+    }
 }
