@@ -170,7 +170,7 @@ pub enum Step {
 
 /// One queued change.
 pub enum Change {
-    Append(Append),
+    Append(Box<Append>),
     Event(ChannelEvent),
 }
 
@@ -265,7 +265,7 @@ impl Writer {
 
     /// Appends a message; resolves after the commit and after `on_commit` ran.
     pub async fn append(&self, message: NewMessage, on_commit: OnCommit) -> Result<Appended> {
-        self.submit(Change::Append(Append::new(message)), on_commit).await
+        self.submit(Change::Append(Box::new(Append::new(message))), on_commit).await
     }
 
     /// Commits a channel event; resolves after the commit and after `on_commit` ran.
@@ -1047,7 +1047,7 @@ fn appends_from<'a>(batch: &[&'a Change], from: usize) -> Vec<&'a Append> {
     batch[from..]
         .iter()
         .map_while(|c| match c {
-            Change::Append(m) => Some(m),
+            Change::Append(m) => Some(&**m),
             Change::Event(_) => None,
         })
         .collect()
