@@ -171,7 +171,7 @@ pub enum Step {
 /// One queued change.
 pub enum Change {
     Append(Box<Append>),
-    Event(ChannelEvent),
+    Event(Box<ChannelEvent>),
 }
 
 /// A queued message with the parts of its live packet that do not depend on the seq, rendered by
@@ -270,7 +270,7 @@ impl Writer {
 
     /// Commits a channel event; resolves after the commit and after `on_commit` ran.
     pub async fn event(&self, event: ChannelEvent, on_commit: OnCommit) -> Result<Appended> {
-        self.submit(Change::Event(event), on_commit).await
+        self.submit(Change::Event(Box::new(event)), on_commit).await
     }
 
     async fn submit(&self, change: Change, on_commit: OnCommit) -> Result<Appended> {
