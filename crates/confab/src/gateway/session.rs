@@ -222,12 +222,20 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
     let deadline = tokio::time::sleep(Duration::from_secs(sec.auth_deadline_s));
     tokio::pin!(deadline);
     let mut last_seen = Instant::now();
+    // Both made once, not on every turn of the loop. Shutdown is watched through a token of this
+    // connection's own: every poll of a token's `cancelled()` takes that token's lock, and with
+    // the server's one token that lock was shared by every connection writing a packet.
+    let outbox = session.outbox.clone();
+    let closing = outbox.control().wait();
+    let shutdown_token = state.shutdown.child_token();
+    let shutdown = shutdown_token.cancelled();
+    tokio::pin!(closing, shutdown);
 
     let order = loop {
         tokio::select! {
             biased;
-            order = session.outbox.control().wait() => break order,
-            () = state.shutdown.cancelled() => {
+            order = &mut closing => break order,
+            () = &mut shutdown => {
                 break CloseOrder::new(close::GOING_AWAY, "Server shutting down", Some("Server shutting down"));
             }
             packet = inbox.recv() => {
