@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::{
     error::{Error, Result},
     gateway::Session,
-    hub::Packet,
+    hub::{Packet, Wakes},
     state::{AppState, ChannelEntry, Directory},
     store::{
         threads::ThreadRow,
@@ -94,16 +94,15 @@ pub fn publisher(s: &Session, listener: Option<&str>, channel_id: &str) -> OnCom
     let conn_id = s.conn_id;
     let outbox = s.outbox.clone();
     let listener = listener.map(str::to_owned);
-    Box::new(move |outcome: &Appended| {
+    Box::new(move |outcome: &Appended, wakes: &mut Wakes| {
         let (Appended::New { packet, seq } | Appended::Event { packet, seq }) = outcome else { return };
         let shared = Packet::from(packet.clone());
-        // The requester first: its acknowledgement then does not wait behind every other copy.
         let own = match &listener {
             Some(l) => Packet::from(wire::with_listener(packet, Some(l))),
             None => shared.clone(),
         };
-        state.hub.deliver(&outbox, &own, false);
-        state.hub.to_channel(&channel_id, *seq, &shared, Some(conn_id));
+        state.hub.deliver_later(&outbox, &own, wakes);
+        state.hub.to_channel(&channel_id, *seq, &shared, Some(conn_id), wakes);
     })
 }
 
@@ -112,8 +111,8 @@ pub fn publisher(s: &Session, listener: Option<&str>, channel_id: &str) -> OnCom
 pub fn broadcaster(state: &AppState, channel_id: &str) -> OnCommit {
     let state = state.clone();
     let channel_id = channel_id.to_owned();
-    Box::new(move |outcome: &Appended| {
+    Box::new(move |outcome: &Appended, wakes: &mut Wakes| {
         let (Appended::New { packet, seq } | Appended::Event { packet, seq }) = outcome else { return };
-        state.hub.to_channel(&channel_id, *seq, &Packet::from(packet.clone()), None);
+        state.hub.to_channel(&channel_id, *seq, &Packet::from(packet.clone()), None, wakes);
     })
 }

@@ -14,7 +14,7 @@ use std::{
 
 use dashmap::DashMap;
 
-pub use outbox::{CloseOrder, Control, Inbox, Outbox, Packet, Pushed};
+pub use outbox::{CloseOrder, Control, Inbox, Outbox, Packet, Pushed, Wakes};
 
 use crate::{identity::Identity, metrics::Metrics};
 
@@ -167,12 +167,13 @@ impl Hub {
     }
 
     /// S→V(ch): the channel event `seq` to every connection that may view `channel_id`, except
-    /// `except`. Connections resuming that channel set it aside until their replay is done.
-    pub fn to_channel(&self, channel_id: &str, seq: i64, packet: &Packet, except: Option<ConnId>) {
+    /// `except`. Connections resuming that channel set it aside until their replay is done. The
+    /// connections are woken by `wakes` (see [`Wakes`]).
+    pub fn to_channel(&self, channel_id: &str, seq: i64, packet: &Packet, except: Option<ConnId>, wakes: &mut Wakes) {
         if let Some(members) = self.channels.get(channel_id) {
             for (id, out) in members.iter() {
                 if Some(*id) != except {
-                    let pushed = out.push_channel(channel_id, seq, packet);
+                    let pushed = out.push_channel(channel_id, seq, packet, wakes);
                     self.account(out, pushed);
                 }
             }
@@ -233,6 +234,11 @@ impl Hub {
     /// Queues `packet` on one outbox, closing it with 4009 if it overflows.
     pub fn deliver(&self, out: &Outbox, packet: &Packet, droppable: bool) {
         self.account(out, out.push(packet, droppable));
+    }
+
+    /// [`Hub::deliver`] of a packet that must not be dropped, waking the connection with `wakes`.
+    pub fn deliver_later(&self, out: &Outbox, packet: &Packet, wakes: &mut Wakes) {
+        self.account(out, out.push_later(packet, wakes));
     }
 
     /// Counts a push and closes its connection with 4009 on overflow.

@@ -157,6 +157,11 @@ impl Outbox {
 
     /// Queues a packet without waiting.
     pub fn push(&self, packet: &Packet, droppable: bool) -> Pushed {
+        self.push_waking(packet, droppable, None)
+    }
+
+    /// Queues a packet; the connection task is woken now, or by `later` when given.
+    fn push_waking(&self, packet: &Packet, droppable: bool, later: Option<&mut Wakes>) -> Pushed {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Pushed::Closed;
@@ -176,15 +181,40 @@ impl Outbox {
         queue.push_back(packet.clone());
         drop(queue);
         if was_empty {
-            shared.ready.notify_one();
+            match later {
+                Some(wakes) => wakes.0.push(self.clone()),
+                None => shared.ready.notify_one(),
+            }
         }
         Pushed::Queued
+    }
+
+    /// [`Outbox::push`] of a packet that must not be dropped, waking the connection with `wakes`.
+    pub fn push_later(&self, packet: &Packet, wakes: &mut Wakes) -> Pushed {
+        self.push_waking(packet, false, Some(wakes))
+    }
+}
+
+/// Connections given packets whose tasks are not woken yet. The writer publishes a committed
+/// batch with their wake-ups held back, answers the batch's requesters, and only then wakes the
+/// readers: a requester's task, which writes its own acknowledgement, then runs ahead of the
+/// hundreds of reader tasks the batch makes ready, instead of behind them. Nothing is reordered:
+/// every packet is in its queue before any task of the batch is woken.
+#[derive(Default)]
+pub struct Wakes(Vec<Outbox>);
+
+impl Wakes {
+    /// Wakes every connection that was given a packet.
+    pub fn wake(self) {
+        for outbox in self.0 {
+            outbox.shared.ready.notify_one();
+        }
     }
 }
 
 impl Outbox {
     /// Queues an event of `channel_id` with `seq`, or sets it aside while that channel is held.
-    pub fn push_channel(&self, channel_id: &str, seq: i64, packet: &Packet) -> Pushed {
+    pub fn push_channel(&self, channel_id: &str, seq: i64, packet: &Packet, wakes: &mut Wakes) -> Pushed {
         let Ok(mut state) = self.shared.channels.lock() else { return Pushed::Closed };
         if let Some(h) = state.held.as_mut()
             && h.channels.contains(channel_id)
@@ -195,7 +225,7 @@ impl Outbox {
             h.events.push((channel_id.to_owned(), seq, packet.clone()));
             return Pushed::Queued;
         }
-        let pushed = self.push(packet, false);
+        let pushed = self.push_later(packet, wakes);
         if pushed == Pushed::Queued && !state.first_live.contains_key(channel_id) {
             state.first_live.insert(channel_id.to_owned(), seq);
         }
@@ -300,17 +330,43 @@ mod tests {
     #[test]
     fn held_events_are_released_past_the_replay() {
         let (out, mut inbox) = Outbox::new(16, 1 << 20);
+        let wakes = &mut Wakes::default();
         out.hold(["c".to_owned()].into_iter().collect());
-        assert_eq!(out.push_channel("c", 5, &Packet::from("five")), Pushed::Queued);
-        assert_eq!(out.push_channel("d", 9, &Packet::from("other")), Pushed::Queued);
-        assert_eq!(out.push_channel("c", 6, &Packet::from("six")), Pushed::Queued);
+        assert_eq!(out.push_channel("c", 5, &Packet::from("five"), wakes), Pushed::Queued);
+        assert_eq!(out.push_channel("d", 9, &Packet::from("other"), wakes), Pushed::Queued);
+        assert_eq!(out.push_channel("c", 6, &Packet::from("six"), wakes), Pushed::Queued);
         assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("other"));
         assert!(inbox.try_recv().is_none());
         out.release(&[("c".to_owned(), 5)].into_iter().collect());
         assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("six"));
         assert!(inbox.try_recv().is_none());
-        assert_eq!(out.push_channel("c", 7, &Packet::from("seven")), Pushed::Queued);
+        assert_eq!(out.push_channel("c", 7, &Packet::from("seven"), wakes), Pushed::Queued);
         assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("seven"));
+    }
+
+    /// A held-back wake-up reaches a connection waiting for its queue only through `wake`, once
+    /// per connection however many packets it was given.
+    #[tokio::test]
+    async fn held_back_wakes_come_with_wake() {
+        let (out, mut inbox) = Outbox::new(16, 1 << 20);
+        let mut waiting = tokio::spawn(async move {
+            let first = inbox.recv().await;
+            (first, inbox.try_recv())
+        });
+        tokio::task::yield_now().await;
+        let mut wakes = Wakes::default();
+        assert_eq!(out.push_later(&Packet::from("a"), &mut wakes), Pushed::Queued);
+        assert_eq!(out.push_later(&Packet::from("b"), &mut wakes), Pushed::Queued);
+        assert_eq!(wakes.0.len(), 1);
+        // Not woken yet: the task is still waiting after it had every chance to run.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(futures_util::FutureExt::now_or_never(&mut waiting).is_none());
+        wakes.wake();
+        let (first, second) = waiting.await.unwrap();
+        assert_eq!(first.as_ref().map(Packet::as_str), Some("a"));
+        assert_eq!(second.as_ref().map(Packet::as_str), Some("b"));
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ use crate::{
     auth::tokens::hash_joined,
     config::StoreConfig,
     error::{Error, Result},
+    hub::Wakes,
     metrics::Metrics,
 };
 
@@ -213,8 +214,10 @@ impl std::ops::Deref for Append {
     }
 }
 
-/// Runs inside the writer after the commit, before the next batch: publishes in seq order.
-pub type OnCommit = Box<dyn FnOnce(&Appended) + Send>;
+/// Runs inside the writer after the commit, before the next batch's: publishes in seq order,
+/// leaving the wake-ups of the connections it gives packets to `Wakes`, which the writer wakes
+/// once the batch's callers have their answers.
+pub type OnCommit = Box<dyn FnOnce(&Appended, &mut Wakes) + Send>;
 
 struct Op {
     change: Change,
@@ -394,15 +397,18 @@ struct Committed {
     outcomes: Vec<Appended>,
 }
 
-/// Runs each change's `on_commit` (the broadcast) and answers its caller, in order.
+/// Runs each change's `on_commit` (the broadcast) and answers its caller, in order, then wakes
+/// the connections given packets (see [`Wakes`]).
 fn publish(committed: Option<Committed>) {
     let Some(Committed { ops, outcomes }) = committed else { return };
+    let mut wakes = Wakes::default();
     let mut outcomes = outcomes.into_iter();
     for op in ops {
         let outcome = outcomes.next().unwrap_or(Appended::ChannelGone);
-        (op.on_commit)(&outcome);
+        (op.on_commit)(&outcome, &mut wakes);
         let _ = op.reply.send(Ok(outcome));
     }
+    wakes.wake();
 }
 
 /// Polls `fut` once, so that its first request reaches the database's thread; `None` while it waits.

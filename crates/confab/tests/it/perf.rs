@@ -68,7 +68,7 @@ async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize) -> (f64, f64
                     nonce: Some(format!("{sender}-{i}")),
                     nonce_window_s: 600.0,
                 };
-                let out = store.writer().append(m, Box::new(|_| {})).await.unwrap();
+                let out = store.writer().append(m, Box::new(|_, _| {})).await.unwrap();
                 assert!(matches!(out, Appended::New { .. }));
             }
         }));

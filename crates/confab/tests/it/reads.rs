@@ -684,7 +684,7 @@ async fn append_many(
         };
         ids.push(message.id.clone());
         let writer = store.writer().clone();
-        pending.spawn(async move { writer.append(message, Box::new(|_| {})).await });
+        pending.spawn(async move { writer.append(message, Box::new(|_, _| {})).await });
         if pending.len() >= 8192 {
             while let Some(done) = pending.join_next().await {
                 done.unwrap().unwrap();

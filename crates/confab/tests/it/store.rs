@@ -187,7 +187,7 @@ fn with_nonce(mut m: NewMessage, nonce: &str) -> NewMessage {
 }
 
 async fn append(store: &Store, m: NewMessage) -> Appended {
-    store.writer().append(m, Box::new(|_| {})).await.expect("append")
+    store.writer().append(m, Box::new(|_, _| {})).await.expect("append")
 }
 
 fn new_seq(outcome: &Appended) -> i64 {
@@ -428,7 +428,7 @@ async fn writer_assigns_seq_per_channel(backend: Backend) {
         step: Step::SetPinned { message_id: first_id(&store, &general).await, pinned: true },
         render: Box::new(|seq| json!({"cmd": "message_pin", "seq": seq}).to_string()),
     };
-    let outcome = store.writer().event(pinned, Box::new(|_| {})).await.unwrap();
+    let outcome = store.writer().event(pinned, Box::new(|_, _| {})).await.unwrap();
     assert!(matches!(outcome, Appended::Event { seq: 5, .. }), "{outcome:?}");
     assert_eq!(new_seq(&append(&store, message(&general, &alice, "after the pin")).await), 6);
 
@@ -456,7 +456,7 @@ async fn writer_runs_on_commit_before_returning(backend: Backend) {
             .writer()
             .append(
                 message(&general, &alice, &format!("m{i}")),
-                Box::new(move |a| *slot.lock().unwrap() = Some(a.clone())),
+                Box::new(move |a, _| *slot.lock().unwrap() = Some(a.clone())),
             )
             .await
             .unwrap();
@@ -484,7 +484,7 @@ async fn concurrent_appends_get_unique_contiguous_seqs(backend: Backend) {
                     .writer()
                     .append(
                         message(&general, &alice, &format!("t{t} m{i}")),
-                        Box::new(move |a| {
+                        Box::new(move |a, _| {
                             if let Appended::New { seq, .. } = a {
                                 published.lock().unwrap().push(*seq);
                             }
@@ -828,9 +828,10 @@ async fn append_after_close_fails(backend: Backend) {
     let alice = user(&store, "Alice").await;
     append(&store, message(&general, &alice, "before")).await;
     store.close().await;
-    let after = tokio::time::timeout(WAIT, store.writer().append(message(&general, &alice, "after"), Box::new(|_| {})))
-        .await
-        .expect("an append after close must not hang");
+    let after =
+        tokio::time::timeout(WAIT, store.writer().append(message(&general, &alice, "after"), Box::new(|_, _| {})))
+            .await
+            .expect("an append after close must not hang");
     assert!(after.is_err(), "append after close: {after:?}");
 }
 
