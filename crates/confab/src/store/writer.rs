@@ -2,7 +2,8 @@
 //!
 //! One task takes channel changes (message appends and other channel events) from a queue, commits
 //! as many as are waiting in one transaction, and only then runs each change's `on_commit` (which
-//! publishes the event) and answers its caller, in seq order. A crash before the commit loses only
+//! publishes the event) and answers its caller, in seq order — while the next batch is already
+//! committing, so publishing does not hold up the database. A crash before the commit loses only
 //! unacknowledged changes; a crash after it loses nothing. If a batch fails, each change is retried
 //! alone so one bad change cannot sink the others. Every change that takes a seq also writes its
 //! packet to the event log in the same transaction, for `resume`. The read indexes that must agree
