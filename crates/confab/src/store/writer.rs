@@ -176,16 +176,19 @@ pub enum Change {
     Event(Box<ChannelEvent>),
 }
 
-/// A queued message with the parts of its live packet that do not depend on the seq, rendered by
-/// the caller's task: the writer, through which every message passes one after another, only
-/// splices the seq in (building the packet took it as long as everything else it did for a
-/// message, outside the database).
+/// A queued message with what can be worked out before it is stored — the parts of its live packet
+/// that do not depend on the seq, and its nonce fingerprint — done by the caller's task: the
+/// writer, through which every message passes one after another, only splices the seq in
+/// (building the packet took it as long as everything else it did for a message, outside the
+/// database).
 pub struct Append {
     message: NewMessage,
     /// `{"cmd":"message_new","channel":…,"thread_id":…,"global":true,"seq":`
     head: String,
     /// The live message object without `seq`.
     body: String,
+    /// [`content_hash`] of a message with an author and a nonce.
+    hash: Option<String>,
 }
 
 impl Append {
@@ -196,7 +199,8 @@ impl Append {
             json!(message.thread_id)
         );
         let body = Value::Object(live_message(&message)).to_string();
-        Append { message, head, body }
+        let hash = message.user_id.as_ref().and(message.nonce.as_ref()).map(|_| content_hash(&message));
+        Append { message, head, body, hash }
     }
 
     /// The live `message_new` packet once stored with `seq`.
@@ -438,9 +442,8 @@ async fn own_conn<'c>(
     Ok(&mut **conn)
 }
 
-/// Adds the rows of the stored appends `stored` (indexes into `msgs`, with their `seqs`,
-/// `packets` and nonce fingerprints `hashes`) to `script`: messages, event-log rows, nonces,
-/// mentions and per-channel counts.
+/// Adds the rows of the stored appends `stored` (indexes into `msgs`, with their `seqs` and
+/// `packets`) to `script`: messages, event-log rows, nonces, mentions and per-channel counts.
 ///
 /// Each table gets one statement that reads its rows from a JSON array bound as one parameter,
 /// so the statement text is the same whatever the batch size and stays prepared: SQLite took
@@ -451,7 +454,6 @@ fn append_rows<'a>(
     stored: &[usize],
     seqs: &[Option<i64>],
     packets: &'a [Option<String>],
-    hashes: &[Option<String>],
     sqlite: bool,
 ) -> std::result::Result<(), sqlx::Error> {
     if stored.is_empty() {
@@ -480,7 +482,7 @@ fn append_rows<'a>(
             m.extra.as_ref().map(Value::to_string),
         ));
         events.push((&m.channel_id, seqs[i], &m.id, &packets[i], m.created_at));
-        if let (Some(user), Some(nonce), Some(hash)) = (&m.user_id, &m.nonce, &hashes[i]) {
+        if let (Some(user), Some(nonce), Some(hash)) = (&m.user_id, &m.nonce, &m.hash) {
             nonces.push((user, nonce, &m.id, &m.channel_id, thread, hash, m.created_at));
         }
         for (kind, target) in m.pinged.rows() {
@@ -661,16 +663,14 @@ macro_rules! apply_appends {
             }
         }
         // What to do with each append, in arrival order.
-        let hashes: Vec<Option<String>> =
-            msgs.iter().map(|m| m.user_id.as_ref().and(m.nonce.as_ref()).map(|_| content_hash(m))).collect();
         let mut plans = Vec::with_capacity(n);
         let mut in_batch: HashMap<(&str, &str), usize> = HashMap::new();
         for (i, m) in msgs.iter().enumerate() {
             let key = m.user_id.as_deref().zip(m.nonce.as_deref());
-            let plan = match (key, &hashes[i]) {
+            let plan = match (key, &m.hash) {
                 (Some(k), Some(hash)) => {
                     if let Some(&j) = in_batch.get(&k) {
-                        if hashes[j].as_ref() == Some(hash) { Plan::DuplicateInBatch(j) } else { Plan::Conflict }
+                        if msgs[j].hash.as_ref() == Some(hash) { Plan::DuplicateInBatch(j) } else { Plan::Conflict }
                     } else {
                         let live = prior
                             .get(&(k.0.to_owned(), k.1.to_owned()))
@@ -715,7 +715,7 @@ macro_rules! apply_appends {
         let packets: Vec<Option<String>> = (0..n).map(|i| seqs[i].map(|seq| msgs[i].packet(seq))).collect();
         // Everything else the batch writes needs no answer: one script, one round trip on SQLite.
         let mut script = Script::default();
-        append_rows(&mut script, msgs, &stored, &seqs, &packets, &hashes, $joined)?;
+        append_rows(&mut script, msgs, &stored, &seqs, &packets, $joined)?;
         run_script!($tx, &script, $joined);
         // Original packets of repeated nonces from earlier batches, in one query.
         let originals: Vec<&str> = plans
@@ -1015,7 +1015,7 @@ async fn fast_appends(
     for (channel, seq) in &last {
         script.push("UPDATE channels SET seq = $2 WHERE id = $1", vec![(*channel).into(), (*seq).into()]);
     }
-    append_rows(&mut script, &msgs, &stored, &assigned, &packets, &vec![None; msgs.len()], true)?;
+    append_rows(&mut script, &msgs, &stored, &assigned, &packets, true)?;
     script.push("COMMIT", Vec::new());
     let conn = own_conn(pool, own).await?;
     let written = async {
