@@ -84,6 +84,9 @@ impl TestServer {
         // Tests send many frames from one address and account. The limiters (per-IP auth bucket,
         // per-class rate limits) are switched on by the tests that exercise them.
         config.rate_limits.enabled = false;
+        // A small pool and batch, as every other test store has (`open_location`).
+        config.store.pool_size = 4;
+        config.store.batch_max = 256;
         tweak(&mut config);
         let config = config.validated().expect("valid config");
         let location = fresh_location(backend, dir.path()).await;
@@ -98,7 +101,9 @@ impl TestServer {
     ) -> TestServer {
         let addr = listener.local_addr().expect("addr");
         let metrics = Arc::new(Metrics::default());
-        let store = open_location(&location).await;
+        // Opened with the server's store options, so that a test's tweak of them applies.
+        let store = Store::open_with(&location, &config.store, metrics.clone()).await.expect("open store");
+        store.bootstrap().await.expect("bootstrap");
         let shutdown = CancellationToken::new();
         let task =
             tokio::spawn(confab::run_with_store(listener, config.clone(), store.clone(), metrics, shutdown.clone()));
