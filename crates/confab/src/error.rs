@@ -89,6 +89,12 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Internal(format!("storage: {e}"))
+    }
+}
+
 impl From<crate::domain::names::NameError> for Error {
     fn from(e: crate::domain::names::NameError) -> Error {
         Error::new(e.code, e.text)

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod bots;
 pub mod channels;
 mod checkpoint;
+mod direct;
 pub mod events;
 pub mod messages;
 pub mod pings;

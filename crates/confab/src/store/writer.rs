@@ -2,8 +2,10 @@
 //!
 //! One task takes channel changes (message appends and other channel events) from a queue, commits
 //! as many as are waiting in one transaction, and only then runs each change's `on_commit` (which
-//! publishes the event) and answers its caller, in seq order — while the next batch is already
-//! committing, so publishing does not hold up the database. A crash before the commit loses only
+//! publishes the event) and answers its caller, in seq order. On SQLite, batches of plain appends
+//! commit synchronously on the writer's own connection ([`Direct`]) and are published at once;
+//! a commit that waits on another thread (PostgreSQL, SQLite's slower changes) is published while
+//! the next batch is already committing, so publishing does not hold up the database. A crash before the commit loses only
 //! unacknowledged changes; a crash after it loses nothing. If a batch fails, each change is retried
 //! alone so one bad change cannot sink the others. Every change that takes a seq also writes its
 //! packet to the event log in the same transaction, for `resume`. The read indexes that must agree
@@ -24,6 +26,7 @@ use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, pool::PoolConnectio
 
 use super::{
     Backend, WritePool,
+    direct::Direct,
     messages::MessageRow,
     script::{self, Script, run_script},
     search,
@@ -240,17 +243,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer on a thread of its own with its own single-threaded runtime. A commit is
-    /// several round trips between the writer and the database's connection; on the server's
-    /// runtime each return to the writer queued behind the connection tasks with packets to write.
-    /// On its own thread it only waits for the operating system's scheduler: in the fan-out bench
-    /// that gave about 10 % more deliveries per second than a task on the shared runtime.
+    /// Starts the writer on a thread of its own with its own single-threaded runtime: it blocks
+    /// that thread while SQLite commits on the [`Direct`] connection, and where a commit is round
+    /// trips to a connection's thread (PostgreSQL, sqlx), each return to the writer would queue on
+    /// the server's runtime behind the connection tasks with packets to write.
     pub(super) fn start(backend: Backend, options: &StoreConfig, metrics: Arc<Metrics>) -> Result<Writer> {
         let (tx, rx) = mpsc::channel(8192);
         let stop = CancellationToken::new();
         let (finished, done) = oneshot::channel();
         let stopping = stop.clone();
         let (batch_max, index_idle) = (options.batch_max, Duration::from_millis(options.search_index_idle_ms));
+        let direct = match &backend {
+            Backend::Sqlite(pool) => {
+                Some(Direct::open(pool.connect_options().get_filename(), options.sqlite_synchronous)?)
+            }
+            Backend::Postgres(_) => None,
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -263,7 +271,7 @@ impl Writer {
                     if let Backend::Sqlite(pool) = &backend {
                         tokio::spawn(super::checkpoint::run(pool.clone()));
                     }
-                    run(backend, rx, stopping, batch_max, index_idle, metrics).await;
+                    run(backend, direct, rx, stopping, batch_max, index_idle, metrics).await;
                 });
                 let _ = finished.send(());
             })
@@ -298,6 +306,7 @@ impl Writer {
 
 async fn run(
     backend: Backend,
+    mut direct: Option<Direct>,
     mut rx: mpsc::Receiver<Op>,
     stop: CancellationToken,
     batch_max: usize,
@@ -355,16 +364,17 @@ async fn run(
             }
         }
         let started = Instant::now();
-        let committed = {
+        let (committed, overlapped) = {
             let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
-            let mut committing = std::pin::pin!(commit(&backend, &changes, &mut seqs, &mut own));
+            let mut committing = std::pin::pin!(commit(&backend, direct.as_mut(), &changes, &mut seqs, &mut own));
             // Once this batch's statements are on their way to the database, the previous batch
-            // is published: fanning out to every viewer no longer delays the next commit.
+            // is published: fanning out to every viewer no longer delays the next commit. (A
+            // commit on the direct connection is done by the time its first poll returns.)
             let early = poll_once(&mut committing).await;
             publish(unpublished.take());
             match early {
-                Some(result) => result,
-                None => committing.await,
+                Some(result) => (result, false),
+                None => (committing.await, true),
             }
         };
         match committed {
@@ -373,16 +383,23 @@ async fn run(
                 if search.is_some() {
                     backlog += outcomes.iter().filter(|o| matches!(o, Appended::New { .. })).count() as i64;
                 }
-                unpublished = Some(Committed { ops: batch, outcomes });
+                let done = Committed { ops: batch, outcomes };
+                // Held back only if there was something to overlap it with: after a synchronous
+                // commit, waiting would only delay it.
+                if overlapped {
+                    unpublished = Some(done);
+                } else {
+                    publish(Some(done));
+                }
             }
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, size = batch.len(), "batch commit failed; retrying one by one");
                 for op in batch {
-                    match commit(&backend, &[&op.change], &mut seqs, &mut own).await {
+                    match commit(&backend, direct.as_mut(), &[&op.change], &mut seqs, &mut own).await {
                         Ok(outcomes) => publish(Some(Committed { ops: vec![op], outcomes })),
                         Err(e) => {
                             tracing::error!(error = %e, "append failed");
-                            let _ = op.reply.send(Err(Error::Internal(e.to_string())));
+                            let _ = op.reply.send(Err(e));
                         }
                     }
                 }
@@ -427,10 +444,11 @@ async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
     .await
 }
 
-/// The SQLite writer's own connection, opened on first use and kept. SQLite drops a connection's
-/// page cache whenever another connection has written since it last read, so a writer taking
-/// whichever pooled connection is free re-read the pages of every table and index it writes on
-/// each commit; its own connection keeps them (other writes, such as account changes, are rare).
+/// The SQLite writer's pooled connection for what the [`Direct`] one does not do (channel events,
+/// nonces, search indexing), opened on first use and kept. SQLite drops a connection's page cache
+/// whenever another connection has written since it last read, so whichever pooled connection is
+/// free would re-read the pages of every table and index it writes; this one re-reads them only
+/// after the direct connection wrote in between.
 async fn own_conn<'c>(
     pool: &SqlitePool,
     own: &'c mut Option<PoolConnection<Sqlite>>,
@@ -932,16 +950,17 @@ macro_rules! commit_on {
     }};
 }
 
-/// Commits `batch`: on SQLite a batch of plain appends in one round trip ([`fast_appends`]),
-/// anything else in a transaction that reads as it goes.
+/// Commits `batch`: on SQLite a batch of plain appends synchronously on the direct connection
+/// ([`fast_appends`]), anything else in a transaction that reads as it goes.
 async fn commit(
     backend: &Backend,
+    direct: Option<&mut Direct>,
     batch: &[&Change],
     seqs: &mut Seqs,
     own: &mut Option<PoolConnection<Sqlite>>,
-) -> std::result::Result<Vec<Appended>, sqlx::Error> {
-    if let Backend::Sqlite(pool) = backend
-        && let Some(outcomes) = fast_appends(pool, batch, seqs, own).await?
+) -> Result<Vec<Appended>> {
+    if let Some(direct) = direct
+        && let Some(outcomes) = fast_appends(direct, batch, seqs)?
     {
         return Ok(outcomes);
     }
@@ -962,15 +981,9 @@ async fn commit(
 type Seqs = HashMap<String, i64>;
 
 /// A batch of appends without nonces, on SQLite: seqs from [`Seqs`] (read once per channel),
-/// then `BEGIN IMMEDIATE`, every row and `COMMIT` as one script, so the commit is one round trip
-/// to the connection's thread instead of four. `None` when the batch does not qualify (channel
-/// events, nonces, which need reads, or a channel that is gone): the caller takes the slow path.
-async fn fast_appends(
-    pool: &SqlitePool,
-    batch: &[&Change],
-    seqs: &mut Seqs,
-    own: &mut Option<PoolConnection<Sqlite>>,
-) -> std::result::Result<Option<Vec<Appended>>, sqlx::Error> {
+/// then every row in one transaction, on the writer's own thread. `None` when the batch does not
+/// qualify (channel events, nonces, or a channel that is gone): the caller takes the slow path.
+fn fast_appends(direct: &mut Direct, batch: &[&Change], seqs: &mut Seqs) -> Result<Option<Vec<Appended>>> {
     let msgs = appends_from(batch, 0);
     if msgs.len() != batch.len() || msgs.iter().any(|m| m.nonce.is_some()) {
         return Ok(None);
@@ -980,13 +993,7 @@ async fn fast_appends(
     missing.sort_unstable();
     missing.dedup();
     if !missing.is_empty() {
-        let list = (1..=missing.len()).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ");
-        let sql = format!("SELECT id, seq FROM channels WHERE id IN ({list})");
-        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
-        for c in &missing {
-            q = q.bind(*c);
-        }
-        let found = q.fetch_all(own_conn(pool, own).await?).await?;
+        let found = direct.channel_seqs(&missing)?;
         if found.len() < missing.len() {
             return Ok(None);
         }
@@ -1011,27 +1018,12 @@ async fn fast_appends(
     let packets: Vec<Option<String>> = msgs.iter().zip(&assigned).map(|(m, s)| s.map(|s| m.packet(s))).collect();
     let stored: Vec<usize> = (0..msgs.len()).collect();
     let mut script = Script::default();
-    script.push("BEGIN IMMEDIATE", Vec::new());
     for (channel, seq) in &last {
         script.push("UPDATE channels SET seq = $2 WHERE id = $1", vec![(*channel).into(), (*seq).into()]);
     }
     append_rows(&mut script, &msgs, &stored, &assigned, &packets, true)?;
-    script.push("COMMIT", Vec::new());
-    let conn = own_conn(pool, own).await?;
-    let written = async {
-        run_script!(conn, &script, true);
-        Ok::<_, sqlx::Error>(())
-    };
-    if let Err(e) = written.await {
+    if let Err(e) = direct.commit(&script) {
         seqs.clear();
-        // Nothing is left half done: ROLLBACK, or close the connection if even that fails while a
-        // transaction may be open (an error at BEGIN leaves none, and ROLLBACK then fails too).
-        if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await
-            && !rollback.to_string().contains("no transaction is active")
-            && let Some(conn) = own.take()
-        {
-            drop(conn.detach());
-        }
         return Err(e);
     }
     for (channel, seq) in last {

@@ -1,0 +1,150 @@
+//! The SQLite writer's own connection, driven synchronously on the writer's thread.
+//!
+//! Through sqlx every statement is a hop to the connection's worker thread and a hop back: in the
+//! fan-out bench the writer and that worker put each other to sleep and woke each other twice per
+//! group commit, and the worker's thread took a fifth of the server's CPU. SQLite itself is a
+//! library call; this connection makes it one. It serves the writer's hot path only — seqs and
+//! batches of plain appends. Rarer changes (channel events, nonces) and search indexing keep to
+//! sqlx, whose transaction code is shared with PostgreSQL.
+//!
+//! Both crates link the same SQLite (one `libsqlite3-sys`), so locks and the WAL index are shared
+//! as between any two connections of one process.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, Statement, ToSql};
+
+use super::script::{Script, Val};
+use crate::{
+    config::SqliteSync,
+    error::{Error, Result},
+};
+
+/// The connection, reopened if a failed batch ever leaves it inside a transaction.
+pub(super) struct Direct {
+    path: PathBuf,
+    sync: SqliteSync,
+    conn: Connection,
+}
+
+impl Direct {
+    /// Opens the database the pool created (migrations have run) with the pool's settings.
+    pub(super) fn open(path: &Path, sync: SqliteSync) -> Result<Direct> {
+        Ok(Direct { path: path.to_owned(), sync, conn: connect(path, sync)? })
+    }
+
+    /// The current seq of each of `channels` that exists.
+    pub(super) fn channel_seqs(&self, channels: &[&str]) -> Result<Vec<(String, i64)>> {
+        let list = serde_json::to_string(channels).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, seq FROM channels WHERE id IN (SELECT value FROM json_each(?1))")?;
+        let rows = stmt.query_map([list], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Runs `script` in one `BEGIN IMMEDIATE` transaction and commits it. On an error nothing is
+    /// left written: the transaction is rolled back, or, if even that fails, the connection is
+    /// closed (which drops it) and a new one opened.
+    pub(super) fn commit(&mut self, script: &Script<'_>) -> Result<()> {
+        let written = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            for (sql, binds) in script.statements() {
+                let mut stmt = self.conn.prepare_cached(sql)?;
+                bind(&mut stmt, binds)?;
+                stmt.raw_execute()?;
+            }
+            self.conn.execute_batch("COMMIT")
+        });
+        if let Err(e) = written {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            if !self.conn.is_autocommit() {
+                self.conn = connect(&self.path, self.sync)?;
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+/// A connection with the settings of the pool's (`Store::open_with`).
+fn connect(path: &Path, sync: SqliteSync) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            SqliteSync::Normal => "NORMAL",
+            SqliteSync::Full => "FULL",
+        },
+    )?;
+    // The writer's thread checkpoints (see `checkpoint`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
+/// Binds `binds` to `stmt` by their `$n` names. SQLite numbers named parameters in the order they
+/// first appear, so `$2` may well be the first slot.
+fn bind(stmt: &mut Statement<'_>, binds: &[Val<'_>]) -> rusqlite::Result<()> {
+    for slot in 1..=stmt.parameter_count() {
+        let n = stmt.parameter_name(slot).and_then(|name| name.strip_prefix('$')?.parse::<usize>().ok());
+        let Some(value) = n.and_then(|n| binds.get(n.checked_sub(1)?)) else {
+            return Err(rusqlite::Error::InvalidParameterName(stmt.parameter_name(slot).unwrap_or("?").to_owned()));
+        };
+        let value: &dyn ToSql = match value {
+            Val::Text(t) => t,
+            Val::Int(i) => i,
+        };
+        stmt.raw_bind_parameter(slot, value)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> (tempfile::TempDir, Direct) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE channels (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+                 CREATE TABLE c (p TEXT NOT NULL REFERENCES channels (id), n INTEGER NOT NULL);
+                 INSERT INTO channels VALUES ('a', 5), ('b', 9);",
+            )
+            .unwrap();
+        let direct = Direct::open(&path, SqliteSync::Normal).unwrap();
+        (dir, direct)
+    }
+
+    #[test]
+    fn parameters_bind_by_name_not_position() {
+        let (_dir, mut direct) = scratch();
+        let mut script = Script::default();
+        script.push("UPDATE channels SET seq = $2 WHERE id = $1", vec!["a".into(), 7i64.into()]);
+        direct.commit(&script).unwrap();
+        let mut seqs = direct.channel_seqs(&["a", "b", "gone"]).unwrap();
+        seqs.sort();
+        assert_eq!(seqs, vec![("a".to_owned(), 7), ("b".to_owned(), 9)]);
+    }
+
+    #[test]
+    fn a_failing_statement_leaves_nothing_written() {
+        let (_dir, mut direct) = scratch();
+        let mut script = Script::default();
+        script.push("UPDATE channels SET seq = $1 WHERE id = 'a'", vec![100i64.into()]);
+        // Breaks the foreign key: the whole transaction goes.
+        script.push("INSERT INTO c VALUES ($1, 1)", vec!["nobody".into()]);
+        assert!(direct.commit(&script).is_err());
+        assert!(direct.conn.is_autocommit());
+        assert_eq!(direct.channel_seqs(&["a"]).unwrap(), vec![("a".to_owned(), 5)]);
+        // A missing bind is an error, not a NULL.
+        let mut script = Script::default();
+        script.push("UPDATE channels SET seq = $2 WHERE id = $1", vec!["a".into()]);
+        assert!(direct.commit(&script).is_err());
+        assert_eq!(direct.channel_seqs(&["a"]).unwrap(), vec![("a".to_owned(), 5)]);
+    }
+}
