@@ -154,9 +154,14 @@ pub async fn run(args: FanoutArgs) -> Result<()> {
         let pair = <[FanoutResult; 2]>::try_from(results).map_err(|_| anyhow::anyhow!("two runs expected"))?;
         pairs.push(pair);
     }
-    let mut ratios: Vec<f64> = pairs.iter().map(|[f, c]| c.deliveries_per_s / f.deliveries_per_s).collect();
+    let ratios: Vec<f64> = pairs.iter().map(|[f, c]| c.deliveries_per_s / f.deliveries_per_s).collect();
+    // Every pair as "ratio (Confab / floor deliveries/s)", in the order they ran.
+    let listed: Vec<String> = pairs
+        .iter()
+        .zip(&ratios)
+        .map(|([f, c], r)| format!("{r:.3} ({:.0}k / {:.0}k)", c.deliveries_per_s / 1e3, f.deliveries_per_s / 1e3))
+        .collect();
     let [floor, confab] = pairs.swap_remove(median_at(&ratios));
-    ratios.sort_by(f64::total_cmp);
     let metrics = vec![
         Metric::new("deliveries/s", "1/s", Better::Higher, floor.deliveries_per_s, confab.deliveries_per_s),
         Metric::new("messages/s", "1/s", Better::Higher, floor.messages_per_s, confab.messages_per_s),
@@ -183,9 +188,8 @@ pub async fn run(args: FanoutArgs) -> Result<()> {
     ];
     let mut notes = Vec::new();
     if args.rounds > 1 {
-        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
         notes.push(format!(
-            "{} rounds; Confab ÷ floor deliveries/s per round, sorted: {} — the median round is reported",
+            "{} rounds; Confab ÷ floor deliveries/s per round, in order run: {} — the median round is reported",
             args.rounds,
             listed.join(", ")
         ));
