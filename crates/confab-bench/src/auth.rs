@@ -23,7 +23,7 @@ use crate::{
     progress::Progress,
     report::{Better, Metric, Report},
     stats::{self, Summary},
-    target::{Kind, Target},
+    target::{Target, floor_then_confab},
 };
 
 /// Source addresses short-lived connections rotate over.
@@ -73,20 +73,12 @@ pub async fn run(args: AuthArgs) -> Result<()> {
     if args.duration <= 0.0 || args.concurrency == 0 {
         bail!("--duration and --concurrency must be positive");
     }
-    let mut results = Vec::new();
-    for kind in Kind::BOTH {
-        let target = Target::start(kind, "auth", &args.common).await?;
-        let result = async {
-            let token = measure(&target, &args, Method::Token).await?;
-            let password = measure(&target, &args, Method::Password).await?;
-            Ok(AuthResult { token, password })
-        }
-        .await
-        .map_err(|e| target.explain(e));
-        target.stop().await;
-        results.push(result?);
-    }
-    let [floor, confab] = <[AuthResult; 2]>::try_from(results).map_err(|_| anyhow::anyhow!("two runs expected"))?;
+    let [floor, confab] = floor_then_confab("auth", &args.common, async |t| {
+        let token = measure(t, &args, Method::Token).await?;
+        let password = measure(t, &args, Method::Password).await?;
+        Ok(AuthResult { token, password })
+    })
+    .await?;
     let (ft, ct, fp, cp) = (&floor.token, &confab.token, &floor.password, &confab.password);
     let metrics = vec![
         Metric::new("token connects/s", "1/s", Better::Higher, ft.connects_per_s, ct.connects_per_s),

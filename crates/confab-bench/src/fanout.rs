@@ -31,7 +31,7 @@ use crate::{
     report::{Better, Metric, Report},
     scrape::ServerMetrics,
     stats::{self, Summary},
-    target::{Kind, Target},
+    target::{Target, floor_then_confab},
 };
 
 /// A closed-loop sender gives up waiting for its echo after this long and counts a timeout.
@@ -144,15 +144,7 @@ pub async fn run(args: FanoutArgs) -> Result<()> {
         if args.rounds > 1 {
             eprintln!("[fanout] round {round} of {}", args.rounds);
         }
-        let mut results = Vec::new();
-        for kind in Kind::BOTH {
-            let target = Target::start(kind, "fanout", &args.common).await?;
-            let result = measure(&target, &args).await.map_err(|e| target.explain(e));
-            target.stop().await;
-            results.push(result?);
-        }
-        let pair = <[FanoutResult; 2]>::try_from(results).map_err(|_| anyhow::anyhow!("two runs expected"))?;
-        pairs.push(pair);
+        pairs.push(floor_then_confab("fanout", &args.common, async |t| measure(t, &args).await).await?);
     }
     let ratios: Vec<f64> = pairs.iter().map(|[f, c]| c.deliveries_per_s / f.deliveries_per_s).collect();
     // Every pair as "ratio (Confab / floor deliveries/s)", in the order they ran.

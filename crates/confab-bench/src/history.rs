@@ -27,7 +27,7 @@ use crate::{
     report::{Better, Metric, Report},
     scrape::{ServerMetrics, Snapshot},
     stats::{self, Summary},
-    target::{Kind, Target},
+    target::{Target, floor_then_confab},
 };
 
 /// A fill that makes no progress for this long has failed.
@@ -85,14 +85,7 @@ pub async fn run(mut args: HistoryArgs) -> Result<()> {
     if args.messages.is_empty() || args.requests == 0 || args.fillers == 0 || args.window == 0 {
         bail!("--messages, --requests, --fillers and --window must be non-empty / positive");
     }
-    let mut results = Vec::new();
-    for kind in Kind::BOTH {
-        let target = Target::start(kind, "history", &args.common).await?;
-        let result = measure(&target, &args).await.map_err(|e| target.explain(e));
-        target.stop().await;
-        results.push(result?);
-    }
-    let [floor, confab] = <[HistoryResult; 2]>::try_from(results).map_err(|_| anyhow!("two runs expected"))?;
+    let [floor, confab] = floor_then_confab("history", &args.common, async |t| measure(t, &args).await).await?;
     let mut metrics = Vec::new();
     for (f, c) in floor.points.iter().zip(&confab.points) {
         let m = f.messages;

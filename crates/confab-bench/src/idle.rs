@@ -18,7 +18,7 @@ use crate::{
     client::{self},
     procfs,
     report::{Better, Metric, Report},
-    target::{Kind, Target},
+    target::{Target, floor_then_confab},
 };
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
@@ -53,14 +53,7 @@ pub async fn run(args: IdleArgs) -> Result<()> {
     if args.connections == 0 || args.connections > 19_500 {
         bail!("--connections must be between 1 and 19500 (the open-file limit is 20000)");
     }
-    let mut results = Vec::new();
-    for kind in Kind::BOTH {
-        let target = Target::start(kind, "idle", &args.common).await?;
-        let result = measure(&target, &args).await.map_err(|e| target.explain(e));
-        target.stop().await;
-        results.push(result?);
-    }
-    let [floor, confab] = <[IdleResult; 2]>::try_from(results).map_err(|_| anyhow::anyhow!("two runs expected"))?;
+    let [floor, confab] = floor_then_confab("idle", &args.common, async |t| measure(t, &args).await).await?;
     let metrics = vec![
         Metric::new(
             "RSS per idle connection",

@@ -43,6 +43,23 @@ impl fmt::Display for Kind {
     }
 }
 
+/// Runs `measure` against the floor, then against Confab, each on a freshly started server that
+/// is stopped afterwards, and returns `[floor, confab]`. A failed run carries its server's log tail.
+pub async fn floor_then_confab<R>(
+    mode: &str,
+    common: &Common,
+    measure: impl AsyncFn(&Target) -> Result<R>,
+) -> Result<[R; 2]> {
+    let mut results = Vec::with_capacity(2);
+    for kind in Kind::BOTH {
+        let target = Target::start(kind, mode, common).await?;
+        let result = measure(&target).await.map_err(|e| target.explain(e));
+        target.stop().await;
+        results.push(result?);
+    }
+    <[R; 2]>::try_from(results).map_err(|_| anyhow::anyhow!("two runs expected"))
+}
+
 /// A started server and its accounts.
 pub struct Target {
     pub kind: Kind,
