@@ -5,12 +5,12 @@
 //! publishes the event) and answers its caller, in seq order. On SQLite, batches of plain appends
 //! commit synchronously on the writer's own connection ([`Direct`]) and are published at once;
 //! a commit that waits on another thread (PostgreSQL, SQLite's slower changes) is published while
-//! the next batch is already committing, so publishing does not hold up the database. A crash before the commit loses only
-//! unacknowledged changes; a crash after it loses nothing. If a batch fails, each change is retried
-//! alone so one bad change cannot sink the others. Every change that takes a seq also writes its
-//! packet to the event log in the same transaction, for `resume`. The read indexes that must agree
-//! with the messages — who a message pings (`mentions`) and the per-channel `message_counts` — are
-//! kept in that same transaction too.
+//! the next batch is already committing, so publishing does not hold up the database. A crash
+//! before the commit loses only unacknowledged changes; a crash after it loses nothing. If a batch
+//! fails, each change is retried alone so one bad change cannot sink the others. Every change that
+//! takes a seq also writes its packet to the event log in the same transaction, for `resume`. The
+//! read indexes that must agree with the messages — who a message pings (`mentions`) and the
+//! per-channel `message_counts` — are kept in that same transaction too.
 
 use std::{
     collections::HashMap,
