@@ -69,18 +69,10 @@ impl Direct {
 fn connect(path: &Path, sync: SqliteSync) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        match sync {
-            SqliteSync::Normal => "NORMAL",
-            SqliteSync::Full => "FULL",
-        },
-    )?;
-    // The writer's thread checkpoints (see `checkpoint`).
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.busy_timeout(super::SQLITE_BUSY_TIMEOUT)?;
+    for (pragma, value) in super::sqlite_pragmas(sync) {
+        conn.pragma_update(None, pragma, value)?;
+    }
     Ok(conn)
 }
 
@@ -118,6 +110,17 @@ mod tests {
             .unwrap();
         let direct = Direct::open(&path, SqliteSync::Normal).unwrap();
         (dir, direct)
+    }
+
+    #[test]
+    fn it_runs_with_the_pools_settings() {
+        let (dir, _) = scratch();
+        let direct = Direct::open(&dir.path().join("t.db"), SqliteSync::Normal).unwrap();
+        let pragma = |name: &str| direct.conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(pragma("synchronous"), 1, "NORMAL (SQLite's default is FULL)");
+        assert_eq!(pragma("foreign_keys"), 1);
+        assert_eq!(pragma("wal_autocheckpoint"), 0);
+        assert_eq!(pragma("busy_timeout"), 10_000);
     }
 
     #[test]

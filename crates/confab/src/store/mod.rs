@@ -30,7 +30,7 @@ use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 use sqlx::{
     PgPool, SqlitePool,
     postgres::{PgConnectOptions, PgPoolOptions},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
 };
 
 use crate::{error::Result, metrics::Metrics};
@@ -135,26 +135,20 @@ impl Store {
             Location::SqliteFile(path) => {
                 private_file(path)
                     .map_err(|e| crate::error::Error::Internal(format!("create {}: {e}", path.display())))?;
-                let options = SqliteConnectOptions::new()
+                let mut connect = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    // NORMAL survives any process crash; FULL also survives power loss (one fsync
-                    // per group commit). See `store.sqlite_synchronous`.
-                    .synchronous(match options.sqlite_synchronous {
-                        crate::config::SqliteSync::Normal => SqliteSynchronous::Normal,
-                        crate::config::SqliteSync::Full => SqliteSynchronous::Full,
-                    })
-                    .busy_timeout(Duration::from_secs(10))
-                    // The writer's thread checkpoints instead (see `checkpoint`).
-                    .pragma("wal_autocheckpoint", "0")
-                    .foreign_keys(true);
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                for (pragma, value) in sqlite_pragmas(options.sqlite_synchronous) {
+                    connect = connect.pragma(pragma, value);
+                }
                 // A local file does not go stale between uses: testing each connection before handing it out
                 // would cost a round trip to its worker thread on every query.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(pool_size)
                     .test_before_acquire(false)
-                    .connect_with(options)
+                    .connect_with(connect)
                     .await?;
                 Backend::Sqlite(pool)
             }
@@ -210,6 +204,28 @@ impl Store {
             Backend::Postgres(_) => "postgres",
         }
     }
+}
+
+/// How long a SQLite connection waits for another's write lock before it fails.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings of every SQLite connection: the pool's and the writer's direct one. (The WAL
+/// journal mode belongs to the database file; the pool sets it.)
+fn sqlite_pragmas(sync: crate::config::SqliteSync) -> [(&'static str, &'static str); 3] {
+    [
+        // NORMAL survives any process crash; FULL also survives power loss (one fsync per group
+        // commit). See `store.sqlite_synchronous`.
+        (
+            "synchronous",
+            match sync {
+                crate::config::SqliteSync::Normal => "NORMAL",
+                crate::config::SqliteSync::Full => "FULL",
+            },
+        ),
+        // The writer's thread checkpoints instead (see `checkpoint`).
+        ("wal_autocheckpoint", "0"),
+        ("foreign_keys", "ON"),
+    ]
 }
 
 /// Creates the database file (and its folder) readable by the owner only before SQLite opens it:
