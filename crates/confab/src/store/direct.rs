@@ -4,8 +4,8 @@
 //! fan-out bench the writer and that worker put each other to sleep and woke each other twice per
 //! group commit, and the worker's thread took a fifth of the server's CPU. SQLite itself is a
 //! library call; this connection makes it one. It serves the writer's hot path only — seqs and
-//! batches of plain appends. Rarer changes (channel events, nonces) and search indexing keep to
-//! sqlx, whose transaction code is shared with PostgreSQL.
+//! batches of appends. Rarer changes (channel events) and search indexing keep to sqlx, whose
+//! transaction code is shared with PostgreSQL.
 //!
 //! Both crates link the same SQLite (one `libsqlite3-sys`), so locks and the WAL index are shared
 //! as between any two connections of one process.
@@ -36,9 +36,20 @@ impl Direct {
     /// The current seq of each of `channels` that exists.
     pub(super) fn channel_seqs(&self, channels: &[&str]) -> Result<Vec<(String, i64)>> {
         let list = serde_json::to_string(channels).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut stmt =
-            self.conn.prepare_cached("SELECT id, seq FROM channels WHERE id IN (SELECT value FROM json_each(?1))")?;
-        let rows = stmt.query_map([list], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        self.rows("SELECT id, seq FROM channels WHERE id IN (SELECT value FROM json_each($1))", &list, |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+    }
+
+    /// The rows of `sql`, whose one parameter `$1` is `param` (the writer binds JSON arrays).
+    pub(super) fn rows<T>(
+        &self,
+        sql: &str,
+        param: &str,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map([param], row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

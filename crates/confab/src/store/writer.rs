@@ -2,7 +2,7 @@
 //!
 //! One task takes channel changes (message appends and other channel events) from a queue, commits
 //! as many as are waiting in one transaction, and only then runs each change's `on_commit` (which
-//! publishes the event) and answers its caller, in seq order. On SQLite, batches of plain appends
+//! publishes the event) and answers its caller, in seq order. On SQLite, batches of appends
 //! commit synchronously on the writer's own connection ([`Direct`]) and are published at once;
 //! a commit that waits on another thread (PostgreSQL, SQLite's slower changes) is published while
 //! the next batch is already committing, so publishing does not hold up the database. A crash
@@ -445,7 +445,7 @@ async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
 }
 
 /// The SQLite writer's pooled connection for what the [`Direct`] one does not do (channel events,
-/// nonces, search indexing), opened on first use and kept. SQLite drops a connection's page cache
+/// search indexing), opened on first use and kept. SQLite drops a connection's page cache
 /// whenever another connection has written since it last read, so whichever pooled connection is
 /// free would re-read the pages of every table and index it writes; this one re-reads them only
 /// after the direct connection wrote in between.
@@ -662,51 +662,16 @@ macro_rules! apply_appends {
     ($tx:ident, $msgs:expr, $joined:expr) => {{
         let msgs: &[&Append] = $msgs;
         let n = msgs.len();
-        // Nonces already stored, in one query whose text does not depend on the batch size.
-        let keyed: Vec<(&str, &str)> =
-            msgs.iter().filter_map(|m| Some((m.user_id.as_deref()?, m.nonce.as_deref()?))).collect();
-        let mut prior: HashMap<(String, String), (String, String, f64)> = HashMap::new();
-        if !keyed.is_empty() {
-            let sql = format!(
-                "SELECT n.user_id, n.nonce, n.message_id, n.content_hash, n.created_at FROM {} \
-                 JOIN nonces n ON n.user_id = r.value->>0 AND n.nonce = r.value->>1",
-                script::json_rows($joined)
-            );
-            let found = sqlx::query_as::<_, (String, String, String, String, f64)>(sqlx::AssertSqlSafe(sql))
-                .bind(json!(keyed).to_string())
+        let keyed = keyed(msgs);
+        let prior: Prior = if keyed.is_empty() {
+            Prior::new()
+        } else {
+            sqlx::query_as::<_, (String, String, String, String, f64)>(sqlx::AssertSqlSafe(nonce_lookup($joined)))
+                .bind(script::json_array(&keyed)?)
                 .fetch_all(&mut *$tx)
-                .await?;
-            for (user, nonce, id, hash, at) in found {
-                prior.insert((user, nonce), (id, hash, at));
-            }
-        }
-        // What to do with each append, in arrival order.
-        let mut plans = Vec::with_capacity(n);
-        let mut in_batch: HashMap<(&str, &str), usize> = HashMap::new();
-        for (i, m) in msgs.iter().enumerate() {
-            let key = m.user_id.as_deref().zip(m.nonce.as_deref());
-            let plan = match (key, &m.hash) {
-                (Some(k), Some(hash)) => {
-                    if let Some(&j) = in_batch.get(&k) {
-                        if msgs[j].hash.as_ref() == Some(hash) { Plan::DuplicateInBatch(j) } else { Plan::Conflict }
-                    } else {
-                        let live = prior
-                            .get(&(k.0.to_owned(), k.1.to_owned()))
-                            .filter(|(_, _, at)| *at > m.created_at - m.nonce_window_s);
-                        match live {
-                            Some((id, h, _)) if h == hash => Plan::DuplicateOf(id.clone()),
-                            Some(_) => Plan::Conflict,
-                            None => {
-                                in_batch.insert(k, i);
-                                Plan::Fresh
-                            }
-                        }
-                    }
-                }
-                _ => Plan::Fresh,
-            };
-            plans.push(plan);
-        }
+                .await?
+        };
+        let plans = plan(msgs, &prior);
         // One seq reservation per channel, handed out in arrival order.
         let mut channels: Vec<(&str, Vec<usize>)> = Vec::new();
         for (i, m) in msgs.iter().enumerate().filter(|(i, _)| matches!(plans[*i], Plan::Fresh)) {
@@ -736,13 +701,7 @@ macro_rules! apply_appends {
         append_rows(&mut script, msgs, &stored, &seqs, &packets, $joined)?;
         run_script!($tx, &script, $joined);
         // Original packets of repeated nonces from earlier batches, in one query.
-        let originals: Vec<&str> = plans
-            .iter()
-            .filter_map(|p| match p {
-                Plan::DuplicateOf(id) => Some(id.as_str()),
-                _ => None,
-            })
-            .collect();
+        let originals = originals(&plans);
         let mut found: HashMap<String, String> = HashMap::new();
         if !originals.is_empty() {
             let list = (1..=originals.len()).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ");
@@ -756,25 +715,98 @@ macro_rules! apply_appends {
             }
             found.extend(q.fetch_all(&mut *$tx).await?);
         }
-        let outcomes: Vec<Appended> = (0..n)
-            .map(|i| match &plans[i] {
-                Plan::Fresh => match (seqs[i], &packets[i]) {
-                    (Some(seq), Some(packet)) => Appended::New { seq, packet: packet.clone() },
-                    _ => Appended::ChannelGone,
-                },
-                Plan::DuplicateOf(id) => match found.get(id) {
-                    Some(packet) => Appended::Duplicate { packet: packet.clone() },
-                    None => Appended::OriginalDeleted,
-                },
-                Plan::DuplicateInBatch(j) => match &packets[*j] {
-                    Some(packet) => Appended::Duplicate { packet: packet.clone() },
-                    None => Appended::ChannelGone,
-                },
-                Plan::Conflict => Appended::NonceConflict,
-            })
-            .collect();
-        outcomes
+        outcomes(&plans, &seqs, &packets, &found)
     }};
+}
+
+/// Stored nonces of a batch's senders: (user, nonce) → (message id, content fingerprint, time).
+type Prior = Vec<(String, String, String, String, f64)>;
+
+/// The `(user, nonce)` of each append that has one.
+fn keyed<'a>(msgs: &[&'a Append]) -> Vec<(&'a str, &'a str)> {
+    msgs.iter().filter_map(|m| Some((m.user_id.as_deref()?, m.nonce.as_deref()?))).collect()
+}
+
+/// The query for the stored nonces of `$1`, a JSON array of [`keyed`] pairs: one text whatever
+/// the batch size.
+fn nonce_lookup(sqlite: bool) -> String {
+    format!(
+        "SELECT n.user_id, n.nonce, n.message_id, n.content_hash, n.created_at FROM {} \
+         JOIN nonces n ON n.user_id = r.value->>0 AND n.nonce = r.value->>1",
+        script::json_rows(sqlite)
+    )
+}
+
+/// What to do with each append, in arrival order, given the nonces already stored.
+fn plan(msgs: &[&Append], prior: &Prior) -> Vec<Plan> {
+    let prior: HashMap<(&str, &str), (&str, &str, f64)> = prior
+        .iter()
+        .map(|(user, nonce, id, hash, at)| ((user.as_str(), nonce.as_str()), (id.as_str(), hash.as_str(), *at)))
+        .collect();
+    let mut plans = Vec::with_capacity(msgs.len());
+    let mut in_batch: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let key = m.user_id.as_deref().zip(m.nonce.as_deref());
+        let plan = match (key, &m.hash) {
+            (Some(k), Some(hash)) => {
+                if let Some(&j) = in_batch.get(&k) {
+                    if msgs[j].hash.as_ref() == Some(hash) { Plan::DuplicateInBatch(j) } else { Plan::Conflict }
+                } else {
+                    match prior.get(&k).filter(|(_, _, at)| *at > m.created_at - m.nonce_window_s) {
+                        Some((id, h, _)) if h == hash => Plan::DuplicateOf((*id).to_owned()),
+                        Some(_) => Plan::Conflict,
+                        None => {
+                            in_batch.insert(k, i);
+                            Plan::Fresh
+                        }
+                    }
+                }
+            }
+            _ => Plan::Fresh,
+        };
+        plans.push(plan);
+    }
+    plans
+}
+
+/// The stored messages that repeated nonces point to.
+fn originals(plans: &[Plan]) -> Vec<&str> {
+    plans
+        .iter()
+        .filter_map(|p| match p {
+            Plan::DuplicateOf(id) => Some(id.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each append's outcome: its seq and packet if stored, else what its plan found; `found` holds
+/// the packets of [`originals`] that still exist.
+fn outcomes(
+    plans: &[Plan],
+    seqs: &[Option<i64>],
+    packets: &[Option<String>],
+    found: &HashMap<String, String>,
+) -> Vec<Appended> {
+    plans
+        .iter()
+        .enumerate()
+        .map(|(i, plan)| match plan {
+            Plan::Fresh => match (seqs[i], &packets[i]) {
+                (Some(seq), Some(packet)) => Appended::New { seq, packet: packet.clone() },
+                _ => Appended::ChannelGone,
+            },
+            Plan::DuplicateOf(id) => match found.get(id) {
+                Some(packet) => Appended::Duplicate { packet: packet.clone() },
+                None => Appended::OriginalDeleted,
+            },
+            Plan::DuplicateInBatch(j) => match &packets[*j] {
+                Some(packet) => Appended::Duplicate { packet: packet.clone() },
+                None => Appended::ChannelGone,
+            },
+            Plan::Conflict => Appended::NonceConflict,
+        })
+        .collect()
 }
 
 /// One channel event inside an open transaction `$tx`: the row change, then (only if it touched
@@ -950,7 +982,7 @@ macro_rules! commit_on {
     }};
 }
 
-/// Commits `batch`: on SQLite a batch of plain appends synchronously on the direct connection
+/// Commits `batch`: on SQLite a batch of appends synchronously on the direct connection
 /// ([`fast_appends`]), anything else in a transaction that reads as it goes.
 async fn commit(
     backend: &Backend,
@@ -980,12 +1012,13 @@ async fn commit(
 /// several nodes: it always reads the seq in the transaction.)
 type Seqs = HashMap<String, i64>;
 
-/// A batch of appends without nonces, on SQLite: seqs from [`Seqs`] (read once per channel),
-/// then every row in one transaction, on the writer's own thread. `None` when the batch does not
-/// qualify (channel events, nonces, or a channel that is gone): the caller takes the slow path.
+/// A batch of appends on SQLite, on the writer's own thread: stored nonces read first (only the
+/// writer writes them), seqs from [`Seqs`] (read once per channel), every row in one
+/// transaction, then the packets that repeated nonces answer with. `None` when the batch does not
+/// qualify (a channel event, or a channel that is gone): the caller takes the slow path.
 fn fast_appends(direct: &mut Direct, batch: &[&Change], seqs: &mut Seqs) -> Result<Option<Vec<Appended>>> {
     let msgs = appends_from(batch, 0);
-    if msgs.len() != batch.len() || msgs.iter().any(|m| m.nonce.is_some()) {
+    if msgs.len() != batch.len() {
         return Ok(None);
     }
     let mut missing: Vec<&str> =
@@ -999,9 +1032,18 @@ fn fast_appends(direct: &mut Direct, batch: &[&Change], seqs: &mut Seqs) -> Resu
         }
         seqs.extend(found);
     }
+    let keyed = keyed(&msgs);
+    let prior: Prior = if keyed.is_empty() {
+        Prior::new()
+    } else {
+        direct.rows(&nonce_lookup(true), &script::json_array(&keyed)?, |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+    };
+    let plans = plan(&msgs, &prior);
     let mut last: Vec<(&str, i64)> = Vec::new();
-    let mut assigned = Vec::with_capacity(msgs.len());
-    for m in &msgs {
+    let mut assigned = vec![None; msgs.len()];
+    for (i, m) in msgs.iter().enumerate().filter(|(i, _)| matches!(plans[*i], Plan::Fresh)) {
         let seq = match last.iter_mut().find(|(c, _)| *c == m.channel_id) {
             Some((_, s)) => {
                 *s += 1;
@@ -1013,10 +1055,10 @@ fn fast_appends(direct: &mut Direct, batch: &[&Change], seqs: &mut Seqs) -> Resu
                 s
             }
         };
-        assigned.push(Some(seq));
+        assigned[i] = Some(seq);
     }
     let packets: Vec<Option<String>> = msgs.iter().zip(&assigned).map(|(m, s)| s.map(|s| m.packet(s))).collect();
-    let stored: Vec<usize> = (0..msgs.len()).collect();
+    let stored: Vec<usize> = (0..msgs.len()).filter(|i| assigned[*i].is_some()).collect();
     let mut script = Script::default();
     for (channel, seq) in &last {
         script.push("UPDATE channels SET seq = $2 WHERE id = $1", vec![(*channel).into(), (*seq).into()]);
@@ -1029,16 +1071,21 @@ fn fast_appends(direct: &mut Direct, batch: &[&Change], seqs: &mut Seqs) -> Resu
     for (channel, seq) in last {
         seqs.insert(channel.to_owned(), seq);
     }
-    Ok(Some(
-        assigned
+    let originals = originals(&plans);
+    let found: HashMap<String, String> = if originals.is_empty() {
+        HashMap::new()
+    } else {
+        direct
+            .rows(
+                "SELECT e.message_id, e.payload FROM events e JOIN messages x ON x.id = e.message_id \
+                 WHERE e.kind = 'message_new' AND e.message_id IN (SELECT value FROM json_each($1))",
+                &script::json_array(&originals)?,
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
             .into_iter()
-            .zip(packets)
-            .map(|(seq, packet)| match (seq, packet) {
-                (Some(seq), Some(packet)) => Appended::New { seq, packet },
-                _ => Appended::ChannelGone,
-            })
-            .collect(),
-    ))
+            .collect()
+    };
+    Ok(Some(outcomes(&plans, &assigned, &packets, &found)))
 }
 
 /// The appends that start at `from`, up to the next channel event.

@@ -557,6 +557,28 @@ async fn nonce_duplicate_conflict_and_window(backend: Backend) {
 
     let history = store.messages_page(&general.id, "", 0, 100).await.unwrap();
     assert_eq!(contents(&history), ["hi", "hi", "hi", "long ago", "something else"]);
+
+    // The same new nonce twice at once (one batch or two): stored once, the other gets its packet.
+    let (a, b) = tokio::join!(
+        append(&store, with_nonce(message(&general, &alice, "twice"), "n4")),
+        append(&store, with_nonce(message(&general, &alice, "twice"), "n4")),
+    );
+    let (stored, repeat) = if matches!(a, Appended::New { .. }) { (a, b) } else { (b, a) };
+    assert_eq!(new_seq(&stored), 6);
+    assert_eq!(repeat, Appended::Duplicate { packet: packet_of_string(&stored) });
+
+    // A repeat whose original was deleted finds nothing to answer with.
+    let id = packet_of(&stored)["message"]["id"].as_str().unwrap().to_owned();
+    let delete = ChannelEvent {
+        channel_id: general.id.clone(),
+        message_id: Some(id.clone()),
+        kind: "message_delete",
+        step: Step::Delete { message_id: id },
+        render: Box::new(|seq| json!({"cmd": "message_delete", "seq": seq}).to_string()),
+    };
+    store.writer().event(delete, Box::new(|_, _| {})).await.unwrap();
+    let after = append(&store, with_nonce(message(&general, &alice, "twice"), "n4")).await;
+    assert_eq!(after, Appended::OriginalDeleted);
     store.close().await;
 }
 
