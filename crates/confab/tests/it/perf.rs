@@ -8,7 +8,7 @@
 //! Each line compares the group-commit writer with the same writer limited to one message per
 //! transaction (`store.batch_max = 1`), measured in the same run on the same machine. Messages
 //! carry nonces (idempotent sends, each checked against the stored ones) except on the line that
-//! says otherwise: without them SQLite takes the writer's direct path (`store::direct`).
+//! says otherwise, which shows what the look-up costs.
 
 use std::{sync::Arc, time::Instant};
 
