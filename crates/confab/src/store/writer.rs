@@ -719,7 +719,7 @@ macro_rules! apply_appends {
     }};
 }
 
-/// Stored nonces of a batch's senders: (user, nonce) → (message id, content fingerprint, time).
+/// Stored nonces of a batch's senders, as read: user, nonce, message id, content fingerprint, time.
 type Prior = Vec<(String, String, String, String, f64)>;
 
 /// The `(user, nonce)` of each append that has one.
