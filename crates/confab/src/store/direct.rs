@@ -15,10 +15,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, Statement, ToSql};
 
 use super::script::{Script, Val};
-use crate::{
-    config::SqliteSync,
-    error::{Error, Result},
-};
+use crate::{config::SqliteSync, error::Result};
 
 /// The connection, reopened if a failed batch ever leaves it inside a transaction.
 pub(super) struct Direct {
@@ -35,7 +32,7 @@ impl Direct {
 
     /// The current seq of each of `channels` that exists.
     pub(super) fn channel_seqs(&self, channels: &[&str]) -> Result<Vec<(String, i64)>> {
-        let list = serde_json::to_string(channels).map_err(|e| Error::Internal(e.to_string()))?;
+        let list = super::script::json_array(channels)?;
         self.rows("SELECT id, seq FROM channels WHERE id IN (SELECT value FROM json_each($1))", &list, |row| {
             Ok((row.get(0)?, row.get(1)?))
         })

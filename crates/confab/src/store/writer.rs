@@ -715,7 +715,8 @@ macro_rules! apply_appends {
             }
             found.extend(q.fetch_all(&mut *$tx).await?);
         }
-        outcomes(&plans, &seqs, &packets, &found)
+        drop(script);
+        outcomes(&plans, &seqs, packets, &found)
     }};
 }
 
@@ -781,30 +782,38 @@ fn originals(plans: &[Plan]) -> Vec<&str> {
 }
 
 /// Each append's outcome: its seq and packet if stored, else what its plan found; `found` holds
-/// the packets of [`originals`] that still exist.
+/// the packets of [`originals`] that still exist. Repeats copy their packets first, so a stored
+/// append's packet then moves into its outcome instead of being copied (once per message).
 fn outcomes(
     plans: &[Plan],
     seqs: &[Option<i64>],
-    packets: &[Option<String>],
+    mut packets: Vec<Option<String>>,
     found: &HashMap<String, String>,
 ) -> Vec<Appended> {
-    plans
+    let repeats: Vec<Option<Appended>> = plans
         .iter()
-        .enumerate()
-        .map(|(i, plan)| match plan {
-            Plan::Fresh => match (seqs[i], &packets[i]) {
-                (Some(seq), Some(packet)) => Appended::New { seq, packet: packet.clone() },
-                _ => Appended::ChannelGone,
-            },
-            Plan::DuplicateOf(id) => match found.get(id) {
+        .map(|plan| match plan {
+            Plan::Fresh => None,
+            Plan::DuplicateOf(id) => Some(match found.get(id) {
                 Some(packet) => Appended::Duplicate { packet: packet.clone() },
                 None => Appended::OriginalDeleted,
-            },
-            Plan::DuplicateInBatch(j) => match &packets[*j] {
+            }),
+            Plan::DuplicateInBatch(j) => Some(match &packets[*j] {
                 Some(packet) => Appended::Duplicate { packet: packet.clone() },
                 None => Appended::ChannelGone,
-            },
-            Plan::Conflict => Appended::NonceConflict,
+            }),
+            Plan::Conflict => Some(Appended::NonceConflict),
+        })
+        .collect();
+    repeats
+        .into_iter()
+        .zip(seqs)
+        .zip(packets.iter_mut())
+        .map(|((repeat, seq), packet)| {
+            repeat.unwrap_or_else(|| match (seq, packet.take()) {
+                (Some(seq), Some(packet)) => Appended::New { seq: *seq, packet },
+                _ => Appended::ChannelGone,
+            })
         })
         .collect()
 }
@@ -1085,7 +1094,8 @@ fn fast_appends(direct: &mut Direct, batch: &[&Change], seqs: &mut Seqs) -> Resu
             .into_iter()
             .collect()
     };
-    Ok(Some(outcomes(&plans, &assigned, &packets, &found)))
+    drop(script);
+    Ok(Some(outcomes(&plans, &assigned, packets, &found)))
 }
 
 /// The appends that start at `from`, up to the next channel event.
