@@ -8,7 +8,7 @@ use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
 };
 
@@ -89,22 +89,31 @@ pub struct Outbox {
 }
 
 struct Shared {
-    /// The queue itself: a plain deque under a lock that is held only to push or pop, so an idle
-    /// connection's queue allocates nothing (a bounded channel preallocates a block of slots).
-    queue: Mutex<VecDeque<Packet>>,
+    /// The queue and the channel bookkeeping under one lock, held only to push or pop: a channel
+    /// event costs the publishing thread one lock per connection, and "held or delivered live"
+    /// is decided atomically with respect to a resume starting.
+    inner: Mutex<Inner>,
     /// Wakes the connection task when the queue goes from empty to not empty.
     ready: Notify,
     /// Set when the consumer is gone: pushes are refused.
     closed: AtomicBool,
-    bytes: AtomicUsize,
     max_bytes: usize,
     max_packets: usize,
     control: Control,
-    /// Channel-event bookkeeping for `resume`, under one lock so that "held or delivered live"
-    /// is decided atomically with respect to a resume starting.
-    channels: Mutex<ChannelState>,
 }
 
+#[derive(Default)]
+struct Inner {
+    /// A plain deque, so an idle connection's queue allocates nothing (a bounded channel
+    /// preallocates a block of slots).
+    queue: VecDeque<Packet>,
+    /// Bytes queued; under the lock rather than an atomic, which would move its cache line
+    /// between the publishing thread and the connection's on every push and pop.
+    bytes: usize,
+    channels: ChannelState,
+}
+
+/// Channel-event bookkeeping for `resume`.
 #[derive(Default)]
 struct ChannelState {
     /// Set while a `resume` replays the log.
@@ -128,8 +137,9 @@ pub struct Inbox {
 impl Drop for Inbox {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
-        if let Ok(mut q) = self.shared.queue.lock() {
-            q.clear();
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            inner.queue.clear();
+            inner.bytes = 0;
         }
     }
 }
@@ -138,14 +148,12 @@ impl Outbox {
     /// A queue holding at most `max_packets` packets and `max_bytes` bytes.
     pub fn new(max_packets: usize, max_bytes: usize) -> (Outbox, Inbox) {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(VecDeque::new()),
+            inner: Mutex::new(Inner::default()),
             ready: Notify::new(),
             closed: AtomicBool::new(false),
-            bytes: AtomicUsize::new(0),
             max_bytes,
             max_packets,
             control: Control::default(),
-            channels: Mutex::new(ChannelState::default()),
         });
         (Outbox { shared: shared.clone() }, Inbox { shared })
     }
@@ -162,24 +170,26 @@ impl Outbox {
 
     /// Queues a packet; the connection task is woken now, or by `later` when given.
     fn push_waking(&self, packet: &Packet, droppable: bool, later: Option<&mut Wakes>) -> Pushed {
+        let Ok(mut inner) = self.shared.inner.lock() else { return Pushed::Closed };
+        self.push_locked(&mut inner, packet, droppable, later)
+    }
+
+    /// The push itself, under the lock the caller holds.
+    fn push_locked(&self, inner: &mut Inner, packet: &Packet, droppable: bool, later: Option<&mut Wakes>) -> Pushed {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Pushed::Closed;
         }
         let len = packet.len();
-        let Ok(mut queue) = shared.queue.lock() else { return Pushed::Closed };
-        if droppable
-            && (queue.len() * 2 > shared.max_packets || shared.bytes.load(Ordering::Relaxed) * 2 > shared.max_bytes)
-        {
+        if droppable && (inner.queue.len() * 2 > shared.max_packets || inner.bytes * 2 > shared.max_bytes) {
             return Pushed::Dropped;
         }
-        if queue.len() >= shared.max_packets || shared.bytes.load(Ordering::Relaxed) + len > shared.max_bytes {
+        if inner.queue.len() >= shared.max_packets || inner.bytes + len > shared.max_bytes {
             return Pushed::Overflow;
         }
-        shared.bytes.fetch_add(len, Ordering::AcqRel);
-        let was_empty = queue.is_empty();
-        queue.push_back(packet.clone());
-        drop(queue);
+        inner.bytes += len;
+        let was_empty = inner.queue.is_empty();
+        inner.queue.push_back(packet.clone());
         if was_empty {
             match later {
                 Some(wakes) => wakes.0.push(self.clone()),
@@ -215,8 +225,8 @@ impl Wakes {
 impl Outbox {
     /// Queues an event of `channel_id` with `seq`, or sets it aside while that channel is held.
     pub fn push_channel(&self, channel_id: &str, seq: i64, packet: &Packet, wakes: &mut Wakes) -> Pushed {
-        let Ok(mut state) = self.shared.channels.lock() else { return Pushed::Closed };
-        if let Some(h) = state.held.as_mut()
+        let Ok(mut inner) = self.shared.inner.lock() else { return Pushed::Closed };
+        if let Some(h) = inner.channels.held.as_mut()
             && h.channels.contains(channel_id)
         {
             if h.events.len() >= self.shared.max_packets {
@@ -225,9 +235,9 @@ impl Outbox {
             h.events.push((channel_id.to_owned(), seq, packet.clone()));
             return Pushed::Queued;
         }
-        let pushed = self.push_later(packet, wakes);
-        if pushed == Pushed::Queued && !state.first_live.contains_key(channel_id) {
-            state.first_live.insert(channel_id.to_owned(), seq);
+        let pushed = self.push_locked(&mut inner, packet, false, Some(wakes));
+        if pushed == Pushed::Queued && !inner.channels.first_live.contains_key(channel_id) {
+            inner.channels.first_live.insert(channel_id.to_owned(), seq);
         }
         pushed
     }
@@ -235,7 +245,8 @@ impl Outbox {
     /// Starts setting aside live events of `channels` (before the log is read). Returns, per
     /// channel, the first seq this connection already received live: the replay stops before it.
     pub fn hold(&self, channels: HashSet<String>) -> HashMap<String, i64> {
-        let Ok(mut state) = self.shared.channels.lock() else { return HashMap::new() };
+        let Ok(mut inner) = self.shared.inner.lock() else { return HashMap::new() };
+        let state = &mut inner.channels;
         let first = channels.iter().filter_map(|c| state.first_live.get(c).map(|s| (c.clone(), *s))).collect();
         state.held = Some(Held { channels, events: Vec::new() });
         first
@@ -244,23 +255,23 @@ impl Outbox {
     /// Forgets what was received live in `channel_id` (the connection stopped viewing it, so later
     /// events of that channel did not reach it and a resume must replay them).
     pub fn forget_channel(&self, channel_id: &str) {
-        if let Ok(mut state) = self.shared.channels.lock() {
-            state.first_live.remove(channel_id);
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            inner.channels.first_live.remove(channel_id);
         }
     }
 
     /// Ends a hold: queues the set-aside events whose seq is past what the replay `covered`, in
     /// arrival order, and drops the rest (they were replayed). `Overflow` if the queue filled.
     pub fn release(&self, covered: &HashMap<String, i64>) -> Pushed {
-        let Ok(mut state) = self.shared.channels.lock() else { return Pushed::Closed };
+        let Ok(mut inner) = self.shared.inner.lock() else { return Pushed::Closed };
         let mut outcome = Pushed::Queued;
-        if let Some(h) = state.held.take() {
+        if let Some(h) = inner.channels.held.take() {
             for (channel, seq, packet) in h.events {
                 if seq > covered.get(&channel).copied().unwrap_or(-1) {
-                    match self.push(&packet, false) {
+                    match self.push_locked(&mut inner, &packet, false, None) {
                         Pushed::Overflow => outcome = Pushed::Overflow,
-                        Pushed::Queued if !state.first_live.contains_key(&channel) => {
-                            state.first_live.insert(channel, seq);
+                        Pushed::Queued if !inner.channels.first_live.contains_key(&channel) => {
+                            inner.channels.first_live.insert(channel, seq);
                         }
                         _ => {}
                     }
@@ -285,8 +296,9 @@ impl Inbox {
 
     /// The next packet if one is queued.
     pub fn try_recv(&mut self) -> Option<Packet> {
-        let p = self.shared.queue.lock().ok()?.pop_front()?;
-        self.shared.bytes.fetch_sub(p.len(), Ordering::AcqRel);
+        let mut inner = self.shared.inner.lock().ok()?;
+        let p = inner.queue.pop_front()?;
+        inner.bytes -= p.len();
         Some(p)
     }
 
