@@ -206,17 +206,25 @@ impl Outbox {
 }
 
 /// Connections given packets whose tasks are not woken yet. The writer publishes a committed
-/// batch with their wake-ups held back, answers the batch's requesters, and only then wakes the
-/// readers: a requester's task, which writes its own acknowledgement, then runs ahead of the
+/// batch with their wake-ups held back and answers the batch's requesters; the last of them wakes
+/// the readers: a requester's task, which writes its own acknowledgement, then runs ahead of the
 /// hundreds of reader tasks the batch makes ready, instead of behind them. Nothing is reordered:
-/// every packet is in its queue before any task of the batch is woken.
+/// every packet is in its queue before any task of the batch is woken. Dropped, it wakes them
+/// too, so a `Wakes` whose requester is gone cannot leave a connection asleep beside its packets
+/// (a push onto a queue that is not empty wakes nobody).
 #[derive(Default)]
 pub struct Wakes(Vec<Outbox>);
 
 impl Wakes {
     /// Wakes every connection that was given a packet.
     pub fn wake(self) {
-        for outbox in self.0 {
+        drop(self);
+    }
+}
+
+impl Drop for Wakes {
+    fn drop(&mut self) {
+        for outbox in self.0.drain(..) {
             outbox.shared.ready.notify_one();
         }
     }
@@ -379,6 +387,22 @@ mod tests {
         let (first, second) = waiting.await.unwrap();
         assert_eq!(first.as_ref().map(Packet::as_str), Some("a"));
         assert_eq!(second.as_ref().map(Packet::as_str), Some("b"));
+    }
+
+    /// A `Wakes` dropped on its way (its requester gone) still wakes the connections in it.
+    #[tokio::test]
+    async fn dropped_wakes_still_wake() {
+        let (out, mut inbox) = Outbox::new(16, 1 << 20);
+        let waiting = tokio::spawn(async move { inbox.recv().await });
+        tokio::task::yield_now().await;
+        let mut wakes = Wakes::default();
+        assert_eq!(out.push_later(&Packet::from("a"), &mut wakes), Pushed::Queued);
+        drop(wakes);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let woken = futures_util::FutureExt::now_or_never(waiting).expect("woken when dropped").unwrap();
+        assert_eq!(woken.as_ref().map(Packet::as_str), Some("a"));
     }
 
     #[tokio::test]

@@ -223,14 +223,15 @@ impl std::ops::Deref for Append {
 }
 
 /// Runs inside the writer after the commit, before the next batch's: publishes in seq order,
-/// leaving the wake-ups of the connections it gives packets to `Wakes`, which the writer wakes
-/// once the batch's callers have their answers.
+/// leaving the wake-ups of the connections it gives packets to `Wakes`, which go to the batch's
+/// last caller with its answer (see [`publish`]).
 pub type OnCommit = Box<dyn FnOnce(&Appended, &mut Wakes) + Send>;
 
 struct Op {
     change: Change,
     on_commit: OnCommit,
-    reply: oneshot::Sender<Result<Appended>>,
+    /// The outcome, and for the batch's last change the readers to wake (see [`publish`]).
+    reply: oneshot::Sender<(Result<Appended>, Wakes)>,
 }
 
 /// Handle to the writer; cheap to clone.
@@ -292,7 +293,9 @@ impl Writer {
     async fn submit(&self, change: Change, on_commit: OnCommit) -> Result<Appended> {
         let (reply, done) = oneshot::channel();
         self.tx.send(Op { change, on_commit, reply }).await.map_err(|_| Error::Internal("writer stopped".into()))?;
-        done.await.map_err(|_| Error::Internal("writer stopped".into()))?
+        let (outcome, wakes) = done.await.map_err(|_| Error::Internal("writer stopped".into()))?;
+        wakes.wake();
+        outcome
     }
 
     /// Commits everything queued, then stops the writer.
@@ -399,7 +402,7 @@ async fn run(
                         Ok(outcomes) => publish(Some(Committed { ops: vec![op], outcomes })),
                         Err(e) => {
                             tracing::error!(error = %e, "append failed");
-                            let _ = op.reply.send(Err(e));
+                            let _ = op.reply.send((Err(e), Wakes::default()));
                         }
                     }
                 }
@@ -419,18 +422,27 @@ struct Committed {
     outcomes: Vec<Appended>,
 }
 
-/// Runs each change's `on_commit` (the broadcast) and answers its caller, in order, then wakes
-/// the connections given packets (see [`Wakes`]).
+/// Runs each change's `on_commit` (the broadcast) and answers its caller, in order. The wake-ups
+/// of the connections given packets (see [`Wakes`]) go with the last answer, and that caller's
+/// task wakes them as it resumes: woken from a runtime worker, the readers are queued on that
+/// worker and run there or are stolen by the other, where woken from this thread each went
+/// through the runtime's shared queue, and this thread is free for the next commit sooner
+/// (fan-out +5 %, BENCHMARKS.md item 15). A caller that is gone drops them, which wakes them.
 fn publish(committed: Option<Committed>) {
     let Some(Committed { ops, outcomes }) = committed else { return };
     let mut wakes = Wakes::default();
     let mut outcomes = outcomes.into_iter();
+    let mut last = None;
     for op in ops {
         let outcome = outcomes.next().unwrap_or(Appended::ChannelGone);
         (op.on_commit)(&outcome, &mut wakes);
-        let _ = op.reply.send(Ok(outcome));
+        if let Some((reply, outcome)) = last.replace((op.reply, outcome)) {
+            let _ = reply.send((Ok(outcome), Wakes::default()));
+        }
     }
-    wakes.wake();
+    if let Some((reply, outcome)) = last {
+        let _ = reply.send((Ok(outcome), wakes));
+    }
 }
 
 /// Polls `fut` once, so that its first request reaches the database's thread; `None` while it waits.
@@ -1130,6 +1142,49 @@ mod tests {
             extra,
             nonce: nonce.map(str::to_owned),
             nonce_window_s: 600.0,
+        }
+    }
+
+    /// The readers a batch gives packets to are woken by its last caller, once it has its answer
+    /// (the first caller's answer wakes nobody); if that caller is gone, they are woken anyway.
+    #[tokio::test]
+    async fn the_last_caller_wakes_the_readers_or_they_wake_without_it() {
+        use crate::hub::{Outbox, Packet};
+        use futures_util::FutureExt;
+        for last_caller_gone in [false, true] {
+            let (out, mut inbox) = Outbox::new(16, 1 << 20);
+            let mut reader = tokio::spawn(async move { inbox.recv().await });
+            tokio::task::yield_now().await;
+            let (mut ops, mut answers) = (Vec::new(), Vec::new());
+            for i in 0..2 {
+                let (reply, answer) = oneshot::channel();
+                let out = out.clone();
+                let on_commit: OnCommit = Box::new(move |_: &Appended, wakes: &mut Wakes| {
+                    out.push_later(&Packet::from(format!("p{i}")), wakes);
+                });
+                let change = Change::Append(Box::new(Append::new(message(None, None, None))));
+                ops.push(Op { change, on_commit, reply });
+                answers.push(answer);
+            }
+            if last_caller_gone {
+                answers.pop();
+            }
+            publish(Some(Committed { ops, outcomes: vec![Appended::Unchanged, Appended::Unchanged] }));
+            let (_, first_wakes) = answers.remove(0).await.unwrap();
+            if !last_caller_gone {
+                first_wakes.wake();
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+                assert!((&mut reader).now_or_never().is_none(), "woken before the last caller's answer");
+                let (_, wakes) = answers.remove(0).await.unwrap();
+                wakes.wake();
+            }
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let first = reader.now_or_never().expect("woken").unwrap();
+            assert_eq!(first.as_ref().map(Packet::as_str), Some("p0"));
         }
     }
 
