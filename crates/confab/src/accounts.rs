@@ -32,6 +32,15 @@ pub struct RoturLogin {
     pub old_name: Option<String>,
 }
 
+/// A verified access token: its account, session family and the account's roles.
+#[derive(Debug, Clone)]
+pub struct TokenLogin {
+    pub user: User,
+    pub session_id: String,
+    /// Read with the account, so joining the hub needs no query of its own for them.
+    pub role_ids: Vec<String>,
+}
+
 /// The `auth_error` while an IP bucket is empty or a username is locked (PROTOCOL §4.5, §8.3).
 pub fn rate_limited(wait: std::time::Duration) -> Error {
     Error::new(
@@ -196,7 +205,7 @@ impl AppState {
     }
 
     /// Verifies a JWT access token and its session family (PROTOCOL §2.5, §8.4).
-    pub async fn token_login(&self, ip: IpAddr, token: &str) -> Result<(User, String)> {
+    pub async fn token_login(&self, ip: IpAddr, token: &str) -> Result<TokenLogin> {
         self.local_enabled()?;
         self.auth_gate(ip)?;
         let invalid = || Error::new(ErrorCode::InvalidToken, "Invalid or expired token");
@@ -210,11 +219,10 @@ impl AppState {
             if !found.session_live {
                 return Err(invalid());
             }
-            let user = found.user;
-            if user.banned {
+            if found.user.banned {
                 return Err(banned());
             }
-            Ok((user, id.session_id))
+            Ok(TokenLogin { user: found.user, session_id: id.session_id, role_ids: found.role_ids })
         }
         .await;
         match outcome {

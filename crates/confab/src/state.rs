@@ -205,10 +205,15 @@ impl AppState {
     /// Loads an account's roles and builds its identity.
     pub async fn identity(&self, user: User, session_id: Option<String>) -> Result<Identity> {
         let ids = self.store.user_role_ids(&user.id).await?;
+        Ok(self.identity_with(user, &ids, session_id))
+    }
+
+    /// Builds an account's identity from role ids read with it.
+    pub fn identity_with(&self, user: User, role_ids: &[String], session_id: Option<String>) -> Identity {
         let dir = self.directory();
-        let roles = dir.roles_of(&ids);
+        let roles = dir.roles_of(role_ids);
         let actor = dir.actor(&roles);
-        Ok(Identity { user, roles, actor, session_id })
+        Identity { user, roles, actor, session_id }
     }
 
     /// Role names per account id, highest first, for listings.

@@ -7,7 +7,7 @@ use confab_proto::{ErrorCode, Frame, close};
 use serde_json::json;
 
 use crate::{
-    accounts,
+    accounts::{self, TokenLogin},
     auth::tokens::random_token,
     error::Error,
     gateway::Session,
@@ -46,14 +46,20 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
     if frame.cmd == "auth" && frame.get("token").is_none() && rotur {
         return rotur_auth(s, frame).await;
     }
-    let outcome: Result<(User, Option<String>, bool), Error> = match frame.cmd.as_str() {
-        "register" => state.register(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, true)),
-        "login" => state.login(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, false)),
+    // The account, its roles if they were read with it, its session family, and whether it is new.
+    type Outcome = (User, Option<Vec<String>>, Option<String>, bool);
+    let outcome: Result<Outcome, Error> = match frame.cmd.as_str() {
+        "register" => {
+            state.register(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, None, true))
+        }
+        "login" => state.login(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, None, false)),
         "auth" => {
             let token = frame.str("token");
             let username = frame.str("username");
             match (token, username) {
-                (Some(token), None) => state.token_login(ip, token).await.map(|(u, sid)| (u, Some(sid), false)),
+                (Some(token), None) => {
+                    state.token_login(ip, token).await.map(|l| (l.user, Some(l.role_ids), Some(l.session_id), false))
+                }
                 _ => Err(Error::new(
                     ErrorCode::RoturDisabled,
                     "Rotur authentication is disabled. Use login or register commands.",
@@ -66,8 +72,8 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
         }
     };
     match outcome {
-        Ok((user, sid, created)) => {
-            if let Err(e) = complete(s, frame.listener(), user, sid, created).await {
+        Ok((user, role_ids, sid, created)) => {
+            if let Err(e) = complete(s, frame.listener(), user, role_ids, sid, created).await {
                 s.auth_error(frame, &e);
             }
         }
@@ -91,7 +97,7 @@ async fn rotur_auth(s: &mut Session, frame: &Frame) -> crate::error::Result<()> 
         Ok(login) => {
             s.validator_key_used = true;
             let (user_id, old_name) = (login.user.id.clone(), login.old_name.clone());
-            match complete(s, frame.listener(), login.user, None, login.created).await {
+            match complete(s, frame.listener(), login.user, None, None, login.created).await {
                 Ok(()) => {
                     if let (Some(old), Some(user)) = (old_name, state.store.user_by_id(&user_id).await?) {
                         let packet = wire::packet(
@@ -119,10 +125,12 @@ fn too_many() -> Error {
 }
 
 /// Finishes a successful authentication: limits, hub registration, `auth_success`, `ready`, presence.
+/// `role_ids` are the account's roles when they were read with it; `None` reads them here.
 pub async fn complete(
     s: &mut Session,
     listener: Option<&str>,
     user: User,
+    role_ids: Option<Vec<String>>,
     session_id: Option<String>,
     created: bool,
 ) -> crate::error::Result<()> {
@@ -134,7 +142,10 @@ pub async fn complete(
         s.close(CloseOrder::new(close::POLICY, "Too many connections", None));
         return Err(too_many());
     }
-    let identity = Arc::new(state.identity(user, session_id).await?);
+    let identity = Arc::new(match role_ids {
+        Some(ids) => state.identity_with(user, &ids, session_id),
+        None => state.identity(user, session_id).await?,
+    });
     let u = &identity.user;
     let ready_user = json!({
         "id": u.id, "username": u.username, "nickname": u.nickname, "roles": identity.role_names(),
@@ -190,18 +201,18 @@ pub async fn complete(
 }
 
 /// Verifies `?token=` before the handshake; an `Err` is the close to send instead (PROTOCOL §2.6).
-pub async fn upgrade_token(s: &Session, token: &str) -> Result<(User, String), CloseOrder> {
+pub async fn upgrade_token(s: &Session, token: &str) -> Result<TokenLogin, CloseOrder> {
     let policy = |reason: &str| CloseOrder::new(close::POLICY, reason, None);
     if token.is_empty() {
         return Err(policy("Missing authentication token"));
     }
     let state = &s.state;
     match state.token_login(s.ip, token).await {
-        Ok((user, sid)) => {
-            if state.hub.user_connections(&user.id) >= state.config.security.max_connections_per_user {
+        Ok(login) => {
+            if state.hub.user_connections(&login.user.id) >= state.config.security.max_connections_per_user {
                 return Err(policy("Too many connections"));
             }
-            Ok((user, sid))
+            Ok(login)
         }
         Err(e) => Err(match e.code() {
             ErrorCode::Banned => CloseOrder::new(close::BANNED, e.text(), None),

@@ -204,8 +204,9 @@ async fn open(session: &mut Session, token: Option<String>) -> Option<CloseOrder
             return Some(CloseOrder::new(1011, "Internal error", None));
         }
     }
-    if let Some((user, sid)) = verified
-        && let Err(e) = auth::complete(session, None, user, Some(sid), false).await
+    if let Some(login) = verified
+        && let Err(e) =
+            auth::complete(session, None, login.user, Some(login.role_ids), Some(login.session_id), false).await
     {
         tracing::warn!(conn = session.conn_id, code = e.code().as_str(), "token upgrade refused");
         return Some(CloseOrder::new(close::POLICY, e.text(), None));

@@ -29,7 +29,7 @@ async fn authenticated(state: &AppState, ip: IpAddr, headers: &HeaderMap) -> Res
     let Some(token) = bearer(headers).filter(|t| !t.is_empty()) else {
         return Err(bearer_required());
     };
-    state.token_login(ip, token).await.map(|(user, _)| user).map_err(http_error)
+    state.token_login(ip, token).await.map(|login| login.user).map_err(http_error)
 }
 
 /// Closes every live socket of the account with 4004 (PROTOCOL §8.5).

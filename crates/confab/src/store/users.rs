@@ -404,30 +404,50 @@ impl Store {
     }
 }
 
-/// An account with the liveness of one of its session families, read together.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An account with the liveness of one of its session families and its roles, read together.
+#[derive(Debug, Clone)]
 pub struct UserSession {
-    #[sqlx(flatten)]
     pub user: User,
     /// Whether the family exists, belongs to this account, and is neither revoked nor expired.
     pub session_live: bool,
+    /// The ids of the account's roles.
+    pub role_ids: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserSessionRow {
+    #[sqlx(flatten)]
+    user: User,
+    session_live: bool,
+    /// Comma-joined: role ids are UUIDs (`roles.id` is only ever set from `Uuid::now_v7`).
+    role_ids: Option<String>,
 }
 
 impl Store {
-    /// The account and whether session family `session_id` is live for it, in one query: the
-    /// token-login path reads both twice (before and after joining the hub).
+    /// The account, whether session family `session_id` is live for it, and its roles, in one
+    /// query: a token login reads all three before the connection joins the hub, and the account
+    /// and session again after. Each query is a round trip to a SQLite connection's thread, and
+    /// those hops were most of a token connect's cost (BENCHMARKS.md item 16).
     pub async fn user_with_session(&self, user_id: &str, session_id: &str) -> Result<Option<UserSession>> {
+        // `string_agg` is PostgreSQL's and, since 3.44, SQLite's.
         let sql = format!(
             "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM sessions s WHERE s.id = $2 AND s.user_id = users.id \
-             AND s.revoked = FALSE AND s.expires_at > $3) AS session_live FROM users WHERE id = $1"
+             AND s.revoked = FALSE AND s.expires_at > $3) AS session_live, \
+             (SELECT string_agg(r.role_id, ',') FROM user_roles r WHERE r.user_id = users.id) AS role_ids \
+             FROM users WHERE id = $1"
         );
-        Ok(dispatch!(self, pool => {
+        let row: Option<UserSessionRow> = dispatch!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(user_id)
                 .bind(session_id)
                 .bind(super::now())
                 .fetch_optional(pool)
                 .await?
+        });
+        Ok(row.map(|r| UserSession {
+            user: r.user,
+            session_live: r.session_live,
+            role_ids: r.role_ids.map(|ids| ids.split(',').map(str::to_owned).collect()).unwrap_or_default(),
         }))
     }
 }

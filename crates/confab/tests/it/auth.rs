@@ -615,6 +615,38 @@ async fn ws_auth_refuses_bad_tokens_and_stays_open() {
     expect_success(&mut c2, auth(access)).await;
 }
 
+/// A token login reads the account's roles in the same query as the account and its session
+/// family: several roles, and none, come out right on both backends, by `auth` and by `?token=`,
+/// and they are what the connection is judged by.
+async fn token_logins_carry_the_accounts_roles(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |cfg| {
+        cfg.auth.jwt_secret = SECRET.to_owned();
+        cfg.rate_limits.enabled = false;
+    })
+    .await;
+    let set = server.http_register("Alice").await;
+    let access = set["access_token"].as_str().unwrap().to_owned();
+    let roles = |ready: &Value| {
+        let mut names: Vec<String> =
+            ready["user"]["roles"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+        names.sort();
+        names
+    };
+    for (held, may_list_audit) in [(vec!["admin", "moderator"], true), (vec![], false)] {
+        server.set_roles("Alice", &held).await;
+        let mut by_frame = server.connect().await;
+        let ready = expect_success(&mut by_frame, json!({"cmd": "auth", "token": access})).await;
+        let (mut by_query, ready_upgraded) = expect_token_upgrade(&server, &format!("/ws?token={access}")).await;
+        for (c, ready) in [(&mut by_frame, ready), (&mut by_query, ready_upgraded)] {
+            assert_eq!(roles(&ready), held, "{ready}");
+            let audit = c.request(json!({"cmd": "modlog_get"})).await;
+            assert_eq!(audit["cmd"] == "modlog_get", may_list_audit, "{held:?}: {audit}");
+        }
+    }
+}
+
+on_both! { token_logins_carry_the_accounts_roles => token_logins_carry_the_accounts_roles_sqlite, token_logins_carry_the_accounts_roles_postgres; }
+
 #[tokio::test]
 async fn upgrade_with_token_query() {
     let server = spawn_jwt_server().await;
