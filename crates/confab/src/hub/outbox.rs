@@ -123,6 +123,16 @@ struct ChannelState {
     first_live: HashMap<String, i64>,
 }
 
+impl ChannelState {
+    /// Records that `seq` of `channel` was queued live, unless an earlier one was. Looked up
+    /// before inserting, so the usual case (already recorded) allocates no key.
+    fn mark_live(&mut self, channel: &str, seq: i64) {
+        if !self.first_live.contains_key(channel) {
+            self.first_live.insert(channel.to_owned(), seq);
+        }
+    }
+}
+
 /// Live channel events set aside while a `resume` replays the log (PROTOCOL §7.2).
 struct Held {
     channels: HashSet<String>,
@@ -244,8 +254,8 @@ impl Outbox {
             return Pushed::Queued;
         }
         let pushed = self.push_locked(&mut inner, packet, false, Some(wakes));
-        if pushed == Pushed::Queued && !inner.channels.first_live.contains_key(channel_id) {
-            inner.channels.first_live.insert(channel_id.to_owned(), seq);
+        if pushed == Pushed::Queued {
+            inner.channels.mark_live(channel_id, seq);
         }
         pushed
     }
@@ -278,9 +288,7 @@ impl Outbox {
                 if seq > covered.get(&channel).copied().unwrap_or(-1) {
                     match self.push_locked(&mut inner, &packet, false, None) {
                         Pushed::Overflow => outcome = Pushed::Overflow,
-                        Pushed::Queued if !inner.channels.first_live.contains_key(&channel) => {
-                            inner.channels.first_live.insert(channel, seq);
-                        }
+                        Pushed::Queued => inner.channels.mark_live(&channel, seq),
                         _ => {}
                     }
                 }
