@@ -427,7 +427,7 @@ struct Committed {
 /// task wakes them as it resumes: woken from a runtime worker, the readers are queued on that
 /// worker and run there or are stolen by the other, where woken from this thread each went
 /// through the runtime's shared queue, and this thread is free for the next commit sooner
-/// (fan-out +5 %, BENCHMARKS.md item 15). A caller that is gone drops them, which wakes them.
+/// (fan-out +7 %, BENCHMARKS.md item 15). A caller that is gone drops them, which wakes them.
 fn publish(committed: Option<Committed>) {
     let Some(Committed { ops, outcomes }) = committed else { return };
     let mut wakes = Wakes::default();
