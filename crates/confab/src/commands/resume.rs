@@ -1,10 +1,11 @@
 //! `resume` (PROTOCOL §7.2): replay what a reconnecting client missed, per channel, from the log.
 //!
-//! Live events of the resumed channels are set aside in the connection's queue before the log is
-//! read, the log is replayed, `resumed` is sent, and only then are the set-aside events released —
-//! those the replay already covered are dropped. Events this connection already received live
-//! (between `ready` and `resume`) are not replayed again. Nothing is lost and nothing is sent twice;
-//! a client that resumes as its first command after `ready` also gets every channel in seq order.
+//! Each resumed channel gets one cut-over point on the connection: live events of the channel are
+//! set aside before the log is read, the log is replayed from the client's seq to its end (the cut),
+//! `resumed` is sent, and then only live events above the cut are delivered — set-aside ones and
+//! ones still on their way alike. Everything at or below the cut comes from the log, everything above
+//! it live, each exactly once, so "replay, `resumed`, what follows" is complete and in seq order.
+//! Live events that reached the connection before the `resume` are replayed again (§7.2).
 
 use std::collections::{HashMap, HashSet};
 
@@ -49,45 +50,69 @@ pub async fn resume(s: &mut Session, frame: &Frame) -> Result<()> {
         }
     }
 
-    let live_from = s.outbox.hold(targets.iter().map(|t| t.1.clone()).collect::<HashSet<_>>());
-    let mut covered_by_id = HashMap::new();
+    s.outbox.hold(targets.iter().map(|t| t.1.clone()).collect::<HashSet<_>>());
+    let mut cuts = HashMap::new();
     let mut covered = Map::new();
     let mut stale = Vec::new();
     let outcome: Result<()> = async {
         for (name, channel_id, after) in &targets {
-            let current = state.store.channel_seq(channel_id).await?;
-            let pruned = state.store.events_min_seq(channel_id).await?.map_or(current > *after, |min| min > after + 1);
-            let pending = state.store.events_count_after(channel_id, *after).await?;
-            if *after > current || pruned || pending > MAX_EVENTS {
-                stale.push(name.clone());
-                covered.insert(name.clone(), json!(current));
-                covered_by_id.insert(channel_id.clone(), current);
-                continue;
-            }
-            // Events from the first one this connection received live on were delivered already.
-            let live_from = live_from.get(channel_id).copied().unwrap_or(i64::MAX);
-            for (seq, payload) in state.store.events_after(channel_id, *after, MAX_EVENTS).await? {
-                // Only up to `current`: what committed after it is in the set-aside buffer.
-                if seq < live_from && seq <= current {
-                    s.send(wire::with_fields(&payload, &[("replay", json!(true))]));
+            let cut = match replay(s, channel_id, *after).await? {
+                Replay::Done { cut } => cut,
+                Replay::Stale { current } => {
+                    stale.push(name.clone());
+                    current
                 }
-            }
-            // Everything up to `current` is covered: later events are in the set-aside buffer.
-            covered.insert(name.clone(), json!(current));
-            covered_by_id.insert(channel_id.clone(), current);
+            };
+            covered.insert(name.clone(), json!(cut));
+            cuts.insert(channel_id.clone(), cut);
         }
         Ok(())
     }
     .await;
     if let Err(e) = outcome {
         // Hand back whatever was set aside so the connection misses nothing, then report.
-        let all: HashMap<String, i64> = HashMap::new();
-        s.outbox.release(&all);
+        s.outbox.release(&HashMap::new());
         return Err(e);
     }
     s.reply(frame, "resumed", json!({"channels": covered, "stale": stale, "unknown": unknown}));
-    if s.outbox.release(&covered_by_id) == Pushed::Overflow {
+    if s.outbox.release(&cuts) == Pushed::Overflow {
         state.hub.account(&s.outbox, Pushed::Overflow);
     }
     Ok(())
+}
+
+/// What [`replay`] did for one channel.
+enum Replay {
+    /// Replayed the log up to `cut`, the last seq read.
+    Done { cut: i64 },
+    /// Nothing replayed: the log no longer reaches back to the client's seq, the client is ahead of
+    /// the channel, or more than [`MAX_EVENTS`] events would be replayed. The client refetches with
+    /// `messages_get`, which sees at least what was committed at `current`, so `current` is the cut.
+    Stale { current: i64 },
+}
+
+/// Replays the log of one channel after `after`.
+///
+/// The log is read in one statement, so it is a prefix of the channel's events: a channel's commits
+/// happen in seq order (its row is locked to take a seq), and the read sees all of them up to some
+/// point. Everything after that point commits after the read began, so after the hold: it is set
+/// aside or arrives later, and is delivered live.
+async fn replay(s: &Session, channel_id: &str, after: i64) -> Result<Replay> {
+    let store = &s.state.store;
+    let current = store.channel_seq(channel_id).await?;
+    let pruned = store.events_min_seq(channel_id).await?.map_or(current > after, |min| min > after + 1);
+    if after > current || pruned {
+        return Ok(Replay::Stale { current });
+    }
+    let log = store.events_after(channel_id, after, MAX_EVENTS + 1).await?;
+    if log.len() > MAX_EVENTS as usize {
+        return Ok(Replay::Stale { current });
+    }
+    for (_, payload) in &log {
+        // Events about messages deleted since are read (they move the cut) but not sent.
+        if let Some(payload) = payload {
+            s.send(wire::with_fields(payload, &[("replay", json!(true))]));
+        }
+    }
+    Ok(Replay::Done { cut: log.last().map_or(after, |(seq, _)| *seq) })
 }

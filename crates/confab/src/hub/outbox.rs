@@ -113,22 +113,35 @@ struct Inner {
     channels: ChannelState,
 }
 
-/// Channel-event bookkeeping for `resume`.
+/// Channel-event bookkeeping for `resume` (PROTOCOL §7.2): one cut-over point per resumed channel.
+/// Everything at or below it reaches the client from the log (the replay), everything above it
+/// from the live queue, each exactly once.
 #[derive(Default)]
 struct ChannelState {
     /// Set while a `resume` replays the log.
     held: Option<Held>,
-    /// The first live seq queued per channel: everything from it on reached this connection live,
-    /// so a later `resume` must not replay it again.
-    first_live: HashMap<String, i64>,
+    /// Per channel, the last seq a finished resume covered from the log. A live event at or below
+    /// it was replayed, so it is dropped: it was committed before the log was read but published
+    /// after the hold ended. Events of one channel are published in seq order, so the first live
+    /// event above the cut removes it; nothing older can follow.
+    cut: HashMap<String, i64>,
 }
 
 impl ChannelState {
-    /// Records that `seq` of `channel` was queued live, unless an earlier one was. Looked up
-    /// before inserting, so the usual case (already recorded) allocates no key.
-    fn mark_live(&mut self, channel: &str, seq: i64) {
-        if !self.first_live.contains_key(channel) {
-            self.first_live.insert(channel.to_owned(), seq);
+    /// Whether live event `seq` of `channel` is past the channel's cut-over (and so must be
+    /// delivered), forgetting the cut once an event passes it.
+    fn past_cut(&mut self, channel: &str, seq: i64) -> bool {
+        // The usual case, no resume ever, costs one length check.
+        if self.cut.is_empty() {
+            return true;
+        }
+        match self.cut.get(channel) {
+            Some(&cut) if seq <= cut => false,
+            Some(_) => {
+                self.cut.remove(channel);
+                true
+            }
+            None => true,
         }
     }
 }
@@ -241,7 +254,8 @@ impl Drop for Wakes {
 }
 
 impl Outbox {
-    /// Queues an event of `channel_id` with `seq`, or sets it aside while that channel is held.
+    /// Queues an event of `channel_id` with `seq`, sets it aside while that channel is held, or
+    /// drops it if a resume already replayed it (`Dropped`).
     pub fn push_channel(&self, channel_id: &str, seq: i64, packet: &Packet, wakes: &mut Wakes) -> Pushed {
         let Ok(mut inner) = self.shared.inner.lock() else { return Pushed::Closed };
         if let Some(h) = inner.channels.held.as_mut()
@@ -253,45 +267,42 @@ impl Outbox {
             h.events.push((channel_id.to_owned(), seq, packet.clone()));
             return Pushed::Queued;
         }
-        let pushed = self.push_locked(&mut inner, packet, false, Some(wakes));
-        if pushed == Pushed::Queued {
-            inner.channels.mark_live(channel_id, seq);
+        if !inner.channels.past_cut(channel_id, seq) {
+            return Pushed::Dropped;
         }
-        pushed
+        self.push_locked(&mut inner, packet, false, Some(wakes))
     }
 
-    /// Starts setting aside live events of `channels` (before the log is read). Returns, per
-    /// channel, the first seq this connection already received live: the replay stops before it.
-    pub fn hold(&self, channels: HashSet<String>) -> HashMap<String, i64> {
-        let Ok(mut inner) = self.shared.inner.lock() else { return HashMap::new() };
-        let state = &mut inner.channels;
-        let first = channels.iter().filter_map(|c| state.first_live.get(c).map(|s| (c.clone(), *s))).collect();
-        state.held = Some(Held { channels, events: Vec::new() });
-        first
+    /// Starts setting aside live events of `channels`. Called before the log is read, so every
+    /// event committed after the read is either set aside or arrives after the release.
+    pub fn hold(&self, channels: HashSet<String>) {
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            inner.channels.held = Some(Held { channels, events: Vec::new() });
+        }
     }
 
-    /// Forgets what was received live in `channel_id` (the connection stopped viewing it, so later
-    /// events of that channel did not reach it and a resume must replay them).
+    /// Forgets the cut-over of `channel_id` (the connection stopped viewing it).
     pub fn forget_channel(&self, channel_id: &str) {
         if let Ok(mut inner) = self.shared.inner.lock() {
-            inner.channels.first_live.remove(channel_id);
+            inner.channels.cut.remove(channel_id);
         }
     }
 
-    /// Ends a hold: queues the set-aside events whose seq is past what the replay `covered`, in
-    /// arrival order, and drops the rest (they were replayed). `Overflow` if the queue filled.
+    /// Ends a hold at the cut-over points `covered` (per channel, the last seq the replay took from
+    /// the log): queues the set-aside events above their channel's cut, in arrival order, drops the
+    /// rest (they were replayed), and keeps each cut for events still on their way. A channel
+    /// missing from `covered` has no cut: all its set-aside events are queued. `Overflow` if the
+    /// queue filled.
     pub fn release(&self, covered: &HashMap<String, i64>) -> Pushed {
         let Ok(mut inner) = self.shared.inner.lock() else { return Pushed::Closed };
+        let Some(held) = inner.channels.held.take() else { return Pushed::Queued };
+        inner.channels.cut.extend(covered.iter().map(|(c, s)| (c.clone(), *s)));
         let mut outcome = Pushed::Queued;
-        if let Some(h) = inner.channels.held.take() {
-            for (channel, seq, packet) in h.events {
-                if seq > covered.get(&channel).copied().unwrap_or(-1) {
-                    match self.push_locked(&mut inner, &packet, false, None) {
-                        Pushed::Overflow => outcome = Pushed::Overflow,
-                        Pushed::Queued => inner.channels.mark_live(&channel, seq),
-                        _ => {}
-                    }
-                }
+        for (channel, seq, packet) in held.events {
+            if inner.channels.past_cut(&channel, seq)
+                && self.push_locked(&mut inner, &packet, false, None) == Pushed::Overflow
+            {
+                outcome = Pushed::Overflow;
             }
         }
         outcome
@@ -355,21 +366,98 @@ mod tests {
         assert_eq!(out.push(&p, true), Pushed::Queued);
     }
 
+    /// A live event of channel `c` as the publishing thread gives it to the connection.
+    fn live(out: &Outbox, seq: i64) -> Pushed {
+        out.push_channel("c", seq, &Packet::from(seq.to_string()), &mut Wakes::default())
+    }
+
+    /// What `resume` does once it holds `c`: the log read saw the events after `after` up to
+    /// `log_end`; they are replayed (as the connection's own packets), `resumed` follows, and the
+    /// hold ends at that cut.
+    fn replay_and_release(out: &Outbox, after: i64, log_end: i64) {
+        for seq in after + 1..=log_end {
+            assert_eq!(out.push(&Packet::from(format!("r{seq}")), false), Pushed::Queued);
+        }
+        assert_eq!(out.push(&Packet::from("resumed"), false), Pushed::Queued);
+        assert_eq!(out.release(&[("c".to_owned(), log_end)].into_iter().collect()), Pushed::Queued);
+    }
+
+    /// The client's view from its first replayed packet on, ignoring live events before it as
+    /// PROTOCOL §7.2 allows: must be every seq after `after` up to `last` exactly once, in order,
+    /// with `resumed` right after the replayed ones.
+    fn assert_complete(inbox: &mut Inbox, after: i64, last: i64) {
+        let mut got = Vec::new();
+        while let Some(p) = inbox.try_recv() {
+            got.push(p.as_str().to_owned());
+        }
+        let from = got.iter().position(|p| p.starts_with('r')).unwrap_or(got.len());
+        let stream = &got[from..];
+        let resumed = stream.iter().position(|p| p == "resumed").expect("resumed was sent");
+        assert!(stream[..resumed].iter().all(|p| p.starts_with('r')), "only replayed events before resumed: {got:?}");
+        let seqs: Vec<i64> = stream
+            .iter()
+            .filter(|p| *p != "resumed")
+            .map(|p| p.trim_start_matches('r').parse().expect("a seq"))
+            .collect();
+        assert_eq!(seqs, (after + 1..=last).collect::<Vec<_>>(), "stream {got:?}");
+    }
+
+    /// Race 1 of issue 17: a live event that reached the connection between `ready` and `resume`
+    /// is replayed again, so the stream after it stands alone.
     #[test]
-    fn held_events_are_released_past_the_replay() {
+    fn live_events_before_the_resume_are_replayed_again() {
+        let (out, mut inbox) = Outbox::new(64, 1 << 20);
+        assert_eq!(live(&out, 34), Pushed::Queued);
+        out.hold(["c".to_owned()].into_iter().collect());
+        replay_and_release(&out, 5, 34);
+        assert_eq!(live(&out, 35), Pushed::Queued);
+        assert_complete(&mut inbox, 5, 35);
+    }
+
+    /// Race 2: events set aside during the hold that the log read also saw are not lost when the
+    /// connection had received an earlier one live.
+    #[test]
+    fn events_set_aside_and_read_from_the_log_arrive_once() {
+        let (out, mut inbox) = Outbox::new(64, 1 << 20);
+        assert_eq!(live(&out, 7868), Pushed::Queued);
+        out.hold(["c".to_owned()].into_iter().collect());
+        assert_eq!(live(&out, 7869), Pushed::Queued);
+        assert_eq!(live(&out, 7870), Pushed::Queued);
+        // 7871 committed after the log read: set aside, delivered after `resumed`.
+        assert_eq!(live(&out, 7871), Pushed::Queued);
+        replay_and_release(&out, 7860, 7870);
+        assert_eq!(live(&out, 7872), Pushed::Queued);
+        assert_complete(&mut inbox, 7860, 7872);
+    }
+
+    /// Race 3: an event committed before the log read but published after the hold ended is not
+    /// delivered a second time; the first event past the cut removes it.
+    #[test]
+    fn events_published_after_the_release_but_replayed_are_dropped() {
+        let (out, mut inbox) = Outbox::new(64, 1 << 20);
+        out.hold(["c".to_owned()].into_iter().collect());
+        replay_and_release(&out, 5, 12);
+        assert_eq!(live(&out, 11), Pushed::Dropped);
+        assert_eq!(live(&out, 12), Pushed::Dropped);
+        assert_eq!(live(&out, 13), Pushed::Queued);
+        assert_complete(&mut inbox, 5, 13);
+        assert!(out.shared.inner.lock().unwrap().channels.cut.is_empty(), "the cut is forgotten once passed");
+    }
+
+    /// Other channels flow while one is held; a failed resume (no cut) hands everything back.
+    #[test]
+    fn a_hold_sets_aside_only_its_channels() {
         let (out, mut inbox) = Outbox::new(16, 1 << 20);
         let wakes = &mut Wakes::default();
         out.hold(["c".to_owned()].into_iter().collect());
         assert_eq!(out.push_channel("c", 5, &Packet::from("five"), wakes), Pushed::Queued);
         assert_eq!(out.push_channel("d", 9, &Packet::from("other"), wakes), Pushed::Queued);
-        assert_eq!(out.push_channel("c", 6, &Packet::from("six"), wakes), Pushed::Queued);
         assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("other"));
         assert!(inbox.try_recv().is_none());
-        out.release(&[("c".to_owned(), 5)].into_iter().collect());
+        out.release(&HashMap::new());
+        assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("five"));
+        assert_eq!(out.push_channel("c", 6, &Packet::from("six"), wakes), Pushed::Queued);
         assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("six"));
-        assert!(inbox.try_recv().is_none());
-        assert_eq!(out.push_channel("c", 7, &Packet::from("seven"), wakes), Pushed::Queued);
-        assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("seven"));
     }
 
     /// A held-back wake-up reaches a connection waiting for its queue only through `wake`, once

@@ -5,15 +5,15 @@ use super::{Store, dispatch};
 use crate::error::Result;
 
 impl Store {
-    /// Up to `limit` logged events of a channel with seq > `after`, in seq order, leaving out events
-    /// about messages deleted since (but keeping the deletions themselves).
-    pub async fn events_after(&self, channel_id: &str, after: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+    /// Up to `limit` logged events of a channel with seq > `after`, in seq order, read in one
+    /// statement. Events about messages deleted since come without their payload (`None`): they are
+    /// not replayed, but they are part of the log a resume covers. Deletions keep theirs.
+    pub async fn events_after(&self, channel_id: &str, after: i64, limit: i64) -> Result<Vec<(i64, Option<String>)>> {
         Ok(dispatch!(self, pool => {
             sqlx::query_as(
-                "SELECT e.seq, e.payload FROM events e WHERE e.channel_id = $1 AND e.seq > $2 \
-                 AND (e.message_id IS NULL OR e.kind = 'message_delete' \
-                      OR EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id)) \
-                 ORDER BY e.seq LIMIT $3",
+                "SELECT e.seq, CASE WHEN e.message_id IS NULL OR e.kind = 'message_delete' \
+                      OR EXISTS (SELECT 1 FROM messages m WHERE m.id = e.message_id) THEN e.payload END \
+                 FROM events e WHERE e.channel_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3",
             )
             .bind(channel_id)
             .bind(after)
@@ -21,18 +21,6 @@ impl Store {
             .fetch_all(pool)
             .await?
         }))
-    }
-
-    /// How many events with seq > `after` are still in the log (deleted-message events included).
-    pub async fn events_count_after(&self, channel_id: &str, after: i64) -> Result<i64> {
-        let row: (i64,) = dispatch!(self, pool => {
-            sqlx::query_as("SELECT COUNT(*) FROM events WHERE channel_id = $1 AND seq > $2")
-                .bind(channel_id)
-                .bind(after)
-                .fetch_one(pool)
-                .await?
-        });
-        Ok(row.0)
     }
 
     /// The oldest seq still in a channel's log.

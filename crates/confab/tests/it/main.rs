@@ -28,6 +28,7 @@ mod message_ops;
 mod moderation;
 mod perf;
 mod reads;
+mod resume_stress;
 mod revocation;
 mod roles;
 mod rotur;
