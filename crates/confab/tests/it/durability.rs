@@ -2,7 +2,7 @@
 //! restart, and the crash test that kills the real binary with SIGKILL (PROTOCOL §7, DESIGN §4).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -203,11 +203,14 @@ impl Drop for Child9 {
     }
 }
 
-fn spawn_binary(dir: &std::path::Path, port: u16) -> Child9 {
-    let child = Command::new(env!("CARGO_BIN_EXE_confab"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir)
+/// The real binary on `port`, keeping its data in `dir` and in `database` when given.
+fn spawn_binary(dir: &std::path::Path, port: u16, database: Option<&str>) -> Child9 {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_confab"));
+    command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--data-dir").arg(dir);
+    if let Some(url) = database {
+        command.args(["--database", url]);
+    }
+    let child = command
         .env("CONFAB_RATE_LIMITS__ENABLED", "false")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -277,20 +280,76 @@ async fn writer_round(
     }
 }
 
-#[tokio::test]
-async fn sigkill_never_loses_an_acknowledged_message() {
+/// One resuming reader's round: resumes #general from `last`, then reads until the connection dies,
+/// ignoring live events until `resumed` as PROTOCOL §7.2 allows. Every event it keeps must be the
+/// one right after the last it holds. `Some(resumed)` once `resumed` arrived.
+async fn resumer_round(mut c: Client, last: &mut i64, held: &mut BTreeMap<i64, String>) -> Option<Value> {
+    let frame = json!({"cmd": "resume", "channels": {"general": *last}});
+    if futures_util::SinkExt::send(&mut c.ws, tokio_tungstenite::tungstenite::Message::text(frame.to_string()))
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    let mut resumed = None;
+    loop {
+        let msg = match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c.ws)).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => t,
+            Ok(Some(Ok(_))) => continue,
+            _ => return resumed,
+        };
+        let p: Value = serde_json::from_str(msg.as_str()).unwrap();
+        match p["cmd"].as_str() {
+            Some("resumed") => {
+                assert_eq!(p["stale"], json!([]), "{p}");
+                assert_eq!(p["channels"]["general"], json!(*last), "resumed covers what was replayed");
+                resumed = Some(p);
+            }
+            Some("message_new") if resumed.is_some() || p["replay"] == true => {
+                let seq = p["seq"].as_i64().unwrap();
+                assert_eq!(seq, *last + 1, "the resuming reader's stream has a hole or a repeat: {p}");
+                *last = seq;
+                held.insert(seq, p["message"]["id"].as_str().unwrap().to_owned());
+            }
+            _ => {}
+        }
+    }
+}
+
+on_both! {
+    sigkill_never_loses_an_acknowledged_message => sigkill_sqlite, sigkill_postgres;
+}
+
+async fn sigkill_never_loses_an_acknowledged_message(backend: Backend) {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("crash test seed: {seed}");
+    eprintln!("crash test ({backend:?}) seed: {seed}");
     let mut rng = XorShift(seed);
     let dir = tempfile::tempdir().unwrap();
+    // PostgreSQL: a fresh schema of the test server, named in the URL the binary is given.
+    let database = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(format!(
+            "{}?options[search_path]={}",
+            crate::support::postgres_url(),
+            crate::support::pg_schema().await
+        )),
+    };
     const WRITERS: usize = 3;
     const ROUNDS: usize = 4;
     let mut acked: Vec<Vec<(String, String)>> = vec![Vec::new(); WRITERS];
     let mut pending: Vec<Option<(String, String)>> = vec![None; WRITERS];
+    // A reader that reconnects and resumes after every restart, from the last seq it holds.
+    let mut reader_last = 0;
+    let mut held = BTreeMap::new();
     for round in 0..ROUNDS {
         let port = crate::support::free_port();
-        let mut child = spawn_binary(dir.path(), port);
+        let mut child = spawn_binary(dir.path(), port, database.as_deref());
         wait_listening(port).await;
+        let reader = connect_auth(port, "reader", round == 0).await;
+        let resumer = tokio::spawn(async move {
+            resumer_round(reader, &mut reader_last, &mut held).await;
+            (reader_last, held)
+        });
         let mut tasks = Vec::new();
         for (who, (mut mine, mut pend)) in acked.drain(..).zip(pending.drain(..)).enumerate() {
             let c = connect_auth(port, &format!("writer{who}"), round == 0).await;
@@ -308,11 +367,28 @@ async fn sigkill_never_loses_an_acknowledged_message() {
             acked.push(mine);
             pending.push(pend);
         }
+        (reader_last, held) = resumer.await.unwrap();
     }
 
     let port = crate::support::free_port();
-    let _child = spawn_binary(dir.path(), port);
+    let _child = spawn_binary(dir.path(), port, database.as_deref());
     wait_listening(port).await;
+    // The reader catches up once more: then it must hold every stored message, each once.
+    let mut reader = connect_auth(port, "reader", false).await;
+    reader.send(json!({"cmd": "resume", "channels": {"general": reader_last}})).await;
+    loop {
+        let p = reader.recv().await;
+        match p["cmd"].as_str() {
+            Some("message_new") => {
+                let seq = p["seq"].as_i64().unwrap();
+                assert_eq!(seq, reader_last + 1, "hole or repeat in the final replay: {p}");
+                reader_last = seq;
+                held.insert(seq, p["message"]["id"].as_str().unwrap().to_owned());
+            }
+            Some("resumed") => break,
+            _ => {}
+        }
+    }
     let mut reader = connect_auth(port, "writer0", false).await;
     let mut stored: HashMap<String, usize> = HashMap::new();
     let mut contents: HashMap<String, usize> = HashMap::new();
@@ -341,5 +417,13 @@ async fn sigkill_never_loses_an_acknowledged_message() {
     for (content, n) in &contents {
         assert_eq!(*n, 1, "content {content} stored {n} times (nonce retries must not duplicate)");
     }
-    eprintln!("crash test: {total_acked} acknowledged messages over {ROUNDS} SIGKILLs, all present once");
+    let held_ids: std::collections::HashSet<&String> = held.values().collect();
+    let stored_ids: std::collections::HashSet<&String> = stored.keys().collect();
+    assert_eq!(held.len(), held_ids.len(), "the resuming reader holds a message twice");
+    assert_eq!(held_ids, stored_ids, "the resuming reader's copy differs from what is stored");
+    eprintln!(
+        "crash test: {total_acked} acknowledged messages over {ROUNDS} SIGKILLs, all present once; \
+         the resuming reader holds all {} events",
+        held.len()
+    );
 }
