@@ -1,7 +1,7 @@
 //! confab-bench: the command line. Measures Confab against a floor server over real sockets, in the
 //! same run, and reports Confab ÷ floor ratios (DESIGN §3: on a shared machine only ratios mean much).
 //!
-//! `fanout`, `idle`, `auth` and `history` each start the floor server (this binary re-executed with
+//! `fanout`, `idle`, `auth`, `history` and `storm` each start the floor server (this binary re-executed with
 //! the hidden `floor` subcommand) and then Confab as child processes, run the same workload against
 //! both, print a summary and write JSON. `chart` draws the ratios from those JSON files as SVG.
 
@@ -18,6 +18,7 @@ mod progress;
 mod report;
 mod scrape;
 mod stats;
+mod storm;
 mod target;
 mod users;
 
@@ -52,6 +53,8 @@ enum Command {
     Auth(auth::AuthArgs),
     /// `messages_get` latency on a channel holding M messages, for several M.
     History(history::HistoryArgs),
+    /// A reconnect storm: N clients at once, auth only and then the official client's start-up.
+    Storm(storm::StormArgs),
     /// Draw the Confab ÷ floor ratios from the JSON results as an SVG bar chart.
     Chart(chart::ChartArgs),
     /// Run the floor server (started by the other modes as a child process).
@@ -86,6 +89,7 @@ fn main() -> Result<()> {
             Command::Idle(args) => idle::run(args).await,
             Command::Auth(args) => auth::run(args).await,
             Command::History(args) => history::run(args).await,
+            Command::Storm(args) => storm::run(args).await,
             Command::Chart(args) => chart::run(&args),
             Command::Floor { listen } => floor::serve(listen).await,
         }

@@ -12,13 +12,27 @@ const USER_HZ: f64 = 100.0;
 
 /// `VmRSS` of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    parse_vm_rss(&status).with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+    status_kib(pid, "VmRSS:")
 }
 
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// `VmHWM` of `pid` in KiB: the peak resident memory since start or since [`reset_peak_rss`].
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Starts a new peak-RSS window for `pid` (writing 5 to `clear_refs` resets `VmHWM`).
+pub fn reset_peak_rss(pid: u32) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").with_context(|| format!("resetting /proc/{pid} VmHWM"))
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    parse_kib(&status, field).with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+fn parse_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -84,8 +98,9 @@ mod tests {
 
     #[test]
     fn parses_status_and_stat() {
-        let status = "Name:\tconfab\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
-        assert_eq!(parse_vm_rss(status), Some(12345));
+        let status = "Name:\tconfab\nVmPeak:\t  9000 kB\nVmHWM:\t   20000 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(parse_kib(status, "VmRSS:"), Some(12345));
+        assert_eq!(parse_kib(status, "VmHWM:"), Some(20000));
         let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1 2 3";
         assert_eq!(parse_cpu_ticks(stat), Some(300));
     }
@@ -93,6 +108,7 @@ mod tests {
     #[test]
     fn reads_own_process() {
         assert!(rss_kib(std::process::id()).unwrap() > 0);
+        assert!(peak_rss_kib(std::process::id()).unwrap() >= rss_kib(std::process::id()).unwrap() / 2);
         assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
     }
 }
