@@ -532,6 +532,30 @@ async fn unauthenticated_connections_close_at_the_auth_deadline() {
     server.stop().await;
 }
 
+/// A client's Close frame is answered with one (RFC 6455 §5.5.1), echoing its code, before or
+/// after auth: the client sees a clean close, not an abrupt end (1006).
+#[tokio::test]
+async fn a_clients_close_frame_is_answered_with_a_close_frame() {
+    let server = TestServer::spawn().await;
+    let unauthenticated = server.connect().await;
+    let authenticated = server.register("Alice").await;
+    for (mut c, code) in [(unauthenticated, 1000), (authenticated, 4321)] {
+        let frame = CloseFrame { code: code.into(), reason: "bye".into() };
+        c.ws.send(Message::Close(Some(frame))).await.expect("send close");
+        let answer = loop {
+            match next_ws(&mut c).await {
+                Some(Ok(Message::Close(answer))) => break answer,
+                Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected the server's close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(answer.map(|f| u16::from(f.code)), Some(code));
+        // After the close handshake the stream ends cleanly.
+        assert!(next_ws(&mut c).await.is_none());
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn heartbeat_pings_live_clients() {
     let server = TestServer::spawn_with(Backend::Sqlite, |c| {
