@@ -905,7 +905,14 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
             "Missing fields: channel or thread_id, content or attachments",
             "bad_request",
         ),
-        (json!({"channel": "general", "content": ""}), "Message content or attachments cannot be empty", "bad_request"),
+        // Empty content counts as missing, as in originChats; whitespace-only content is "empty".
+        (json!({"channel": "general", "content": ""}), "Missing fields: content or attachments", "bad_request"),
+        (json!({"content": ""}), "Missing fields: channel or thread_id, content or attachments", "bad_request"),
+        (
+            json!({"channel": "general", "content": "", "attachments": []}),
+            "Missing fields: content or attachments",
+            "bad_request",
+        ),
         (
             json!({"channel": "general", "content": " \n\t "}),
             "Message content or attachments cannot be empty",
