@@ -45,7 +45,7 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "message_edit" => commands::edits::message_edit(s, &frame).await,
             "message_get" => commands::history::message_get(s, &frame).await,
             "message_new" => commands::messages::new(s, &frame).await,
-            "message_pin" => commands::pins::pin(s, &frame, true).await,
+            "message_pin" => commands::pins::message_pin(s, &frame).await,
             "message_react_add" => commands::reactions::react(s, &frame, true).await,
             "message_react_remove" => commands::reactions::react(s, &frame, false).await,
             "message_replies" => commands::history::message_replies(s, &frame).await,

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Client, TestServer};
+use crate::support::{Backend, Client, TestServer};
 
 async fn send(c: &mut Client, content: &str) -> Value {
     let echo = c.request(json!({"cmd": "message_new", "channel": "general", "content": content})).await;
@@ -148,6 +148,38 @@ async fn pins_need_permission_and_report_real_state() {
     assert_eq!(r["val"], "Channel name not provided");
     server.stop().await;
 }
+
+/// The official client unpins by sending `message_pin` with `pinned: false`: that is an unpin,
+/// answered and broadcast as `message_unpin`, and stored.
+async fn message_pin_with_pinned_false_unpins(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut alice = server.member("alice", &["owner"]).await;
+    let mut bob = server.register("bob").await;
+    let m = send(&mut alice, "pin me").await;
+    let pin = |pinned: Value| json!({"cmd": "message_pin", "id": m["id"], "channel": "general", "pinned": pinned});
+    let pinned_ids = |r: &Value| r["messages"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect::<Vec<_>>();
+
+    let r = alice.request(pin(json!(true))).await;
+    assert_eq!((r["cmd"].as_str(), r["pinned"].as_bool()), (Some("message_pin"), Some(true)), "{r}");
+    let r = alice.request(pin(json!(false))).await;
+    assert_eq!(r["cmd"], "message_unpin", "{r}");
+    assert_eq!(r["pinned"], false);
+    assert_eq!(r["global"], true);
+    assert_eq!(bob.recv_cmd("message_unpin").await["seq"], r["seq"]);
+    let listed = bob.request(json!({"cmd": "messages_pinned", "channel": "general"})).await;
+    assert_eq!(pinned_ids(&listed), Vec::<Value>::new());
+    // Already unpinned: only the requester hears, as for `message_unpin`.
+    let again = alice.request(pin(json!(false))).await;
+    assert_eq!(again["cmd"], "message_unpin", "{again}");
+    assert!(again.get("seq").is_none(), "{again}");
+    // `pinned: null` is absent: a pin.
+    assert_eq!(alice.request(pin(Value::Null)).await["pinned"], true);
+    let listed = bob.request(json!({"cmd": "messages_pinned", "channel": "general"})).await;
+    assert_eq!(pinned_ids(&listed), vec![m["id"].clone()]);
+    server.stop().await;
+}
+
+on_both! { message_pin_with_pinned_false_unpins => message_pin_with_pinned_false_unpins_sqlite, message_pin_with_pinned_false_unpins_postgres; }
 
 #[tokio::test]
 async fn typing_reaches_viewers_without_seq() {
