@@ -24,6 +24,10 @@ pub async fn handle(s: &mut Session, frame: Frame) {
         commands::auth::unauthenticated(s, &frame).await
     } else if AUTH_COMMANDS.contains(&cmd) {
         Err(Error::new(ErrorCode::AlreadyAuthenticated, format!("Unknown command: {cmd}")))
+    } else if COMMANDS.contains(&cmd)
+        && let Err(e) = commands::check_field_types(&frame)
+    {
+        Err(e)
     } else if let Some((class, cost)) = crate::ratelimit::classify(cmd)
         && cmd != "message_new"
         && s.limited(&frame, class, cost)

@@ -1026,6 +1026,49 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
     server.stop().await;
 }
 
+/// A naming field of another JSON type than string is a `bad_request` in every command, never a
+/// `not_found` (the handler would otherwise have read it as no channel, no thread …); `null` is
+/// still absent.
+async fn mistyped_fields_are_bad_requests(backend: Backend) {
+    let server = spawn_unlimited(backend, |_| {}).await;
+    let mut alice = server.member("alice", &["owner"]).await;
+    let id = say(&mut alice, "hello").await["message"]["id"].clone();
+    let cases = [
+        json!({"cmd": "message_new", "channel": ["general"], "content": "x"}),
+        json!({"cmd": "message_new", "channel": "general", "thread_id": 5, "content": "x"}),
+        json!({"cmd": "messages_get", "channel": {"name": "general"}}),
+        json!({"cmd": "messages_search", "channel": "general", "query": ["hello"]}),
+        json!({"cmd": "message_get", "channel": "general", "id": [id]}),
+        json!({"cmd": "message_pin", "channel": "general", "id": 7}),
+        json!({"cmd": "message_react_add", "channel": "general", "id": id, "emoji": 1}),
+        json!({"cmd": "messages_around", "channel": "general", "around": true}),
+        json!({"cmd": "thread_get", "thread_id": 12}),
+        json!({"cmd": "unreads_ack", "channel": "general", "message_id": 3}),
+        json!({"cmd": "status_get", "user": ["alice"]}),
+        json!({"cmd": "user_roles_get", "user": 3}),
+        json!({"cmd": "self_role_add", "role": {"name": "user"}}),
+        json!({"cmd": "channel_update", "current_name": ["general"], "updates": {"description": "d"}}),
+    ];
+    let fields = ["channel", "thread_id", "channel", "query", "id", "id", "emoji", "around", "thread_id", "message_id"];
+    let fields = fields.into_iter().chain(["user", "user", "role", "current_name"]);
+    for (frame, field) in cases.into_iter().zip(fields) {
+        let cmd = frame["cmd"].as_str().expect("cmd").to_owned();
+        let p = alice.request(frame.clone()).await;
+        assert_error(&p, &cmd, &format!("Field '{field}' must be a string"), "bad_request");
+    }
+    // `null` is absent, as before; the frames above changed nothing.
+    let history = alice.request(json!({"cmd": "messages_get", "channel": "general", "thread_id": null})).await;
+    assert_eq!(history["cmd"], "messages_get", "{history}");
+    assert_eq!(history["messages"].as_array().expect("messages").last().expect("one")["id"], id);
+    assert_eq!(history["messages"].as_array().expect("messages").last().expect("one")["pinned"], false);
+    // An unknown command is still unknown, whatever its fields.
+    let p = alice.request(json!({"cmd": "no_such_cmd", "channel": []})).await;
+    assert_error(&p, "no_such_cmd", "Unknown command: no_such_cmd", "unknown_command");
+    server.stop().await;
+}
+
+on_both! { mistyped_fields_are_bad_requests => mistyped_fields_are_bad_requests_sqlite, mistyped_fields_are_bad_requests_postgres; }
+
 async fn nonce_makes_message_new_idempotent(backend: Backend) {
     let server = match backend {
         Backend::Sqlite => TestServer::spawn().await,

@@ -447,7 +447,8 @@ async fn ban_unban_and_banned_list_errors_and_hierarchy() {
     expect_error(&mut moderator, json!({"cmd": "users_banned_list"}), denied, "forbidden").await;
     for cmd in ["user_ban", "user_unban"] {
         expect_error(&mut admin, json!({"cmd": cmd}), "User parameter is required", "bad_request").await;
-        expect_error(&mut admin, json!({"cmd": cmd, "user": 3}), "User parameter is required", "bad_request").await;
+        let mistyped = "Field 'user' must be a string";
+        expect_error(&mut admin, json!({"cmd": cmd, "user": 3}), mistyped, "bad_request").await;
         expect_error(&mut admin, json!({"cmd": cmd, "user": "ghost"}), "User not found", "not_found").await;
     }
     expect_error(&mut admin, ban("admin1"), "You cannot ban yourself", "forbidden").await;
