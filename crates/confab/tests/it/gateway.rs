@@ -31,7 +31,7 @@ use tokio_tungstenite::{
     },
 };
 
-use crate::support::{Backend, Client, Closed, TestServer, WAIT};
+use crate::support::{Backend, Client, Closed, TestServer, WAIT, written};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -150,15 +150,10 @@ fn id_of(p: &Value) -> String {
     p["message"]["id"].as_str().unwrap_or_else(|| panic!("no message id in {p}")).to_owned()
 }
 
-/// Message ids of a `messages_get` reply, in order.
+/// Message ids of a `messages_get` reply, in order, without the first start's welcome.
 fn ids(reply: &Value) -> Vec<String> {
     assert_eq!(reply["cmd"], "messages_get", "{reply}");
-    reply["messages"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no messages in {reply}"))
-        .iter()
-        .map(|m| m["id"].as_str().expect("message id").to_owned())
-        .collect()
+    written(reply).iter().map(|m| m["id"].as_str().expect("message id").to_owned()).collect()
 }
 
 /// Asserts the validator key is `originChats-<public_url>-<32 × [A-Za-z0-9]>`.
@@ -421,7 +416,7 @@ async fn unknown_commands_and_wrong_field_types() {
     assert_eq!(p["code"], "bad_request", "{p}");
     // Nothing was stored by the refused frames.
     let history = c.request(json!({"cmd": "messages_get", "channel": "general"})).await;
-    assert_eq!(history["messages"], json!([]));
+    assert_eq!(written(&history), Vec::<Value>::new(), "{history}");
     server.stop().await;
 }
 
@@ -1011,7 +1006,7 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
     // Nothing refused reached anyone or the store.
     assert!(sync(&mut bob).await.is_empty());
     let history = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
-    assert_eq!(history["messages"], json!([]));
+    assert_eq!(written(&history), Vec::<Value>::new(), "{history}");
 
     // The boundaries themselves are accepted: 2000 characters (not bytes), a 64-character nonce, 10 embeds.
     let p = say(&mut alice, &"é".repeat(2000)).await;
@@ -1124,9 +1119,9 @@ async fn nonce_makes_message_new_idempotent(backend: Backend) {
 
     // History never shows nonces.
     let history = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
-    let messages = history["messages"].as_array().expect("messages");
+    let messages = written(&history);
     assert_eq!(messages.len(), 4, "{history}");
-    for m in messages {
+    for m in &messages {
         assert!(m.get("nonce").is_none(), "nonce in history: {m}");
         assert!(m.get("pings").is_none(), "pings in history: {m}");
     }
@@ -1168,7 +1163,7 @@ async fn messages_get_pages_history(backend: Backend) {
     assert_eq!(all["range"], json!({"start": 0, "end": 100}));
     assert_eq!(all["seq"], last_seq);
     assert!(all.get("thread_id").is_none(), "{all}");
-    assert_eq!(all["messages"][0]["content"], "m0");
+    assert_eq!(written(&all)[0]["content"], "m0");
 
     // Skip the newest two (m4, m3), then two before them.
     let page = alice.request(get(json!({"start": 2, "limit": 2}))).await;
@@ -1213,6 +1208,39 @@ async fn messages_get_pages_history(backend: Backend) {
 }
 
 on_both! { messages_get_pages_history => messages_get_pages_history_sqlite, messages_get_pages_history_postgres; }
+
+/// The first start posts a welcome from the system user into `general` (the official client shows
+/// nothing sent into a channel that was empty when it loaded until a reload): stored like any
+/// message with seq 1, so history and `resume` show it; a restart posts no second one.
+async fn first_start_welcomes_in_general(backend: Backend) {
+    let server = spawn_unlimited(backend, |_| {}).await;
+    let mut alice = server.register("Alice").await;
+    let history = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
+    let messages = history["messages"].as_array().expect("messages").clone();
+    assert_eq!(messages.len(), 1, "{history}");
+    let welcome = &messages[0];
+    assert_eq!(welcome["user"], "originChats", "{welcome}");
+    assert_eq!(welcome["content"], confab::store::bootstrap::WELCOME);
+    assert_eq!(welcome["seq"], 1);
+    assert_eq!(history["seq"], 1);
+    alice.send(json!({"cmd": "resume", "channels": {"general": 0}, "listener": "r"})).await;
+    let replayed = alice.recv_cmd("message_new").await;
+    assert_eq!((replayed["seq"].clone(), replayed["replay"].clone()), (json!(1), json!(true)), "{replayed}");
+    assert_eq!(replayed["message"]["id"], welcome["id"]);
+    assert_eq!(alice.recv_cmd("resumed").await["channels"]["general"], 1);
+    let echo = say(&mut alice, "hi").await;
+    assert_eq!(echo["seq"], 2);
+
+    let server = server.restart().await;
+    let mut alice = server.login("Alice", "correct horse").await;
+    let history = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
+    let contents: Vec<&str> =
+        history["messages"].as_array().expect("messages").iter().filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(contents, [confab::store::bootstrap::WELCOME, "hi"]);
+    server.stop().await;
+}
+
+on_both! { first_start_welcomes_in_general => first_start_welcomes_in_general_sqlite, first_start_welcomes_in_general_postgres; }
 
 /// Sends `frame` and returns (packets that arrived before the reply, the reply).
 async fn request_collect(c: &mut Client, mut frame: Value, listener: &str) -> (Vec<Value>, Value) {
