@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bots;
+pub mod budget;
 pub mod channels;
 pub mod edits;
 pub mod history;

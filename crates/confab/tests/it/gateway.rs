@@ -1350,6 +1350,155 @@ fn seq_id(p: &Value) -> (i64, String) {
     (p["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {p}")), id_of(p))
 }
 
+/// A `message_new` of about 60 KB (ten embeds of 5 950 characters): near the 64 KiB frame limit.
+fn large_message(i: usize) -> Value {
+    let embed =
+        json!({"title": "t".repeat(250), "description": "d".repeat(4000), "footer": {"text": "f".repeat(1700)}});
+    json!({"cmd": "message_new", "channel": "general", "content": format!("big {i} @Bob"), "embeds": vec![embed; 10]})
+}
+
+/// Replies that list messages are paged to an eighth of the outbound byte bound (1 MiB), and a
+/// reply is never an overflow by itself: a fast reader loads a history of large messages — and
+/// searches and pings over them — without being closed as a slow consumer (4009).
+async fn large_histories_reach_a_fast_reader(backend: Backend) {
+    const COUNT: usize = 24;
+    let server = spawn_unlimited(backend, |_| {}).await;
+    server.http_register("Bob").await;
+    let mut alice = server.register("Alice").await;
+    // What is stored is bounded: an embed keeps only the fields PROTOCOL names.
+    let junk = json!({"cmd": "message_new", "channel": "general", "content": "junk",
+                      "embeds": [{"title": "t", "junk": "y".repeat(30_000), "footer": {"text": "f", "more": [1]}}]});
+    let echo = alice.request(junk).await;
+    assert_eq!(echo["message"]["embeds"], json!([{"title": "t", "footer": {"text": "f"}}]));
+    let stored = alice.request(json!({"cmd": "message_get", "channel": "general", "id": echo["message"]["id"]})).await;
+    assert_eq!(stored["message"]["embeds"], echo["message"]["embeds"]);
+    let mut sent = vec![id_of(&echo)];
+    for i in 0..COUNT {
+        let echo = alice.request(large_message(i)).await;
+        assert_eq!(echo["cmd"], "message_new", "{echo}");
+        sent.push(id_of(&echo));
+    }
+    // Bob connects afterwards: he reads what he asks for, and nothing else is queued for him.
+    let mut bob = server.login("Bob", "correct horse").await;
+    let budget = (1 << 20) / 8;
+
+    // The newest page first, then older pages by `start` = messages loaded, as the official client does.
+    let mut loaded: Vec<String> = Vec::new();
+    loop {
+        let page = bob
+            .request(json!({"cmd": "messages_get", "channel": "general", "start": loaded.len(), "limit": 100}))
+            .await;
+        assert_eq!(page["cmd"], "messages_get", "{}", page["cmd"]);
+        assert!(page.to_string().len() < 1 << 20, "a page stays under the queue bound");
+        let ids = ids(&page);
+        let truncated = page["truncated"] == true;
+        if truncated {
+            assert!(!ids.is_empty() && page.to_string().len() <= budget + 4096);
+        }
+        loaded.splice(0..0, ids);
+        if !truncated {
+            break;
+        }
+    }
+    assert_eq!(loaded, sent, "every message, once, in order");
+
+    // Around the newest, older ones: the nearest fit; range says where they are.
+    let around = bob
+        .request(json!({"cmd": "messages_around", "channel": "general", "around": sent[COUNT], "bounds": {"above": 0, "below": 100}}))
+        .await;
+    assert_eq!(around["truncated"], true, "{}", around["range"]);
+    let got: Vec<String> =
+        around["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(got, sent[COUNT + 1 - got.len()..].to_vec());
+    assert_eq!(around["range"], json!({"start": COUNT + 2 - got.len(), "end": COUNT + 2}), "after the welcome");
+
+    let search = bob.request(json!({"cmd": "messages_search", "channel": "general", "query": "big"})).await;
+    assert_eq!(search["truncated"], true, "{}", search["cmd"]);
+    let found = search["results"].as_array().unwrap();
+    assert_eq!(found[0]["id"], sent[COUNT], "newest first");
+
+    let pings = bob.request(json!({"cmd": "pings_get", "limit": 100})).await;
+    assert_eq!((pings["truncated"].clone(), pings["total"].clone()), (json!(true), json!(COUNT)), "{}", pings["cmd"]);
+    let given = pings["messages"].as_array().unwrap().len();
+    assert_eq!(pings["limit"], given, "limit is what was given, so offset + limit is the next page");
+    let next = bob.request(json!({"cmd": "pings_get", "limit": 100, "offset": given})).await;
+    assert_eq!(next["messages"][0]["id"], sent[COUNT - given]);
+
+    // Still open.
+    assert_eq!(bob.request(json!({"cmd": "ping"})).await["cmd"], "pong");
+    server.stop().await;
+}
+
+on_both! { large_histories_reach_a_fast_reader => large_histories_reach_a_fast_reader_sqlite, large_histories_reach_a_fast_reader_postgres; }
+
+/// The member list is not paged (the official client wants it whole): larger than the outbound
+/// byte bound, it still reaches a reader that keeps up.
+async fn a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader(backend: Backend) {
+    let server = spawn_unlimited(backend, |c| c.limits.queue_bytes = 16 * 1024).await;
+    let user = server.store.roles().await.unwrap().into_iter().find(|r| r.name == "user").unwrap().id;
+    for i in 0..1000 {
+        let name = format!("member_{i:04}_{}", "x".repeat(20));
+        let new = confab::store::users::NewUser {
+            username: &name,
+            kind: confab::store::users::AccountKind::Local,
+            password_hash: None,
+            role_ids: vec![user.clone()],
+        };
+        server.store.user_create(new).await.unwrap();
+    }
+    let mut alice = server.register("Alice").await;
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert_eq!(list["cmd"], "users_list");
+    assert_eq!(list["users"].as_array().unwrap().len(), 1001);
+    // Larger than the queue bound, and than the write buffer's former cap (128 KiB).
+    assert!(list.to_string().len() > 128 * 1024, "{}", list.to_string().len());
+    assert_eq!(alice.request(json!({"cmd": "ping"})).await["cmd"], "pong");
+    server.stop().await;
+}
+
+on_both! { a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader => a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader_sqlite, a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader_postgres; }
+
+/// Slash commands of many bots: the list (not paged, as the official client wants it whole) is
+/// larger than the outbound byte bound and still reaches a reader that keeps up.
+async fn a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader(backend: Backend) {
+    const BOTS: usize = 4;
+    let server = spawn_unlimited(backend, |c| {
+        c.limits.queue_bytes = 16 * 1024;
+        c.bots = (0..BOTS)
+            .map(|i| confab::config::BotConfig {
+                name: format!("bot{i}"),
+                token: format!("token-of-bot-{i}-0123456789-abcdefghijklmnopqrstuvwxyz"),
+                ..Default::default()
+            })
+            .collect();
+    })
+    .await;
+    let option = |o: usize| json!({"name": format!("opt{o}"), "description": "o".repeat(100), "type": "str"});
+    let mut bots = Vec::new();
+    for i in 0..BOTS {
+        let mut bot = server.connect().await;
+        let token = format!("token-of-bot-{i}-0123456789-abcdefghijklmnopqrstuvwxyz");
+        bot.send(json!({"cmd": "botauth", "botusername": format!("bot{i}"), "bottoken": token})).await;
+        bot.expect_auth().await;
+        let commands: Vec<Value> = (0..100)
+            .map(|c| json!({"name": format!("b{i}c{c}"), "description": "d".repeat(100), "options": (0..3).map(option).collect::<Vec<_>>()}))
+            .collect();
+        let r = bot.request(json!({"cmd": "slash_register", "commands": commands})).await;
+        assert_eq!(r["val"], "100 commands registered successfully", "{}", r["cmd"]);
+        bots.push(bot);
+    }
+    let mut alice = server.register("Alice").await;
+    let list = alice.request(json!({"cmd": "slash_list"})).await;
+    assert_eq!(list["cmd"], "slash_list");
+    let registered = list["commands"].as_array().unwrap().iter().filter(|c| c["registeredBy"] != "originChats").count();
+    assert_eq!(registered, BOTS * 100);
+    assert!(list.to_string().len() > 128 * 1024, "{}", list.to_string().len());
+    assert_eq!(alice.request(json!({"cmd": "ping"})).await["cmd"], "pong");
+    server.stop().await;
+}
+
+on_both! { a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader => a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader_sqlite, a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader_postgres; }
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_and_delays_no_one() {
     const MAX_MESSAGES: usize = 6000;
