@@ -101,7 +101,7 @@ impl AppState {
         if !self.config.auth.allow_registration {
             return Err(Error::new(ErrorCode::RegistrationDisabled, "Registration is disabled"));
         }
-        let (Some(username), Some(password)) = (username, password) else {
+        let Some((username, password)) = credentials(username, password) else {
             return Err(Error::new(ErrorCode::MissingCredentials, "Username and password required"));
         };
         let name = names::username_length(username)?;
@@ -124,7 +124,7 @@ impl AppState {
     pub async fn login(&self, ip: IpAddr, username: Option<&str>, password: Option<&str>) -> Result<User> {
         self.local_enabled()?;
         self.auth_gate(ip)?;
-        let (Some(username), Some(password)) = (username, password) else {
+        let Some((username, password)) = credentials(username, password) else {
             return Err(self.auth_failed(
                 ip,
                 "password",
@@ -316,4 +316,10 @@ impl AppState {
             "refresh_expires_in": self.config.auth.refresh_ttl_s,
         })
     }
+}
+
+/// Both credentials of a `register` or `login`; an empty string counts as missing, as in
+/// originChats, so `""` gets "Username and password required" rather than a length error.
+fn credentials<'a>(username: Option<&'a str>, password: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+    Some((username.filter(|u| !u.is_empty())?, password.filter(|p| !p.is_empty())?))
 }

@@ -83,7 +83,7 @@ async fn prune_logs(state: &AppState) {
 pub async fn open_store(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
     let location = store::Location::from_config(&config.database_url, &config.data_dir);
     let store = Store::open_with(&location, &config.store, metrics).await.context("opening the database")?;
-    store.bootstrap().await.context("creating default roles and channels")?;
+    store.bootstrap(&config.system_username).await.context("creating default roles and channels")?;
     Ok(store)
 }
 

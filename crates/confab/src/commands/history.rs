@@ -5,7 +5,10 @@
 use confab_proto::{ErrorCode, Frame};
 use serde_json::{Value, json};
 
-use super::target::{Target, has_target, resolve};
+use super::{
+    budget,
+    target::{Target, has_target, resolve},
+};
 use crate::{
     error::{Error, Result},
     gateway::Session,
@@ -13,8 +16,11 @@ use crate::{
     wire,
 };
 
-fn render(rows: &[MessageRow]) -> Vec<Value> {
-    rows.iter().map(|r| Value::Object(wire::message(r))).collect()
+/// The history objects of `rows` that fit in the reply budget ([`budget::fit`]), and whether any
+/// was left out; `from_back` keeps the newest of a list in history order.
+fn render(s: &Session, rows: &[MessageRow], from_back: bool) -> (Vec<Value>, bool) {
+    let all = rows.iter().map(|r| Value::Object(wire::message(r))).collect();
+    budget::fit(all, budget::reply_budget(&s.state), from_back)
 }
 
 /// Where a history page starts: skip the newest N, or older than a message id.
@@ -40,10 +46,12 @@ pub async fn messages_get(s: &mut Session, frame: &Frame) -> Result<()> {
     {
         super::unreads::mark_read(s, &target, &last_id, last_seq).await?;
     }
-    let mut reply = json!({"channel": target.channel.row.name, "messages": render(&rows), "range": range, "seq": seq});
+    let (messages, truncated) = render(s, &rows, true);
+    let mut reply = json!({"channel": target.channel.row.name, "messages": messages, "range": range, "seq": seq});
     if target.thread.is_some() {
         reply["thread_id"] = target.thread_json();
     }
+    budget::flag(&mut reply, truncated);
     s.reply(frame, "messages_get", reply);
     Ok(())
 }
@@ -84,11 +92,10 @@ pub async fn thread_messages(s: &mut Session, frame: &Frame) -> Result<()> {
     let dir = s.state.directory();
     let target = resolve(s, frame, &dir).await?;
     let (rows, _) = page(s, &target, &start, limit).await?;
-    s.reply(
-        frame,
-        "thread_messages",
-        json!({"thread_id": thread_id, "channel": target.channel.row.name, "messages": render(&rows)}),
-    );
+    let (messages, truncated) = render(s, &rows, true);
+    let mut reply = json!({"thread_id": thread_id, "channel": target.channel.row.name, "messages": messages});
+    budget::flag(&mut reply, truncated);
+    s.reply(frame, "thread_messages", reply);
     Ok(())
 }
 
@@ -132,12 +139,13 @@ pub async fn messages_around(s: &mut Session, frame: &Frame) -> Result<()> {
     rows.push(pivot);
     rows.extend(newer);
     let end = start + rows.len() as i64;
-    s.reply(
-        frame,
-        "messages_around",
-        json!({"channel": target.channel.row.name, "thread_id": target.thread_json(), "messages": render(&rows),
-               "range": {"start": start, "end": end}}),
-    );
+    // Over budget, the oldest go: the client loads older history around the oldest it holds.
+    let (messages, truncated) = render(s, &rows, true);
+    let start = end - messages.len() as i64;
+    let mut reply = json!({"channel": target.channel.row.name, "thread_id": target.thread_json(),
+                           "messages": messages, "range": {"start": start, "end": end}});
+    budget::flag(&mut reply, truncated);
+    s.reply(frame, "messages_around", reply);
     Ok(())
 }
 
@@ -150,11 +158,10 @@ pub async fn message_replies(s: &mut Session, frame: &Frame) -> Result<()> {
     let dir = s.state.directory();
     let target = resolve(s, frame, &dir).await?;
     let rows = s.state.store.messages_replying(&target.channel.row.id, target.key(), id, limit).await?;
-    s.reply(
-        frame,
-        "message_replies",
-        json!({"channel": target.channel.row.name, "message_id": id, "replies": render(&rows)}),
-    );
+    let (replies, truncated) = render(s, &rows, false);
+    let mut reply = json!({"channel": target.channel.row.name, "message_id": id, "replies": replies});
+    budget::flag(&mut reply, truncated);
+    s.reply(frame, "message_replies", reply);
     Ok(())
 }
 
@@ -166,7 +173,10 @@ pub async fn messages_pinned(s: &mut Session, frame: &Frame) -> Result<()> {
     let dir = s.state.directory();
     let target = resolve(s, frame, &dir).await?;
     let rows = s.state.store.messages_pinned(&target.channel.row.id, target.key()).await?;
-    s.reply(frame, "messages_pinned", json!({"channel": target.channel.row.name, "messages": render(&rows)}));
+    let (messages, truncated) = render(s, &rows, false);
+    let mut reply = json!({"channel": target.channel.row.name, "messages": messages});
+    budget::flag(&mut reply, truncated);
+    s.reply(frame, "messages_pinned", reply);
     Ok(())
 }
 
@@ -188,11 +198,10 @@ pub async fn messages_search(s: &mut Session, frame: &Frame) -> Result<()> {
     let target = resolve(s, frame, &dir).await?;
     let limit = i64::try_from(s.state.config.limits.search_results).unwrap_or(i64::MAX);
     let rows = s.state.store.messages_search(&target.channel.row.id, target.key(), query, limit).await?;
-    s.reply(
-        frame,
-        "messages_search",
-        json!({"channel": target.channel.row.name, "query": query, "results": render(&rows)}),
-    );
+    let (results, truncated) = render(s, &rows, false);
+    let mut reply = json!({"channel": target.channel.row.name, "query": query, "results": results});
+    budget::flag(&mut reply, truncated);
+    s.reply(frame, "messages_search", reply);
     Ok(())
 }
 

@@ -42,7 +42,8 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
     if !has_target {
         missing.push("channel or thread_id");
     }
-    if content.is_none() && !has_attachments && !has_embeds {
+    // `""` counts as missing, as in originChats; whitespace-only content is "empty" below.
+    if content.is_none_or(str::is_empty) && !has_attachments && !has_embeds {
         missing.push("content or attachments");
     }
     if !missing.is_empty() {

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bots;
+pub mod budget;
 pub mod channels;
 pub mod edits;
 pub mod history;
@@ -32,6 +33,34 @@ pub mod webhooks;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+
+/// Fields that name something (a channel, thread, message, user, role, emoji …) and are strings in
+/// every command that takes them.
+const STRING_FIELDS: [&str; 12] = [
+    "around",
+    "call_id",
+    "channel",
+    "current_name",
+    "emoji",
+    "id",
+    "invoker",
+    "message_id",
+    "query",
+    "role",
+    "thread_id",
+    "user",
+];
+
+/// Refuses a frame whose naming field has another JSON type than string (`null` is absent,
+/// PROTOCOL §1.2). Checked once for every command before its handler runs: handlers read these
+/// fields with [`Frame::str`](confab_proto::Frame::str), which would take `"channel": []` as no
+/// channel at all and answer "Channel not found" (not_found) instead of a `bad_request`.
+pub fn check_field_types(frame: &confab_proto::Frame) -> Result<()> {
+    match STRING_FIELDS.iter().find(|key| frame.get(key).is_some_and(|v| !v.is_string())) {
+        Some(key) => Err(Error::bad_request(format!("Field '{key}' must be a string"))),
+        None => Ok(()),
+    }
+}
 
 /// An optional field that must be a non-empty string when present.
 pub fn opt_str<'a>(frame: &'a confab_proto::Frame, key: &str) -> Option<&'a str> {

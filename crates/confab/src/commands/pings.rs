@@ -49,6 +49,11 @@ pub async fn pings_get(s: &mut Session, frame: &Frame) -> Result<()> {
             Value::Object(message)
         })
         .collect();
-    s.reply(frame, "pings_get", json!({"messages": messages, "offset": offset, "limit": limit, "total": total}));
+    // Over budget, `limit` is the number given, so `offset + limit` is still the next page.
+    let (messages, truncated) = super::budget::fit(messages, super::budget::reply_budget(&s.state), false);
+    let limit = if truncated { messages.len() as i64 } else { limit };
+    let mut reply = json!({"messages": messages, "offset": offset, "limit": limit, "total": total});
+    super::budget::flag(&mut reply, truncated);
+    s.reply(frame, "pings_get", reply);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `message_pin` and `message_unpin` (PROTOCOL §6.1): real pinned state, broadcast only on change.
 
 use confab_proto::Frame;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::target::publisher;
 use crate::{
@@ -10,6 +10,13 @@ use crate::{
     store::writer::{Appended, ChannelEvent, Step},
     wire,
 };
+
+/// `message_pin`: the official client unpins by sending it with `pinned: false`, so that is an
+/// unpin; any other `pinned` (absent, `null`, `true`) pins.
+pub async fn message_pin(s: &mut Session, frame: &Frame) -> Result<()> {
+    let pinned = frame.get("pinned").and_then(Value::as_bool) != Some(false);
+    pin(s, frame, pinned).await
+}
 
 /// Sets a message's pinned state to `pinned`.
 pub async fn pin(s: &mut Session, frame: &Frame, pinned: bool) -> Result<()> {

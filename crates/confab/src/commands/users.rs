@@ -22,8 +22,9 @@ pub async fn find_user(state: &AppState, key: &str) -> Result<Option<User>> {
     }
 }
 
-/// The account named by the frame's `user` field: "User parameter is required" when it is missing,
-/// empty or not a string, "User not found" when nothing matches.
+/// The account named by the frame's `user` field: "User parameter is required" when it is missing
+/// or blank, "User not found" when nothing matches. (Another type than string was refused before
+/// the handler ran: [`super::check_field_types`].)
 pub async fn target_user(state: &AppState, frame: &Frame) -> Result<User> {
     let Some(key) = frame.str("user").filter(|k| !k.trim().is_empty()) else {
         return Err(Error::bad_request("User parameter is required"));

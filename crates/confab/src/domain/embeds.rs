@@ -1,6 +1,7 @@
 //! Embed validation (PROTOCOL §6.1): shape, per-field limits, a 6000-character total, http(s) URLs.
 //!
 //! Returns the exact wire text of the first problem, `"Embed <i>: <reason>"` for per-embed ones.
+//! What is stored is rebuilt from the fields PROTOCOL names, so the limits below bound it.
 
 use serde_json::{Map, Value};
 
@@ -9,7 +10,19 @@ pub const MAX_EMBEDS: usize = 10;
 const MAX_TOTAL: usize = 6000;
 const TYPES: [&str; 5] = ["rich", "link", "image", "video", "article"];
 
-/// Validates an `embeds` field; `Ok(None)` when absent.
+/// The fields an embed keeps, and those of its objects (PROTOCOL §6.1). Anything else is dropped:
+/// kept, an unknown field could make every stored message as large as an inbound frame.
+const KEPT: [&str; 6] = ["type", "title", "description", "url", "color", "timestamp"];
+const KEPT_IN: [(&str, &[&str]); 4] = [
+    ("author", &["name", "url", "icon_url"]),
+    ("footer", &["text", "icon_url"]),
+    ("image", &["url", "width", "height"]),
+    ("thumbnail", &["url", "width", "height"]),
+];
+const KEPT_IN_FIELDS: [&str; 3] = ["name", "value", "inline"];
+
+/// Validates an `embeds` field; `Ok(None)` when absent. The embeds returned hold only the fields
+/// of PROTOCOL §6.1.
 pub fn validate(value: Option<&Value>) -> Result<Option<Vec<Value>>, String> {
     let Some(value) = value else { return Ok(None) };
     let Value::Array(list) = value else {
@@ -21,7 +34,39 @@ pub fn validate(value: Option<&Value>) -> Result<Option<Vec<Value>>, String> {
     for (i, embed) in list.iter().enumerate() {
         check(embed).map_err(|reason| format!("Embed {i}: {reason}"))?;
     }
-    Ok(Some(list.clone()))
+    Ok(Some(list.iter().filter_map(Value::as_object).map(known).collect()))
+}
+
+/// A checked embed with only its known fields.
+fn known(e: &Map<String, Value>) -> Value {
+    let mut out = copy(e, &KEPT);
+    for (key, inner) in KEPT_IN {
+        if let Some(Value::Object(o)) = e.get(key) {
+            out.insert(key.to_owned(), Value::Object(copy(o, inner)));
+        }
+    }
+    if let Some(Value::Array(fields)) = e.get("fields") {
+        let fields = fields.iter().filter_map(Value::as_object).map(|f| Value::Object(copy(f, &KEPT_IN_FIELDS)));
+        out.insert("fields".to_owned(), Value::Array(fields.collect()));
+    }
+    Value::Object(out)
+}
+
+/// The `keys` of `from` that hold a string, a number or a boolean. Strings were length-checked
+/// by [`check`]; `width`, `height` and `inline` are kept only as a number or a boolean.
+fn copy(from: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for key in keys {
+        let keep = match from.get(*key) {
+            Some(Value::String(_)) => !matches!(*key, "width" | "height" | "inline"),
+            Some(Value::Number(_) | Value::Bool(_)) => true,
+            _ => false,
+        };
+        if let (true, Some(v)) = (keep, from.get(*key)) {
+            out.insert((*key).to_owned(), v.clone());
+        }
+    }
+    out
 }
 
 fn text_len(obj: &Map<String, Value>, key: &str, max: usize) -> Result<usize, String> {
@@ -127,5 +172,23 @@ mod tests {
         assert!(validate(Some(&json!([{"type": "link"}]))).unwrap_err().starts_with("Embed 0: "));
         assert!(validate(Some(&json!([{}, {"url": "javascript:x"}]))).unwrap_err().starts_with("Embed 1: "));
         assert!(validate(Some(&json!([{"description": "x".repeat(4097)}]))).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped() {
+        let sent = json!([{
+            "title": "t", "junk": "x".repeat(50_000), "color": 5,
+            "author": {"name": "a", "extra": [1, 2]},
+            "image": {"url": "https://x/i.png", "width": 10, "height": "tall", "proxy_url": "https://p"},
+            "fields": [{"name": "n", "value": "v", "inline": true, "more": {}}],
+        }]);
+        let kept = validate(Some(&sent)).unwrap().unwrap();
+        assert_eq!(
+            kept,
+            vec![json!({
+                "title": "t", "color": 5, "author": {"name": "a"}, "image": {"url": "https://x/i.png", "width": 10},
+                "fields": [{"name": "n", "value": "v", "inline": true}],
+            })]
+        );
     }
 }

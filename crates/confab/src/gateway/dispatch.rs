@@ -24,6 +24,10 @@ pub async fn handle(s: &mut Session, frame: Frame) {
         commands::auth::unauthenticated(s, &frame).await
     } else if AUTH_COMMANDS.contains(&cmd) {
         Err(Error::new(ErrorCode::AlreadyAuthenticated, format!("Unknown command: {cmd}")))
+    } else if COMMANDS.contains(&cmd)
+        && let Err(e) = commands::check_field_types(&frame)
+    {
+        Err(e)
     } else if let Some((class, cost)) = crate::ratelimit::classify(cmd)
         && cmd != "message_new"
         && s.limited(&frame, class, cost)
@@ -45,7 +49,7 @@ pub async fn handle(s: &mut Session, frame: Frame) {
             "message_edit" => commands::edits::message_edit(s, &frame).await,
             "message_get" => commands::history::message_get(s, &frame).await,
             "message_new" => commands::messages::new(s, &frame).await,
-            "message_pin" => commands::pins::pin(s, &frame, true).await,
+            "message_pin" => commands::pins::message_pin(s, &frame).await,
             "message_react_add" => commands::reactions::react(s, &frame, true).await,
             "message_react_remove" => commands::reactions::react(s, &frame, false).await,
             "message_replies" => commands::history::message_replies(s, &frame).await,

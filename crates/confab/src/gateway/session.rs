@@ -262,7 +262,12 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                     }
                     Ok(Message::Binary(_)) => bad_frame(session, "Invalid JSON".to_owned()),
                     Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                    Ok(Message::Close(_)) => return,
+                    Ok(Message::Close(_)) => {
+                        // The library queued the answering Close frame (RFC 6455 §5.5.1); it
+                        // leaves only on the next write, so flush it before the socket is dropped.
+                        let _ = tokio::time::timeout(CLOSE_GRACE, socket.flush()).await;
+                        return;
+                    }
                     Err(e) => match read_error(e) {
                         ReadError::TooBig => break CloseOrder::new(close::TOO_BIG, "Frame too big", None),
                         ReadError::BadUtf8 => {

@@ -95,10 +95,13 @@ pub async fn handler(
     // Both buffers keep the capacity they once grew to for the life of the connection, so they
     // are most of what an idle connection costs: 4 KiB + 8 KiB made 15.9 KiB per idle connection,
     // 1 KiB + 2 KiB makes 10.5 KiB (confab-bench idle). Client frames are small, a bigger one
-    // reserves its own length, and a fan-out burst still leaves in writes of about 2 KiB.
+    // reserves its own length, and a fan-out burst still leaves in writes of about 2 KiB. The
+    // write buffer is not capped: a frame larger than a cap fails to write and drops the socket,
+    // and every reply the server built must reach a reader that keeps up. What waits there is
+    // bounded anyway, by the outbound queue (PROTOCOL §1.6) and the sink's back-pressure.
     ws.read_buffer_size(1024)
         .write_buffer_size(2 * 1024)
-        .max_write_buffer_size(frame_max.max(64 * 1024) * 2)
+        .max_write_buffer_size(usize::MAX)
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
         .on_upgrade(move |socket| super::session::run(state, socket, ip, slot, origin_ok, token))

@@ -207,7 +207,11 @@ impl Outbox {
         if droppable && (inner.queue.len() * 2 > shared.max_packets || inner.bytes * 2 > shared.max_bytes) {
             return Pushed::Dropped;
         }
-        if inner.queue.len() >= shared.max_packets || inner.bytes + len > shared.max_bytes {
+        // Full means the bytes already queued reached the bound, not that this packet would pass
+        // it: a reply larger than the bound still reaches a reader that keeps up (its queue is
+        // about empty), and a slow one is still caught by the next packet. A queue holds at most
+        // the bound plus one packet, and the packets that can grow are paged.
+        if inner.queue.len() >= shared.max_packets || inner.bytes >= shared.max_bytes {
             return Pushed::Overflow;
         }
         inner.bytes += len;
@@ -351,7 +355,22 @@ mod tests {
         let (out, _in) = Outbox::new(16, 1024);
         let big = Packet::from("y".repeat(600));
         assert_eq!(out.push(&big, false), Pushed::Queued);
+        assert_eq!(out.push(&big, false), Pushed::Queued, "under the bound before it: one packet may pass it");
         assert_eq!(out.push(&big, false), Pushed::Overflow);
+    }
+
+    /// A packet larger than the whole byte bound is queued by a queue that is not full: the
+    /// reply a reader asked for is never an overflow by itself.
+    #[test]
+    fn one_packet_over_the_byte_bound_is_queued() {
+        let (out, mut inbox) = Outbox::new(16, 1024);
+        let huge = Packet::from("z".repeat(5000));
+        assert_eq!(out.push(&Packet::from("small"), false), Pushed::Queued);
+        assert_eq!(out.push(&huge, false), Pushed::Queued);
+        assert_eq!(out.push(&Packet::from("next"), false), Pushed::Overflow);
+        assert_eq!(inbox.try_recv().as_ref().map(Packet::as_str), Some("small"));
+        assert_eq!(inbox.try_recv().map(|p| p.len()), Some(5000));
+        assert_eq!(out.push(&Packet::from("after"), false), Pushed::Queued);
     }
 
     #[test]

@@ -292,12 +292,15 @@ async fn ws_register_errors_in_protocol_order() {
     expect_auth_error(&mut c, json!({"cmd": "register", "password": PASSWORD}), missing, "missing_credentials").await;
     // Fields are checked before lengths: a one-letter name without password is "missing".
     expect_auth_error(&mut c, json!({"cmd": "register", "username": "a"}), missing, "missing_credentials").await;
+    // An empty string counts as missing, as in originChats.
+    expect_auth_error(&mut c, register("", PASSWORD), missing, "missing_credentials").await;
+    expect_auth_error(&mut c, register("dave", ""), missing, "missing_credentials").await;
+    expect_auth_error(&mut c, register("", ""), missing, "missing_credentials").await;
 
     let ulen = "Username must be 2-32 characters";
     expect_auth_error(&mut c, register("a", PASSWORD), ulen, "invalid_username").await;
     expect_auth_error(&mut c, register(&"a".repeat(33), PASSWORD), ulen, "invalid_username").await;
     expect_auth_error(&mut c, register("  a  ", PASSWORD), ulen, "invalid_username").await;
-    expect_auth_error(&mut c, register("", PASSWORD), ulen, "invalid_username").await;
     // Username length comes before password length.
     expect_auth_error(&mut c, register("a", "short"), ulen, "invalid_username").await;
 
@@ -393,6 +396,8 @@ async fn ws_login_errors() {
     expect_auth_error(&mut c, json!({"cmd": "login"}), missing, "missing_credentials").await;
     expect_auth_error(&mut c, json!({"cmd": "login", "username": "Alice"}), missing, "missing_credentials").await;
     expect_auth_error(&mut c, json!({"cmd": "login", "password": PASSWORD}), missing, "missing_credentials").await;
+    expect_auth_error(&mut c, login("", PASSWORD), missing, "missing_credentials").await;
+    expect_auth_error(&mut c, login("Alice", ""), missing, "missing_credentials").await;
     // Unknown user and wrong password look the same.
     expect_auth_error(&mut c, login("nobody", PASSWORD), "Invalid password", "invalid_credentials").await;
     expect_auth_error(&mut c, login("Alice", "wrong password"), "Invalid password", "invalid_credentials").await;
@@ -714,6 +719,8 @@ async fn http_register_token_set_and_errors() {
     let cases = [
         (json!({}), 400, "Username and password required", "missing_credentials"),
         (json!({"username": "Eve"}), 400, "Username and password required", "missing_credentials"),
+        (json!({"username": "", "password": PASSWORD}), 400, "Username and password required", "missing_credentials"),
+        (json!({"username": "Eve", "password": ""}), 400, "Username and password required", "missing_credentials"),
         (json!({"username": "E", "password": PASSWORD}), 400, "Username must be 2-32 characters", "invalid_username"),
         (json!({"username": "Eve", "password": "short"}), 400, "Password must be 8-128 characters", "invalid_password"),
         (

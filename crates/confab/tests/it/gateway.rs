@@ -31,7 +31,7 @@ use tokio_tungstenite::{
     },
 };
 
-use crate::support::{Backend, Client, Closed, TestServer, WAIT};
+use crate::support::{Backend, Client, Closed, TestServer, WAIT, written};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -150,15 +150,10 @@ fn id_of(p: &Value) -> String {
     p["message"]["id"].as_str().unwrap_or_else(|| panic!("no message id in {p}")).to_owned()
 }
 
-/// Message ids of a `messages_get` reply, in order.
+/// Message ids of a `messages_get` reply, in order, without the first start's welcome.
 fn ids(reply: &Value) -> Vec<String> {
     assert_eq!(reply["cmd"], "messages_get", "{reply}");
-    reply["messages"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no messages in {reply}"))
-        .iter()
-        .map(|m| m["id"].as_str().expect("message id").to_owned())
-        .collect()
+    written(reply).iter().map(|m| m["id"].as_str().expect("message id").to_owned()).collect()
 }
 
 /// Asserts the validator key is `originChats-<public_url>-<32 × [A-Za-z0-9]>`.
@@ -421,7 +416,7 @@ async fn unknown_commands_and_wrong_field_types() {
     assert_eq!(p["code"], "bad_request", "{p}");
     // Nothing was stored by the refused frames.
     let history = c.request(json!({"cmd": "messages_get", "channel": "general"})).await;
-    assert_eq!(history["messages"], json!([]));
+    assert_eq!(written(&history), Vec::<Value>::new(), "{history}");
     server.stop().await;
 }
 
@@ -529,6 +524,30 @@ async fn unauthenticated_connections_close_at_the_auth_deadline() {
     let mut c = server.connect().await;
     assert_eq!(c.handshake["val"]["params"]["auth_deadline_s"], 1);
     assert_eq!(c.closed().await, Closed::Frame(4001, "Authentication timed out".into()));
+    server.stop().await;
+}
+
+/// A client's Close frame is answered with one (RFC 6455 §5.5.1), echoing its code, before or
+/// after auth: the client sees a clean close, not an abrupt end (1006).
+#[tokio::test]
+async fn a_clients_close_frame_is_answered_with_a_close_frame() {
+    let server = TestServer::spawn().await;
+    let unauthenticated = server.connect().await;
+    let authenticated = server.register("Alice").await;
+    for (mut c, code) in [(unauthenticated, 1000), (authenticated, 4321)] {
+        let frame = CloseFrame { code: code.into(), reason: "bye".into() };
+        c.ws.send(Message::Close(Some(frame))).await.expect("send close");
+        let answer = loop {
+            match next_ws(&mut c).await {
+                Some(Ok(Message::Close(answer))) => break answer,
+                Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected the server's close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(answer.map(|f| u16::from(f.code)), Some(code));
+        // After the close handshake the stream ends cleanly.
+        assert!(next_ws(&mut c).await.is_none());
+    }
     server.stop().await;
 }
 
@@ -881,7 +900,14 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
             "Missing fields: channel or thread_id, content or attachments",
             "bad_request",
         ),
-        (json!({"channel": "general", "content": ""}), "Message content or attachments cannot be empty", "bad_request"),
+        // Empty content counts as missing, as in originChats; whitespace-only content is "empty".
+        (json!({"channel": "general", "content": ""}), "Missing fields: content or attachments", "bad_request"),
+        (json!({"content": ""}), "Missing fields: channel or thread_id, content or attachments", "bad_request"),
+        (
+            json!({"channel": "general", "content": "", "attachments": []}),
+            "Missing fields: content or attachments",
+            "bad_request",
+        ),
         (
             json!({"channel": "general", "content": " \n\t "}),
             "Message content or attachments cannot be empty",
@@ -980,7 +1006,7 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
     // Nothing refused reached anyone or the store.
     assert!(sync(&mut bob).await.is_empty());
     let history = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
-    assert_eq!(history["messages"], json!([]));
+    assert_eq!(written(&history), Vec::<Value>::new(), "{history}");
 
     // The boundaries themselves are accepted: 2000 characters (not bytes), a 64-character nonce, 10 embeds.
     let p = say(&mut alice, &"é".repeat(2000)).await;
@@ -994,6 +1020,49 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
     assert_eq!(p["message"]["embeds"].as_array().map(Vec::len), Some(10));
     server.stop().await;
 }
+
+/// A naming field of another JSON type than string is a `bad_request` in every command, never a
+/// `not_found` (the handler would otherwise have read it as no channel, no thread …); `null` is
+/// still absent.
+async fn mistyped_fields_are_bad_requests(backend: Backend) {
+    let server = spawn_unlimited(backend, |_| {}).await;
+    let mut alice = server.member("alice", &["owner"]).await;
+    let id = say(&mut alice, "hello").await["message"]["id"].clone();
+    let cases = [
+        json!({"cmd": "message_new", "channel": ["general"], "content": "x"}),
+        json!({"cmd": "message_new", "channel": "general", "thread_id": 5, "content": "x"}),
+        json!({"cmd": "messages_get", "channel": {"name": "general"}}),
+        json!({"cmd": "messages_search", "channel": "general", "query": ["hello"]}),
+        json!({"cmd": "message_get", "channel": "general", "id": [id]}),
+        json!({"cmd": "message_pin", "channel": "general", "id": 7}),
+        json!({"cmd": "message_react_add", "channel": "general", "id": id, "emoji": 1}),
+        json!({"cmd": "messages_around", "channel": "general", "around": true}),
+        json!({"cmd": "thread_get", "thread_id": 12}),
+        json!({"cmd": "unreads_ack", "channel": "general", "message_id": 3}),
+        json!({"cmd": "status_get", "user": ["alice"]}),
+        json!({"cmd": "user_roles_get", "user": 3}),
+        json!({"cmd": "self_role_add", "role": {"name": "user"}}),
+        json!({"cmd": "channel_update", "current_name": ["general"], "updates": {"description": "d"}}),
+    ];
+    let fields = ["channel", "thread_id", "channel", "query", "id", "id", "emoji", "around", "thread_id", "message_id"];
+    let fields = fields.into_iter().chain(["user", "user", "role", "current_name"]);
+    for (frame, field) in cases.into_iter().zip(fields) {
+        let cmd = frame["cmd"].as_str().expect("cmd").to_owned();
+        let p = alice.request(frame.clone()).await;
+        assert_error(&p, &cmd, &format!("Field '{field}' must be a string"), "bad_request");
+    }
+    // `null` is absent, as before; the frames above changed nothing.
+    let history = alice.request(json!({"cmd": "messages_get", "channel": "general", "thread_id": null})).await;
+    assert_eq!(history["cmd"], "messages_get", "{history}");
+    assert_eq!(history["messages"].as_array().expect("messages").last().expect("one")["id"], id);
+    assert_eq!(history["messages"].as_array().expect("messages").last().expect("one")["pinned"], false);
+    // An unknown command is still unknown, whatever its fields.
+    let p = alice.request(json!({"cmd": "no_such_cmd", "channel": []})).await;
+    assert_error(&p, "no_such_cmd", "Unknown command: no_such_cmd", "unknown_command");
+    server.stop().await;
+}
+
+on_both! { mistyped_fields_are_bad_requests => mistyped_fields_are_bad_requests_sqlite, mistyped_fields_are_bad_requests_postgres; }
 
 async fn nonce_makes_message_new_idempotent(backend: Backend) {
     let server = match backend {
@@ -1050,9 +1119,9 @@ async fn nonce_makes_message_new_idempotent(backend: Backend) {
 
     // History never shows nonces.
     let history = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
-    let messages = history["messages"].as_array().expect("messages");
+    let messages = written(&history);
     assert_eq!(messages.len(), 4, "{history}");
-    for m in messages {
+    for m in &messages {
         assert!(m.get("nonce").is_none(), "nonce in history: {m}");
         assert!(m.get("pings").is_none(), "pings in history: {m}");
     }
@@ -1094,7 +1163,7 @@ async fn messages_get_pages_history(backend: Backend) {
     assert_eq!(all["range"], json!({"start": 0, "end": 100}));
     assert_eq!(all["seq"], last_seq);
     assert!(all.get("thread_id").is_none(), "{all}");
-    assert_eq!(all["messages"][0]["content"], "m0");
+    assert_eq!(written(&all)[0]["content"], "m0");
 
     // Skip the newest two (m4, m3), then two before them.
     let page = alice.request(get(json!({"start": 2, "limit": 2}))).await;
@@ -1139,6 +1208,39 @@ async fn messages_get_pages_history(backend: Backend) {
 }
 
 on_both! { messages_get_pages_history => messages_get_pages_history_sqlite, messages_get_pages_history_postgres; }
+
+/// The first start posts a welcome from the system user into `general` (the official client shows
+/// nothing sent into a channel that was empty when it loaded until a reload): stored like any
+/// message with seq 1, so history and `resume` show it; a restart posts no second one.
+async fn first_start_welcomes_in_general(backend: Backend) {
+    let server = spawn_unlimited(backend, |_| {}).await;
+    let mut alice = server.register("Alice").await;
+    let history = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
+    let messages = history["messages"].as_array().expect("messages").clone();
+    assert_eq!(messages.len(), 1, "{history}");
+    let welcome = &messages[0];
+    assert_eq!(welcome["user"], "originChats", "{welcome}");
+    assert_eq!(welcome["content"], confab::store::bootstrap::WELCOME);
+    assert_eq!(welcome["seq"], 1);
+    assert_eq!(history["seq"], 1);
+    alice.send(json!({"cmd": "resume", "channels": {"general": 0}, "listener": "r"})).await;
+    let replayed = alice.recv_cmd("message_new").await;
+    assert_eq!((replayed["seq"].clone(), replayed["replay"].clone()), (json!(1), json!(true)), "{replayed}");
+    assert_eq!(replayed["message"]["id"], welcome["id"]);
+    assert_eq!(alice.recv_cmd("resumed").await["channels"]["general"], 1);
+    let echo = say(&mut alice, "hi").await;
+    assert_eq!(echo["seq"], 2);
+
+    let server = server.restart().await;
+    let mut alice = server.login("Alice", "correct horse").await;
+    let history = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
+    let contents: Vec<&str> =
+        history["messages"].as_array().expect("messages").iter().filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(contents, [confab::store::bootstrap::WELCOME, "hi"]);
+    server.stop().await;
+}
+
+on_both! { first_start_welcomes_in_general => first_start_welcomes_in_general_sqlite, first_start_welcomes_in_general_postgres; }
 
 /// Sends `frame` and returns (packets that arrived before the reply, the reply).
 async fn request_collect(c: &mut Client, mut frame: Value, listener: &str) -> (Vec<Value>, Value) {
@@ -1247,6 +1349,155 @@ async fn open_small_buffer(server: &TestServer) -> WebSocketStream<TcpStream> {
 fn seq_id(p: &Value) -> (i64, String) {
     (p["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {p}")), id_of(p))
 }
+
+/// A `message_new` of about 60 KB (ten embeds of 5 950 characters): near the 64 KiB frame limit.
+fn large_message(i: usize) -> Value {
+    let embed =
+        json!({"title": "t".repeat(250), "description": "d".repeat(4000), "footer": {"text": "f".repeat(1700)}});
+    json!({"cmd": "message_new", "channel": "general", "content": format!("big {i} @Bob"), "embeds": vec![embed; 10]})
+}
+
+/// Replies that list messages are paged to an eighth of the outbound byte bound (1 MiB), and a
+/// reply is never an overflow by itself: a fast reader loads a history of large messages — and
+/// searches and pings over them — without being closed as a slow consumer (4009).
+async fn large_histories_reach_a_fast_reader(backend: Backend) {
+    const COUNT: usize = 24;
+    let server = spawn_unlimited(backend, |_| {}).await;
+    server.http_register("Bob").await;
+    let mut alice = server.register("Alice").await;
+    // What is stored is bounded: an embed keeps only the fields PROTOCOL names.
+    let junk = json!({"cmd": "message_new", "channel": "general", "content": "junk",
+                      "embeds": [{"title": "t", "junk": "y".repeat(30_000), "footer": {"text": "f", "more": [1]}}]});
+    let echo = alice.request(junk).await;
+    assert_eq!(echo["message"]["embeds"], json!([{"title": "t", "footer": {"text": "f"}}]));
+    let stored = alice.request(json!({"cmd": "message_get", "channel": "general", "id": echo["message"]["id"]})).await;
+    assert_eq!(stored["message"]["embeds"], echo["message"]["embeds"]);
+    let mut sent = vec![id_of(&echo)];
+    for i in 0..COUNT {
+        let echo = alice.request(large_message(i)).await;
+        assert_eq!(echo["cmd"], "message_new", "{echo}");
+        sent.push(id_of(&echo));
+    }
+    // Bob connects afterwards: he reads what he asks for, and nothing else is queued for him.
+    let mut bob = server.login("Bob", "correct horse").await;
+    let budget = (1 << 20) / 8;
+
+    // The newest page first, then older pages by `start` = messages loaded, as the official client does.
+    let mut loaded: Vec<String> = Vec::new();
+    loop {
+        let page = bob
+            .request(json!({"cmd": "messages_get", "channel": "general", "start": loaded.len(), "limit": 100}))
+            .await;
+        assert_eq!(page["cmd"], "messages_get", "{}", page["cmd"]);
+        assert!(page.to_string().len() < 1 << 20, "a page stays under the queue bound");
+        let ids = ids(&page);
+        let truncated = page["truncated"] == true;
+        if truncated {
+            assert!(!ids.is_empty() && page.to_string().len() <= budget + 4096);
+        }
+        loaded.splice(0..0, ids);
+        if !truncated {
+            break;
+        }
+    }
+    assert_eq!(loaded, sent, "every message, once, in order");
+
+    // Around the newest, older ones: the nearest fit; range says where they are.
+    let around = bob
+        .request(json!({"cmd": "messages_around", "channel": "general", "around": sent[COUNT], "bounds": {"above": 0, "below": 100}}))
+        .await;
+    assert_eq!(around["truncated"], true, "{}", around["range"]);
+    let got: Vec<String> =
+        around["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(got, sent[COUNT + 1 - got.len()..].to_vec());
+    assert_eq!(around["range"], json!({"start": COUNT + 2 - got.len(), "end": COUNT + 2}), "after the welcome");
+
+    let search = bob.request(json!({"cmd": "messages_search", "channel": "general", "query": "big"})).await;
+    assert_eq!(search["truncated"], true, "{}", search["cmd"]);
+    let found = search["results"].as_array().unwrap();
+    assert_eq!(found[0]["id"], sent[COUNT], "newest first");
+
+    let pings = bob.request(json!({"cmd": "pings_get", "limit": 100})).await;
+    assert_eq!((pings["truncated"].clone(), pings["total"].clone()), (json!(true), json!(COUNT)), "{}", pings["cmd"]);
+    let given = pings["messages"].as_array().unwrap().len();
+    assert_eq!(pings["limit"], given, "limit is what was given, so offset + limit is the next page");
+    let next = bob.request(json!({"cmd": "pings_get", "limit": 100, "offset": given})).await;
+    assert_eq!(next["messages"][0]["id"], sent[COUNT - given]);
+
+    // Still open.
+    assert_eq!(bob.request(json!({"cmd": "ping"})).await["cmd"], "pong");
+    server.stop().await;
+}
+
+on_both! { large_histories_reach_a_fast_reader => large_histories_reach_a_fast_reader_sqlite, large_histories_reach_a_fast_reader_postgres; }
+
+/// The member list is not paged (the official client wants it whole): larger than the outbound
+/// byte bound, it still reaches a reader that keeps up.
+async fn a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader(backend: Backend) {
+    let server = spawn_unlimited(backend, |c| c.limits.queue_bytes = 16 * 1024).await;
+    let user = server.store.roles().await.unwrap().into_iter().find(|r| r.name == "user").unwrap().id;
+    for i in 0..1000 {
+        let name = format!("member_{i:04}_{}", "x".repeat(20));
+        let new = confab::store::users::NewUser {
+            username: &name,
+            kind: confab::store::users::AccountKind::Local,
+            password_hash: None,
+            role_ids: vec![user.clone()],
+        };
+        server.store.user_create(new).await.unwrap();
+    }
+    let mut alice = server.register("Alice").await;
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert_eq!(list["cmd"], "users_list");
+    assert_eq!(list["users"].as_array().unwrap().len(), 1001);
+    // Larger than the queue bound, and than the write buffer's former cap (128 KiB).
+    assert!(list.to_string().len() > 128 * 1024, "{}", list.to_string().len());
+    assert_eq!(alice.request(json!({"cmd": "ping"})).await["cmd"], "pong");
+    server.stop().await;
+}
+
+on_both! { a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader => a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader_sqlite, a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader_postgres; }
+
+/// Slash commands of many bots: the list (not paged, as the official client wants it whole) is
+/// larger than the outbound byte bound and still reaches a reader that keeps up.
+async fn a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader(backend: Backend) {
+    const BOTS: usize = 4;
+    let server = spawn_unlimited(backend, |c| {
+        c.limits.queue_bytes = 16 * 1024;
+        c.bots = (0..BOTS)
+            .map(|i| confab::config::BotConfig {
+                name: format!("bot{i}"),
+                token: format!("token-of-bot-{i}-0123456789-abcdefghijklmnopqrstuvwxyz"),
+                ..Default::default()
+            })
+            .collect();
+    })
+    .await;
+    let option = |o: usize| json!({"name": format!("opt{o}"), "description": "o".repeat(100), "type": "str"});
+    let mut bots = Vec::new();
+    for i in 0..BOTS {
+        let mut bot = server.connect().await;
+        let token = format!("token-of-bot-{i}-0123456789-abcdefghijklmnopqrstuvwxyz");
+        bot.send(json!({"cmd": "botauth", "botusername": format!("bot{i}"), "bottoken": token})).await;
+        bot.expect_auth().await;
+        let commands: Vec<Value> = (0..100)
+            .map(|c| json!({"name": format!("b{i}c{c}"), "description": "d".repeat(100), "options": (0..3).map(option).collect::<Vec<_>>()}))
+            .collect();
+        let r = bot.request(json!({"cmd": "slash_register", "commands": commands})).await;
+        assert_eq!(r["val"], "100 commands registered successfully", "{}", r["cmd"]);
+        bots.push(bot);
+    }
+    let mut alice = server.register("Alice").await;
+    let list = alice.request(json!({"cmd": "slash_list"})).await;
+    assert_eq!(list["cmd"], "slash_list");
+    let registered = list["commands"].as_array().unwrap().iter().filter(|c| c["registeredBy"] != "originChats").count();
+    assert_eq!(registered, BOTS * 100);
+    assert!(list.to_string().len() > 128 * 1024, "{}", list.to_string().len());
+    assert_eq!(alice.request(json!({"cmd": "ping"})).await["cmd"], "pong");
+    server.stop().await;
+}
+
+on_both! { a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader => a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader_sqlite, a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader_postgres; }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_and_delays_no_one() {

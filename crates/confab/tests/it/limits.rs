@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Client, Closed, TestServer};
+use crate::support::{Backend, Client, Closed, TestServer, written};
 
 async fn limited_server() -> TestServer {
     TestServer::spawn_with(Backend::Sqlite, |cfg| cfg.rate_limits.enabled = true).await
@@ -14,7 +14,7 @@ fn msg(content: &str) -> Value {
 }
 
 async fn count_messages(c: &mut Client) -> usize {
-    c.request(json!({"cmd": "messages_get", "channel": "general"})).await["messages"].as_array().unwrap().len()
+    written(&c.request(json!({"cmd": "messages_get", "channel": "general"})).await).len()
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Client, TestServer};
+use crate::support::{Backend, Client, TestServer, written};
 
 async fn send(c: &mut Client, content: &str) -> Value {
     let echo = c.request(json!({"cmd": "message_new", "channel": "general", "content": content})).await;
@@ -12,8 +12,9 @@ async fn send(c: &mut Client, content: &str) -> Value {
     echo["message"].clone()
 }
 
+/// `general`'s history without the first start's welcome.
 async fn history(c: &mut Client) -> Vec<Value> {
-    c.request(json!({"cmd": "messages_get", "channel": "general"})).await["messages"].as_array().unwrap().clone()
+    written(&c.request(json!({"cmd": "messages_get", "channel": "general"})).await)
 }
 
 #[tokio::test]
@@ -149,6 +150,38 @@ async fn pins_need_permission_and_report_real_state() {
     server.stop().await;
 }
 
+/// The official client unpins by sending `message_pin` with `pinned: false`: that is an unpin,
+/// answered and broadcast as `message_unpin`, and stored.
+async fn message_pin_with_pinned_false_unpins(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut alice = server.member("alice", &["owner"]).await;
+    let mut bob = server.register("bob").await;
+    let m = send(&mut alice, "pin me").await;
+    let pin = |pinned: Value| json!({"cmd": "message_pin", "id": m["id"], "channel": "general", "pinned": pinned});
+    let pinned_ids = |r: &Value| r["messages"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect::<Vec<_>>();
+
+    let r = alice.request(pin(json!(true))).await;
+    assert_eq!((r["cmd"].as_str(), r["pinned"].as_bool()), (Some("message_pin"), Some(true)), "{r}");
+    let r = alice.request(pin(json!(false))).await;
+    assert_eq!(r["cmd"], "message_unpin", "{r}");
+    assert_eq!(r["pinned"], false);
+    assert_eq!(r["global"], true);
+    assert_eq!(bob.recv_cmd("message_unpin").await["seq"], r["seq"]);
+    let listed = bob.request(json!({"cmd": "messages_pinned", "channel": "general"})).await;
+    assert_eq!(pinned_ids(&listed), Vec::<Value>::new());
+    // Already unpinned: only the requester hears, as for `message_unpin`.
+    let again = alice.request(pin(json!(false))).await;
+    assert_eq!(again["cmd"], "message_unpin", "{again}");
+    assert!(again.get("seq").is_none(), "{again}");
+    // `pinned: null` is absent: a pin.
+    assert_eq!(alice.request(pin(Value::Null)).await["pinned"], true);
+    let listed = bob.request(json!({"cmd": "messages_pinned", "channel": "general"})).await;
+    assert_eq!(pinned_ids(&listed), vec![m["id"].clone()]);
+    server.stop().await;
+}
+
+on_both! { message_pin_with_pinned_false_unpins => message_pin_with_pinned_false_unpins_sqlite, message_pin_with_pinned_false_unpins_postgres; }
+
 #[tokio::test]
 async fn typing_reaches_viewers_without_seq() {
     let server = TestServer::spawn().await;
@@ -182,7 +215,8 @@ async fn around_replies_and_embeds() {
         .await;
     let got: Vec<Value> = r["messages"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
     assert_eq!(got, ids[2..=5].to_vec());
-    assert_eq!(r["range"], json!({"start": 2, "end": 6}));
+    // History indexes count the first start's welcome (index 0), so m2 is at 3.
+    assert_eq!(r["range"], json!({"start": 3, "end": 7}));
     let r = alice
         .request(json!({"cmd": "messages_around", "channel": "general", "around": ids[5], "bounds": {"above": 2, "below": 1}}))
         .await;

@@ -22,7 +22,7 @@ use confab::{
 };
 use serde_json::json;
 
-use crate::support::{Backend, fresh_location};
+use crate::support::{Backend, SYSTEM, fresh_location};
 
 const MESSAGES: usize = 40_000;
 const SENDERS: usize = 256;
@@ -34,7 +34,7 @@ async fn rate(backend: Backend, sync: SqliteSync, batch_max: usize, nonces: bool
     let options = StoreConfig { batch_max, pool_size: 8, sqlite_synchronous: sync, ..Default::default() };
     let metrics = Arc::new(Metrics::default());
     let store = Store::open_with(&location, &options, metrics.clone()).await.unwrap();
-    store.bootstrap().await.unwrap();
+    store.bootstrap(SYSTEM).await.unwrap();
     let channel = store.channels().await.unwrap().remove(0);
     let author = store
         .user_create(confab::store::users::NewUser {

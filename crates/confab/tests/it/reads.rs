@@ -86,15 +86,16 @@ async fn unreads_scenario(backend: Backend) {
     let m2 = send(&mut alice, general(), "two").await;
     let m3 = send(&mut alice, general(), "three").await;
 
+    // `general` also holds the first start's welcome, unread like any message.
     let count = json!({"cmd": "unreads_count", "channel": "general"});
     let r = bob.request(count.clone()).await;
     assert_eq!(
         r,
-        json!({"cmd": "unreads_count", "channel": "general", "unread_count": 3, "last_read": null,
-               "total_messages": 3, "listener": r["listener"]})
+        json!({"cmd": "unreads_count", "channel": "general", "unread_count": 4, "last_read": null,
+               "total_messages": 4, "listener": r["listener"]})
     );
     let all = bob.request(json!({"cmd": "unreads_get"})).await;
-    assert_eq!(all["unreads"], json!({"general": {"last_read": null, "unread_count": 3, "total_messages": 3}}));
+    assert_eq!(all["unreads"], json!({"general": {"last_read": null, "unread_count": 4, "total_messages": 4}}));
 
     // Ack an older message: the reply, and unreads_update on every connection of the account.
     let r = bob.request(json!({"cmd": "unreads_ack", "channel": "general", "message_id": m1["id"]})).await;
@@ -112,7 +113,7 @@ async fn unreads_scenario(backend: Backend) {
     let r = alice.request(json!({"cmd": "message_delete", "channel": "general", "id": m1["id"]})).await;
     assert_eq!(r["cmd"], "message_delete", "{r}");
     let r = bob.request(count.clone()).await;
-    assert_eq!((r["unread_count"].clone(), r["total_messages"].clone()), (json!(2), json!(2)));
+    assert_eq!((r["unread_count"].clone(), r["total_messages"].clone()), (json!(2), json!(3)));
     assert_eq!(r["last_read"], m1["id"]);
 
     // Without message_id: the newest message; then back to an older one (mark as unread).
@@ -124,10 +125,10 @@ async fn unreads_scenario(backend: Backend) {
     // A new message after the read position counts; deleting an unread one uncounts it.
     let m4 = send(&mut alice, general(), "four").await;
     let r = bob.request(count.clone()).await;
-    assert_eq!((r["unread_count"].clone(), r["total_messages"].clone()), (json!(2), json!(3)));
+    assert_eq!((r["unread_count"].clone(), r["total_messages"].clone()), (json!(2), json!(4)));
     alice.request(json!({"cmd": "message_delete", "channel": "general", "id": m4["id"]})).await;
     let r = bob.request(count.clone()).await;
-    assert_eq!((r["unread_count"].clone(), r["total_messages"].clone()), (json!(1), json!(2)));
+    assert_eq!((r["unread_count"].clone(), r["total_messages"].clone()), (json!(1), json!(3)));
     // messages_get from the start marks everything read.
     bob.request(json!({"cmd": "messages_get", "channel": "general"})).await;
     assert_eq!(bob.request(count.clone()).await["unread_count"], 0);
@@ -166,7 +167,7 @@ async fn unreads_scenario(backend: Backend) {
     assert_eq!(
         all["unreads"],
         json!({
-            "general": {"last_read": m2["id"], "unread_count": 2, "total_messages": 3},
+            "general": {"last_read": m2["id"], "unread_count": 2, "total_messages": 4},
             "empty": {"last_read": null, "unread_count": 0, "total_messages": 0},
             key.clone(): {"last_read": null, "unread_count": 2, "total_messages": 2, "parent_channel": "forum"},
         })

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{Backend, TestServer};
+use crate::support::{Backend, TestServer, is_welcome};
 
 async fn register_send_reload(backend: Backend) {
     let server = TestServer::spawn_with(backend, |_| {}).await;
@@ -13,14 +13,16 @@ async fn register_send_reload(backend: Backend) {
     assert_eq!(echo["cmd"], "message_new");
     assert_eq!(echo["message"]["user"], "Alice");
     assert_eq!(echo["message"]["content"], "hello");
-    assert_eq!(echo["seq"], 1);
+    // Seq 1 is the first start's welcome.
+    assert_eq!(echo["seq"], 2);
     drop(alice);
     let mut again = server.login("alice", "correct horse").await;
     let history = again.request(json!({"cmd": "messages_get", "channel": "general", "limit": 100})).await;
     let messages = history["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0]["content"], "hello");
-    assert_eq!(messages[0]["id"], echo["message"]["id"]);
+    assert_eq!(messages.len(), 2);
+    assert!(is_welcome(&messages[0]), "{history}");
+    assert_eq!(messages[1]["content"], "hello");
+    assert_eq!(messages[1]["id"], echo["message"]["id"]);
     server.stop().await;
 }
 

@@ -23,7 +23,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
 
-use crate::support::{Backend, WAIT, fresh_location, open_location, open_store};
+use crate::support::{Backend, SYSTEM, WAIT, fresh_location, open_location, open_store};
 
 on_both! {
     bootstrap_is_idempotent => bootstrap_is_idempotent_sqlite, bootstrap_is_idempotent_postgres;
@@ -110,7 +110,7 @@ impl Raw {
     }
 }
 
-async fn general(store: &Store) -> Channel {
+async fn general_channel(store: &Store) -> Channel {
     store.channels().await.expect("channels").into_iter().find(|c| c.name == "general").expect("general exists")
 }
 
@@ -213,8 +213,8 @@ fn contents(rows: &[confab::store::messages::MessageRow]) -> Vec<&str> {
 async fn bootstrap_is_idempotent(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open_store(backend, dir.path()).await;
-    store.bootstrap().await.expect("second bootstrap");
-    store.bootstrap().await.expect("third bootstrap");
+    store.bootstrap(SYSTEM).await.expect("second bootstrap");
+    store.bootstrap(SYSTEM).await.expect("third bootstrap");
 
     let roles = store.roles().await.unwrap();
     let shape: Vec<(&str, i64, Option<&str>)> =
@@ -256,7 +256,11 @@ async fn bootstrap_is_idempotent(backend: Backend) {
     let channels = store.channels().await.unwrap();
     assert_eq!(channels.len(), 1, "{channels:?}");
     let general = &channels[0];
-    assert_eq!((general.name.as_str(), general.kind.as_str(), general.seq), ("general", "text", 0));
+    // The first start's welcome took seq 1; later starts posted nothing.
+    assert_eq!((general.name.as_str(), general.kind.as_str(), general.seq), ("general", "text", 1));
+    let welcome = store.messages_page(&general.id, "", 0, 10).await.unwrap();
+    assert_eq!(contents(&welcome), [confab::store::bootstrap::WELCOME]);
+    assert_eq!((welcome[0].user_id.as_deref(), welcome[0].author.as_str(), welcome[0].seq), (None, SYSTEM, 1));
     let perms: Value = serde_json::from_str(&general.permissions).expect("permissions are JSON");
     for key in ["view", "send", "create_thread"] {
         assert_eq!(perms[key], json!(["user"]), "general.{key}: {perms}");
@@ -268,7 +272,7 @@ async fn bootstrap_is_idempotent(backend: Backend) {
             assert_eq!(perms[key], json!([default]), "general.{key}: {perms}");
         }
     }
-    assert_eq!(store.channel_seq(&general.id).await.unwrap(), 0);
+    assert_eq!(store.channel_seq(&general.id).await.unwrap(), 1, "the welcome only");
     store.close().await;
 }
 
@@ -381,7 +385,7 @@ async fn users_unbanned_sorted_case_insensitively(backend: Backend) {
 
 async fn writer_assigns_seq_per_channel(backend: Backend) {
     let Db { store, _dir, .. } = db(backend).await;
-    let general = general(&store).await;
+    let general = channel(&store, "news").await; // starts empty: `general` has the welcome
     let dev = channel(&store, "dev").await;
     let alice = user(&store, "Alice").await;
     assert_eq!(store.channel_seq(&general.id).await.unwrap(), 0);
@@ -394,7 +398,7 @@ async fn writer_assigns_seq_per_channel(backend: Backend) {
         let outcome = append(&store, m).await;
         let packet = packet_of(&outcome);
         assert_eq!(packet["cmd"], "message_new");
-        assert_eq!(packet["channel"], "general");
+        assert_eq!(packet["channel"], "news");
         assert_eq!(packet["seq"], new_seq(&outcome));
         assert_eq!(packet["global"], true);
         assert_eq!(packet["message"]["id"], id);
@@ -447,7 +451,7 @@ async fn first_id(store: &Store, channel: &Channel) -> String {
 
 async fn writer_runs_on_commit_before_returning(backend: Backend) {
     let Db { store, _dir, .. } = db(backend).await;
-    let general = general(&store).await;
+    let general = general_channel(&store).await;
     let alice = user(&store, "Alice").await;
     for i in 0..5 {
         let seen: Arc<Mutex<Option<Appended>>> = Arc::default();
@@ -470,7 +474,7 @@ async fn concurrent_appends_get_unique_contiguous_seqs(backend: Backend) {
     const TASKS: i64 = 40;
     const EACH: i64 = 5;
     let Db { store, _dir, .. } = db(backend).await;
-    let general = general(&store).await;
+    let general = channel(&store, "news").await; // starts empty: `general` has the welcome
     let alice = user(&store, "Alice").await;
     let published: Arc<Mutex<Vec<i64>>> = Arc::default();
     let mut tasks = Vec::new();
@@ -515,7 +519,7 @@ async fn concurrent_appends_get_unique_contiguous_seqs(backend: Backend) {
 
 async fn nonce_duplicate_conflict_and_window(backend: Backend) {
     let Db { store, _dir, .. } = db(backend).await;
-    let general = general(&store).await;
+    let general = channel(&store, "news").await; // starts empty: `general` has the welcome
     let dev = channel(&store, "dev").await;
     let alice = user(&store, "Alice").await;
     let bob = user(&store, "bob").await;
@@ -591,7 +595,7 @@ fn packet_of_string(outcome: &Appended) -> String {
 
 async fn history_reads(backend: Backend) {
     let Db { store, _dir, .. } = db(backend).await;
-    let general = general(&store).await;
+    let general = channel(&store, "news").await; // starts empty: `general` has the welcome
     let dev = channel(&store, "dev").await;
     let alice = user(&store, "Alice").await;
     assert_eq!(store.message_latest(&general.id, "").await.unwrap(), None);
@@ -675,7 +679,7 @@ async fn history_reads(backend: Backend) {
 
 async fn thread_messages_share_the_channel_counter(backend: Backend) {
     let Db { store, _dir, .. } = db(backend).await;
-    let general = general(&store).await;
+    let general = channel(&store, "news").await; // starts empty: `general` has the welcome
     let alice = user(&store, "Alice").await;
     let in_thread = |content: &str| {
         let mut m = message(&general, &alice, content);
@@ -772,7 +776,7 @@ async fn expired_and_revoked_sessions(backend: Backend) {
 
 async fn mark_read_upserts(backend: Backend) {
     let Db { store, location, _dir } = db(backend).await;
-    let general = general(&store).await;
+    let general = general_channel(&store).await;
     let alice = user(&store, "Alice").await;
     let bob = user(&store, "bob").await;
     store.mark_read(&alice.id, &general.id, "", Some("m1"), 1).await.unwrap();
@@ -808,7 +812,7 @@ async fn settings_get_and_replace(backend: Backend) {
 
 async fn acknowledged_writes_survive_reopen(backend: Backend) {
     let Db { store, location, _dir } = db(backend).await;
-    let general = general(&store).await;
+    let general = channel(&store, "news").await; // starts empty: `general` has the welcome
     let alice = user(&store, "Alice").await;
     store.set_setting("server.name", "Durable").await.unwrap();
     let mut tasks = Vec::new();
@@ -836,7 +840,9 @@ async fn acknowledged_writes_survive_reopen(backend: Backend) {
     assert_eq!(store.setting("server.name").await.unwrap().as_deref(), Some("Durable"));
     // Reopening bootstraps again without duplicating anything.
     assert_eq!(store.roles().await.unwrap().len(), 4);
-    assert_eq!(store.channels().await.unwrap().len(), 1);
+    assert_eq!(store.channels().await.unwrap().len(), 2, "general and news");
+    let welcome = store.messages_page(&general_channel(&store).await.id, "", 0, 10).await.unwrap();
+    assert_eq!(contents(&welcome), [confab::store::bootstrap::WELCOME]);
     // The counter and the nonce window survive the restart.
     assert_eq!(new_seq(&append(&store, message(&general, &alice, "after restart")).await), 21);
     let repeat = with_nonce(message(&general, &alice, "durable 3"), "nonce-3");
@@ -846,7 +852,7 @@ async fn acknowledged_writes_survive_reopen(backend: Backend) {
 
 async fn append_after_close_fails(backend: Backend) {
     let Db { store, _dir, .. } = db(backend).await;
-    let general = general(&store).await;
+    let general = general_channel(&store).await;
     let alice = user(&store, "Alice").await;
     append(&store, message(&general, &alice, "before")).await;
     store.close().await;
@@ -863,10 +869,14 @@ async fn concurrent_first_bootstrap(backend: Backend) {
     let location = fresh_location(backend, dir.path()).await;
     let metrics = Arc::new(confab::metrics::Metrics::default());
     let store = Store::open(&location, 4, 16, metrics).await.expect("open");
-    let (a, b) = tokio::join!(store.bootstrap(), store.bootstrap());
+    let (a, b) = tokio::join!(store.bootstrap(SYSTEM), store.bootstrap(SYSTEM));
     a.expect("first bootstrap");
     b.expect("concurrent bootstrap");
     assert_eq!(store.roles().await.unwrap().len(), 4);
-    assert_eq!(store.channels().await.unwrap().len(), 1);
+    let channels = store.channels().await.unwrap();
+    assert_eq!(channels.len(), 1);
+    // One welcome, whichever start posted it.
+    let welcome = store.messages_page(&channels[0].id, "", 0, 10).await.unwrap();
+    assert_eq!(contents(&welcome), [confab::store::bootstrap::WELCOME]);
     store.close().await;
 }

@@ -22,6 +22,20 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for an expected packet before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
+/// The system username of the default configuration, for stores opened without a server.
+pub const SYSTEM: &str = "originChats";
+
+/// Whether `message` (history shape) is the welcome the first start posts into `general`.
+pub fn is_welcome(message: &Value) -> bool {
+    message["user"] == SYSTEM && message["content"] == confab::store::bootstrap::WELCOME
+}
+
+/// The messages of a `messages_get` reply without the first start's welcome: what the test itself
+/// wrote (`gateway::first_start_welcomes_in_general` checks the welcome).
+pub fn written(reply: &Value) -> Vec<Value> {
+    let all = reply["messages"].as_array().unwrap_or_else(|| panic!("no messages in {reply}"));
+    all.iter().filter(|m| !is_welcome(m)).cloned().collect()
+}
 
 /// The PostgreSQL server used by the PostgreSQL tests.
 pub fn postgres_url() -> String {
@@ -103,7 +117,7 @@ impl TestServer {
         let metrics = Arc::new(Metrics::default());
         // Opened with the server's store options, so that a test's tweak of them applies.
         let store = Store::open_with(&location, &config.store, metrics.clone()).await.expect("open store");
-        store.bootstrap().await.expect("bootstrap");
+        store.bootstrap(&config.system_username).await.expect("bootstrap");
         let shutdown = CancellationToken::new();
         let task =
             tokio::spawn(confab::run_with_store(listener, config.clone(), store.clone(), metrics, shutdown.clone()));
@@ -395,7 +409,7 @@ pub async fn fresh_location(backend: Backend, dir: &std::path::Path) -> Location
 /// Opens, migrates and bootstraps the store at `location` (e.g. again after `close`).
 pub async fn open_location(location: &Location) -> Store {
     let store = Store::open(location, 4, 256, Arc::new(Metrics::default())).await.expect("open store");
-    store.bootstrap().await.expect("bootstrap");
+    store.bootstrap(SYSTEM).await.expect("bootstrap");
     store
 }
 
