@@ -53,9 +53,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Queues a serialised packet for this connection.
+    /// Queues a serialised packet answering this connection's command (see [`Outbox::push_reply`]).
     pub fn send(&self, packet: String) {
-        self.state.hub.deliver(&self.outbox, &Packet::from(packet), false);
+        self.state.hub.account(&self.outbox, self.outbox.push_reply(&Packet::from(packet)));
     }
 
     /// Queues the reply `cmd` with `fields`, carrying the request's `listener`.

@@ -70,6 +70,17 @@ impl Control {
     }
 }
 
+/// What a packet is to the bounds of the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Part of the connection's own command's answer: not bounded (see [`Outbox::push_reply`]).
+    Reply,
+    /// Sent unasked: bounded, an overflow closes the connection.
+    Event,
+    /// Sent unasked and skipped when the queue is more than half full (presence, typing).
+    Droppable,
+}
+
 /// Outcome of pushing one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -106,10 +117,13 @@ struct Shared {
 struct Inner {
     /// A plain deque, so an idle connection's queue allocates nothing (a bounded channel
     /// preallocates a block of slots).
-    queue: VecDeque<Packet>,
-    /// Bytes queued; under the lock rather than an atomic, which would move its cache line
-    /// between the publishing thread and the connection's on every push and pop.
+    /// Each packet with whether it counts against the bounds (replies do not).
+    queue: VecDeque<(Packet, bool)>,
+    /// Bytes and packets queued that count against the bounds; under the lock rather than
+    /// atomics, which would move their cache line between the publishing thread and the
+    /// connection's on every push and pop.
     bytes: usize,
+    packets: usize,
     channels: ChannelState,
 }
 
@@ -163,6 +177,7 @@ impl Drop for Inbox {
         if let Ok(mut inner) = self.shared.inner.lock() {
             inner.queue.clear();
             inner.bytes = 0;
+            inner.packets = 0;
         }
     }
 }
@@ -186,37 +201,50 @@ impl Outbox {
         &self.shared.control
     }
 
-    /// Queues a packet without waiting.
+    /// Queues a packet the server sends unasked (a broadcast) without waiting.
     pub fn push(&self, packet: &Packet, droppable: bool) -> Pushed {
-        self.push_waking(packet, droppable, None)
+        let class = if droppable { Class::Droppable } else { Class::Event };
+        self.push_waking(packet, class, None)
+    }
+
+    /// Queues a packet of the connection's own command: the reply, and for `resume` the replay.
+    /// It does not count against the bounds, which catch readers that fall behind the traffic
+    /// the server sends unasked: the connection task writes out its queue before it reads the
+    /// next command, so what a reader asked for is at most one command's answer, and every answer
+    /// that can grow is paged (or, for `resume`, limited to `resume_max_events`). A reader that
+    /// keeps up gets any answer the server chose to build.
+    pub fn push_reply(&self, packet: &Packet) -> Pushed {
+        self.push_waking(packet, Class::Reply, None)
     }
 
     /// Queues a packet; the connection task is woken now, or by `later` when given.
-    fn push_waking(&self, packet: &Packet, droppable: bool, later: Option<&mut Wakes>) -> Pushed {
+    fn push_waking(&self, packet: &Packet, class: Class, later: Option<&mut Wakes>) -> Pushed {
         let Ok(mut inner) = self.shared.inner.lock() else { return Pushed::Closed };
-        self.push_locked(&mut inner, packet, droppable, later)
+        self.push_locked(&mut inner, packet, class, later)
     }
 
     /// The push itself, under the lock the caller holds.
-    fn push_locked(&self, inner: &mut Inner, packet: &Packet, droppable: bool, later: Option<&mut Wakes>) -> Pushed {
+    fn push_locked(&self, inner: &mut Inner, packet: &Packet, class: Class, later: Option<&mut Wakes>) -> Pushed {
         let shared = &self.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Pushed::Closed;
         }
-        let len = packet.len();
-        if droppable && (inner.queue.len() * 2 > shared.max_packets || inner.bytes * 2 > shared.max_bytes) {
+        let counted = class != Class::Reply;
+        if class == Class::Droppable && (inner.packets * 2 > shared.max_packets || inner.bytes * 2 > shared.max_bytes) {
             return Pushed::Dropped;
         }
         // Full means the bytes already queued reached the bound, not that this packet would pass
-        // it: a reply larger than the bound still reaches a reader that keeps up (its queue is
-        // about empty), and a slow one is still caught by the next packet. A queue holds at most
-        // the bound plus one packet, and the packets that can grow are paged.
-        if inner.queue.len() >= shared.max_packets || inner.bytes >= shared.max_bytes {
+        // it: one large event still reaches a reader that keeps up, and a slow one is still
+        // caught by the next packet.
+        if counted && (inner.packets >= shared.max_packets || inner.bytes >= shared.max_bytes) {
             return Pushed::Overflow;
         }
-        inner.bytes += len;
+        if counted {
+            inner.bytes += packet.len();
+            inner.packets += 1;
+        }
         let was_empty = inner.queue.is_empty();
-        inner.queue.push_back(packet.clone());
+        inner.queue.push_back((packet.clone(), counted));
         if was_empty {
             match later {
                 Some(wakes) => wakes.0.push(self.clone()),
@@ -228,7 +256,7 @@ impl Outbox {
 
     /// [`Outbox::push`] of a packet that must not be dropped, waking the connection with `wakes`.
     pub fn push_later(&self, packet: &Packet, wakes: &mut Wakes) -> Pushed {
-        self.push_waking(packet, false, Some(wakes))
+        self.push_waking(packet, Class::Event, Some(wakes))
     }
 }
 
@@ -274,7 +302,7 @@ impl Outbox {
         if !inner.channels.past_cut(channel_id, seq) {
             return Pushed::Dropped;
         }
-        self.push_locked(&mut inner, packet, false, Some(wakes))
+        self.push_locked(&mut inner, packet, Class::Event, Some(wakes))
     }
 
     /// Starts setting aside live events of `channels`. Called before the log is read, so every
@@ -304,7 +332,7 @@ impl Outbox {
         let mut outcome = Pushed::Queued;
         for (channel, seq, packet) in held.events {
             if inner.channels.past_cut(&channel, seq)
-                && self.push_locked(&mut inner, &packet, false, None) == Pushed::Overflow
+                && self.push_locked(&mut inner, &packet, Class::Event, None) == Pushed::Overflow
             {
                 outcome = Pushed::Overflow;
             }
@@ -328,8 +356,11 @@ impl Inbox {
     /// The next packet if one is queued.
     pub fn try_recv(&mut self) -> Option<Packet> {
         let mut inner = self.shared.inner.lock().ok()?;
-        let p = inner.queue.pop_front()?;
-        inner.bytes -= p.len();
+        let (p, counted) = inner.queue.pop_front()?;
+        if counted {
+            inner.bytes -= p.len();
+            inner.packets -= 1;
+        }
         Some(p)
     }
 
@@ -373,6 +404,29 @@ mod tests {
         assert_eq!(out.push(&Packet::from("after"), false), Pushed::Queued);
     }
 
+    /// A command's answer, however long (a replay of thousands of events), neither overflows the
+    /// queue nor takes room from the events the server sends unasked.
+    #[test]
+    fn replies_do_not_count_against_the_bounds() {
+        let (out, mut inbox) = Outbox::new(16, 1024);
+        let hundred = Packet::from("r".repeat(100));
+        for _ in 0..100 {
+            assert_eq!(out.push_reply(&hundred), Pushed::Queued);
+        }
+        let event = Packet::from("e".repeat(100));
+        let mut events = 0;
+        while out.push(&event, false) == Pushed::Queued {
+            events += 1;
+        }
+        assert_eq!(events, 11, "the byte bound is the events' own: refused once 1024 bytes of them are queued");
+        let mut got = 0;
+        while inbox.try_recv().is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 111);
+        assert_eq!(out.push(&event, false), Pushed::Queued, "a drained queue takes events again");
+    }
+
     #[test]
     fn droppable_packets_skip_a_half_full_queue() {
         let (out, mut inbox) = Outbox::new(16, 1 << 20);
@@ -395,9 +449,9 @@ mod tests {
     /// hold ends at that cut.
     fn replay_and_release(out: &Outbox, after: i64, log_end: i64) {
         for seq in after + 1..=log_end {
-            assert_eq!(out.push(&Packet::from(format!("r{seq}")), false), Pushed::Queued);
+            assert_eq!(out.push_reply(&Packet::from(format!("r{seq}"))), Pushed::Queued);
         }
-        assert_eq!(out.push(&Packet::from("resumed"), false), Pushed::Queued);
+        assert_eq!(out.push_reply(&Packet::from("resumed")), Pushed::Queued);
         assert_eq!(out.release(&[("c".to_owned(), log_end)].into_iter().collect()), Pushed::Queued);
     }
 

@@ -428,3 +428,42 @@ async fn sigkill_never_loses_an_acknowledged_message(backend: Backend) {
         held.len()
     );
 }
+
+on_both! {
+    a_replay_larger_than_the_queue_reaches_a_fast_reader => replay_larger_than_queue_sqlite, replay_larger_than_queue_postgres;
+}
+
+/// A resume's replay is the answer to the reader's own command: far more events and bytes than the
+/// outbound queue's bounds (16 packets, 16 KiB here) reach a reader that keeps up, without 4009.
+async fn a_replay_larger_than_the_queue_reaches_a_fast_reader(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |cfg| {
+        cfg.limits.queue_packets = 16;
+        cfg.limits.queue_bytes = 16 * 1024;
+    })
+    .await;
+    let mut alice = server.register("alice").await;
+    let seen = current_seq(&mut alice).await;
+    drop(alice);
+    let mut bob = server.register("bob").await;
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        sent.push(send(&mut bob, &format!("missed {i} {}", "x".repeat(200))).await["seq"].as_i64().unwrap());
+    }
+    let mut alice = server.login("alice", "correct horse").await;
+    alice.send(json!({"cmd": "resume", "channels": {"general": seen}})).await;
+    let mut replayed = Vec::new();
+    loop {
+        let p = alice.recv().await;
+        match p["cmd"].as_str() {
+            Some("message_new") if p["replay"] == true => replayed.push(p["seq"].as_i64().unwrap()),
+            Some("resumed") => {
+                assert_eq!(p["stale"], json!([]), "{p}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(replayed, sent, "the whole replay, in order");
+    assert_eq!(alice.request(json!({"cmd": "ping"})).await["cmd"], "pong", "the reader is still connected");
+    server.stop().await;
+}
