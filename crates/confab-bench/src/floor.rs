@@ -50,8 +50,27 @@ const HANDSHAKE: &str = concat!(
 const AUTH_SUCCESS: &str = r#"{"cmd":"auth_success","val":"Authentication successful"}"#;
 const PONG: &str = r#"{"cmd":"pong","val":"pong"}"#;
 
-/// The same buffer sizes Confab configures, so idle memory and write batching compare like for like.
-fn ws_config() -> WebSocketConfig {
+/// The floor's WebSocket buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Buffers {
+    /// The sizes Confab configures, so idle memory and write batching compare like for like.
+    Tuned,
+    /// tungstenite's defaults (128 KiB read and write buffers, no write-buffer cap): what an
+    /// untuned server gets, and faster under load than small buffers.
+    Default,
+}
+
+impl Buffers {
+    fn config(self) -> WebSocketConfig {
+        match self {
+            Buffers::Tuned => tuned_config(),
+            Buffers::Default => WebSocketConfig::default(),
+        }
+    }
+}
+
+/// The same buffer sizes Confab configures.
+fn tuned_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(2 * 1024)
@@ -67,9 +86,10 @@ struct Peer {
     kill: Arc<Notify>,
 }
 
-/// What connections share: who is authenticated, and the id counters.
+/// What connections share: who is authenticated, the id counters, and the buffer sizes.
 #[derive(Default)]
 struct Hub {
+    ws: WebSocketConfig,
     peers: RwLock<HashMap<u64, Peer>>,
     next_conn: AtomicU64,
     next_msg: AtomicU64,
@@ -105,9 +125,9 @@ impl Hub {
 }
 
 /// Runs the floor server on `listen` until its standard input closes (the bench holds the other end).
-pub async fn serve(listen: SocketAddr) -> Result<()> {
+pub async fn serve(listen: SocketAddr, buffers: Buffers) -> Result<()> {
     let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    let hub = Arc::new(Hub::default());
+    let hub = Arc::new(Hub { ws: buffers.config(), ..Hub::default() });
     let accept = async {
         loop {
             match listener.accept().await {
@@ -173,7 +193,7 @@ async fn connection(hub: Arc<Hub>, stream: TcpStream) {
         token = token_of(request.uri().query());
         Ok(response)
     };
-    let Ok(ws) = accept_hdr_async_with_config(stream, callback, Some(ws_config())).await else {
+    let Ok(ws) = accept_hdr_async_with_config(stream, callback, Some(hub.ws)).await else {
         return;
     };
     let (sink, mut incoming) = ws.split();

@@ -8,6 +8,7 @@
 mod auth;
 mod chart;
 mod client;
+mod community;
 mod fanout;
 mod floor;
 mod history;
@@ -53,6 +54,8 @@ enum Command {
     Auth(auth::AuthArgs),
     /// `messages_get` latency on a channel holding M messages, for several M.
     History(history::HistoryArgs),
+    /// A large community: users_list, users_online, presence and role mentions at A accounts, O online.
+    Community(community::CommunityArgs),
     /// A reconnect storm: N clients at once, auth only and then the official client's start-up.
     Storm(storm::StormArgs),
     /// Draw the Confab ÷ floor ratios from the JSON results as an SVG bar chart.
@@ -62,6 +65,8 @@ enum Command {
     Floor {
         #[arg(long)]
         listen: SocketAddr,
+        #[arg(long, value_enum, default_value = "tuned")]
+        buffers: floor::Buffers,
     },
 }
 
@@ -78,6 +83,10 @@ pub struct Common {
     /// Argon2 hash (tens of ms), so keep this small.
     #[arg(long, default_value_t = 100)]
     pub users: usize,
+    /// The floor's WebSocket buffers: Confab's sizes (`tuned`), or tungstenite's defaults
+    /// (`default`), the reference an untuned server gives.
+    #[arg(long, value_enum, default_value = "tuned")]
+    pub floor_buffers: floor::Buffers,
 }
 
 fn main() -> Result<()> {
@@ -90,8 +99,9 @@ fn main() -> Result<()> {
             Command::Auth(args) => auth::run(args).await,
             Command::History(args) => history::run(args).await,
             Command::Storm(args) => storm::run(args).await,
+            Command::Community(args) => community::run(args).await,
             Command::Chart(args) => chart::run(&args),
-            Command::Floor { listen } => floor::serve(listen).await,
+            Command::Floor { listen, buffers } => floor::serve(listen, buffers).await,
         }
     })
 }

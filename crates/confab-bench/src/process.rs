@@ -37,12 +37,15 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts the floor server by re-executing this binary.
-    pub async fn floor() -> Result<ServerProcess> {
+    pub async fn floor(buffers: crate::floor::Buffers) -> Result<ServerProcess> {
         let exe = std::env::current_exe().context("locating the bench binary")?;
         let addr = free_port()?;
         let dir = temp_dir("floor")?;
         let mut cmd = Command::new(exe);
         cmd.arg("floor").arg("--listen").arg(addr.to_string());
+        if buffers == crate::floor::Buffers::Default {
+            cmd.args(["--buffers", "default"]);
+        }
         // The floor exits when its standard input closes, so it never outlives the bench.
         cmd.stdin(Stdio::piped());
         ServerProcess::spawn(cmd, addr, dir).await?.wait_tcp().await

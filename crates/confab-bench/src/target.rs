@@ -76,7 +76,7 @@ impl Target {
         eprintln!("[{label}] starting server");
         let count = common.users.max(1);
         let (server, users) = match kind {
-            Kind::Floor => (ServerProcess::floor().await?, users::floor_users(count)),
+            Kind::Floor => (ServerProcess::floor(common.floor_buffers).await?, users::floor_users(count)),
             Kind::Confab => {
                 let server = ServerProcess::confab(&common.confab_bin).await?;
                 let users = users::register(&format!("http://{}", server.addr()), count, &label)
