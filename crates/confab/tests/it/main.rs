@@ -36,4 +36,5 @@ mod smoke;
 mod store;
 mod support;
 mod tls;
+mod web;
 mod webhooks;
