@@ -148,7 +148,7 @@ class ConfabChat extends HTMLElement {
   show(ctl) {
     this.ctl = ctl;
     this.conn = el('span', { class: 'conn', role: 'status', dataset: { conn: 'connecting' }, text: CONN_TEXT.connecting });
-    this.title = el('h2', { class: 'title' });
+    this.heading = el('h2', { class: 'title' });
     this.server = el('span', { class: 'server', text: 'Confab' });
     this.nav = el('nav', { class: 'channels', 'aria-label': 'Channels' });
     this.timeline = el('confab-timeline', { tabindex: '0' });
@@ -176,7 +176,7 @@ class ConfabChat extends HTMLElement {
     const me = el('span', { class: 'me', text: ctl.username });
     const logout = el('button', { class: 'logout secondary', text: 'Log out', onclick: () => ctl.logout() });
     this.replaceChildren(
-      el('header', { class: 'bar' }, menu, this.server, this.title, this.conn, me, logout),
+      el('header', { class: 'bar' }, menu, this.server, this.heading, this.conn, me, logout),
       el('div', { class: 'body' },
         this.nav,
         el('main', { class: 'pane' }, this.notice, this.timeline, this.typing, composer)),
@@ -220,7 +220,7 @@ class ConfabChat extends HTMLElement {
   render() {
     const { chat } = this.ctl;
     if (chat.server?.name) this.server.textContent = chat.server.name;
-    this.title.textContent = chat.current ? `#${chat.current}` : '';
+    this.heading.textContent = chat.current ? `#${chat.current}` : '';
     this.input.placeholder = chat.current ? `Message #${chat.current}` : 'Message';
     this.nav.replaceChildren(
       ...chat.channels.map((c) => {
