@@ -8,6 +8,8 @@
 export const PAGE = 50;
 /** How long a typing indicator lasts without a new `typing` event. */
 export const TYPING_MS = 6000;
+/** A burst of messages in the open channel is acknowledged once, this long after the last. */
+const ACK_DELAY_MS = 500;
 /** At most one `typing` frame this often. */
 const TYPING_EVERY_MS = 3000;
 /** Channel events that carry a `seq` and change a loaded timeline. */
@@ -47,9 +49,11 @@ export class Chat {
    * @param {() => string} [o.nonce]
    * @param {() => number} [o.now]
    * @param {(what: string) => void} [o.onChange]
+   * @param {{setTimeout: Function, clearTimeout: Function}} [o.timers]
    */
-  constructor({ send, nonce = randomNonce, now = () => Date.now(), onChange = () => {} }) {
-    Object.assign(this, { send, nonce, now, onChange });
+  constructor({ send, nonce = randomNonce, now = () => Date.now(), onChange = () => {}, timers = globalThis }) {
+    Object.assign(this, { send, nonce, now, onChange, timers });
+    this.ackTimer = null;
     this.me = null;
     this.server = null;
     /** Text channels in display order. */
@@ -158,12 +162,9 @@ export class Chat {
   open(name) {
     this.current = name;
     const r = this.room(name);
-    if (r.loaded) {
-      if (r.unread > 0) this.send({ cmd: 'unreads_ack', channel: name });
-      r.unread = 0;
-    } else {
-      this.load(name);
-    }
+    if (r.loaded && r.unread > 0) this.send({ cmd: 'unreads_ack', channel: name });
+    r.unread = 0;
+    this.load(name);
     this.onChange('all');
   }
 
@@ -269,7 +270,7 @@ export class Chat {
         r.messages.splice(i, 0, m);
         r.typing.delete(m.user);
         if (m.user !== this.me) {
-          if (r.name === this.current) this.send({ cmd: 'unreads_ack', channel: r.name, message_id: m.id });
+          if (r.name === this.current) this.scheduleAck();
           else r.unread++;
         }
         break;
@@ -299,6 +300,15 @@ export class Chat {
       }
     }
     this.onChange(r.name === this.current ? 'all' : 'channels');
+  }
+
+  /** Marks the open channel read up to its newest message, once per burst (a replay can bring hundreds). */
+  scheduleAck() {
+    if (this.ackTimer) return;
+    this.ackTimer = this.timers.setTimeout(() => {
+      this.ackTimer = null;
+      if (this.current) this.send({ cmd: 'unreads_ack', channel: this.current });
+    }, ACK_DELAY_MS);
   }
 
   typingEvent(p) {
