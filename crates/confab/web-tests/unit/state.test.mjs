@@ -223,4 +223,9 @@ test('own typing frames are throttled', () => {
   h.tick(3000);
   h.chat.typing();
   assert.deepEqual(h.take(), [{ cmd: 'typing', channel: 'general' }, { cmd: 'typing', channel: 'general' }]);
+  // Sending ends the indicator; the next key announces typing again at once.
+  h.chat.post('done');
+  h.take();
+  h.chat.typing();
+  assert.deepEqual(h.take(), [{ cmd: 'typing', channel: 'general' }]);
 });

@@ -331,6 +331,8 @@ export class Chat {
     if (!this.current || !content.trim()) return null;
     const entry = { nonce: this.nonce(), channel: this.current, content, state: 'pending', error: null };
     this.outbox.push(entry);
+    // The message ends this user's typing indicator on the other side; the next key starts a new one.
+    this.lastTyping = 0;
     // Before `resumed` the frame would race the replay; flushOutbox sends it then.
     if (!this.resuming) this.transmit(entry);
     this.onChange('all');
