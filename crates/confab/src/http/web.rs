@@ -34,7 +34,7 @@ macro_rules! web_files {
 }
 
 /// Every file of the app; a unit test checks that this list and the folder agree.
-const FILES: [(&str, &[u8]); 9] = web_files![
+const FILES: [(&str, &[u8]); 10] = web_files![
     "index.html",
     "app.css",
     "icon.svg",
@@ -43,6 +43,7 @@ const FILES: [(&str, &[u8]); 9] = web_files![
     "js/dom.mjs",
     "js/main.mjs",
     "js/state.mjs",
+    "js/vault.mjs",
     "js/views.mjs",
 ];
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { cuttable, expectContents, launch, newPage, online, rawUser, screenshot, send, signUp, startServer } from './harness.mjs';
+import { cuttable, expectContents, launch, newPage, online, rawUser, screenshot, send, signUp, startServer, watch } from './harness.mjs';
 
 let browser;
 before(async () => {
@@ -199,10 +199,16 @@ test('logout revokes the refresh token and shows the sign-in form', () =>
     await page.waitForSelector('.login-form .error:has-text("Invalid username or password")');
   }));
 
-test('screenshots at desktop and phone sizes', () =>
+test('screenshots at desktop and phone sizes, light and dark', () =>
   withServer(async (server) => {
-    for (const [name, viewport] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]]) {
-      const page = await newPage(browser, viewport);
+    const shots = [
+      ['desktop', { width: 1280, height: 800 }, 'light'],
+      ['phone', { width: 390, height: 844 }, 'light'],
+      ['desktop-dark', { width: 1280, height: 800 }, 'dark'],
+    ];
+    const backgrounds = {};
+    for (const [name, viewport, colorScheme] of shots) {
+      const page = await newPage(browser, viewport, { colorScheme });
       await page.goto(server.url + '/');
       await page.waitForSelector('confab-login form');
       await screenshot(page, `${name}-sign-in`);
@@ -213,6 +219,7 @@ test('screenshots at desktop and phone sizes', () =>
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `${name}: ${overflow}px wider than the viewport`);
       await screenshot(page, `${name}-chat`);
+      backgrounds[colorScheme] = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
       if (name === 'phone') {
         await page.click('.bar .menu');
         await page.waitForSelector('.channels .channel[data-channel=general]', { state: 'visible' });
@@ -220,4 +227,59 @@ test('screenshots at desktop and phone sizes', () =>
       }
       assert.deepEqual(page.problems, []);
     }
+    assert.notEqual(backgrounds.light, backgrounds.dark, 'the theme follows prefers-color-scheme');
+  }));
+
+test('unread counts arrive live, survive a reload, and clear when the channel is read', () =>
+  withServer(async (server) => {
+    await server.cli(['user', 'add', 'boss', '--role', 'owner'], 'correct horse');
+    const boss = await rawUser(browser, server, 'boss', { login: true });
+    const page = await newPage(browser);
+    await signUp(page, server, 'alice');
+    const made = await boss.rpc({ cmd: 'channel_create', name: 'dev', type: 'text', permissions: { view: ['user'], send: ['user'] } });
+    assert.equal(made.created, true, JSON.stringify(made));
+    // The new channel appears without a reload (the server pushes channels_get).
+    await page.waitForSelector('.channel[data-channel=dev][data-unread="0"]');
+    await boss.post('one', 'dev');
+    await boss.post('two', 'dev');
+    await page.waitForSelector('.channel[data-channel=dev][data-unread="2"] .badge:has-text("2")');
+    await page.reload();
+    await online(page);
+    await page.waitForSelector('.channel[data-channel=dev][data-unread="2"]');
+    await page.click('.channel[data-channel=dev]');
+    await expectContents(page, ['one', 'two']);
+    await page.waitForSelector('.channel[data-channel=dev][data-unread="0"]');
+    assert.equal(await page.textContent('.bar .title'), '#dev');
+    // Reading it was stored: after a reload dev is still read, and the app reopens it.
+    await page.reload();
+    await online(page);
+    assert.equal(await page.textContent('.bar .title'), '#dev');
+    await boss.post('three', 'general');
+    await page.waitForSelector('.channel[data-channel=general][data-unread="1"]');
+    assert.equal(await page.getAttribute('.channel[data-channel=dev]', 'data-unread'), '0');
+    assert.deepEqual(page.problems, []);
+  }));
+
+test('two tabs whose token was refused at the same moment refresh once and both stay signed in', () =>
+  withServer(async (server) => {
+    const tab1 = await newPage(browser);
+    await signUp(tab1, server, 'alice');
+    const tab2 = watch(await tab1.context().newPage());
+    await tab2.goto(server.url + '/');
+    await online(tab2);
+    for (let round = 0; round < 3; round++) {
+      const refused = await tab1.evaluate(() => JSON.parse(localStorage.getItem('confab.session')).access_token);
+      const force = (t) => window.confab.auth.accessToken(t).then(() => 'ok', (e) => `${e.name}: ${e.message}`);
+      const results = await Promise.all([tab1.evaluate(force, refused), tab2.evaluate(force, refused), tab1.evaluate(force, refused)]);
+      assert.deepEqual(results, ['ok', 'ok', 'ok'], `round ${round}`);
+    }
+    // Both tabs' sessions are still live on the server: their sockets reconnect after a cut.
+    for (const tab of [tab1, tab2]) {
+      assert.equal(await tab.evaluate(() => localStorage.getItem('confab.session') !== null), true);
+      await tab.evaluate(() => window.confab.conn.ws.close(4000));
+      await tab.waitForSelector('.conn[data-conn=online]', { timeout: 20_000 });
+    }
+    await send(tab1, 'still here');
+    await expectContents(tab2, ['still here']);
+    assert.deepEqual([...tab1.problems, ...tab2.problems], []);
   }));

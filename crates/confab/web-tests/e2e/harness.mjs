@@ -64,6 +64,17 @@ export async function startServer(env = {}) {
       await server.stop();
       proc = await serve(dir, addr, env);
     },
+    /** Runs `confab <args> --data-dir <its folder>` (the admin CLI works while the server runs). */
+    cli(args, input = '') {
+      return new Promise((resolve, reject) => {
+        const child = spawn(BIN, [...args, '--data-dir', dir], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (out += d));
+        child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`confab ${args.join(' ')}: ${code}\n${out}`))));
+        child.stdin.end(input);
+      });
+    },
     async close() {
       if (proc.child.exitCode === null) await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -83,9 +94,13 @@ export async function launch() {
  * A page of a new browser context (its own storage, so its own user). Page errors, console errors
  * and dialogs are collected in `page.problems` so a test can assert that none happened.
  */
-export async function newPage(browser, viewport = { width: 1280, height: 800 }) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
+export async function newPage(browser, viewport = { width: 1280, height: 800 }, options = {}) {
+  const context = await browser.newContext({ viewport, ...options });
+  return watch(await context.newPage());
+}
+
+/** Collects the page's errors and dialogs in `page.problems`. */
+export function watch(page) {
   page.problems = [];
   page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
@@ -146,11 +161,11 @@ export async function screenshot(page, name) {
  * Another user without the app: a page on the server's origin holding a raw WebSocket, for
  * scripted messages. `rpc(frame)` resolves with the server's direct answer.
  */
-export async function rawUser(browser, server, name) {
+export async function rawUser(browser, server, name, { login = false } = {}) {
   const page = await newPage(browser);
   await page.goto(server.url + '/healthz');
-  await page.evaluate(async (name) => {
-    const r = await fetch('/auth/register', {
+  await page.evaluate(async ([name, path]) => {
+    const r = await fetch(path, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ username: name, password: 'correct horse' }),
@@ -178,7 +193,7 @@ export async function rawUser(browser, server, name) {
       };
       ws.onclose = (e) => reject(new Error(`closed ${e.code} ${e.reason}`));
     });
-  }, name);
+  }, [name, login ? '/auth/login' : '/auth/register']);
   const rpc = (frame) => page.evaluate((f) => window.rpc(f), frame);
   return {
     page,

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Auth, AuthError } from '../../web/js/auth.mjs';
+import { Auth, AuthError, storageVault } from '../../web/js/auth.mjs';
 
 /** A fake server holding one live refresh token; reusing a spent one is an error, as on Confab. */
 function fakeServer() {
@@ -97,6 +97,26 @@ test('two tabs refreshing at once: one refresh, both get the new token, nobody i
   assert.equal(t2, 'a2');
   assert.deepEqual(server.calls.filter((c) => c === '/auth/refresh'), ['/auth/refresh']);
   assert.equal(tab2.username, 'alice');
+});
+
+test('a tab whose localStorage lags behind still reads the rotated token from the vault under the lock', async () => {
+  const server = fakeServer();
+  const locks = sharedLocks();
+  const vault = storageVault(memoryStorage());
+  let now = 0;
+  const storage1 = memoryStorage();
+  const tab1 = new Auth({ fetch: server.fetch, storage: storage1, vault, locks, now: () => now });
+  await tab1.login('alice', 'pw');
+  // Tab 2's copy of localStorage never sees tab 1's later writes.
+  const storage2 = memoryStorage();
+  storage2.setItem('confab.session', storage1.getItem('confab.session'));
+  const tab2 = new Auth({ fetch: server.fetch, storage: storage2, vault, locks, now: () => now });
+  const refused = tab1.session.access_token;
+  const [t1, t2] = await Promise.all([tab1.accessToken(refused), tab2.accessToken(refused)]);
+  assert.equal(t1, 'a2');
+  assert.equal(t2, 'a2');
+  assert.deepEqual(server.calls.filter((c) => c === '/auth/refresh'), ['/auth/refresh']);
+  assert.equal(tab2.session.refresh_token, 'r2', 'the lagging copy is brought up to date');
 });
 
 test('without the lock the same race spends a token twice (what the lock prevents)', async () => {

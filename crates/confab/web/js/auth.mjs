@@ -1,11 +1,16 @@
-// The signed-in session: the token set from /auth/* (PROTOCOL §3.1), kept in storage so a reload
-// keeps the user signed in, and refreshed under a lock so two tabs never spend the same refresh
-// token (a spent token presented again revokes the whole session family).
-// No DOM here: fetch, storage and the lock manager are passed in, so node --test can drive it.
+// The signed-in session: the token set from /auth/* (PROTOCOL §3.1), kept so a reload keeps the
+// user signed in, and refreshed under a lock so two tabs never spend the same refresh token (a spent
+// token presented again revokes the whole session family, signing every tab out).
+//
+// Two stores: `storage` (localStorage) is a synchronous copy for reads that may be a moment stale —
+// who is signed in, whether the access token still looks fresh — and the `vault` is the authority
+// the refresh reads and writes under the lock. In Chromium a tab may still read the old refresh
+// token from localStorage just after another tab rotated it; IndexedDB (vault.mjs) has no such lag.
+// No DOM here: fetch, the stores and the lock manager are passed in, so node --test can drive it.
 
 const KEY = 'confab.session';
 const LOCK = 'confab.refresh';
-/** Refresh this long before the access token expires, so a socket opened now still gets in. */
+/** Refresh this long before the access token expires (at most half its life), so a socket opened now still gets in. */
 const MARGIN_MS = 60_000;
 
 /** A failure the user must act on (bad credentials, session gone); `code` is the server's code. */
@@ -23,52 +28,66 @@ function exclusive(locks, fn) {
   return locks ? locks.request(LOCK, { mode: 'exclusive' }, fn) : fn();
 }
 
+function parse(text) {
+  try {
+    const s = JSON.parse(text ?? 'null');
+    return s && typeof s.refresh_token === 'string' ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A vault over the synchronous storage itself, for where IndexedDB is missing (and for tests). */
+export function storageVault(storage) {
+  return {
+    get: async () => parse(storage.getItem(KEY)),
+    set: async (s) => storage.setItem(KEY, JSON.stringify(s)),
+    clear: async () => storage.removeItem(KEY),
+  };
+}
+
 export class Auth {
   /**
    * @param {object} o
    * @param {typeof fetch} o.fetch
    * @param {{getItem(k:string):string|null, setItem(k:string,v:string):void, removeItem(k:string):void}} o.storage
+   * @param {{get(): Promise<object|null>, set(s: object): Promise<void>, clear(): Promise<void>}} [o.vault]
    * @param {{request: Function}|undefined} o.locks  navigator.locks
    * @param {() => number} [o.now]
    * @param {string} [o.base]  origin of the server ('' = this page's)
    */
-  constructor({ fetch, storage, locks, now = () => Date.now(), base = '' }) {
-    this.fetch = fetch;
-    this.storage = storage;
-    this.locks = locks;
-    this.now = now;
-    this.base = base;
+  constructor({ fetch, storage, vault = storageVault(storage), locks, now = () => Date.now(), base = '' }) {
+    Object.assign(this, { fetch, storage, vault, locks, now, base });
     /** One refresh at a time within this tab; the lock orders tabs. */
     this.inflight = null;
   }
 
-  /** The stored session, or null. */
+  /** The session as last seen in the synchronous copy, or null. */
   get session() {
-    try {
-      const s = JSON.parse(this.storage.getItem(KEY) ?? 'null');
-      return s && typeof s.refresh_token === 'string' ? s : null;
-    } catch {
-      return null;
-    }
+    return parse(this.storage.getItem(KEY));
   }
 
   get username() {
     return this.session?.user?.username ?? null;
   }
 
-  save(set) {
+  async save(set) {
+    const ttl = (set.expires_in ?? 0) * 1000;
     const session = {
       user: set.user,
       access_token: set.access_token,
-      access_expires: this.now() + (set.expires_in ?? 0) * 1000,
+      access_expires: this.now() + ttl,
+      access_margin: Math.min(MARGIN_MS, ttl / 2),
       refresh_token: set.refresh_token,
     };
+    await this.vault.set(session);
     this.storage.setItem(KEY, JSON.stringify(session));
     return session;
   }
 
-  clear() {
+  async clear() {
     this.storage.removeItem(KEY);
+    await this.vault.clear();
   }
 
   async post(path, body) {
@@ -96,8 +115,8 @@ export class Auth {
   }
 
   /**
-   * An access token that is good for at least MARGIN_MS, refreshing when needed.
-   * `rejected` is a token the server just refused: it is never handed out again.
+   * An access token that is good for a while yet, refreshing when needed. `rejected` is a token the
+   * server just refused: it is never handed out again.
    */
   async accessToken(rejected = null) {
     const s = this.session;
@@ -108,16 +127,19 @@ export class Auth {
 
   refresh(rejected = null) {
     this.inflight ??= exclusive(this.locks, async () => {
-      // Under the lock: another tab may have rotated the tokens while this one waited, and its
-      // new access token is as good as ours would be. Its refresh token is the only live one.
-      const s = this.session;
+      // Under the lock: another tab may have rotated the tokens while this one waited. Its access
+      // token is as good as a new one, and its refresh token is the only live one.
+      const s = await this.vault.get();
       if (!s) throw new AuthError('Not signed in', 'signed_out', 0);
-      if (fresh(s, this.now(), rejected)) return s.access_token;
+      if (fresh(s, this.now(), rejected)) {
+        this.storage.setItem(KEY, JSON.stringify(s));
+        return s.access_token;
+      }
       const { ok, status, data } = await this.post('/auth/refresh', { refresh_token: s.refresh_token });
-      if (ok) return this.save(data).access_token;
+      // Saved before the lock is released, so the next holder reads the rotated token.
+      if (ok) return (await this.save(data)).access_token;
       if (status === 401 || status === 403) {
-        // Only forget the session if no other tab replaced it meanwhile.
-        if (this.session?.refresh_token === s.refresh_token) this.clear();
+        await this.clear();
         throw new AuthError(data?.error ?? 'Session expired', data?.code ?? 'invalid_token', status);
       }
       throw new Error(data?.error ?? `HTTP ${status}`);
@@ -129,12 +151,12 @@ export class Auth {
 
   /** Revokes the refresh token's family on the server (PROTOCOL §3.1), then forgets it here. */
   async logout() {
-    const s = this.session;
-    this.clear();
+    const s = (await this.vault.get()) ?? this.session;
+    await this.clear();
     if (s) await this.post('/auth/logout', { refresh_token: s.refresh_token }).catch(() => {});
   }
 }
 
 function fresh(s, now, rejected) {
-  return s.access_token !== rejected && s.access_expires - MARGIN_MS > now;
+  return s.access_token !== rejected && s.access_expires - (s.access_margin ?? MARGIN_MS) > now;
 }

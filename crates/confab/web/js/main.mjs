@@ -5,10 +5,12 @@
 import { Auth } from './auth.mjs';
 import { Connection } from './conn.mjs';
 import { Chat } from './state.mjs';
+import { indexedDbVault } from './vault.mjs';
 import './views.mjs';
 
 const root = document.querySelector('confab-app');
-const auth = new Auth({ fetch: (...a) => fetch(...a), storage: localStorage, locks: navigator.locks });
+const vault = (await indexedDbVault(globalThis.indexedDB).catch(() => null)) ?? undefined;
+const auth = new Auth({ fetch: (...a) => fetch(...a), storage: localStorage, vault, locks: navigator.locks });
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 let conn = null;
 
@@ -57,7 +59,7 @@ function signedIn() {
   });
   root.showChat(ctl);
   // For the browser tests: the live objects, read-only by convention.
-  window.confab = { chat, conn };
+  window.confab = { auth, chat, conn };
   conn.start();
 }
 
