@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/setup", post(auth::setup))
         .route("/token", post(auth::token))
         .route("/info", get(info::info))
         .route("/healthz", get(info::healthz))

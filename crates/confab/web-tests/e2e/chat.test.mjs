@@ -283,3 +283,29 @@ test('two tabs whose token was refused at the same moment refresh once and both 
     await expectContents(tab2, ['still here']);
     assert.deepEqual([...tab1.problems, ...tab2.problems], []);
   }));
+
+test('first run: the printed setup link creates the owner once', () =>
+  withServer(async (server) => {
+    const find = () => /open (http:\/\/\S+\/#setup=[A-Za-z0-9_-]+) /.exec(server.output())?.[1];
+    for (let i = 0; i < 50 && !find(); i++) await new Promise((r) => setTimeout(r, 100));
+    const link = find();
+    assert.ok(link, `no setup link in:\n${server.output()}`);
+    const page = await newPage(browser);
+    await page.goto(link);
+    await page.waitForSelector('.login-form[data-mode=setup]');
+    await screenshot(page, 'desktop-setup');
+    await page.fill('input[name=username]', 'boss');
+    await page.fill('input[name=password]', 'correct horse');
+    await page.click('button[value=setup]');
+    await online(page);
+    assert.equal(await page.textContent('.bar .me'), 'boss');
+    assert.equal(new URL(page.url()).hash.startsWith('#setup='), false, 'the link leaves the address bar');
+    // The link is spent: opening it again shows the form, and the server refuses it.
+    const other = await newPage(browser);
+    await other.goto(link);
+    await other.fill('input[name=username]', 'mallory');
+    await other.fill('input[name=password]', 'correct horse');
+    await other.click('button[value=setup]');
+    await other.waitForSelector('.login-form .error:has-text("Invalid or expired setup link")');
+    assert.deepEqual(page.problems, []);
+  }));

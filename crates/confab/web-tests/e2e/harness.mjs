@@ -54,6 +54,10 @@ export async function startServer(env = {}) {
     get url() {
       return `http://${proc.addr}`;
     },
+    /** Everything the running process printed so far. */
+    output() {
+      return proc.log();
+    },
     async stop() {
       const exited = new Promise((r) => proc.child.once('exit', r));
       proc.child.kill('SIGTERM');

@@ -100,18 +100,23 @@ export class Auth {
     return { status: r.status, ok: r.ok, data };
   }
 
-  async credentials(path, username, password) {
-    const { ok, status, data } = await this.post(path, { username, password });
+  async credentials(path, body) {
+    const { ok, status, data } = await this.post(path, body);
     if (!ok) throw new AuthError(data?.error ?? `HTTP ${status}`, data?.code ?? 'http', status);
     return this.save(data);
   }
 
   register(username, password) {
-    return this.credentials('/auth/register', username, password);
+    return this.credentials('/auth/register', { username, password });
   }
 
   login(username, password) {
-    return this.credentials('/auth/login', username, password);
+    return this.credentials('/auth/login', { username, password });
+  }
+
+  /** Creates the owner account with the first-run link's token (`POST /auth/setup`). */
+  setup(token, username, password) {
+    return this.credentials('/auth/setup', { token, username, password });
   }
 
   /**

@@ -19,13 +19,26 @@ function hashChannel() {
   return m ? decodeURIComponent(m[1]) : null;
 }
 
+/** The token of a first-run link (`#setup=…`, printed by `confab serve` while there is no owner). */
+function setupToken() {
+  const m = /^#setup=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  return m ? m[1] : null;
+}
+
 function signedOut(message = '') {
   conn?.stop();
   conn = null;
+  const setup = setupToken();
   root.showLogin({
     message,
+    setup: Boolean(setup),
     submit: async (mode, username, password) => {
-      await (mode === 'register' ? auth.register(username, password) : auth.login(username, password));
+      if (mode === 'setup') {
+        await auth.setup(setup, username, password);
+        history.replaceState(null, '', location.pathname);
+      } else {
+        await (mode === 'register' ? auth.register(username, password) : auth.login(username, password));
+      }
       signedIn();
     },
   });
@@ -75,5 +88,5 @@ window.addEventListener('storage', (ev) => {
   }
 });
 
-if (auth.session) signedIn();
+if (auth.session && !setupToken()) signedIn();
 else signedOut();

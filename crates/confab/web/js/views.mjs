@@ -14,19 +14,27 @@ function time(ts) {
 
 /** Sign in / create account. */
 class ConfabLogin extends HTMLElement {
-  /** @param {{message?: string, submit: (mode: string, user: string, pass: string) => Promise<void>}} o */
-  show({ message = '', submit }) {
+  /**
+   * `setup`: the first-run form, which creates the owner account (one button, mode 'setup').
+   * @param {{message?: string, setup?: boolean, submit: (mode: string, user: string, pass: string) => Promise<void>}} o
+   */
+  show({ message = '', setup = false, submit }) {
     const error = el('p', { class: 'error', role: 'alert', text: message, hidden: !message });
+    const buttons = setup
+      ? [el('button', { type: 'submit', name: 'mode', value: 'setup', text: 'Create owner account' })]
+      : [
+        el('button', { type: 'submit', name: 'mode', value: 'login', text: 'Sign in' }),
+        el('button', { type: 'submit', name: 'mode', value: 'register', class: 'secondary', text: 'Create account' }),
+      ];
     const form = el(
       'form',
-      { class: 'login-form', 'aria-label': 'Sign in' },
+      { class: 'login-form', 'aria-label': setup ? 'Create the owner account' : 'Sign in', dataset: { mode: setup ? 'setup' : 'login' } },
       el('h1', { text: 'Confab' }),
+      setup ? el('p', { class: 'intro', text: 'This server has no owner yet. Choose the owner account’s name and password.' }) : null,
       el('label', {}, 'Username', el('input', { name: 'username', autocomplete: 'username', required: true, minlength: 2, maxlength: 32 })),
       el('label', {}, 'Password', el('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true })),
       error,
-      el('div', { class: 'row' },
-        el('button', { type: 'submit', name: 'mode', value: 'login', text: 'Sign in' }),
-        el('button', { type: 'submit', name: 'mode', value: 'register', class: 'secondary', text: 'Create account' })),
+      el('div', { class: 'row' }, buttons),
     );
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
