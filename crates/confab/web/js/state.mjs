@@ -161,6 +161,7 @@ export class Chat {
   /** Switches to a channel, loading its newest page (which also marks it read) the first time. */
   open(name) {
     this.current = name;
+    this.notice = null;
     const r = this.room(name);
     if (r.loaded && r.unread > 0) this.send({ cmd: 'unreads_ack', channel: name });
     r.unread = 0;
@@ -329,6 +330,7 @@ export class Chat {
   /** Queues a message for the current channel; it stays pending until its echo arrives. */
   post(content) {
     if (!this.current || !content.trim()) return null;
+    this.notice = null;
     const entry = { nonce: this.nonce(), channel: this.current, content, state: 'pending', error: null };
     this.outbox.push(entry);
     // The message ends this user's typing indicator on the other side; the next key starts a new one.
