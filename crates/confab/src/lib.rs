@@ -79,7 +79,6 @@ async fn prune_logs(state: &AppState) {
     }
 }
 
-/// Opens the configured store, migrates and bootstraps it.
 /// Prints the first-run setup link (`auth::setup`) when local accounts are on and no account is an
 /// owner yet. On standard output, not in the log: the link is a credential for the operator.
 async fn announce_setup(state: &AppState, local: SocketAddr) -> anyhow::Result<()> {
@@ -96,6 +95,7 @@ async fn announce_setup(state: &AppState, local: SocketAddr) -> anyhow::Result<(
     Ok(())
 }
 
+/// Opens the configured store, migrates and bootstraps it.
 pub async fn open_store(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
     let location = store::Location::from_config(&config.database_url, &config.data_dir);
     let store = Store::open_with(&location, &config.store, metrics).await.context("opening the database")?;
