@@ -101,6 +101,13 @@ impl AppState {
         if !self.config.auth.allow_registration {
             return Err(Error::new(ErrorCode::RegistrationDisabled, "Registration is disabled"));
         }
+        let (name, hash) = self.new_local(username, password).await?;
+        self.create_account(&name, AccountKind::Local, Some(hash)).await
+    }
+
+    /// Checks a new local account's name and password as registration does (PROTOCOL §2.3) and
+    /// hashes the password: `(name, hash)`.
+    async fn new_local(&self, username: Option<&str>, password: Option<&str>) -> Result<(String, String)> {
         let Some((username, password)) = credentials(username, password) else {
             return Err(Error::new(ErrorCode::MissingCredentials, "Username and password required"));
         };
@@ -111,7 +118,43 @@ impl AppState {
             return Err(Error::new(ErrorCode::UsernameTaken, "Username already taken"));
         }
         let hash = self.hasher.hash(password.to_owned()).await.map_err(busy)?;
-        self.create_account(name, AccountKind::Local, Some(hash)).await
+        Ok((name.to_owned(), hash))
+    }
+
+    /// Whether some account holds the `owner` role.
+    pub async fn has_owner(&self) -> Result<bool> {
+        let Some(owner) = self.directory().role("owner").map(|r| r.id.clone()) else {
+            return Ok(false);
+        };
+        Ok(self.store.all_user_roles().await?.iter().any(|(_, role)| *role == owner))
+    }
+
+    /// Creates the owner account with the first-run link's `token` (`auth::setup`): checked like a
+    /// registration, refused once an owner exists, and the token is spent only by a success.
+    pub async fn create_owner(
+        &self,
+        ip: IpAddr,
+        token: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<User> {
+        self.local_enabled()?;
+        self.auth_gate(ip)?;
+        let invalid = || Error::new(ErrorCode::InvalidToken, "Invalid or expired setup link");
+        if !self.setup.matches(token, crate::store::now()) {
+            return Err(self.auth_failed(ip, "setup", invalid()));
+        }
+        if self.has_owner().await? {
+            return Err(Error::new(ErrorCode::Conflict, "The server already has an owner"));
+        }
+        let (name, hash) = self.new_local(username, password).await?;
+        let owner = self.directory().role("owner").map(|r| r.id.clone()).ok_or_else(invalid)?;
+        if !self.setup.spend(token, crate::store::now()) {
+            return Err(invalid());
+        }
+        let new =
+            NewUser { username: &name, kind: AccountKind::Local, password_hash: Some(hash), role_ids: vec![owner] };
+        self.store.user_create(new).await
     }
 
     /// Creates an account with the configured default roles.

@@ -79,6 +79,22 @@ async fn prune_logs(state: &AppState) {
     }
 }
 
+/// Prints the first-run setup link (`auth::setup`) when local accounts are on and no account is an
+/// owner yet. On standard output, not in the log: the link is a credential for the operator.
+async fn announce_setup(state: &AppState, local: SocketAddr) -> anyhow::Result<()> {
+    if state.local_enabled().is_err() || state.has_owner().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        return Ok(());
+    }
+    let token = state.setup.issue(store::now());
+    // Listening on port 0 leaves ":0" in the derived public URL; the real port is known now.
+    let base = match state.config.public_url.strip_suffix(":0") {
+        Some(_) => format!("http://{local}"),
+        None => state.config.public_url.clone(),
+    };
+    println!("No owner yet: open {base}/#setup={token} to create the owner account (one use, valid 24 hours).");
+    Ok(())
+}
+
 /// Opens the configured store, migrates and bootstraps it.
 pub async fn open_store(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
     let location = store::Location::from_config(&config.database_url, &config.data_dir);
@@ -109,6 +125,7 @@ pub async fn run_with_store(
     admin::bots_from_config(&state.store, &state.config).await.map_err(|e| anyhow::anyhow!("configured bots: {e}"))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, store = store.kind(), public_url = %state.config.public_url, "confab serving");
+    announce_setup(&state, local).await.context("looking for an owner")?;
 
     prune_logs(&state).await;
     let pruner = tokio::spawn(housekeeping(state.clone()));

@@ -50,6 +50,8 @@ pub struct Inner {
     pub limiter: crate::ratelimit::Limiter,
     /// Pending SAUTH2 web logins.
     pub web_logins: crate::auth::sauth::WebLogins,
+    /// The first-run link's token while the server has no owner.
+    pub setup: crate::auth::setup::SetupLink,
     /// The Rotur validator service (modes `rotur` and `mixed`).
     pub rotur: crate::auth::rotur::Rotur,
     /// Slash commands registered by this node's live connections.
@@ -145,6 +147,7 @@ impl AppState {
                 std::time::Duration::from_secs(config.sauth.ttl_s),
                 config.sauth.one_session_per_token,
             ),
+            setup: crate::auth::setup::SetupLink::default(),
             rotur: crate::auth::rotur::Rotur::new(
                 &config.rotur.base_url,
                 std::time::Duration::from_secs(config.rotur.timeout_s),

@@ -6,5 +6,6 @@ pub mod jwt;
 pub mod password;
 pub mod rotur;
 pub mod sauth;
+pub mod setup;
 pub mod throttle;
 pub mod tokens;

@@ -66,7 +66,8 @@ impl Drop for IpSlot {
     }
 }
 
-/// Handles `GET /` and `GET /ws`: upgrades WebSocket requests, describes the server otherwise.
+/// Handles `GET /ws`: upgrades WebSocket requests, describes the server otherwise. (`GET /` upgrades
+/// the same way but serves the web app to a plain request: `http::web::root`.)
 pub async fn handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -81,6 +82,17 @@ pub async fn handler(
         )
             .into_response();
     };
+    upgrade(state, peer, headers, query, ws)
+}
+
+/// Accepts one upgrade request: the per-IP connection slot, the origin check and the socket limits.
+pub fn upgrade(
+    state: AppState,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let ip = client_ip(&state, peer.ip(), &headers);
     let Some(slot) = IpSlot::take(&state, ip) else {
         return (

@@ -16,7 +16,7 @@ use crate::{
     error::Error,
     hub::CloseOrder,
     state::AppState,
-    store::sessions::Rotation,
+    store::{sessions::Rotation, users::User},
     wire,
 };
 
@@ -54,6 +54,11 @@ pub async fn register(
         Ok(u) => u,
         Err(e) => return http_error(e),
     };
+    created(&state, user).await
+}
+
+/// 201 with the new account's token set; `user_join` to every connection.
+async fn created(state: &AppState, user: User) -> Response {
     let set = match state.token_set(&user, "password").await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -63,6 +68,20 @@ pub async fn register(
         state.hub.to_all(&join.into(), None, false);
     }
     (StatusCode::CREATED, Json(set)).into_response()
+}
+
+/// `POST /auth/setup` `{"token","username","password"}` [ext]: the first-run link creates the owner.
+pub async fn setup(State(state): State<AppState>, ConnectInfo(peer): Peer, headers: HeaderMap, raw: Body) -> Response {
+    let map = match body::json_object(&headers, raw).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let ip = client_ip(&state, peer.ip(), &headers);
+    let token = field(&map, "token").unwrap_or_default();
+    match state.create_owner(ip, token, field(&map, "username"), field(&map, "password")).await {
+        Ok(user) => created(&state, user).await,
+        Err(e) => http_error(e),
+    }
 }
 
 /// `POST /auth/login` → 200 token set.

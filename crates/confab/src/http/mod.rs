@@ -7,13 +7,17 @@ mod body;
 mod dev;
 mod info;
 mod sauth;
+mod web;
 mod webhooks;
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     Json, Router,
-    extract::{Request, State},
+    extract::{ConnectInfo, Query, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -23,15 +27,24 @@ use serde_json::json;
 
 use crate::{error::Error, gateway, state::AppState};
 
-/// The full router: WebSocket upgrade on `/` and `/ws`, and the HTTP API.
+/// The full router: WebSocket upgrade on `/` and `/ws`, the web app on `/` and `/static/`, and
+/// the HTTP API.
 pub fn router(state: AppState) -> Router {
+    let site = Arc::new(web::Site::new());
+    let app_files = Router::new().route("/static/{*path}", get(web::asset)).with_state(site.clone());
     Router::new()
-        .route("/", get(gateway::upgrade::handler))
+        .route(
+            "/",
+            get(move |State(state): State<AppState>, ConnectInfo(peer): Peer, headers, Query(query), ws| {
+                web::root(site, state, peer, headers, query, ws)
+            }),
+        )
         .route("/ws", get(gateway::upgrade::handler))
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/setup", post(auth::setup))
         .route("/token", post(auth::token))
         .route("/info", get(info::info))
         .route("/healthz", get(info::healthz))
@@ -43,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/", post(webhooks::post))
         .route("/webhooks/{*rest}", post(webhooks::post))
         .merge(dev::routes(state.config.dev))
+        .merge(app_files)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), cors))

@@ -313,9 +313,15 @@ struct Server {
 
 impl Server {
     async fn start(cwd: &Path, port: u16) -> Server {
+        Self::start_with(cwd, port, &[]).await
+    }
+
+    /// `confab serve` with more arguments (e.g. `--database`).
+    async fn start_with(cwd: &Path, port: u16, args: &[&str]) -> Server {
         let logs = tempfile::tempdir().unwrap();
         let mut cmd = command(cwd);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(logs.path().join("stdout")).unwrap())
@@ -486,4 +492,89 @@ async fn zero_config_data_files_are_private() {
     for (file, mode) in &modes {
         assert_eq!(u32::from_str_radix(mode, 8).unwrap() & 0o077, 0, "{file} has mode {mode}; all modes: {modes:?}");
     }
+}
+
+/// The first-run link's token from a server's standard output, if it printed one.
+fn setup_token(server: &Server) -> Option<String> {
+    let logs = server.logs();
+    let prefix = format!("open http://127.0.0.1:{}/#setup=", server.port);
+    let start = logs.find(&prefix)? + prefix.len();
+    Some(logs[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect())
+}
+
+async fn post_setup(server: &Server, token: &str, name: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(server.url("/auth/setup"))
+        .json(&json!({"token": token, "username": name, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A server without an owner prints a one-time link; it creates the owner once, and no link is
+/// printed once an owner exists. `args` and `fresh` pick two empty databases.
+async fn setup_link(args: &[&str], fresh: &[&str]) {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start_with(cwd.path(), port, args).await;
+    let token = setup_token(&server).unwrap_or_else(|| panic!("no setup link printed\n{}", server.logs()));
+    assert_eq!(token.len(), 43, "{token}");
+    let logs = server.logs();
+    let stdout = logs.split("\nstderr:\n").next().unwrap_or_default();
+    assert!(stdout.contains("No owner yet: open "), "the link is on standard output\n{logs}");
+
+    let (status, body) = post_setup(&server, "not-the-token", "Boss").await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_token")), "{body}");
+    // A refused name does not spend the link.
+    let (status, body) = post_setup(&server, &token, "x").await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_username")), "{body}");
+    let (status, body) = post_setup(&server, &token, "Boss").await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body["access_token"].is_string() && body["refresh_token"].is_string(), "{body}");
+    let mut boss = server.connect().await;
+    boss.send(json!({"cmd": "auth", "token": body["access_token"]})).await;
+    let ready = boss.expect_auth().await;
+    assert_eq!((ready["user"]["username"].as_str(), &ready["user"]["roles"]), (Some("Boss"), &json!(["owner"])));
+    // Spent: a second use is refused.
+    let (status, body) = post_setup(&server, &token, "Other").await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_token")), "{body}");
+    assert_eq!(server.terminate().await.code(), Some(0));
+
+    // With an owner, a restart prints no link.
+    let server = Server::start_with(cwd.path(), port, args).await;
+    assert_eq!(setup_token(&server), None, "{}", server.logs());
+    server.terminate().await;
+
+    // An owner made with the CLI while the server runs voids the printed link.
+    let cwd = tempfile::tempdir().unwrap();
+    let server = Server::start_with(cwd.path(), port, fresh).await;
+    let token = setup_token(&server).expect("a link on a fresh server");
+    let mut cli = vec!["user", "add", "root", "--role", "owner"];
+    cli.extend_from_slice(fresh);
+    let dir = cwd.path().to_owned();
+    let cli: Vec<String> = cli.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let cli: Vec<&str> = cli.iter().map(String::as_str).collect();
+        confab(&dir, &cli, &[], Some(PASSWORD)).ok();
+    })
+    .await
+    .unwrap();
+    let (status, body) = post_setup(&server, &token, "Boss").await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("conflict")), "{body}");
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn setup_link_sqlite() {
+    setup_link(&[], &[]).await;
+}
+
+#[tokio::test]
+async fn setup_link_postgres() {
+    let base = postgres_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let first = format!("{base}{sep}options=-csearch_path%3D{}", pg_schema().await);
+    let fresh = format!("{base}{sep}options=-csearch_path%3D{}", pg_schema().await);
+    setup_link(&["--database", &first], &["--database", &fresh]).await;
 }

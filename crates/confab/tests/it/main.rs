@@ -37,4 +37,5 @@ mod smoke;
 mod store;
 mod support;
 mod tls;
+mod web;
 mod webhooks;
