@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     channels,
-    users::{find_user, refresh_account, target_user},
+    users::{check_hierarchy, find_user, refresh_account, target_user},
 };
 use crate::{
     domain::names,
@@ -34,32 +34,6 @@ pub(crate) const NICKNAME_MAX: usize = 20;
 /// `Access denied: '<perm>' permission required` unless the actor holds `perm`.
 pub(crate) fn require(me: &Identity, perm: &str) -> Result<()> {
     if me.actor.has(perm) { Ok(()) } else { Err(Error::missing_permission(perm)) }
-}
-
-/// Position of an identity's highest role (0 is the highest); an account without roles ranks
-/// below every role.
-fn rank(identity: &Identity) -> i64 {
-    identity.roles.first().map_or(i64::MAX, |r| r.position)
-}
-
-/// The moderation hierarchy (MH, PROTOCOL §6.0) for `verb` done by `me` to `target`: nobody bans,
-/// times out or deletes themselves; a non-owner acts neither on an owner nor on anyone whose highest
-/// role is at or above their own.
-async fn check_hierarchy(state: &AppState, me: &Identity, target: &User, verb: &str) -> Result<()> {
-    if target.id == me.user.id && verb != "update" {
-        return Err(Error::forbidden(format!("You cannot {verb} yourself")));
-    }
-    if me.actor.is_owner() {
-        return Ok(());
-    }
-    let them = state.identity(target.clone(), None).await?;
-    if them.actor.is_owner() {
-        return Err(Error::forbidden(format!("Cannot {verb} the server owner")));
-    }
-    if rank(&them) <= rank(me) {
-        return Err(Error::forbidden("Cannot moderate users at or above your position"));
-    }
-    Ok(())
 }
 
 /// The audit entry for `action` by `me` on `target`.
@@ -167,9 +141,10 @@ pub(crate) async fn ban(state: &AppState, me: &Identity, target: &User) -> Resul
     Ok(changed)
 }
 
-/// The unban of `user_unban` and `/unban` (the caller has checked `manage_users`). `false` when the
-/// account was not banned.
+/// The unban of `user_unban` and `/unban` (the caller has checked `manage_users`; MH, so nobody
+/// lifts a ban the owner or a higher role placed on a peer). `false` when the account was not banned.
 pub(crate) async fn unban(state: &AppState, me: &Identity, target: &User) -> Result<bool> {
+    check_hierarchy(state, me, target, "unban").await?;
     state.store.user_set_banned(&target.id, false, &audit(me, "user_unban", target, json!({}))).await
 }
 

@@ -1,0 +1,79 @@
+//! Authorization and identity hardening (issue 13, items 1–6): the role hierarchy on every command
+//! that acts on another account, slash responses bound to routed calls, the reserved system name
+//! on every naming path, look-alike and invisible names, `view` for `webhook_create`, and the
+//! claims an access token must carry.
+
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Client, TestServer};
+
+/// Sends `frame` and asserts the answer is exactly the `error` with `val` and `code`.
+async fn expect_error(c: &mut Client, frame: Value, val: &str, code: &str) {
+    let r = c.request(frame.clone()).await;
+    assert_eq!(r["cmd"], "error", "{frame} -> {r}");
+    assert_eq!(r["val"], val, "{frame} -> {r}");
+    assert_eq!(r["code"], code, "{frame} -> {r}");
+}
+
+/// Sends `frame` and asserts the reply has the command's own `cmd`.
+async fn expect_ok(c: &mut Client, frame: Value) -> Value {
+    let r = c.request(frame.clone()).await;
+    assert_eq!(r["cmd"], frame["cmd"], "{frame} -> {r}");
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. the role hierarchy on every command that acts on another account
+
+async fn hierarchy_guards_every_account_action(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut root = server.member("root", &["owner"]).await;
+    let mut admin = server.member("boss", &["admin"]).await;
+    server.member("peer", &["admin"]).await;
+    server.member("carol", &["user"]).await;
+    let position = "Cannot moderate users at or above your position";
+
+    // An administrator mints no generic token for the owner (that would be the owner's login),
+    // nor for a peer; below them it works.
+    let create = |user: &str| json!({"cmd": "sauth_token_create", "user": user});
+    expect_error(&mut admin, create("root"), "Cannot issue tokens for the server owner", "forbidden").await;
+    expect_error(&mut admin, create("peer"), position, "forbidden").await;
+    expect_ok(&mut admin, create("carol")).await;
+    expect_ok(&mut admin, create("newcomer")).await;
+    assert!(server.store.user_by_name("newcomer").await.unwrap().is_some());
+    let peer_token = expect_ok(&mut root, create("peer")).await["token"].as_str().unwrap().to_owned();
+    let revoke = |user: &str| json!({"cmd": "sauth_token_revoke", "user": user});
+    expect_error(&mut admin, revoke("root"), "Cannot revoke tokens of the server owner", "forbidden").await;
+    expect_error(&mut admin, revoke("peer"), position, "forbidden").await;
+    let r = expect_ok(&mut admin, revoke("carol")).await;
+    assert_eq!(r["revoked"], 1, "{r}");
+    // The peer's token survived the refused revocation.
+    let mut web = server.connect().await;
+    let r = web.request(json!({"cmd": "auth", "username": "peer", "token": peer_token})).await;
+    assert_eq!(r["cmd"], "authmsg", "{r}");
+
+    // Role changes: not on a peer, even with roles the actor could manage.
+    let set = |user: &str, roles: Value| json!({"cmd": "user_roles_set", "user": user, "roles": roles});
+    expect_error(&mut admin, set("peer", json!(["admin", "moderator"])), position, "forbidden").await;
+    let r = admin.request(set("carol", json!(["user", "moderator"]))).await;
+    assert_eq!(r["cmd"], "user_roles_get", "{r}");
+
+    // A bot holding a role at the actor's level keeps its token.
+    let r = expect_ok(&mut root, json!({"cmd": "bot_create", "botusername": "helper", "roles": ["admin"]})).await;
+    let token = r["bottoken"].as_str().unwrap().to_owned();
+    let regenerate = json!({"cmd": "bot_token_regenerate", "botusername": "helper"});
+    expect_error(&mut admin, regenerate.clone(), position, "forbidden").await;
+    let mut bot = server.connect().await;
+    bot.send(json!({"cmd": "botauth", "botusername": "helper", "bottoken": token})).await;
+    bot.expect_auth().await;
+    expect_ok(&mut root, regenerate).await;
+
+    // The owner's ban of a peer is not lifted by another administrator.
+    expect_ok(&mut root, json!({"cmd": "user_ban", "user": "peer"})).await;
+    expect_error(&mut admin, json!({"cmd": "user_unban", "user": "peer"}), position, "forbidden").await;
+    assert!(server.store.user_by_name("peer").await.unwrap().unwrap().banned);
+    expect_ok(&mut root, json!({"cmd": "user_unban", "user": "peer"})).await;
+    server.stop().await;
+}
+
+on_both! { hierarchy_guards_every_account_action => hierarchy_guards_every_account_action_sqlite, hierarchy_guards_every_account_action_postgres; }
