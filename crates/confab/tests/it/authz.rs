@@ -77,3 +77,27 @@ async fn hierarchy_guards_every_account_action(backend: Backend) {
 }
 
 on_both! { hierarchy_guards_every_account_action => hierarchy_guards_every_account_action_sqlite, hierarchy_guards_every_account_action_postgres; }
+
+// ---------------------------------------------------------------------------------------------
+// 5. `webhook_create` needs `view` on the channel
+
+async fn webhook_create_needs_view(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut root = server.member("root", &["owner"]).await;
+    let role = json!({"cmd": "role_create", "name": "ops", "permissions": ["manage_server"]});
+    expect_ok(&mut root, role).await;
+    let secret = json!({"cmd": "channel_create", "name": "secret", "type": "text", "permissions": {"view": ["owner"]}});
+    expect_ok(&mut root, secret).await;
+    let mut ops = server.member("ops1", &["ops", "user"]).await;
+
+    let create = |channel: &str| json!({"cmd": "webhook_create", "channel": channel, "name": "Deploys"});
+    expect_error(&mut ops, create("secret"), "Access denied to this channel", "forbidden").await;
+    expect_ok(&mut ops, create("general")).await;
+    let list = expect_ok(&mut root, json!({"cmd": "webhook_list"})).await;
+    let channels: Vec<&str> =
+        list["webhooks"].as_array().unwrap().iter().map(|w| w["channel"].as_str().unwrap()).collect();
+    assert_eq!(channels, ["general"], "{list}");
+    server.stop().await;
+}
+
+on_both! { webhook_create_needs_view => webhook_create_needs_view_sqlite, webhook_create_needs_view_postgres; }
