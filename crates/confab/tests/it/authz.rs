@@ -3,6 +3,8 @@
 //! on every naming path, look-alike and invisible names, `view` for `webhook_create`, and the
 //! claims an access token must carry.
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use confab::auth::jwt::sign_raw;
 use serde_json::{Value, json};
 
 use crate::support::{Backend, Client, TestServer};
@@ -101,3 +103,57 @@ async fn webhook_create_needs_view(backend: Backend) {
 }
 
 on_both! { webhook_create_needs_view => webhook_create_needs_view_sqlite, webhook_create_needs_view_postgres; }
+
+// ---------------------------------------------------------------------------------------------
+// 6. access tokens carry `iat` and `jti` and claim no more than the configured lifetime
+
+const SECRET: &str = "a-test-signing-secret-of-at-least-32-bytes";
+
+async fn access_tokens_need_iat_jti_and_a_bounded_lifetime(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |cfg| {
+        cfg.auth.jwt_secret = SECRET.to_owned();
+        cfg.auth.access_ttl_s = 600;
+    })
+    .await;
+    let set = server.http_register("alice").await;
+    let access = set["access_token"].as_str().unwrap();
+    let payload = access.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    assert_eq!(exp - iat, 600, "{claims}");
+    let with = |changes: Value| {
+        let mut c = claims.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        sign_raw(&json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"}), &c, SECRET.as_bytes())
+    };
+    let auth = |token: &str| json!({"cmd": "auth", "token": token});
+    let mut c = server.connect().await;
+    let refused = [
+        ("no iat", with(json!({"iat": null}))),
+        ("iat in the future", with(json!({"iat": iat + 3600, "exp": iat + 3600 + 600}))),
+        ("no jti", with(json!({"jti": null}))),
+        ("empty jti", with(json!({"jti": ""}))),
+        ("ten years", with(json!({"exp": iat + 10 * 365 * 86_400}))),
+        ("one second too long", with(json!({"exp": iat + 601}))),
+    ];
+    for (why, token) in refused {
+        let r = c.request(auth(&token)).await;
+        assert_eq!(
+            (r["cmd"].as_str(), r["val"].as_str()),
+            (Some("auth_error"), Some("Invalid or expired token")),
+            "{why}: {r}"
+        );
+    }
+    // The refused attempts changed nothing: the same claims re-signed within the rules still work.
+    c.send(auth(&with(json!({"jti": "another"})))).await;
+    c.expect_auth().await;
+    server.stop().await;
+}
+
+on_both! { access_tokens_need_iat_jti_and_a_bounded_lifetime => access_tokens_need_iat_jti_and_a_bounded_lifetime_sqlite, access_tokens_need_iat_jti_and_a_bounded_lifetime_postgres; }
