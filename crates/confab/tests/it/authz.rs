@@ -157,3 +157,69 @@ async fn access_tokens_need_iat_jti_and_a_bounded_lifetime(backend: Backend) {
 }
 
 on_both! { access_tokens_need_iat_jti_and_a_bounded_lifetime => access_tokens_need_iat_jti_and_a_bounded_lifetime_sqlite, access_tokens_need_iat_jti_and_a_bounded_lifetime_postgres; }
+
+// ---------------------------------------------------------------------------------------------
+// 4. look-alike and invisible names; a refused change changes nothing
+
+/// `/nick` through `slash_call`.
+fn nick(nickname: &str) -> Value {
+    json!({"cmd": "slash_call", "channel": "general", "command": "nick", "args": {"nickname": nickname}})
+}
+
+async fn names_refuse_lookalikes_and_hidden_characters(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut root = server.member("root", &["owner"]).await;
+    let mut alice = server.register("alice").await;
+    server.http_register("carol").await;
+    let mut observer = server.register("watcher").await;
+
+    // A refused `/nick` is neither stored nor announced (a NUL used to be both, then refused).
+    let invalid = "Nickname contains invalid characters";
+    for hidden in ["a\0b", "\0", "\u{202E}nimda", "ca\u{200B}rol", "x\u{2066}y", "\u{FEFF}bob", "a\u{7}"] {
+        expect_error(&mut alice, nick(hidden), invalid, "bad_request").await;
+    }
+    // Another account's name, in any case or compatibility form, and the system name.
+    let taken = "Nickname cannot be another user's username";
+    for lookalike in ["carol", "CAROL", "ｃａｒｏｌ", "Root", "originchats", "ORIGINCHATS"] {
+        expect_error(&mut alice, nick(lookalike), taken, "conflict").await;
+    }
+    assert_eq!(server.store.user_by_name("alice").await.unwrap().unwrap().nickname, None);
+    let seen = observer.drain().await;
+    assert!(!seen.iter().any(|p| p["cmd"] == "nickname_update" || p["cmd"] == "message_new"), "{seen:?}");
+    // One's own name, and names nobody holds, are fine.
+    let ok = alice.request(nick("ALICE")).await;
+    assert_eq!(ok["cmd"], "message_new", "{ok}");
+    let ok = alice.request(nick("Ali ✨")).await;
+    assert_eq!(ok["cmd"], "message_new", "{ok}");
+    assert_eq!(observer.recv_cmd("nickname_update").await["nickname"], "ALICE");
+
+    // `user_update` applies the same rules, before anything is stored.
+    let update = |nickname: &str| json!({"cmd": "user_update", "user": "alice", "updates": {"nickname": nickname}});
+    expect_error(&mut root, update("n\0l"), invalid, "bad_request").await;
+    expect_error(&mut root, update("\u{202D}x"), invalid, "bad_request").await;
+    expect_error(&mut root, update("Ｃarol"), taken, "conflict").await;
+    assert_eq!(server.store.user_by_name("alice").await.unwrap().unwrap().nickname.as_deref(), Some("Ali ✨"));
+    let renamed = json!({"cmd": "user_update", "user": "alice", "updates": {"username": "originChats"}});
+    expect_error(&mut root, renamed, "Username already taken", "conflict").await;
+
+    // Channel and thread names: no format or control characters.
+    let channel = |name: &str, kind: &str| json!({"cmd": "channel_create", "name": name, "type": kind});
+    for hidden in ["gen\u{200B}eral", "\u{202E}lareneg", "a\u{2060}b", "a\u{AD}b"] {
+        expect_error(&mut root, channel(hidden, "text"), "Invalid channel name", "bad_request").await;
+    }
+    expect_ok(&mut root, channel("forum", "forum")).await;
+    let rename = json!({"cmd": "channel_update", "current_name": "forum", "updates": {"name": "fo\u{200D}rum"}});
+    expect_error(&mut root, rename, "Invalid channel name", "bad_request").await;
+    let thread = |name: &str| json!({"cmd": "thread_create", "channel": "forum", "name": name});
+    let bad_thread = "Thread name contains invalid characters";
+    for hidden in ["Q\u{202E}A", "a\0b", "x\u{200B}"] {
+        expect_error(&mut root, thread(hidden), bad_thread, "bad_request").await;
+    }
+    let channels = expect_ok(&mut root, json!({"cmd": "channels_get"})).await;
+    let names: Vec<&str> = channels["val"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.iter().all(|n| n.chars().all(|c| c.is_alphanumeric() || c == '-')), "{names:?}");
+    expect_ok(&mut root, thread("Q and A")).await;
+    server.stop().await;
+}
+
+on_both! { names_refuse_lookalikes_and_hidden_characters => names_refuse_lookalikes_and_hidden_characters_sqlite, names_refuse_lookalikes_and_hidden_characters_postgres; }
