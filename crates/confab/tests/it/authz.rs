@@ -19,8 +19,14 @@ async fn expect_error(c: &mut Client, frame: Value, val: &str, code: &str) {
 
 /// Sends `frame` and asserts the reply has the command's own `cmd`.
 async fn expect_ok(c: &mut Client, frame: Value) -> Value {
+    let cmd = frame["cmd"].as_str().unwrap().to_owned();
+    expect_ok_as(c, frame, &cmd).await
+}
+
+/// Sends `frame` and asserts the reply is a `cmd` packet.
+async fn expect_ok_as(c: &mut Client, frame: Value, cmd: &str) -> Value {
     let r = c.request(frame.clone()).await;
-    assert_eq!(r["cmd"], frame["cmd"], "{frame} -> {r}");
+    assert_eq!(r["cmd"], cmd, "{frame} -> {r}");
     r
 }
 
@@ -223,3 +229,83 @@ async fn names_refuse_lookalikes_and_hidden_characters(backend: Backend) {
 }
 
 on_both! { names_refuse_lookalikes_and_hidden_characters => names_refuse_lookalikes_and_hidden_characters_sqlite, names_refuse_lookalikes_and_hidden_characters_postgres; }
+
+// ---------------------------------------------------------------------------------------------
+// 2. a slash response answers a call routed to that connection, once
+
+async fn slash_responses_answer_routed_calls_once(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut root = server.member("root", &["owner"]).await;
+    let r = expect_ok(&mut root, json!({"cmd": "bot_create", "botusername": "dice"})).await;
+    let token = r["bottoken"].as_str().unwrap().to_owned();
+    let botauth = json!({"cmd": "botauth", "botusername": "dice", "bottoken": token});
+    let mut dice = server.connect().await;
+    dice.send(botauth.clone()).await;
+    dice.expect_auth().await;
+    let mut dice_too = server.connect().await;
+    dice_too.send(botauth).await;
+    dice_too.expect_auth().await;
+    let commands =
+        json!([{"name": "roll", "description": "Roll"}, {"name": "whisper", "description": "Psst", "ephemeral": true}]);
+    expect_ok(&mut dice, json!({"cmd": "slash_register", "commands": commands})).await;
+    let other = json!({"cmd": "channel_create", "name": "other", "type": "text",
+        "permissions": {"view": ["user"], "send": ["user"]}});
+    expect_ok(&mut root, other).await;
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let (alice_id, bob_id) = (server.user_id("alice").await, server.user_id("bob").await);
+    let respond = |extra: Value| {
+        let mut frame = json!({"cmd": "slash_response", "channel": "general", "command": "roll", "response": "6"});
+        for (k, v) in extra.as_object().unwrap() {
+            frame[k] = v.clone();
+        }
+        frame
+    };
+    let none = "No pending call matches this slash response";
+
+    // Nobody called: no attribution to bob, no unasked ephemeral message for him.
+    expect_error(&mut dice, respond(json!({"invoker": bob_id})), none, "forbidden").await;
+    let whisper = respond(json!({"command": "whisper", "invoker": bob_id, "response": "click this"}));
+    expect_error(&mut dice, whisper, none, "forbidden").await;
+    expect_error(&mut dice, respond(json!({})), none, "forbidden").await;
+
+    // Alice calls: the answer must name her call (not bob, not another channel, not another
+    // connection of the bot), and it is taken once.
+    let call = alice.request(json!({"cmd": "slash_call", "channel": "general", "command": "roll"})).await;
+    let call_id = call["call_id"].as_str().unwrap().to_owned();
+    dice.recv_cmd("slash_call").await;
+    expect_error(&mut dice, respond(json!({"invoker": bob_id})), none, "forbidden").await;
+    expect_error(&mut dice, respond(json!({"call_id": call_id, "channel": "other"})), none, "forbidden").await;
+    expect_error(&mut dice_too, respond(json!({"call_id": call_id})), none, "forbidden").await;
+    let answer = expect_ok_as(&mut dice, respond(json!({"call_id": call_id})), "message_new").await;
+    assert_eq!(answer["message"]["interaction"], json!({"command": "roll", "username": "alice"}));
+    expect_error(&mut dice, respond(json!({"call_id": call_id})), none, "forbidden").await;
+    expect_error(&mut dice, respond(json!({"invoker": alice_id})), none, "forbidden").await;
+
+    // Without `command` (older bot libraries): the invoker's only call in that channel.
+    alice.request(json!({"cmd": "slash_call", "channel": "general", "command": "whisper"})).await;
+    dice.recv_cmd("slash_call").await;
+    let older = json!({"cmd": "slash_response", "channel": "general", "invoker": alice_id, "response": "psst"});
+    let answer = expect_ok_as(&mut dice, older.clone(), "message_new").await;
+    assert_eq!(answer["message"]["interaction"], json!({"command": "whisper", "username": "alice"}));
+    assert_eq!(alice.recv_cmd("message_new").await["message"]["content"], "psst");
+    for _ in 0..2 {
+        alice.request(json!({"cmd": "slash_call", "channel": "general", "command": "roll"})).await;
+        dice.recv_cmd("slash_call").await;
+    }
+    let ambiguous = "More than one pending call matches this slash response: send its call_id";
+    expect_error(&mut dice, older, ambiguous, "bad_request").await;
+    // With the command named, the two calls are interchangeable: each is answered once.
+    for _ in 0..2 {
+        expect_ok_as(&mut dice, respond(json!({"invoker": alice_id})), "message_new").await;
+    }
+    expect_error(&mut dice, respond(json!({"invoker": alice_id})), none, "forbidden").await;
+
+    // Bob saw exactly the two stored answers to alice's /roll calls and the first one, nothing else.
+    let seen: Vec<Value> = bob.drain().await.into_iter().filter(|p| p["cmd"] == "message_new").collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.iter().all(|p| p["message"]["interaction"]["username"] == "alice"), "{seen:?}");
+    server.stop().await;
+}
+
+on_both! { slash_responses_answer_routed_calls_once => slash_responses_answer_routed_calls_once_sqlite, slash_responses_answer_routed_calls_once_postgres; }
