@@ -114,7 +114,7 @@ impl AppState {
         let name = names::username_length(username)?;
         names::password_length(password, self.config.auth.password_min, self.config.auth.password_max)?;
         names::username_chars(name)?;
-        if name.eq_ignore_ascii_case(&self.config.system_username) || self.store.user_by_name(name).await?.is_some() {
+        if names::is_reserved(name, &self.config.system_username) || self.store.user_by_name(name).await?.is_some() {
             return Err(Error::new(ErrorCode::UsernameTaken, "Username already taken"));
         }
         let hash = self.hasher.hash(password.to_owned()).await.map_err(busy)?;
@@ -300,6 +300,10 @@ impl AppState {
                     return Err(self.auth_failed(ip, "rotur", banned()));
                 }
                 match name.filter(|n| *n != user.username) {
+                    // A rename is a new name like any other: the system name stays reserved.
+                    Some(new_name) if names::is_reserved(&new_name, &self.config.system_username) => {
+                        return Err(taken());
+                    }
                     Some(new_name) => {
                         self.store.user_rename(&user.id, &new_name).await.map_err(|_| taken())?;
                         let renamed = self.store.user_by_id(&user.id).await?.ok_or_else(invalid)?;
@@ -310,7 +314,7 @@ impl AppState {
             }
             None => {
                 let name = name.ok_or_else(invalid)?;
-                if name.eq_ignore_ascii_case(&self.config.system_username)
+                if names::is_reserved(&name, &self.config.system_username)
                     || self.store.user_by_name(&name).await?.is_some()
                 {
                     return Err(self.auth_failed(ip, "rotur", taken()));

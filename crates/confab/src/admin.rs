@@ -36,7 +36,7 @@ async fn role_ids(store: &Store, roles: &[String]) -> Result<Vec<String>> {
 /// Creates a local account with a password and exactly `roles` (default: `auth.default_roles`).
 pub async fn user_add(store: &Store, config: &Config, name: &str, roles: &[String], password: &str) -> Result<String> {
     let name = names::username(name)?;
-    if name.eq_ignore_ascii_case(&config.system_username) {
+    if names::is_reserved(name, &config.system_username) {
         return Err(Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken"));
     }
     names::password_length(password, config.auth.password_min, config.auth.password_max)?;
@@ -67,7 +67,7 @@ pub async fn token_issue(
             Some(u) => u,
             None => {
                 let name = names::username(name)?;
-                if name.eq_ignore_ascii_case(&config.system_username) {
+                if names::is_reserved(name, &config.system_username) {
                     return Err(Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken"));
                 }
                 let role_ids = role_ids(store, &config.auth.default_roles).await?;
@@ -104,7 +104,7 @@ pub async fn bot_create(
 ) -> Result<(User, String)> {
     let name = names::username(name).map_err(|e| Error::bad_request(e.text))?;
     let taken = || Error::conflict("Username already taken");
-    if name.eq_ignore_ascii_case(&config.system_username) {
+    if names::is_reserved(name, &config.system_username) {
         return Err(taken());
     }
     let token = random_token();

@@ -11,7 +11,10 @@ use anyhow::Context;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use crate::{
-    auth::{jwt::JwtKeys, tokens::random_bytes},
+    auth::{
+        jwt::{DEV_TOKEN_TTL_S, JwtKeys},
+        tokens::random_bytes,
+    },
     config::Config,
 };
 
@@ -42,7 +45,9 @@ pub fn load(config: &Config) -> anyhow::Result<JwtKeys> {
         load_or_create(&config.data_dir.join(KEY_FILE))?
     };
     let auth = &config.auth;
-    Ok(JwtKeys::new("k1", secret, &auth.jwt_issuer, &auth.jwt_audience, auth.access_ttl_s))
+    let keys = JwtKeys::new("k1", secret, &auth.jwt_issuer, &auth.jwt_audience, auth.access_ttl_s);
+    // Only `--dev` hands out (and so accepts) the long-lived test token.
+    Ok(if config.dev { keys.accepting_lifetime(DEV_TOKEN_TTL_S) } else { keys })
 }
 
 fn load_or_create(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -13,8 +13,11 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Header `typ` of access tokens; any other kind of token is refused.
 pub const ACCESS_TYP: &str = "at+jwt";
-/// Clock skew tolerated on `exp` and `nbf`.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const SKEW_S: f64 = 60.0;
+/// Lifetime of the `--dev` test token (ten years, "does not expire" in practice); only a server
+/// started with `--dev` accepts a token claiming to live this long.
+pub const DEV_TOKEN_TTL_S: u64 = 10 * 365 * 24 * 3600;
 
 /// Why a token was refused; the two map to the two wire texts of PROTOCOL §2.5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,9 @@ pub struct JwtKeys {
     issuer: String,
     audience: String,
     ttl_s: u64,
+    /// The longest lifetime (`exp - iat`) a token may claim: the configured TTL, so that whoever
+    /// holds the key cannot mint tokens outliving what this server would ever issue.
+    max_lifetime_s: u64,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -55,7 +61,14 @@ impl JwtKeys {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl_s,
+            max_lifetime_s: ttl_s,
         }
+    }
+
+    /// The same key set accepting tokens that claim to live up to `lifetime_s` (at least the TTL):
+    /// only `--dev`, for its test token.
+    pub fn accepting_lifetime(self, lifetime_s: u64) -> JwtKeys {
+        JwtKeys { max_lifetime_s: lifetime_s.max(self.ttl_s), ..self }
     }
 
     /// Lifetime of issued access tokens.
@@ -77,7 +90,7 @@ impl JwtKeys {
     }
 
     /// Issues an access token living `ttl_s` seconds instead of the configured lifetime. Only the
-    /// `--dev` test token uses it: it stays an ordinary token, so the verifier needs no exception.
+    /// `--dev` test token uses it, on a key set that [`JwtKeys::accepting_lifetime`] widened.
     pub fn issue_for(&self, sub: &str, sid: &str, now: f64, ttl_s: u64) -> String {
         let (kid, secret) = &self.keys[0];
         let header = json!({"alg": "HS256", "typ": ACCESS_TYP, "kid": kid});
@@ -135,6 +148,15 @@ impl JwtKeys {
         }
         let exp = claims.get("exp").and_then(Value::as_f64).ok_or(JwtError::Invalid)?;
         if now > exp + SKEW_S {
+            return Err(JwtError::Invalid);
+        }
+        // `iat` and `jti` are required (PROTOCOL §8.4); a token issued in the future or claiming a
+        // longer life than this server issues was not made by it, whatever its signature says.
+        let iat = claims.get("iat").and_then(Value::as_f64).ok_or(JwtError::Invalid)?;
+        if iat > now + SKEW_S || exp - iat > self.max_lifetime_s as f64 {
+            return Err(JwtError::Invalid);
+        }
+        if claims.get("jti").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(JwtError::Invalid);
         }
         if let Some(nbf) = claims.get("nbf") {
@@ -198,7 +220,8 @@ mod tests {
         tampered.push(if t.ends_with('A') { 'B' } else { 'A' });
         assert_eq!(k.verify(&tampered, 1000.0), Err(JwtError::Invalid));
 
-        let claims = json!({"iss":"https://iss","aud":"https://aud","sub":SUB,"sid":"s","exp":2000,"iat":1000});
+        let claims =
+            json!({"iss":"https://iss","aud":"https://aud","sub":SUB,"sid":"s","exp":1900,"iat":1000,"jti":"j"});
         let none = format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(json!({"alg":"none","typ":"at+jwt"}).to_string()),
@@ -216,14 +239,45 @@ mod tests {
     #[test]
     fn payload_errors_after_a_good_signature() {
         let k = keys();
-        let claims = json!({"iss":"https://iss","aud":"https://aud","sub":"not-a-uuid","sid":"s","exp":2000});
+        let claims = json!({"iss":"https://iss","aud":"https://aud","sub":"not-a-uuid","sid":"s","exp":1900,"iat":1000,"jti":"j"});
         let t = sign_raw(&json!({"alg":"HS256","typ":"at+jwt"}), &claims, &[7u8; 32]);
         assert_eq!(k.verify(&t, 1000.0), Err(JwtError::Payload));
-        let claims = json!({"iss":"https://iss","aud":"https://aud","sub":SUB,"exp":2000});
+        let claims = json!({"iss":"https://iss","aud":"https://aud","sub":SUB,"exp":1900,"iat":1000,"jti":"j"});
         let t = sign_raw(&json!({"alg":"HS256","typ":"at+jwt"}), &claims, &[7u8; 32]);
         assert_eq!(k.verify(&t, 1000.0), Err(JwtError::Payload));
-        let claims = json!({"iss":"https://other","aud":"https://aud","sub":SUB,"sid":"s","exp":2000});
+        let claims =
+            json!({"iss":"https://other","aud":"https://aud","sub":SUB,"sid":"s","exp":1900,"iat":1000,"jti":"j"});
         let t = sign_raw(&json!({"alg":"HS256","typ":"at+jwt"}), &claims, &[7u8; 32]);
         assert_eq!(k.verify(&t, 1000.0), Err(JwtError::Invalid));
+    }
+
+    #[test]
+    fn iat_jti_and_lifetime_are_required() {
+        let k = keys();
+        let header = json!({"alg":"HS256","typ":"at+jwt","kid":"k1"});
+        let claims = |iat: Value, exp: i64, jti: Value| {
+            let mut c = json!({"iss":"https://iss","aud":"https://aud","sub":SUB,"sid":"s","exp":exp});
+            for (key, v) in [("iat", iat), ("jti", jti)] {
+                if !v.is_null() {
+                    c[key] = v;
+                }
+            }
+            sign_raw(&header, &c, &[7u8; 32])
+        };
+        assert!(k.verify(&claims(json!(1000), 1900, json!("j")), 1000.0).is_ok());
+        // A little clock skew on `iat` is fine, the future is not.
+        assert!(k.verify(&claims(json!(1050), 1900, json!("j")), 1000.0).is_ok());
+        assert_eq!(k.verify(&claims(json!(1100), 1900, json!("j")), 1000.0), Err(JwtError::Invalid));
+        assert_eq!(k.verify(&claims(Value::Null, 1900, json!("j")), 1000.0), Err(JwtError::Invalid));
+        assert_eq!(k.verify(&claims(json!("1000"), 1900, json!("j")), 1000.0), Err(JwtError::Invalid));
+        assert_eq!(k.verify(&claims(json!(1000), 1900, Value::Null), 1000.0), Err(JwtError::Invalid));
+        assert_eq!(k.verify(&claims(json!(1000), 1900, json!("")), 1000.0), Err(JwtError::Invalid));
+        // Longer than the configured TTL: refused, unless the key set was widened (`--dev`).
+        let long = claims(json!(1000), 1901, json!("j"));
+        assert_eq!(k.verify(&long, 1000.0), Err(JwtError::Invalid));
+        let dev = keys().accepting_lifetime(DEV_TOKEN_TTL_S);
+        assert!(dev.verify(&long, 1000.0).is_ok());
+        assert!(dev.verify(&dev.issue_for(SUB, "s", 1000.0, DEV_TOKEN_TTL_S), 1000.0).is_ok());
+        assert_eq!(k.verify(&dev.issue_for(SUB, "s", 1000.0, DEV_TOKEN_TTL_S), 1000.0), Err(JwtError::Invalid));
     }
 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use confab_proto::{ErrorCode, Frame};
 use serde_json::{Value, json};
 
-use super::moderation::{announce_leave, delete_account, require};
+use super::{
+    moderation::{announce_leave, delete_account, require},
+    users::check_hierarchy,
+};
 use crate::{
     accounts,
     auth::tokens::{constant_time_eq, hash_token, random_token},
@@ -165,12 +168,14 @@ pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     Ok(())
 }
 
-/// `bot_token_regenerate {botusername}` (administrator) → a new token, once. The old one never
+/// `bot_token_regenerate {botusername}` (administrator; hierarchy) → a new token, once. The old one never
 /// works again and the bot's live connections close with 4004 (PROTOCOL §8.5).
 pub async fn regenerate(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = admin(s)?;
     let state = s.state.clone();
     let bot = target_bot(&state, frame).await?;
+    // A new token is a login as the bot, with whatever roles it holds.
+    check_hierarchy(&state, &me, &bot, "regenerate tokens of").await?;
     let token = random_token();
     state
         .store

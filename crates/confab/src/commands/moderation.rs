@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     channels,
-    users::{find_user, refresh_account, target_user},
+    users::{check_hierarchy, find_user, refresh_account, target_user},
 };
 use crate::{
     domain::names,
@@ -29,37 +29,11 @@ use crate::{
 /// Longest `user_timeout` or `/mute`, in seconds (28 days).
 const TIMEOUT_MAX: u64 = 2_419_200;
 /// Longest nickname, in characters (`user_update`, `/nick`).
-pub(crate) const NICKNAME_MAX: usize = 20;
+const NICKNAME_MAX: usize = 20;
 
 /// `Access denied: '<perm>' permission required` unless the actor holds `perm`.
 pub(crate) fn require(me: &Identity, perm: &str) -> Result<()> {
     if me.actor.has(perm) { Ok(()) } else { Err(Error::missing_permission(perm)) }
-}
-
-/// Position of an identity's highest role (0 is the highest); an account without roles ranks
-/// below every role.
-fn rank(identity: &Identity) -> i64 {
-    identity.roles.first().map_or(i64::MAX, |r| r.position)
-}
-
-/// The moderation hierarchy (MH, PROTOCOL §6.0) for `verb` done by `me` to `target`: nobody bans,
-/// times out or deletes themselves; a non-owner acts neither on an owner nor on anyone whose highest
-/// role is at or above their own.
-async fn check_hierarchy(state: &AppState, me: &Identity, target: &User, verb: &str) -> Result<()> {
-    if target.id == me.user.id && verb != "update" {
-        return Err(Error::forbidden(format!("You cannot {verb} yourself")));
-    }
-    if me.actor.is_owner() {
-        return Ok(());
-    }
-    let them = state.identity(target.clone(), None).await?;
-    if them.actor.is_owner() {
-        return Err(Error::forbidden(format!("Cannot {verb} the server owner")));
-    }
-    if rank(&them) <= rank(me) {
-        return Err(Error::forbidden("Cannot moderate users at or above your position"));
-    }
-    Ok(())
 }
 
 /// The audit entry for `action` by `me` on `target`.
@@ -83,13 +57,38 @@ fn to_all(state: &AppState, packet: String) {
 fn nickname_update(value: &Value) -> Result<Option<String>> {
     match value {
         Value::Null => Ok(None),
-        Value::String(n) if n.chars().count() > NICKNAME_MAX => {
-            Err(Error::new(confab_proto::ErrorCode::TooLong, "Nickname too long (max 20 characters)"))
-        }
         Value::String(n) if n.is_empty() => Ok(None),
         Value::String(n) => Ok(Some(n.clone())),
         _ => Err(Error::bad_request("Nickname must be a string or null")),
     }
+}
+
+/// The rules of a nickname `owner` is to wear (`user_update`, `/nick`), checked before anything is
+/// stored: at most 20 characters, nothing invisible or reordering, and not another account's
+/// username nor the system name once both are normalised (NFKC, lower case), so no nickname can
+/// pass for someone else. An account may wear its own username.
+pub(crate) async fn check_nickname(state: &AppState, owner: &User, nickname: &str) -> Result<()> {
+    if nickname.chars().count() > NICKNAME_MAX {
+        return Err(Error::new(
+            confab_proto::ErrorCode::TooLong,
+            format!("Nickname too long (max {NICKNAME_MAX} characters)"),
+        ));
+    }
+    if names::has_hidden(nickname) {
+        return Err(Error::bad_request("Nickname contains invalid characters"));
+    }
+    let taken = || Error::conflict("Nickname cannot be another user's username");
+    if names::is_reserved(nickname, &state.config.system_username) {
+        return Err(taken());
+    }
+    // Only a key that is a valid username can name an account.
+    let key = names::lookalike_key(nickname);
+    if let Ok(name) = names::username(&key)
+        && state.store.user_by_name(name).await?.is_some_and(|other| other.id != owner.id)
+    {
+        return Err(taken());
+    }
+    Ok(())
 }
 
 /// `user_update {user, updates:{username?, nickname?}}` (`manage_users`; MH). The reply's `user`
@@ -113,7 +112,7 @@ pub async fn user_update(s: &mut Session, frame: &Frame) -> Result<()> {
         let name = names::username(raw).map_err(|e| Error::bad_request(e.text))?;
         let taken = match state.store.user_by_name(name).await? {
             Some(other) => other.id != target.id,
-            None => name.eq_ignore_ascii_case(&state.config.system_username),
+            None => names::is_reserved(name, &state.config.system_username),
         };
         if taken {
             return Err(Error::conflict("Username already taken"));
@@ -124,6 +123,9 @@ pub async fn user_update(s: &mut Session, frame: &Frame) -> Result<()> {
         Some(value) => nickname_update(value)?,
         None => target.nickname.clone(),
     };
+    if let Some(n) = nickname.as_deref().filter(|n| Some(*n) != target.nickname.as_deref()) {
+        check_nickname(&state, &target, n).await?;
+    }
     check_hierarchy(&state, &me, &target, "update").await?;
 
     let fields: Vec<&String> = updates.keys().collect();
@@ -167,9 +169,10 @@ pub(crate) async fn ban(state: &AppState, me: &Identity, target: &User) -> Resul
     Ok(changed)
 }
 
-/// The unban of `user_unban` and `/unban` (the caller has checked `manage_users`). `false` when the
-/// account was not banned.
+/// The unban of `user_unban` and `/unban` (the caller has checked `manage_users`; MH, so nobody
+/// lifts a ban the owner or a higher role placed on a peer). `false` when the account was not banned.
 pub(crate) async fn unban(state: &AppState, me: &Identity, target: &User) -> Result<bool> {
+    check_hierarchy(state, me, target, "unban").await?;
     state.store.user_set_banned(&target.id, false, &audit(me, "user_unban", target, json!({}))).await
 }
 

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use confab_proto::Frame;
 use serde_json::{Map, Value, json};
 
-use super::{channels, users::target_user};
+use super::{
+    channels,
+    users::{check_hierarchy, target_user},
+};
 use crate::{
     domain::{
         names::role_name_ok,
@@ -440,7 +443,8 @@ pub async fn user_roles_get(s: &mut Session, frame: &Frame) -> Result<()> {
 }
 
 /// `user_roles_set {user, roles}`: replaces an account's roles. The actor must be able to manage
-/// every role added or removed, and only an owner may change an owner's roles. Everyone gets the
+/// every role added or removed, only an owner may change an owner's roles, and nobody else changes
+/// the roles of an account ranked at or above their own (MH). Everyone gets the
 /// new list (as `user_roles_get`), and the account's connections a fresh `channels_get`.
 pub async fn user_roles_set(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = require_manage_roles(s)?;
@@ -464,6 +468,7 @@ pub async fn user_roles_set(s: &mut Session, frame: &Frame) -> Result<()> {
     if !me.actor.is_owner() && dir.roles_of(&current).iter().any(|r| r.name.eq_ignore_ascii_case("owner")) {
         return Err(Error::forbidden("Cannot modify roles of the server owner"));
     }
+    check_hierarchy(&state, &me, &user, "change roles of").await?;
     let (mut added, mut removed) = (Vec::new(), Vec::new());
     for role in &dir.roles {
         match (current.contains(&role.id), wanted.contains(&role.id)) {

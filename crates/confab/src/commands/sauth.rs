@@ -96,12 +96,16 @@ fn require_admin(s: &Session) -> Result<std::sync::Arc<crate::state::Identity>> 
     Ok(me)
 }
 
-/// `sauth_token_create {user}` (administrator) → the token, once.
+/// `sauth_token_create {user}` (administrator; the hierarchy of an existing account) → the token, once.
 pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = require_admin(s)?;
     let Some(name) = frame.str("user").filter(|n| !n.trim().is_empty()) else {
         return Err(Error::bad_request("User parameter is required"));
     };
+    // A generic token logs its holder in as the account: issuing one is acting on that account.
+    if let Some(target) = super::users::find_user(&s.state, name).await? {
+        super::users::check_hierarchy(&s.state, &me, &target, "issue tokens for").await?;
+    }
     let audit = Audit {
         action: "sauth_token_create",
         actor_id: Some(me.user.id.clone()),
@@ -116,12 +120,13 @@ pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     Ok(())
 }
 
-/// `sauth_token_revoke {user}` (administrator): every generic token of the user stops working and
+/// `sauth_token_revoke {user}` (administrator; hierarchy): every generic token of the user stops working and
 /// the sessions opened with them close with 4004.
 pub async fn revoke(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = require_admin(s)?;
     let state = s.state.clone();
     let user = super::users::target_user(&state, frame).await?;
+    super::users::check_hierarchy(&state, &me, &user, "revoke tokens of").await?;
     let audit = Audit {
         action: "sauth_token_revoke",
         actor_id: Some(me.user.id.clone()),

@@ -25,7 +25,7 @@ use crate::{
     gateway::Session,
     hub::{
         ConnId, Packet, Pushed,
-        slash::{Handler, Refused},
+        slash::{CallQuery, Handler, PendingCall, Refused, Unmatched},
     },
     state::AppState,
     store::writer::render_unstored,
@@ -145,6 +145,14 @@ pub async fn call(s: &mut Session, frame: &Frame) -> Result<()> {
             "channel": target.channel.row.name, "call_id": call_id,
         }),
     );
+    let pending = PendingCall {
+        call_id,
+        invoker_id: me.user.id.clone(),
+        invoker_name: me.user.username.clone(),
+        channel_id: target.channel.row.id.clone(),
+        command: name.to_owned(),
+    };
+    state.slash.call_routed(handler.conn_id, pending);
     if handler.conn_id != s.conn_id {
         let pushed = handler.outbox.push(&Packet::from(packet.clone()), false);
         if pushed == Pushed::Closed {
@@ -155,14 +163,16 @@ pub async fn call(s: &mut Session, frame: &Frame) -> Result<()> {
         }
         state.hub.account(&handler.outbox, pushed);
     }
-    state.slash.call_routed(handler.conn_id, call_id, me.user.id.clone());
     s.send(wire::with_listener(&packet, frame.listener()));
     Ok(())
 }
 
-/// `slash_response {channel, command, response?, embeds?, invoker?, call_id?}` from the account
-/// that registered `command`: its answer, posted in `channel` as that account with `interaction`.
-/// The invoker is `invoker`, else the invoker of call `call_id`, else the sender.
+/// `slash_response {channel, command?, response?, embeds?, invoker?, call_id?}` from the connection a
+/// call was routed to: its answer, posted in `channel` as that account with `interaction`. It must
+/// answer a pending call of that connection in that channel — named by `call_id`, else by
+/// `invoker` and `command`, else the only one that fits what is given — and answers it once, so
+/// nobody can attribute a command to someone who never called it or push unasked "ephemeral"
+/// messages to anyone.
 pub async fn respond(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = s.me()?;
     let state = s.state.clone();
@@ -177,25 +187,38 @@ pub async fn respond(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::bad_request("Slash response must have content or embeds"));
     }
     let embeds = embeds::validate(frame.get("embeds")).map_err(Error::bad_request)?;
-    let Some(name) = frame.str("command").filter(|c| !c.is_empty()) else {
+    let given = |key: &str| frame.str(key).filter(|v| !v.is_empty());
+    let (name, call_id, invoker) = (given("command"), given("call_id"), given("invoker"));
+    // Without a command, the invoker or the call must say which call this answers.
+    if name.is_none() && call_id.is_none() && invoker.is_none() {
         return Err(Error::bad_request("Command parameter is required for slash responses"));
-    };
+    }
     let max = state.config.limits.post_content;
     if response.chars().count() > max {
         return Err(Error::new(ErrorCode::TooLong, format!("Message too long. Maximum length is {max} characters")));
     }
     let dir = state.directory();
     let target = channel_send_target(&me, &dir, channel)?;
-    let command = state
-        .slash
-        .registered_by(&me.user.id, name)
-        .ok_or_else(|| Error::forbidden("You did not register this command"))?;
-    let from_call = frame.str("call_id").and_then(|id| state.slash.take_call(&me.user.id, id));
-    let invoker = match frame.str("invoker").or(from_call.as_deref()) {
-        Some(key) => super::users::find_user(&state, key).await?.ok_or_else(|| Error::not_found("User not found"))?,
-        None => me.user.clone(),
+    let registered = |name: &str| {
+        state
+            .slash
+            .registered_by(&me.user.id, name)
+            .ok_or_else(|| Error::forbidden("You did not register this command"))
     };
-    let mut extra = json!({"interaction": {"command": name, "username": invoker.username}});
+    let named = name.map(registered).transpose()?;
+    let query = CallQuery { call_id, invoker, channel_id: &target.channel.row.id, command: name };
+    let call = state.slash.take_call(s.conn_id, &query).map_err(|unmatched| match unmatched {
+        Unmatched::None => Error::forbidden("No pending call matches this slash response"),
+        Unmatched::Ambiguous => {
+            Error::bad_request("More than one pending call matches this slash response: send its call_id")
+        }
+    })?;
+    let command = match named {
+        Some(command) => command,
+        None => registered(&call.command)?,
+    };
+    let invoker = state.store.user_by_id(&call.invoker_id).await?.ok_or_else(|| Error::not_found("User not found"))?;
+    let mut extra = json!({"interaction": {"command": call.command, "username": invoker.username}});
     if let Some(embeds) = embeds.filter(|e| !e.is_empty()) {
         extra["embeds"] = json!(embeds);
     }

@@ -5,13 +5,9 @@
 //! (`commands::moderation`), so a slash command can do nothing the plain command could not. Each
 //! returns the text of the message the server posts; errors are returned as `error` frames.
 
-use confab_proto::ErrorCode;
 use serde_json::{Map, Value};
 
-use super::{
-    moderation::{self, NICKNAME_MAX},
-    users,
-};
+use super::{moderation, users};
 use crate::{
     domain::slash::{OptionType, SlashCommand, SlashOption, check_roles},
     error::{Error, Result},
@@ -152,10 +148,10 @@ async fn nick(state: &AppState, me: &Identity, nickname: Option<&str>) -> Result
         return Err(Error::not_found("User not found"));
     };
     let wanted = nickname.map(str::trim).filter(|n| !n.is_empty());
-    if let Some(n) = wanted
-        && n.chars().count() > NICKNAME_MAX
-    {
-        return Err(Error::new(ErrorCode::TooLong, format!("Nickname too long (max {NICKNAME_MAX} characters)")));
+    // Every rule is checked before the change is stored and announced: a refused nickname changes
+    // nothing.
+    if let Some(n) = wanted {
+        moderation::check_nickname(state, &user, n).await?;
     }
     if nickname.is_none_or(str::is_empty) && user.nickname.is_none() {
         return Ok("You don't have a nickname set. Use `/nick <name>` to set one.".to_owned());

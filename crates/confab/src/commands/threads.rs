@@ -50,6 +50,9 @@ fn thread_name(raw: Option<&str>) -> Result<String> {
     if name.chars().count() > NAME_MAX {
         return Err(Error::new(ErrorCode::TooLong, "Thread name too long (max 100 characters)"));
     }
+    if crate::domain::names::has_hidden(name) {
+        return Err(Error::bad_request("Thread name contains invalid characters"));
+    }
     Ok(name.to_owned())
 }
 

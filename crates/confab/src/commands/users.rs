@@ -1,5 +1,6 @@
 //! `users_list` and `users_online` (PROTOCOL §6.4, §5.2), and what every command about an account
-//! shares: resolving a user target (§6.0) and updating the account snapshot of its live connections.
+//! shares: resolving a user target (§6.0), the role hierarchy every command that acts on another
+//! account obeys, and updating the account snapshot of its live connections.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -30,6 +31,37 @@ pub async fn target_user(state: &AppState, frame: &Frame) -> Result<User> {
         return Err(Error::bad_request("User parameter is required"));
     };
     find_user(state, key).await?.ok_or_else(|| Error::not_found("User not found"))
+}
+
+/// Verbs an account may never do to itself, whatever its roles (MH, PROTOCOL §6.0).
+const NOT_ON_SELF: [&str; 3] = ["ban", "timeout", "delete"];
+
+/// Position of an identity's highest role (0 is the highest); an account without roles ranks
+/// below every role.
+fn rank(identity: &Identity) -> i64 {
+    identity.roles.first().map_or(i64::MAX, |r| r.position)
+}
+
+/// The hierarchy (MH, PROTOCOL §6.0) for `verb` done by `me` to `target`, shared by every command
+/// that acts on another account: bans, timeouts, deletions, renames and nicknames, role changes,
+/// SAUTH2 tokens and bot tokens. Nobody bans, times out or deletes themselves; a non-owner acts
+/// neither on an owner nor on anyone whose highest role is at or above their own (their own account
+/// included), so no administrator can take over the owner's or a peer's account.
+pub(crate) async fn check_hierarchy(state: &AppState, me: &Identity, target: &User, verb: &str) -> Result<()> {
+    if target.id == me.user.id && NOT_ON_SELF.contains(&verb) {
+        return Err(Error::forbidden(format!("You cannot {verb} yourself")));
+    }
+    if me.actor.is_owner() {
+        return Ok(());
+    }
+    let them = state.identity(target.clone(), None).await?;
+    if them.actor.is_owner() {
+        return Err(Error::forbidden(format!("Cannot {verb} the server owner")));
+    }
+    if rank(&them) <= rank(me) {
+        return Err(Error::forbidden("Cannot moderate users at or above your position"));
+    }
+    Ok(())
 }
 
 /// Gives every live connection of `user` the new account row (status, avatar, timeout) while

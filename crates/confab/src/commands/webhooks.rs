@@ -87,7 +87,8 @@ async fn find(s: &Session, frame: &Frame) -> Result<WebhookRow> {
     s.state.store.webhook(id).await?.ok_or_else(|| Error::not_found("Webhook not found"))
 }
 
-/// `webhook_create {channel, name}` → the webhook with its token, shown this once.
+/// `webhook_create {channel, name}` (`manage_server` and `view` on the channel) → the webhook with
+/// its token, shown this once.
 pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = require_manage_server(s)?;
     let channel =
@@ -95,6 +96,11 @@ pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     let name = check_name(frame.str("name"), "Webhook name is required")?;
     let dir = s.state.directory();
     let channel = dir.channel(channel).ok_or_else(|| Error::not_found("Channel not found"))?;
+    // A webhook posts into the channel and names it in every listing: `manage_server` alone must
+    // not reach a channel its holder cannot see (CE, PROTOCOL §6.0).
+    if !me.actor.channel_allows(&channel.perms, "view") {
+        return Err(Error::forbidden("Access denied to this channel"));
+    }
     if channel.row.kind != "text" {
         return Err(Error::bad_request("Webhooks can only be created for text channels"));
     }

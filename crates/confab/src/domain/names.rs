@@ -1,7 +1,12 @@
 //! Validation of user-chosen names (PROTOCOL §2.3, §5.3, §5.5).
 //!
 //! Functions return the exact wire text of the first rule broken, so every entry point (WebSocket,
-//! HTTP, CLI) reports the same error.
+//! HTTP, CLI) reports the same error. Names others read (nicknames, channel and thread names) may
+//! hold any visible text, but nothing invisible or reordering ([`is_hidden`]), and names that must
+//! not impersonate an account are compared by their [`lookalike_key`].
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// A broken username or password rule: the `auth_error` code name and its exact text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +60,35 @@ pub fn username(raw: &str) -> Result<&str, NameError> {
     Ok(name)
 }
 
-/// A channel name: 1–64 characters, no control characters, no surrounding whitespace (PROTOCOL §5.5).
+/// Whether `c` is invisible or changes how the text around it reads: control characters (NUL
+/// included) and format characters (Unicode category Cf: bidi embeddings, overrides and isolates,
+/// zero-width spaces and joiners, the BOM, the soft hyphen, …). A name holding one can look like
+/// another, or turn the rest of a line around.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control() || c.general_category() == GeneralCategory::Format
+}
+
+/// Whether a name holds any [`is_hidden`] character.
+pub fn has_hidden(name: &str) -> bool {
+    name.chars().any(is_hidden)
+}
+
+/// What two names are compared by when one must not pass for the other: NFKC (so full-width,
+/// ligature and other compatibility forms become their plain letters) then lower case.
+pub fn lookalike_key(name: &str) -> String {
+    name.trim().nfkc().flat_map(char::to_lowercase).collect()
+}
+
+/// Whether `name` is, or looks like, the reserved system username: no account or nickname may
+/// take it on any path (registration, Rotur logins and renames, `user_update`, `/nick`, the CLI).
+pub fn is_reserved(name: &str, system_username: &str) -> bool {
+    lookalike_key(name) == lookalike_key(system_username)
+}
+
+/// A channel name: 1–64 characters, nothing hidden, no surrounding whitespace (PROTOCOL §5.5).
 pub fn channel_name_ok(name: &str) -> bool {
     let n = name.chars().count();
-    (1..=64).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
+    (1..=64).contains(&n) && !has_hidden(name) && name.trim() == name
 }
 
 /// A role name: 1–32 characters from `[A-Za-z0-9_-]` and not the `banned` pseudo-role in any case
@@ -88,6 +118,24 @@ mod tests {
             "Username can only contain letters, numbers, hyphens, and underscores"
         );
         assert_eq!(username("ünï").unwrap_err().code, confab_proto::ErrorCode::InvalidUsername);
+    }
+
+    #[test]
+    fn hidden_characters_and_lookalikes() {
+        for hidden in ['\0', '\u{7}', '\u{202E}', '\u{2066}', '\u{200B}', '\u{200D}', '\u{FEFF}', '\u{AD}', '\u{E0041}']
+        {
+            assert!(is_hidden(hidden), "{:04X}", hidden as u32);
+        }
+        for visible in ['a', 'ñ', '😀', ' ', '\u{301}', '中'] {
+            assert!(!is_hidden(visible), "{:04X}", visible as u32);
+        }
+        assert!(
+            !channel_name_ok("gen\u{200B}eral") && !channel_name_ok("\u{202E}lareneg") && channel_name_ok("général")
+        );
+        assert_eq!(lookalike_key(" ＡＤＭＩＮ "), "admin");
+        assert_eq!(lookalike_key("\u{212A}ate"), "kate", "the Kelvin sign is a K");
+        assert!(is_reserved("ORIGINCHATS", "originChats") && is_reserved("ｏriginchats", "originChats"));
+        assert!(!is_reserved("originChats2", "originChats"));
     }
 
     #[test]

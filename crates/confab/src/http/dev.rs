@@ -3,7 +3,8 @@
 //!
 //! The token is an ordinary signed `at+jwt` access token for the local account `user` (created
 //! with password `password` if missing, so the seed's `/token` examples work too), with a far
-//! `exp` and its own session family, so the verifier needs no special case and logout revokes it.
+//! `exp` and its own session family, so logout revokes it. The verifier accepts its lifetime only
+//! because `--dev` widened the key set's cap (`keys::load`).
 
 use axum::{
     Json,
@@ -14,6 +15,7 @@ use serde_json::json;
 
 use crate::{
     accounts::busy,
+    auth::jwt::DEV_TOKEN_TTL_S,
     error::{Error, Result},
     state::AppState,
     store::users::{AccountKind, User},
@@ -22,8 +24,6 @@ use crate::{
 /// The development account of seed 002 and its password.
 pub const DEV_USER: &str = "user";
 const DEV_PASSWORD: &str = "password";
-/// Lifetime of the test token and its session family: ten years, "does not expire" in practice.
-const DEV_TTL_S: u64 = 10 * 365 * 24 * 3600;
 /// Setting that remembers the test token's family, so repeated requests share one family.
 const DEV_SESSION_KEY: &str = "dev.test_session";
 
@@ -53,12 +53,12 @@ async fn issue(state: &AppState) -> Result<String> {
     let sid = match live {
         Some(sid) => sid,
         None => {
-            let sid = state.store.session_create(&user.id, "dev", now + DEV_TTL_S as f64).await?;
+            let sid = state.store.session_create(&user.id, "dev", now + DEV_TOKEN_TTL_S as f64).await?;
             state.store.set_setting(DEV_SESSION_KEY, &sid).await?;
             sid
         }
     };
-    Ok(state.jwt.issue_for(&user.id, &sid, now, DEV_TTL_S))
+    Ok(state.jwt.issue_for(&user.id, &sid, now, DEV_TOKEN_TTL_S))
 }
 
 /// The local account `user`, created with password `password` (hashed as usual) when missing.

@@ -12,7 +12,7 @@ use std::{
 use super::{ConnId, Outbox};
 use crate::domain::slash::SlashCommand;
 
-/// Calls remembered per handler connection, so a `slash_response` may name its call by `call_id`.
+/// Unanswered calls remembered per handler connection; beyond this the oldest is forgotten.
 const PENDING_CALLS: usize = 256;
 
 /// The connection that registered a command, and what routing a call to it needs.
@@ -28,8 +28,59 @@ pub struct Handler {
 struct Registration {
     handler: Handler,
     commands: Vec<SlashCommand>,
-    /// `(call_id, invoker account id)` of recent calls routed to this connection, oldest first.
-    calls: VecDeque<(String, String)>,
+    /// Calls routed to this connection and not answered yet, oldest first.
+    calls: VecDeque<PendingCall>,
+}
+
+/// A call routed to a handler connection: the only thing a `slash_response` may answer, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCall {
+    pub call_id: String,
+    pub invoker_id: String,
+    pub invoker_name: String,
+    pub channel_id: String,
+    pub command: String,
+}
+
+/// What a `slash_response` says about the call it answers; `None` matches anything.
+#[derive(Debug, Clone, Copy)]
+pub struct CallQuery<'a> {
+    pub call_id: Option<&'a str>,
+    /// An account id, or (as some bot libraries send it) the invoker's username.
+    pub invoker: Option<&'a str>,
+    pub channel_id: &'a str,
+    pub command: Option<&'a str>,
+}
+
+impl CallQuery<'_> {
+    fn matches(&self, call: &PendingCall) -> bool {
+        self.call_id.is_none_or(|id| id == call.call_id)
+            && self.invoker.is_none_or(|i| i == call.invoker_id || i.eq_ignore_ascii_case(&call.invoker_name))
+            && self.channel_id == call.channel_id
+            && self.command.is_none_or(|c| c == call.command)
+    }
+}
+
+/// Why no pending call answers a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmatched {
+    /// Nothing routed to this connection fits: a forged or repeated response.
+    None,
+    /// Several calls fit and the response does not say which.
+    Ambiguous,
+}
+
+/// The position in `calls` of the call `query` answers: the one with its `call_id`; else the
+/// oldest of the invoker's calls of that command (they are interchangeable); else, when the
+/// response leaves the command or the invoker out (older bot libraries), the only call that fits.
+fn pick(calls: &VecDeque<PendingCall>, query: &CallQuery<'_>) -> Result<usize, Unmatched> {
+    let mut fits = calls.iter().enumerate().filter(|(_, c)| query.matches(c)).map(|(at, _)| at);
+    let first = fits.next().ok_or(Unmatched::None)?;
+    let exact = query.call_id.is_some() || (query.invoker.is_some() && query.command.is_some());
+    if !exact && fits.next().is_some() {
+        return Err(Unmatched::Ambiguous);
+    }
+    Ok(first)
 }
 
 /// Why a registration was refused.
@@ -113,22 +164,66 @@ impl SlashRegistry {
             .find_map(|r| r.commands.iter().find(|c| c.name == name).cloned())
     }
 
-    /// Remembers that call `call_id` by `invoker_id` was routed to connection `conn_id`.
-    pub fn call_routed(&self, conn_id: ConnId, call_id: String, invoker_id: String) {
+    /// Remembers that `call` was routed to connection `conn_id`. Done before the call is sent, so
+    /// an answer can never arrive before the call is known.
+    pub fn call_routed(&self, conn_id: ConnId, call: PendingCall) {
         if let Some(reg) = self.lock().get_mut(&conn_id) {
             if reg.calls.len() >= PENDING_CALLS {
                 reg.calls.pop_front();
             }
-            reg.calls.push_back((call_id, invoker_id));
+            reg.calls.push_back(call);
         }
     }
 
-    /// The invoker of call `call_id` routed to a connection of `user_id`; the call is forgotten.
-    pub fn take_call(&self, user_id: &str, call_id: &str) -> Option<String> {
+    /// Takes the pending call of connection `conn_id` that `query` answers (see [`pick`]); a call
+    /// is answered once.
+    pub fn take_call(&self, conn_id: ConnId, query: &CallQuery<'_>) -> Result<PendingCall, Unmatched> {
         let mut map = self.lock();
-        map.values_mut().filter(|r| r.handler.user_id == user_id).find_map(|r| {
-            let at = r.calls.iter().position(|(id, _)| id == call_id)?;
-            r.calls.remove(at).map(|(_, invoker)| invoker)
-        })
+        let reg = map.get_mut(&conn_id).ok_or(Unmatched::None)?;
+        let at = pick(&reg.calls, query)?;
+        reg.calls.remove(at).ok_or(Unmatched::None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str, invoker: &str, channel: &str, command: &str) -> PendingCall {
+        PendingCall {
+            call_id: id.into(),
+            invoker_id: format!("id-{invoker}"),
+            invoker_name: invoker.into(),
+            channel_id: channel.into(),
+            command: command.into(),
+        }
+    }
+
+    fn query<'a>(call_id: Option<&'a str>, invoker: Option<&'a str>, command: Option<&'a str>) -> CallQuery<'a> {
+        CallQuery { call_id, invoker, channel_id: "general", command }
+    }
+
+    #[test]
+    fn a_response_answers_a_routed_call_once() {
+        let calls: VecDeque<PendingCall> = [
+            call("c1", "alice", "general", "roll"),
+            call("c2", "alice", "general", "roll"),
+            call("c3", "bob", "general", "flip"),
+            call("c4", "carol", "news", "roll"),
+        ]
+        .into();
+        assert_eq!(pick(&calls, &query(Some("c2"), None, Some("roll"))), Ok(1));
+        assert_eq!(pick(&calls, &query(Some("c2"), None, Some("flip"))), Err(Unmatched::None));
+        assert_eq!(pick(&calls, &query(Some("c4"), None, None)), Err(Unmatched::None), "another channel");
+        assert_eq!(pick(&calls, &query(None, Some("id-alice"), Some("roll"))), Ok(0), "the oldest");
+        assert_eq!(pick(&calls, &query(None, Some("Bob"), Some("flip"))), Ok(2), "by username");
+        assert_eq!(pick(&calls, &query(None, Some("id-carol"), Some("roll"))), Err(Unmatched::None));
+        assert_eq!(pick(&calls, &query(None, Some("id-mallory"), Some("roll"))), Err(Unmatched::None));
+        // Without `command`: the invoker's only call in the channel, or nothing.
+        assert_eq!(pick(&calls, &query(None, Some("id-bob"), None)), Ok(2));
+        assert_eq!(pick(&calls, &query(None, Some("id-alice"), None)), Err(Unmatched::Ambiguous));
+        assert_eq!(pick(&calls, &query(None, None, Some("flip"))), Ok(2));
+        assert_eq!(pick(&calls, &query(None, None, Some("roll"))), Err(Unmatched::Ambiguous));
+        assert_eq!(pick(&VecDeque::new(), &query(None, None, Some("roll"))), Err(Unmatched::None));
     }
 }

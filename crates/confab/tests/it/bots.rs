@@ -488,8 +488,10 @@ async fn registered_commands_are_listed_routed_and_answered() {
     let seen = bob.recv_cmd("message_new").await;
     assert_eq!(seen["message"]["id"], message["id"]);
     assert!(seen.get("listener").is_none());
-    // `invoker` by id, with embeds; stored like any message.
+    // `invoker` by id (no `call_id`) answers that invoker's call, with embeds; stored like any message.
     let bob_id = server.user_id("bob").await;
+    bob.request(json!({"cmd": "slash_call", "channel": "general", "command": "roll", "args": {"sides": 6}})).await;
+    notifier.recv_cmd("slash_call").await;
     let answer = notifier
         .request(json!({"cmd": "slash_response", "channel": "general", "command": "roll", "embeds": [{"title": "six"}], "invoker": bob_id}))
         .await;
@@ -499,11 +501,11 @@ async fn registered_commands_are_listed_routed_and_answered() {
     let stored = history["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(stored["id"], answer["message"]["id"]);
     assert_eq!(stored["interaction"], json!({"command": "roll", "username": "bob"}));
-    // Without `invoker` or `call_id` the sender is the invoker.
+    // Every call is answered: a further response answers nothing.
     let answer = notifier
         .request(json!({"cmd": "slash_response", "channel": "general", "command": "roll", "response": "x"}))
         .await;
-    assert_eq!(answer["message"]["interaction"]["username"], "notifier");
+    assert_eq!(answer["val"], "No pending call matches this slash response", "{answer}");
     server.stop().await;
 }
 

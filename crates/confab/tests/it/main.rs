@@ -18,6 +18,7 @@ macro_rules! on_both {
 }
 
 mod auth;
+mod authz;
 mod bots;
 mod channels;
 mod cli;

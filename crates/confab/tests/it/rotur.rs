@@ -231,6 +231,38 @@ async fn rotur_names_follow_the_service_and_collide_with_local_names() {
     server.stop().await;
 }
 
+/// A Rotur rename is a new name like any other: it cannot take the reserved system username
+/// (in any case), and the refused login changes nothing.
+async fn rotur_rename_cannot_take_the_system_name(backend: Backend) {
+    let (url, fake) = fake_rotur(&[("r-1", "Bob")]).await;
+    let server = TestServer::spawn_with(backend, move |cfg| {
+        cfg.auth_mode = confab::config::AuthMode::Rotur;
+        cfg.rotur.base_url = url;
+    })
+    .await;
+    let mut bob = server.connect().await;
+    bob.send(json!({"cmd": "auth", "validator": validator("r-1", &key(&bob))})).await;
+    bob.expect_auth().await;
+    drop(bob);
+
+    fake.lock().unwrap().users.insert("r-1".into(), "ORIGINCHATS".into());
+    let mut again = server.connect().await;
+    let v = validator("r-1", &key(&again));
+    let r = rotur_auth(&mut again, &v).await;
+    assert_eq!((r["cmd"].as_str(), r["code"].as_str()), (Some("auth_error"), Some("username_taken")), "{r}");
+    assert_eq!(r["val"], "Username already taken");
+    assert!(server.store.user_by_name("originChats").await.unwrap().is_none());
+    assert!(server.store.user_by_name("Bob").await.unwrap().is_some());
+
+    fake.lock().unwrap().users.insert("r-1".into(), "Robert".into());
+    let mut renamed = server.connect().await;
+    renamed.send(json!({"cmd": "auth", "validator": validator("r-1", &key(&renamed))})).await;
+    assert_eq!(renamed.expect_auth().await["user"]["username"], "Robert");
+    server.stop().await;
+}
+
+on_both! { rotur_rename_cannot_take_the_system_name => rotur_rename_cannot_take_the_system_name_sqlite, rotur_rename_cannot_take_the_system_name_postgres; }
+
 #[tokio::test]
 async fn local_mode_refuses_validators() {
     let server = TestServer::spawn().await;
