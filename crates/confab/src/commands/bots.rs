@@ -74,7 +74,7 @@ pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
     let bot_id = bot.id.clone();
     // No session family: a bot's only credential is its token, and revoking it closes every
     // connection of the bot (below and in `regenerate`).
-    super::auth::complete(s, frame.listener(), bot, None, None, first).await?;
+    super::connection::complete(s, frame.listener(), bot, None, None, first).await?;
     // A regeneration committed while this login was in flight closed the bot's connections before
     // this one was registered: check the token again now that the hub knows the connection.
     if s.authenticated() && !token_is_live(&state, &bot_id, &token_hash).await? {

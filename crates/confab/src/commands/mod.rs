@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bots;
 pub mod budget;
 pub mod channels;
+pub mod connection;
 pub mod edits;
 pub mod history;
 pub mod limits;

@@ -83,7 +83,7 @@ pub async fn redeem(s: &mut Session, frame: &Frame) -> Result<()> {
                 return Err(Error::new(ErrorCode::InvalidWebToken, "Web token expired or invalid"));
             };
             state.metrics.inc("confab_auth_attempts_total", "method=\"sauth\",outcome=\"success\"".into());
-            super::auth::complete(s, frame.listener(), user, None, Some(session_tag(&token_hash)), false).await
+            super::connection::complete(s, frame.listener(), user, None, Some(session_tag(&token_hash)), false).await
         }
     }
 }

@@ -180,7 +180,7 @@ pub async fn run(
         } else {
             serve(&mut session, &mut socket, inbox).await;
         }
-        crate::commands::auth::disconnected(&mut session);
+        crate::commands::connection::disconnected(&mut session);
         state.web_logins.release(session.conn_id);
         crate::commands::slash::connection_closed(&state, session.conn_id);
     }
@@ -205,8 +205,15 @@ async fn open(session: &mut Session, token: Option<String>) -> Option<CloseOrder
         }
     }
     if let Some(login) = verified
-        && let Err(e) =
-            auth::complete(session, None, login.user, Some(login.role_ids), Some(login.session_id), false).await
+        && let Err(e) = crate::commands::connection::complete(
+            session,
+            None,
+            login.user,
+            Some(login.role_ids),
+            Some(login.session_id),
+            false,
+        )
+        .await
     {
         tracing::warn!(conn = session.conn_id, code = e.code().as_str(), "token upgrade refused");
         return Some(CloseOrder::new(close::POLICY, e.text(), None));

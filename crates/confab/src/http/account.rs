@@ -16,7 +16,7 @@ use axum::{
 };
 use serde_json::Value;
 
-use super::{Peer, auth::http_error, bearer, body, client_ip, json_error};
+use super::{Peer, bearer, body, client_ip, http_error, json_error};
 use crate::{hub::CloseOrder, state::AppState, store::users::User};
 
 /// 401 when a route that needs an access token got none.

@@ -10,7 +10,7 @@ use axum::{
 use confab_proto::ErrorCode;
 use serde_json::{Map, Value, json};
 
-use super::{Peer, bearer, body, client_ip, json_error, too_many_requests};
+use super::{Peer, bearer, body, client_ip, http_error, json_error};
 use crate::{
     auth::tokens::{hash_token, random_token},
     error::Error,
@@ -22,15 +22,6 @@ use crate::{
 
 fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     map.get(key).and_then(Value::as_str)
-}
-
-/// Maps an auth error to its HTTP form; rate limits become 429 with `Retry-After`.
-pub(super) fn http_error(e: Error) -> Response {
-    if e.code() == ErrorCode::AuthRateLimited {
-        let secs: String = e.text().chars().filter(char::is_ascii_digit).collect();
-        return too_many_requests(secs.parse().unwrap_or(1));
-    }
-    e.into_response()
 }
 
 /// Closes every socket of a revoked session family with 4004 (PROTOCOL §8.5).

@@ -23,6 +23,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use confab_proto::ErrorCode;
 use serde_json::json;
 
 use crate::{error::Error, gateway, state::AppState};
@@ -140,3 +141,12 @@ pub fn client_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr 
 
 /// The peer address type the router is served with.
 pub type Peer = axum::extract::ConnectInfo<SocketAddr>;
+
+/// Maps an error to its HTTP form; auth rate limits become 429 with `Retry-After`.
+pub(crate) fn http_error(e: Error) -> Response {
+    if e.code() == ErrorCode::AuthRateLimited {
+        let secs: String = e.text().chars().filter(char::is_ascii_digit).collect();
+        return too_many_requests(secs.parse().unwrap_or(1));
+    }
+    e.into_response()
+}

@@ -14,7 +14,7 @@ use axum::{
 use confab_proto::ErrorCode;
 use serde_json::{Map, Value};
 
-use super::{Peer, auth::http_error, bearer, body, client_ip, json_error, too_many_requests};
+use super::{Peer, bearer, body, client_ip, http_error, json_error, too_many_requests};
 use crate::{
     auth::tokens::hash_token,
     commands::webhooks::{self, Post},

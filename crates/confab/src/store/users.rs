@@ -150,6 +150,24 @@ impl Store {
         Ok(found)
     }
 
+    /// The accounts with the given ids, sorted by name case-insensitively, in one query whatever
+    /// their number (`users_online` asks for every account online).
+    pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(&String,)> = ids.iter().map(|id| (id,)).collect();
+        let list = super::script::json_array(&rows)?;
+        let sqlite = matches!(self.backend(), super::Backend::Sqlite(_));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users WHERE id IN (SELECT r.value->>0 FROM {}) ORDER BY username_lower",
+            super::script::json_rows(sqlite)
+        );
+        Ok(
+            dispatch!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(&list).fetch_all(pool).await?),
+        )
+    }
+
     /// Every account that is not banned, sorted by name case-insensitively.
     pub async fn users_unbanned(&self) -> Result<Vec<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE banned = FALSE ORDER BY username_lower");

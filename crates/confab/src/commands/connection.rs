@@ -1,0 +1,113 @@
+//! An authenticated connection's life in the hub, whichever way it authenticated (`register`,
+//! `login`, `auth`, `?token=`, `botauth`, SAUTH2): joining — limits, hub registration,
+//! `auth_success`, `ready`, presence (PROTOCOL §2.9) — and leaving when its socket closes (§2.11).
+
+use std::sync::Arc;
+
+use confab_proto::{ErrorCode, close};
+use serde_json::json;
+
+use crate::{
+    accounts,
+    auth::tokens::random_token,
+    error::Error,
+    gateway::Session,
+    hub::{CloseOrder, Conn},
+    store::users::User,
+    wire,
+};
+
+fn too_many() -> Error {
+    Error::new(ErrorCode::TooManyConnections, "Too many connections")
+}
+
+/// Finishes a successful authentication: limits, hub registration, `auth_success`, `ready`, presence.
+/// `role_ids` are the account's roles when they were read with it; `None` reads them here.
+pub async fn complete(
+    s: &mut Session,
+    listener: Option<&str>,
+    user: User,
+    role_ids: Option<Vec<String>>,
+    session_id: Option<String>,
+    created: bool,
+) -> crate::error::Result<()> {
+    let state = s.state.clone();
+    if user.banned {
+        return Err(accounts::banned());
+    }
+    if state.hub.user_connections(&user.id) >= state.config.security.max_connections_per_user {
+        s.close(CloseOrder::new(close::POLICY, "Too many connections", None));
+        return Err(too_many());
+    }
+    let identity = Arc::new(match role_ids {
+        Some(ids) => state.identity_with(user, &ids, session_id),
+        None => state.identity(user, session_id).await?,
+    });
+    let u = &identity.user;
+    let ready_user = json!({
+        "id": u.id, "username": u.username, "nickname": u.nickname, "roles": identity.role_names(),
+        "status": {"status": u.status, "text": u.status_text}, "pfp_url": u.pfp_url,
+        "cracked": u.cracked(), "bot": u.is_bot(),
+    });
+    // auth_success and ready are queued before the connection joins any audience, so they are the
+    // first two packets it gets after authenticating (PROTOCOL §2.9).
+    s.send(wire::with_listener(&wire::packet("auth_success", json!({"val": "Authentication successful"})), listener));
+    s.send(wire::with_listener(
+        &wire::packet("ready", json!({"user": ready_user, "validator": random_token()})),
+        listener,
+    ));
+    let viewable = state.directory().viewable(&identity.actor);
+    let conn = Arc::new(Conn::new(s.conn_id, identity.clone(), s.outbox.clone()));
+    let count = state.hub.register(conn.clone(), viewable);
+    s.conn = Some(conn);
+    state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), 1);
+    // A ban or timeout saved while this login was in flight would miss a connection registered
+    // after it: read the account again now that the hub knows the connection.
+    // Likewise a logout, refresh reuse or password change that closed this session's sockets just
+    // before it registered.
+    let jwt_session = identity.session_id.as_deref().filter(|sid| !sid.starts_with("sauth:"));
+    let fresh = match jwt_session {
+        Some(sid) => match state.store.user_with_session(&identity.user.id, sid).await? {
+            Some(found) if !found.session_live => {
+                s.close(CloseOrder::revoked());
+                return Ok(());
+            }
+            found => found.map(|f| f.user),
+        },
+        None => state.store.user_by_id(&identity.user.id).await?,
+    };
+    match fresh {
+        Some(fresh) if fresh.banned => {
+            s.close(CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned")));
+            return Ok(());
+        }
+        Some(fresh) if fresh.timeout_until != identity.user.timeout_until => {
+            super::users::refresh_account(&state, &fresh);
+        }
+        _ => {}
+    }
+    if created {
+        let join = wire::packet("user_join", json!({"user": identity.presence()}));
+        state.hub.to_all(&join.into(), None, false);
+    }
+    if count == 1 && u.status != "invisible" {
+        let connect = wire::packet("user_connect", json!({"user": identity.presence()}));
+        state.hub.to_all(&connect.into(), None, true);
+    }
+    Ok(())
+}
+
+/// Cleans up after a connection closes: hub, presence (PROTOCOL §2.11).
+pub fn disconnected(s: &mut Session) {
+    let Some(identity) = s.conn.take().map(|c| c.identity()) else {
+        return;
+    };
+    let state = &s.state;
+    state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), -1);
+    if let Some((_, 0)) = state.hub.unregister(s.conn_id)
+        && identity.user.status != "invisible"
+    {
+        let packet = wire::packet("user_disconnect", json!({"username": identity.user.username}));
+        state.hub.to_all(&packet.into(), None, true);
+    }
+}
