@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { cuttable, expectContents, launch, newPage, online, rawUser, screenshot, send, signUp, startServer, watch } from './harness.mjs';
+import {
+  cuttable, expectContents, launch, newPage, online, rawUser, screenshot, send, signUp, startServer, watch, WELCOME,
+} from './harness.mjs';
 
 let browser;
 before(async () => {
@@ -31,6 +33,8 @@ test('register → #general → send: one confirmed message, kept across a reloa
     assert.equal(await page.getAttribute('.channel[aria-current=page]', 'data-channel'), 'general');
     await send(page, 'hello from the browser');
     await expectContents(page, ['hello from the browser']);
+    const all = await page.$$eval('li.msg[data-msg-id] .content', (ns) => ns.map((n) => n.textContent));
+    assert.deepEqual(all, [WELCOME, 'hello from the browser'], 'the server\'s welcome message comes first');
     await page.waitForSelector('li.msg[data-state=pending]', { state: 'detached' });
     assert.equal(await page.locator('li.msg[data-state=sent]').count(), 1);
     assert.equal(await page.inputValue('.composer textarea'), '');

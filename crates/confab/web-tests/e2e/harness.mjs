@@ -137,19 +137,26 @@ export async function send(page, text) {
   await page.press('.composer textarea', 'Enter');
 }
 
-/** The contents of the confirmed messages on screen, oldest first. */
+/** The system user's first message in #general on a fresh server (`store::bootstrap::WELCOME`). */
+export const WELCOME = 'Welcome! This is the start of #general.';
+
+/** The contents of the confirmed messages on screen, oldest first, without the welcome message. */
 export function contents(page) {
-  return page.$$eval('li.msg[data-msg-id] .content', (ns) => ns.map((n) => n.textContent));
+  return page.$$eval('li.msg[data-msg-id] .content', (ns, welcome) =>
+    ns.map((n) => n.textContent).filter((t) => t !== welcome), WELCOME);
 }
 
-/** Waits until the confirmed messages on screen are exactly `expected` (in order). */
+/** Waits until the confirmed messages on screen, without the welcome message, are exactly
+ * `expected` (in order). */
 export async function expectContents(page, expected, timeout = 10_000) {
   await page.waitForFunction(
-    (want) => {
-      const got = [...document.querySelectorAll('li.msg[data-msg-id] .content')].map((n) => n.textContent);
+    ([want, welcome]) => {
+      const got = [...document.querySelectorAll('li.msg[data-msg-id] .content')]
+        .map((n) => n.textContent)
+        .filter((t) => t !== welcome);
       return JSON.stringify(got) === JSON.stringify(want);
     },
-    expected,
+    [expected, WELCOME],
     { timeout },
   ).catch(async (e) => {
     throw new Error(`${e.message}\nexpected ${JSON.stringify(expected)}\ngot      ${JSON.stringify(await contents(page))}`);
