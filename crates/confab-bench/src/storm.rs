@@ -149,9 +149,12 @@ async fn phase(target: &Target, a: &StormArgs, startup: bool) -> Result<Phase> {
                 let run = async {
                     let mut ws = client::open_with_token(addr, &token, client::source_ip(i, spread)).await?;
                     for (k, cmd) in commands.iter().enumerate() {
+                        let listener = format!("s{k}");
                         let frame = match *cmd {
-                            "messages_get" => json!({"cmd": cmd, "channel": "general", "limit": 100, "listener": k}),
-                            _ => json!({"cmd": cmd, "listener": k}),
+                            "messages_get" => {
+                                json!({"cmd": cmd, "channel": "general", "limit": 100, "listener": listener})
+                            }
+                            _ => json!({"cmd": cmd, "listener": listener}),
                         };
                         client::send_text(&mut ws, frame.to_string()).await?;
                     }
