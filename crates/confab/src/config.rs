@@ -113,6 +113,9 @@ pub struct AuthConfig {
 pub struct SecurityConfig {
     pub heartbeat_s: u64,
     pub dead_peer_s: u64,
+    /// How long one write to a socket may stay blocked (the peer stopped reading) before the
+    /// connection is dropped.
+    pub write_timeout_s: u64,
     pub auth_deadline_s: u64,
     /// Inbound WebSocket frame cap in bytes (close 1009 above it).
     pub frame_max: usize,
@@ -307,6 +310,7 @@ impl Default for SecurityConfig {
         SecurityConfig {
             heartbeat_s: 30,
             dead_peer_s: 90,
+            write_timeout_s: 30,
             auth_deadline_s: 10,
             frame_max: 65_536,
             max_connections_per_user: 10,
@@ -401,6 +405,9 @@ impl Config {
         }
         if self.security.dead_peer_s < 2 * self.security.heartbeat_s {
             return bad("security.dead_peer_s", "must be at least twice security.heartbeat_s");
+        }
+        if self.security.write_timeout_s == 0 {
+            return bad("security.write_timeout_s", "must be at least 1");
         }
         if self.security.auth_deadline_s == 0 {
             return bad("security.auth_deadline_s", "must be at least 1");
