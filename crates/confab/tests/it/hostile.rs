@@ -1,10 +1,11 @@
-//! Peers that behave as attackers do: a reader that stops reading while the server pushes to it
-//! (PROTOCOL §8.2, §8.5; issue 13 item 8).
+//! Peers that behave as attackers do: a reader that stops reading while the server pushes to it,
+//! password guesses sent all at once, registrations in bulk (PROTOCOL §4.5, §8.2, §8.3, §8.5;
+//! issue 13 items 8–10).
 //!
 //! Each test waits for an event (a metric, a reply, a closed socket) and fails after `WAIT`.
 
 use futures_util::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
@@ -84,4 +85,77 @@ async fn a_write_blocked_past_the_timeout_drops_the_connection() {
     assert!(metric(&server, "confab_connections{state=\"authenticated\"}").await <= 1.0);
     assert_ends(stalled).await;
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guesses sent all at once, accounts made in bulk
+
+/// Failed attempts that lock a username (PROTOCOL §8.3), and the per-IP `auth` bucket's capacity
+/// (§4.5).
+const LOCK_FAILURES: usize = 5;
+const IP_CAPACITY: usize = 10;
+
+/// Sends every body to `path` at once; returns how many got each status.
+async fn all_at_once(server: &TestServer, path: &str, bodies: Vec<Value>) -> std::collections::BTreeMap<u16, usize> {
+    let sent = bodies.into_iter().map(|body| server.post_json(path, body));
+    let mut counts = std::collections::BTreeMap::new();
+    for (status, _) in futures_util::future::join_all(sent).await {
+        *counts.entry(status).or_default() += 1;
+    }
+    counts
+}
+
+/// Wrong passwords sent together for one username: only the first five are checked, as if they
+/// had come one after another; the rest, and then the right password, meet the lock. (Charged
+/// after the hash, all of them passed a lock none had reached yet.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_meet_the_username_lock() {
+    let server = TestServer::spawn().await;
+    server.http_register("Victim").await;
+    let guesses = (0..12).map(|i| json!({"username": "victim", "password": format!("wrong guess {i}")})).collect();
+    let counts = all_at_once(&server, "/auth/login", guesses).await;
+    assert_eq!(counts.get(&401), Some(&LOCK_FAILURES), "{counts:?}");
+    assert_eq!(counts.get(&429), Some(&(12 - LOCK_FAILURES)), "{counts:?}");
+    let (status, body) =
+        server.post_json("/auth/login", json!({"username": "Victim", "password": "correct horse"})).await;
+    assert_eq!(status, 429, "{body}");
+}
+
+/// Wrong passwords sent together from one address: only the bucket's ten are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_meet_the_ip_bucket() {
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.rate_limits.enabled = true).await;
+    let guesses = (0..16).map(|i| json!({"username": format!("nobody{i}"), "password": "wrong guess"})).collect();
+    let counts = all_at_once(&server, "/auth/login", guesses).await;
+    assert_eq!(counts.get(&401), Some(&IP_CAPACITY), "{counts:?}");
+    assert_eq!(counts.get(&429), Some(&(16 - IP_CAPACITY)), "{counts:?}");
+}
+
+/// A login that succeeds costs nothing: more than a bucket's worth of them in a row all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_logins_cost_nothing() {
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.rate_limits.enabled = true).await;
+    server.http_register("Regular").await;
+    for _ in 0..IP_CAPACITY + 2 {
+        let (status, body) =
+            server.post_json("/auth/login", json!({"username": "regular", "password": "correct horse"})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// Every registration, successful or not, costs a token of the address's `auth` bucket: the
+/// eleventh account in a row from one address is refused, over HTTP and over the socket alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_cost_from_the_ip_bucket() {
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.rate_limits.enabled = true).await;
+    for i in 0..IP_CAPACITY {
+        server.http_register(&format!("made{i}")).await;
+    }
+    let (status, body) =
+        server.post_json("/auth/register", json!({"username": "onemore", "password": "correct horse"})).await;
+    assert_eq!((status, &body["code"]), (429, &json!("rate_limited")), "{body}");
+    let mut c = server.connect().await;
+    let r = c.request(json!({"cmd": "register", "username": "onemore", "password": "correct horse"})).await;
+    assert_eq!((&r["cmd"], &r["code"]), (&json!("auth_error"), &json!("auth_rate_limited")), "{r}");
+    assert!(server.store.user_by_name("onemore").await.unwrap().is_none());
 }
