@@ -42,7 +42,7 @@ impl AuthMode {
 
 /// The effective configuration of one server process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address of the one HTTP + WebSocket listener.
     pub listen: SocketAddr,
@@ -79,7 +79,7 @@ pub struct Config {
 
 /// What the server calls itself before anyone changes it with `server_update`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerInfo {
     pub name: String,
     pub owner: String,
@@ -88,7 +88,7 @@ pub struct ServerInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub allow_registration: bool,
     pub password_min: usize,
@@ -109,7 +109,7 @@ pub struct AuthConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SecurityConfig {
     pub heartbeat_s: u64,
     pub dead_peer_s: u64,
@@ -126,7 +126,7 @@ pub struct SecurityConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     pub post_content: usize,
     pub search_results: usize,
@@ -140,7 +140,7 @@ pub struct LimitsConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitsConfig {
     pub enabled: bool,
 }
@@ -152,14 +152,14 @@ impl Default for RateLimitsConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// CIDRs allowed to read `/metrics` without a token.
     pub allow: Vec<String>,
@@ -168,7 +168,7 @@ pub struct MetricsConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Most messages committed in one transaction by the group-commit writer.
     pub batch_max: usize,
@@ -196,7 +196,7 @@ pub enum SqliteSync {
 
 /// Mention rules (PROTOCOL §5.6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MentionsConfig {
     /// Roles that only holders of `mention_everyone` may mention with `@&role`.
     pub restricted_roles: Vec<String>,
@@ -204,7 +204,7 @@ pub struct MentionsConfig {
 
 /// SAUTH2 one-time web logins (PROTOCOL §2.7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SauthConfig {
     /// One user per token (1UPT): a generic token admits one live or pending session.
     pub one_session_per_token: bool,
@@ -222,7 +222,7 @@ impl Default for SauthConfig {
 /// `token_hash`, and optional `roles` (default `auth.default_roles`). A plain `token` is replaced by
 /// its digest when the configuration is validated, so it is never kept in memory or printed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BotConfig {
     pub name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -238,7 +238,7 @@ pub const BOT_TOKEN_MIN: usize = 43;
 
 /// The Rotur validator service (PROTOCOL §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RoturConfig {
     /// Base URL of the service; tests point it at a fake.
     pub base_url: String,
@@ -364,6 +364,43 @@ pub struct Overrides {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// Names an unknown key (a typo in `confab.toml` or a `CONFAB_*` variable would otherwise change
+/// nothing and say nothing), where it came from, and the known key closest to it.
+fn describe(e: figment::Error) -> ConfigError {
+    let figment::error::Kind::UnknownField(field, known) = &e.kind else { return ConfigError(e.to_string()) };
+    // The path ends with the unknown key itself.
+    let parent = &e.path[..e.path.len().saturating_sub(1)];
+    let key = |last: &str| parent.iter().map(String::as_str).chain([last]).collect::<Vec<_>>().join(".");
+    let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) => format!(" in {}", path.display()),
+        _ if e.metadata.as_ref().is_some_and(|m| m.name.contains("environment")) => {
+            format!(" (environment variable CONFAB_{})", e.path.join("__").to_ascii_uppercase())
+        }
+        _ => String::new(),
+    };
+    let hint = match known.iter().min_by_key(|k| edit_distance(field, k)) {
+        Some(k) => format!("; did you mean `{}`?", key(k)),
+        None => String::new(),
+    };
+    ConfigError(format!("unknown key `{}`{source}{hint}", key(field)))
+}
+
+/// Levenshtein distance: single-character insertions, deletions and substitutions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(above + 1).min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 impl Config {
     /// Loads the layers in order and validates the result.
     pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -378,7 +415,7 @@ impl Config {
             None => figment = figment.merge(Toml::file("confab.toml")),
         }
         figment = figment.merge(Env::prefixed("CONFAB_").split("__")).merge(Serialized::defaults(overrides));
-        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = figment.extract().map_err(describe)?;
         config.validated()
     }
 
@@ -584,6 +621,13 @@ mod tests {
         let upper = "A".repeat(64);
         let c = Config { bots: vec![bot("a1", "", &upper)], ..Config::default() }.validated().unwrap();
         assert_eq!(c.bots[0].token_hash, "a".repeat(64));
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("heartbeat", "heartbeat_s"), 2);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::Duration,
 };
 
@@ -206,12 +206,11 @@ impl Drop for Child9 {
 }
 
 fn spawn_binary(dir: &std::path::Path, port: u16) -> Child9 {
-    let child = Command::new(env!("CARGO_BIN_EXE_confab"))
+    let child = crate::cli::command(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir)
         .env("CONFAB_RATE_LIMITS__ENABLED", "false")
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
