@@ -55,6 +55,9 @@ pub struct Config {
     pub auth_mode: AuthMode,
     /// Extra Origins allowed on the upgrade and in CORS; `*` disables the check.
     pub allowed_origins: Vec<String>,
+    /// Extra names the server answers to in `Host` (PROTOCOL §8.1), besides the host of
+    /// `public_url` and loopback: any other `Host` gets 421.
+    pub allowed_hosts: Vec<String>,
     /// Name shown as the author of server-generated messages; reserved for accounts.
     pub system_username: String,
     pub server: ServerInfo,
@@ -261,6 +264,7 @@ impl Default for Config {
             public_url: String::new(),
             auth_mode: AuthMode::Local,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             system_username: "originChats".to_owned(),
             server: ServerInfo::default(),
             auth: AuthConfig::default(),

@@ -62,6 +62,8 @@ pub struct Inner {
     pub ip_conns: DashMap<IpAddr, usize>,
     /// Live socket tasks; shutdown waits for them to send their close frames.
     pub sessions: tokio_util::task::TaskTracker,
+    /// The last `/info` answer and when it was computed (PROTOCOL §3.3).
+    pub info_cache: tokio::sync::Mutex<Option<(std::time::Instant, Value)>>,
     next_conn: AtomicU64,
     directory: RwLock<Arc<Directory>>,
 }
@@ -158,6 +160,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             ip_conns: DashMap::new(),
             sessions: tokio_util::task::TaskTracker::new(),
+            info_cache: tokio::sync::Mutex::new(None),
             next_conn: AtomicU64::new(1),
             directory: RwLock::new(Arc::new(Directory::default())),
         }))

@@ -1,6 +1,7 @@
 //! Peers that behave as attackers do: a reader that stops reading while the server pushes to it,
-//! password guesses sent all at once, registrations in bulk (PROTOCOL §4.5, §8.2, §8.3, §8.5;
-//! issue 13 items 8–10).
+//! password guesses sent all at once, registrations in bulk, foreign `Host` names, forged
+//! `X-Forwarded-For` entries, `/info` asked in a loop (PROTOCOL §1.1, §3.3, §4.5, §8.1–§8.3, §8.5;
+//! issue 13 items 8–10 and 12).
 //!
 //! Each test waits for an event (a metric, a reply, a closed socket) and fails after `WAIT`.
 
@@ -158,4 +159,110 @@ async fn registrations_cost_from_the_ip_bucket() {
     let r = c.request(json!({"cmd": "register", "username": "onemore", "password": "correct horse"})).await;
     assert_eq!((&r["cmd"], &r["code"]), (&json!("auth_error"), &json!("auth_rate_limited")), "{r}");
     assert!(server.store.user_by_name("onemore").await.unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and addresses
+
+/// The status line of a raw HTTP/1.1 request to the server.
+async fn raw_status(server: &TestServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut head = vec![0; 256];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut head)).await.expect("an answer in time").expect("read");
+    String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+/// GET `path` with `Host: host`; status and JSON body.
+async fn get_as(server: &TestServer, host: &str, path: &str) -> (u16, Value) {
+    let r = server.http.get(server.url(path)).header("host", host).send().await.expect("http");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A `Host` the server does not answer to (a rebound DNS name) gets 421 before any route runs,
+/// on HTTP and on the upgrade alike; the host of `public_url`, loopback and `allowed_hosts` pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_hosts_get_421_before_anything_else() {
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| {
+        c.public_url = "https://chat.example".to_owned();
+        c.allowed_hosts = vec!["Alias.Example".to_owned()];
+    })
+    .await;
+    let unknown = (421, json!({"error": "Unknown host"}));
+    assert_eq!(get_as(&server, "rebound.example", "/info").await, unknown);
+    assert_eq!(get_as(&server, "rebound.example:5613", "/healthz").await, unknown);
+    let r =
+        server.http.post(server.url("/auth/login")).header("host", "rebound.example").body("x").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 421, "before the body is looked at");
+    let upgrade = "GET / HTTP/1.1\r\nHost: rebound.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    assert_eq!(raw_status(&server, upgrade).await, "HTTP/1.1 421 Misdirected Request");
+    for host in ["chat.example", "CHAT.example:443", "alias.example:8080", "localhost:1", "127.0.0.1", "[::1]:5613"] {
+        assert_eq!(get_as(&server, host, "/healthz").await.0, 200, "{host}");
+    }
+    server.connect().await;
+}
+
+/// Behind a trusted proxy the client is the rightmost `X-Forwarded-For` entry that is not itself
+/// a trusted proxy: a client that writes a new address on the left of each request is still
+/// one address to the `auth` bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_read_from_the_right() {
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| {
+        c.rate_limits.enabled = true;
+        c.security.trusted_proxies = vec!["127.0.0.0/8".to_owned()];
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..IP_CAPACITY + 2 {
+        let r = server
+            .http
+            .post(server.url("/auth/login"))
+            .header("x-forwarded-for", format!("10.9.{i}.1, 203.0.113.9, 127.0.0.2"))
+            .json(&json!({"username": format!("nobody{i}"), "password": "wrong guess"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[..IP_CAPACITY], [401; IP_CAPACITY], "{statuses:?}");
+    assert_eq!(statuses[IP_CAPACITY..], [429, 429], "{statuses:?}");
+    // Another client behind the same proxy has a bucket of its own.
+    let r = server
+        .http
+        .post(server.url("/auth/login"))
+        .header("x-forwarded-for", "203.0.113.10")
+        .json(&json!({"username": "nobody", "password": "wrong guess"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+/// `/info` counts visible online accounts without reading each of them from the database: it is
+/// answered from memory (reused for at most a second), so a burst of requests costs at most one
+/// database read a second — here none at all while the database is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_is_answered_from_memory() {
+    let server = TestServer::spawn().await;
+    let _a = server.register("Ann").await;
+    let _b = server.register("Ben").await;
+    let mut hidden = server.register("Hidden").await;
+    let r = hidden.request(json!({"cmd": "status_set", "status": "invisible"})).await;
+    assert_eq!(r["cmd"], "status_set", "{r}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let stats = loop {
+        let (status, info) = get_as(&server, "localhost", "/info").await;
+        assert_eq!(status, 200, "{info}");
+        if info["stats"]["online_users"] == 2 {
+            break info["stats"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "online_users stayed at {}", info["stats"]["online_users"]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(stats["total_users"], 3, "{stats}");
+    server.store.close().await;
+    let (status, info) = get_as(&server, "localhost", "/info").await;
+    assert_eq!((status, &info["stats"]), (200, &stats), "{info}");
 }
