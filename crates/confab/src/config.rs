@@ -123,7 +123,13 @@ pub struct SecurityConfig {
     /// Inbound WebSocket frame cap in bytes (close 1009 above it).
     pub frame_max: usize,
     pub max_connections_per_user: usize,
+    /// Open TCP connections per client address, HTTP and WebSocket alike (a trusted proxy's
+    /// clients are counted by their forwarded address on the upgrade).
     pub max_connections_per_ip: usize,
+    /// How long a request's head (request line and headers) may take to arrive.
+    pub header_timeout_s: u64,
+    /// How long a connection may send nothing at all before it is dropped.
+    pub idle_timeout_s: u64,
     /// Peers whose `X-Forwarded-For` / `CF-Connecting-IP` are believed.
     pub trusted_proxies: Vec<String>,
 }
@@ -319,6 +325,8 @@ impl Default for SecurityConfig {
             frame_max: 65_536,
             max_connections_per_user: 10,
             max_connections_per_ip: 50,
+            header_timeout_s: 10,
+            idle_timeout_s: 120,
             trusted_proxies: Vec::new(),
         }
     }
@@ -446,6 +454,12 @@ impl Config {
         }
         if self.security.dead_peer_s < 2 * self.security.heartbeat_s {
             return bad("security.dead_peer_s", "must be at least twice security.heartbeat_s");
+        }
+        if self.security.header_timeout_s == 0 {
+            return bad("security.header_timeout_s", "must be at least 1");
+        }
+        if self.security.idle_timeout_s < self.security.dead_peer_s {
+            return bad("security.idle_timeout_s", "must be at least security.dead_peer_s");
         }
         if self.security.write_timeout_s == 0 {
             return bad("security.write_timeout_s", "must be at least 1");

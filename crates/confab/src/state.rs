@@ -58,7 +58,8 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Set once shutdown begins; `/readyz` reports `draining`.
     pub draining: AtomicBool,
-    /// Open connections (authenticated or not) per client IP.
+    /// Open TCP connections per client IP: counted when accepted (`http::listener`), or on the
+    /// upgrade for clients behind a trusted proxy.
     pub ip_conns: DashMap<IpAddr, usize>,
     /// Live socket tasks; shutdown waits for them to send their close frames.
     pub sessions: tokio_util::task::TaskTracker,

@@ -152,7 +152,7 @@ pub async fn run(
     state: AppState,
     mut socket: WebSocket,
     ip: IpAddr,
-    slot: IpSlot,
+    slot: Option<IpSlot>,
     origin_ok: bool,
     token: Option<String>,
 ) {

@@ -52,7 +52,7 @@ async fn compute_info(state: &AppState) -> Result<Value, crate::error::Error> {
         .map(|id| id.user.id.clone())
         .collect();
     let dir = state.directory();
-    let connected: usize = state.ip_conns.iter().map(|e| *e.value()).sum();
+    let connected = state.sessions.len();
     Ok(json!({
         "server": {"name": server["name"], "icon": server["icon"], "banner": server["banner"], "owner": server["owner"]},
         "stats": {

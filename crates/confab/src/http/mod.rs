@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod dev;
 mod info;
+pub mod listener;
 mod sauth;
 mod webhooks;
 

@@ -648,7 +648,9 @@ async fn wildcard_origin_allows_anything() {
 
 #[tokio::test]
 async fn connections_per_ip_are_limited_before_the_upgrade() {
-    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.security.max_connections_per_ip = 2).await;
+    // Every accepted connection counts: the test's HTTP client keeps one open (from waiting for
+    // the server to be ready), and two sockets make three.
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.security.max_connections_per_ip = 3).await;
     let first = server.connect().await;
     let _second = server.connect().await;
     match Client::open(&server.ws_url("/"), &[]).await {

@@ -1,7 +1,7 @@
 //! Peers that behave as attackers do: a reader that stops reading while the server pushes to it,
 //! password guesses sent all at once, registrations in bulk, foreign `Host` names, forged
-//! `X-Forwarded-For` entries, `/info` asked in a loop (PROTOCOL §1.1, §3.3, §4.5, §8.1–§8.3, §8.5;
-//! issue 13 items 8–10 and 12).
+//! `X-Forwarded-For` entries, `/info` asked in a loop, connections that never finish a request
+//! (PROTOCOL §1.1, §3.3, §4.5, §8.1–§8.3, §8.5; issue 13 items 8–12).
 //!
 //! Each test waits for an event (a metric, a reply, a closed socket) and fails after `WAIT`.
 
@@ -265,4 +265,91 @@ async fn info_is_answered_from_memory() {
     server.store.close().await;
     let (status, info) = get_as(&server, "localhost", "/info").await;
     assert_eq!((status, &info["stats"]), (200, &stats), "{info}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slowloris: connections that never finish a request
+
+/// Opens a raw TCP connection and sends the start of a request whose headers never end.
+async fn partial_request(server: &TestServer) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(b"GET /info HTTP/1.1\r\nHost: localhost\r\nX-Slow: a").await.expect("write");
+    tcp
+}
+
+/// What the server does next on `tcp`: `Ok(text)` with what it wrote before closing, `Err(())`
+/// if it neither wrote nor closed within `WAIT`.
+async fn server_ends(tcp: &mut TcpStream) -> Result<String, ()> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(WAIT, tcp.read_to_end(&mut got)).await;
+    match read {
+        Ok(_) => Ok(String::from_utf8_lossy(&got).into_owned()),
+        Err(_) => Err(()),
+    }
+}
+
+/// A request whose headers do not arrive within `security.header_timeout_s` loses its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_headers_are_dropped_after_the_header_timeout() {
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.security.header_timeout_s = 1).await;
+    let started = std::time::Instant::now();
+    let mut slow = partial_request(&server).await;
+    assert!(server_ends(&mut slow).await.is_ok(), "a connection with unfinished headers stayed open");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "closed before the timeout");
+    // A connection that sends nothing at all is no different.
+    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+    assert!(server_ends(&mut silent).await.is_ok(), "a silent connection stayed open");
+}
+
+/// A kept-alive connection that sends nothing more for `security.idle_timeout_s` is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_dropped_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| {
+        (c.security.heartbeat_s, c.security.dead_peer_s, c.security.idle_timeout_s) = (1, 2, 2);
+    })
+    .await;
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
+    let mut head = [0; 12];
+    tcp.read_exact(&mut head).await.expect("an answer");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let started = std::time::Instant::now();
+    assert!(server_ends(&mut tcp).await.is_ok(), "an idle kept-alive connection stayed open");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "closed before the idle timeout");
+}
+
+/// Every accepted connection counts against its address, upgraded or not: half-open requests
+/// fill the address's allowance, the next connection is answered 429 and closed, and a closed
+/// one gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_count_against_the_address() {
+    const LIMIT: usize = 4;
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.security.max_connections_per_ip = LIMIT).await;
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(held.len() <= LIMIT, "{} half-open connections were all admitted", held.len());
+        let mut tcp = partial_request(&server).await;
+        // An admitted connection waits for the rest of its headers; a refused one is answered.
+        match tokio::time::timeout(std::time::Duration::from_millis(300), server_ends(&mut tcp)).await {
+            Ok(answer) => break answer.expect("answered"),
+            Err(_) => held.push(tcp),
+        }
+    };
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.ends_with(r#"{"error":"Too many connections","code":"too_many_connections"}"#), "{refused}");
+    // The test's own HTTP client may hold one connection (from waiting for the server to start).
+    assert!(held.len() >= LIMIT - 1, "refused after {} connections", held.len());
+    // A closed half-open connection gives its place back.
+    held.clear();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut probe = partial_request(&server).await;
+        if tokio::time::timeout(std::time::Duration::from_millis(300), server_ends(&mut probe)).await.is_err() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "closed connections never gave their places back");
+    }
 }
