@@ -68,6 +68,24 @@ impl AppState {
     /// Counts a failed attempt against `ip` and passes the error through.
     pub fn auth_failed(&self, ip: IpAddr, method: &str, err: Error) -> Error {
         let _ = self.throttle.charge_ip(ip);
+        self.auth_failure(method, err)
+    }
+
+    /// Charges an attempt to `ip` before it is checked, refusing it while the bucket is empty.
+    /// For checks that take time (a password hash): charged only afterwards, attempts made at the
+    /// same time all passed a bucket none of them had emptied yet. A success gives the token
+    /// back ([`AppState::auth_refund`]); a failure keeps it ([`AppState::auth_failure`]).
+    pub fn auth_charge(&self, ip: IpAddr) -> Result<()> {
+        self.throttle.charge_ip(ip).map_err(rate_limited)
+    }
+
+    /// Gives back the token [`AppState::auth_charge`] took, for an attempt that costs nothing.
+    pub fn auth_refund(&self, ip: IpAddr) {
+        self.throttle.refund_ip(ip);
+    }
+
+    /// Counts a failed attempt already charged to its IP, and passes the error through.
+    pub fn auth_failure(&self, method: &str, err: Error) -> Error {
         self.metrics.inc("confab_auth_attempts_total", format!("method=\"{method}\",outcome=\"failure\""));
         err
     }
@@ -81,10 +99,12 @@ impl AppState {
         }
     }
 
-    /// Registers a local account (checks in the order of PROTOCOL §2.3).
+    /// Registers a local account (checks in the order of PROTOCOL §2.3). Every attempt costs a
+    /// token of the IP's `auth` bucket, charged before the password is hashed; a new account
+    /// keeps it too (PROTOCOL §4.5), so one address cannot mint accounts faster than it refills.
     pub async fn register(&self, ip: IpAddr, username: Option<&str>, password: Option<&str>) -> Result<User> {
         self.local_enabled()?;
-        self.auth_gate(ip)?;
+        self.auth_charge(ip)?;
         let result = self.register_inner(username, password).await;
         match result {
             Ok(user) => {
@@ -92,8 +112,11 @@ impl AppState {
                 Ok(user)
             }
             Err(e @ Error::Internal(_)) => Err(e),
-            Err(e) if e.code() == ErrorCode::Busy => Err(e),
-            Err(e) => Err(self.auth_failed(ip, "register", e)),
+            Err(e) if e.code() == ErrorCode::Busy => {
+                self.auth_refund(ip);
+                Err(e)
+            }
+            Err(e) => Err(self.auth_failure("register", e)),
         }
     }
 
@@ -163,49 +186,70 @@ impl AppState {
         self.store.user_create(NewUser { username: name, kind, password_hash, role_ids }).await
     }
 
-    /// Checks a username and password (PROTOCOL §2.3, §8.3).
+    /// Checks a username and password (PROTOCOL §2.3, §8.3). The attempt is charged to the IP
+    /// bucket and the username's lock before the password is hashed, and refunded on success.
     pub async fn login(&self, ip: IpAddr, username: Option<&str>, password: Option<&str>) -> Result<User> {
         self.local_enabled()?;
-        self.auth_gate(ip)?;
+        self.auth_charge(ip)?;
         let Some((username, password)) = credentials(username, password) else {
-            return Err(self.auth_failed(
-                ip,
+            return Err(self.auth_failure(
                 "password",
                 Error::new(ErrorCode::MissingCredentials, "Username and password required"),
             ));
         };
         let key = names::fold(username);
-        self.throttle.check_name(&key).map_err(rate_limited)?;
+        self.charge_name(ip, &key)?;
         let user = self.store.user_by_name(&key).await?;
         if let Some(u) = &user
             && u.kind == AccountKind::Rotur.as_str()
         {
-            return Err(self.auth_failed(
-                ip,
+            self.throttle.settle_name(&key);
+            return Err(self.auth_failure(
                 "password",
                 Error::new(ErrorCode::WrongAuthMethod, "This account uses Rotur authentication"),
             ));
         }
         let stored =
             user.as_ref().filter(|u| u.kind == AccountKind::Local.as_str()).and_then(|u| u.password_hash.clone());
-        let verdict = self.hasher.verify(password.to_owned(), stored).await.map_err(busy)?;
+        let verdict = self.verify(ip, &key, password, stored).await?;
         match (user, verdict) {
             (Some(user), Verified::Ok { rehash }) => {
                 if let Some(new_hash) = rehash {
                     self.store.user_set_password_hash(&user.id, &new_hash).await?;
                 }
                 if user.banned {
-                    return Err(self.auth_failed(ip, "password", banned()));
+                    self.throttle.settle_name(&key);
+                    return Err(self.auth_failure("password", banned()));
                 }
                 self.throttle.succeed_name(&key);
+                self.auth_refund(ip);
                 self.metrics.inc("confab_auth_attempts_total", "method=\"password\",outcome=\"success\"".into());
                 Ok(user)
             }
             _ => {
                 self.throttle.fail_name(&key);
-                Err(self.auth_failed(ip, "password", Error::new(ErrorCode::InvalidCredentials, "Invalid password")))
+                Err(self.auth_failure("password", Error::new(ErrorCode::InvalidCredentials, "Invalid password")))
             }
         }
+    }
+
+    /// Charges an attempt on the username `key` (its IP already charged); while the name is
+    /// locked the attempt is refused and the IP's token given back, as a lock is not a failure.
+    fn charge_name(&self, ip: IpAddr, key: &str) -> Result<()> {
+        self.throttle.charge_name(key).map_err(|wait| {
+            self.auth_refund(ip);
+            rate_limited(wait)
+        })
+    }
+
+    /// Checks `password` against `stored` in the hashing pool. A full pool refunds both charges
+    /// of the attempt: it was not made.
+    async fn verify(&self, ip: IpAddr, key: &str, password: &str, stored: Option<String>) -> Result<Verified> {
+        self.hasher.verify(password.to_owned(), stored).await.map_err(|b| {
+            self.throttle.settle_name(key);
+            self.auth_refund(ip);
+            busy(b)
+        })
     }
 
     /// Changes the password of `user` (already authenticated by an access token) after checking
@@ -221,28 +265,27 @@ impl AppState {
         new: Option<&str>,
     ) -> Result<()> {
         self.local_enabled()?;
-        self.auth_gate(ip)?;
         let (Some(current), Some(new)) = (current, new) else {
             return Err(Error::new(ErrorCode::MissingCredentials, "password and new_password are required"));
         };
         names::password_length(new, self.config.auth.password_min, self.config.auth.password_max)?;
+        self.auth_charge(ip)?;
         let key = names::fold(&user.username);
-        self.throttle.check_name(&key).map_err(rate_limited)?;
+        self.charge_name(ip, &key)?;
         let stored = user.password_hash.clone().filter(|_| user.kind == AccountKind::Local.as_str());
-        match self.hasher.verify(current.to_owned(), stored).await.map_err(busy)? {
+        match self.verify(ip, &key, current, stored).await? {
             Verified::Ok { .. } => {}
             Verified::Wrong => {
                 self.throttle.fail_name(&key);
-                return Err(self.auth_failed(
-                    ip,
-                    "password_change",
-                    Error::new(ErrorCode::InvalidCredentials, "Invalid password"),
-                ));
+                return Err(
+                    self.auth_failure("password_change", Error::new(ErrorCode::InvalidCredentials, "Invalid password"))
+                );
             }
         }
+        self.throttle.succeed_name(&key);
+        self.auth_refund(ip);
         let hash = self.hasher.hash(new.to_owned()).await.map_err(busy)?;
         self.store.password_change(&user.id, &hash).await?;
-        self.throttle.succeed_name(&key);
         self.metrics.inc("confab_auth_attempts_total", "method=\"password_change\",outcome=\"success\"".into());
         Ok(())
     }

@@ -42,7 +42,7 @@ impl AuthMode {
 
 /// The effective configuration of one server process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address of the one HTTP + WebSocket listener.
     pub listen: SocketAddr,
@@ -55,6 +55,9 @@ pub struct Config {
     pub auth_mode: AuthMode,
     /// Extra Origins allowed on the upgrade and in CORS; `*` disables the check.
     pub allowed_origins: Vec<String>,
+    /// Extra names the server answers to in `Host` (PROTOCOL §8.1), besides the host of
+    /// `public_url` and loopback: any other `Host` gets 421.
+    pub allowed_hosts: Vec<String>,
     /// Name shown as the author of server-generated messages; reserved for accounts.
     pub system_username: String,
     pub server: ServerInfo,
@@ -79,7 +82,7 @@ pub struct Config {
 
 /// What the server calls itself before anyone changes it with `server_update`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerInfo {
     pub name: String,
     pub owner: String,
@@ -88,7 +91,7 @@ pub struct ServerInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub allow_registration: bool,
     pub password_min: usize,
@@ -109,21 +112,30 @@ pub struct AuthConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SecurityConfig {
     pub heartbeat_s: u64,
     pub dead_peer_s: u64,
+    /// How long one write to a socket may stay blocked (the peer stopped reading) before the
+    /// connection is dropped.
+    pub write_timeout_s: u64,
     pub auth_deadline_s: u64,
     /// Inbound WebSocket frame cap in bytes (close 1009 above it).
     pub frame_max: usize,
     pub max_connections_per_user: usize,
+    /// Open TCP connections per client address, HTTP and WebSocket alike (a trusted proxy's
+    /// clients are counted by their forwarded address on the upgrade).
     pub max_connections_per_ip: usize,
+    /// How long a request's head (request line and headers) may take to arrive.
+    pub header_timeout_s: u64,
+    /// How long a connection may send nothing at all before it is dropped.
+    pub idle_timeout_s: u64,
     /// Peers whose `X-Forwarded-For` / `CF-Connecting-IP` are believed.
     pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     pub post_content: usize,
     pub search_results: usize,
@@ -137,7 +149,7 @@ pub struct LimitsConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitsConfig {
     pub enabled: bool,
 }
@@ -149,14 +161,14 @@ impl Default for RateLimitsConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// CIDRs allowed to read `/metrics` without a token.
     pub allow: Vec<String>,
@@ -165,7 +177,7 @@ pub struct MetricsConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Most messages committed in one transaction by the group-commit writer.
     pub batch_max: usize,
@@ -193,7 +205,7 @@ pub enum SqliteSync {
 
 /// Mention rules (PROTOCOL §5.6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MentionsConfig {
     /// Roles that only holders of `mention_everyone` may mention with `@&role`.
     pub restricted_roles: Vec<String>,
@@ -201,7 +213,7 @@ pub struct MentionsConfig {
 
 /// SAUTH2 one-time web logins (PROTOCOL §2.7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SauthConfig {
     /// One user per token (1UPT): a generic token admits one live or pending session.
     pub one_session_per_token: bool,
@@ -219,7 +231,7 @@ impl Default for SauthConfig {
 /// `token_hash`, and optional `roles` (default `auth.default_roles`). A plain `token` is replaced by
 /// its digest when the configuration is validated, so it is never kept in memory or printed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BotConfig {
     pub name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -235,7 +247,7 @@ pub const BOT_TOKEN_MIN: usize = 43;
 
 /// The Rotur validator service (PROTOCOL §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RoturConfig {
     /// Base URL of the service; tests point it at a fake.
     pub base_url: String,
@@ -258,6 +270,7 @@ impl Default for Config {
             public_url: String::new(),
             auth_mode: AuthMode::Local,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             system_username: "originChats".to_owned(),
             server: ServerInfo::default(),
             auth: AuthConfig::default(),
@@ -307,10 +320,13 @@ impl Default for SecurityConfig {
         SecurityConfig {
             heartbeat_s: 30,
             dead_peer_s: 90,
+            write_timeout_s: 30,
             auth_deadline_s: 10,
             frame_max: 65_536,
             max_connections_per_user: 10,
             max_connections_per_ip: 50,
+            header_timeout_s: 10,
+            idle_timeout_s: 120,
             trusted_proxies: Vec::new(),
         }
     }
@@ -360,6 +376,43 @@ pub struct Overrides {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// Names an unknown key (a typo in `confab.toml` or a `CONFAB_*` variable would otherwise change
+/// nothing and say nothing), where it came from, and the known key closest to it.
+fn describe(e: figment::Error) -> ConfigError {
+    let figment::error::Kind::UnknownField(field, known) = &e.kind else { return ConfigError(e.to_string()) };
+    // The path ends with the unknown key itself.
+    let parent = &e.path[..e.path.len().saturating_sub(1)];
+    let key = |last: &str| parent.iter().map(String::as_str).chain([last]).collect::<Vec<_>>().join(".");
+    let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) => format!(" in {}", path.display()),
+        _ if e.metadata.as_ref().is_some_and(|m| m.name.contains("environment")) => {
+            format!(" (environment variable CONFAB_{})", e.path.join("__").to_ascii_uppercase())
+        }
+        _ => String::new(),
+    };
+    let hint = match known.iter().min_by_key(|k| edit_distance(field, k)) {
+        Some(k) => format!("; did you mean `{}`?", key(k)),
+        None => String::new(),
+    };
+    ConfigError(format!("unknown key `{}`{source}{hint}", key(field)))
+}
+
+/// Levenshtein distance: single-character insertions, deletions and substitutions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(above + 1).min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 impl Config {
     /// Loads the layers in order and validates the result.
     pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -373,8 +426,11 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file("confab.toml")),
         }
-        figment = figment.merge(Env::prefixed("CONFAB_").split("__")).merge(Serialized::defaults(overrides));
-        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        // `CONFAB_TEST_*` belongs to the test suites (e.g. `CONFAB_TEST_POSTGRES_URL`), which start
+        // the server from a shell that exports it: it is not a configuration key.
+        let env = Env::prefixed("CONFAB_").filter(|key| !key.starts_with("test_")).split("__");
+        figment = figment.merge(env).merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(describe)?;
         config.validated()
     }
 
@@ -401,6 +457,15 @@ impl Config {
         }
         if self.security.dead_peer_s < 2 * self.security.heartbeat_s {
             return bad("security.dead_peer_s", "must be at least twice security.heartbeat_s");
+        }
+        if self.security.header_timeout_s == 0 {
+            return bad("security.header_timeout_s", "must be at least 1");
+        }
+        if self.security.idle_timeout_s < self.security.dead_peer_s {
+            return bad("security.idle_timeout_s", "must be at least security.dead_peer_s");
+        }
+        if self.security.write_timeout_s == 0 {
+            return bad("security.write_timeout_s", "must be at least 1");
         }
         if self.security.auth_deadline_s == 0 {
             return bad("security.auth_deadline_s", "must be at least 1");
@@ -577,6 +642,13 @@ mod tests {
         let upper = "A".repeat(64);
         let c = Config { bots: vec![bot("a1", "", &upper)], ..Config::default() }.validated().unwrap();
         assert_eq!(c.bots[0].token_hash, "a".repeat(64));
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("heartbeat", "heartbeat_s"), 2);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

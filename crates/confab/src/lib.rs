@@ -34,7 +34,6 @@ pub mod wire;
 use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -138,28 +137,25 @@ pub async fn run_with_store(
             state.draining.store(true, Ordering::Release);
         }
     };
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        stop.await;
+        h.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let admit = http::listener::Admit { state: state.clone() };
+    let mut server = axum_server::from_tcp(listener.into_std()?)?.handle(handle);
+    // Slowloris: a request's head must arrive within the header timeout (hyper needs a timer
+    // to enforce it).
+    let header_timeout = Duration::from_secs(state.config.security.header_timeout_s);
+    server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
     match (&state.config.tls.cert_file, &state.config.tls.key_file) {
         (Some(cert), Some(key)) => {
             let tls = keys::tls_config(cert, key).context("loading the TLS certificate")?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                stop.await;
-                h.graceful_shutdown(Some(SHUTDOWN_GRACE));
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(app).await?;
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(admit);
+            server.acceptor(acceptor).serve(app).await?;
         }
-        _ => {
-            // Nagle's algorithm would hold a small packet back until the client acknowledges the
-            // previous one, and clients delay acknowledgements by up to 40 ms: that was the fan-out
-            // latency tail. (axum-server's TLS acceptor already sets it.)
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY");
-                }
-            });
-            axum::serve(listener, app).with_graceful_shutdown(stop).await?
-        }
+        _ => server.acceptor(admit).serve(app).await?,
     }
     state.sessions.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.sessions.wait()).await.is_err() {

@@ -60,10 +60,13 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Set once shutdown begins; `/readyz` reports `draining`.
     pub draining: AtomicBool,
-    /// Open connections (authenticated or not) per client IP.
+    /// Open TCP connections per client IP: counted when accepted (`http::listener`), or on the
+    /// upgrade for clients behind a trusted proxy.
     pub ip_conns: DashMap<IpAddr, usize>,
     /// Live socket tasks; shutdown waits for them to send their close frames.
     pub sessions: tokio_util::task::TaskTracker,
+    /// The last `/info` answer and when it was computed (PROTOCOL §3.3).
+    pub info_cache: tokio::sync::Mutex<Option<(std::time::Instant, Value)>>,
     next_conn: AtomicU64,
     directory: RwLock<Arc<Directory>>,
 }
@@ -161,6 +164,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             ip_conns: DashMap::new(),
             sessions: tokio_util::task::TaskTracker::new(),
+            info_cache: tokio::sync::Mutex::new(None),
             next_conn: AtomicU64::new(1),
             directory: RwLock::new(Arc::new(Directory::default())),
         }))

@@ -41,7 +41,8 @@ impl AuthThrottle {
         }
     }
 
-    /// Charges one token to `ip` (a failed attempt, or a non-auth frame before auth).
+    /// Charges one token to `ip`: a failed attempt, a non-auth frame before auth, or (through
+    /// `AppState::auth_charge`) an attempt about to be checked. `Err(wait)` when the bucket is empty.
     pub fn charge_ip(&self, ip: IpAddr) -> Result<(), Duration> {
         if !self.ip_enabled {
             return Ok(());
@@ -50,17 +51,30 @@ impl AuthThrottle {
         self.ips.entry(ip).or_insert_with(|| Bucket::new(IP_CAPACITY, IP_REFILL_PER_S, now)).take(1.0, now)
     }
 
-    /// `Err(remaining)` while `name_key` (case-folded) is locked.
-    pub fn check_name(&self, name_key: &str) -> Result<(), Duration> {
-        match self.names.get(name_key) {
-            Some(lock) => lock.check(Instant::now()),
-            None => Ok(()),
+    /// Gives back the token of an attempt that turned out not to cost one (a successful login).
+    pub fn refund_ip(&self, ip: IpAddr) {
+        if let Some(mut b) = self.ips.get_mut(&ip) {
+            b.refund(1.0, Instant::now());
         }
     }
 
-    /// Records a failed password/token attempt for `name_key`.
+    /// Starts an attempt on `name_key` before it is checked; `Err(wait)` while the name is locked
+    /// or enough attempts on it are in flight to lock it. End it with [`AuthThrottle::fail_name`],
+    /// [`AuthThrottle::settle_name`] or [`AuthThrottle::succeed_name`].
+    pub fn charge_name(&self, name_key: &str) -> Result<(), Duration> {
+        self.names.entry(name_key.to_owned()).or_default().charge(Instant::now())
+    }
+
+    /// Ends a charged attempt on `name_key` that failed.
     pub fn fail_name(&self, name_key: &str) {
-        self.names.entry(name_key.to_owned()).or_default().fail(Instant::now());
+        self.names.entry(name_key.to_owned()).or_default().charged_failed(Instant::now());
+    }
+
+    /// Ends a charged attempt on `name_key` that neither failed nor succeeded.
+    pub fn settle_name(&self, name_key: &str) {
+        if let Some(mut lock) = self.names.get_mut(name_key) {
+            lock.settle();
+        }
     }
 
     /// A successful login resets the username's counter.

@@ -53,7 +53,7 @@ pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(state.auth_failed(s.ip, "bot", invalid()));
     };
     let key = names::fold(name);
-    state.throttle.check_name(&key).map_err(accounts::rate_limited)?;
+    state.throttle.charge_name(&key).map_err(accounts::rate_limited)?;
     let token_hash = hash_token(token);
     let bot = match state.store.user_by_name(&key).await? {
         Some(user) if user.is_bot() && token_is_live(&state, &user.id, &token_hash).await? => user,
@@ -64,6 +64,7 @@ pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
         }
     };
     if bot.banned {
+        state.throttle.settle_name(&key);
         return Err(state.auth_failed(s.ip, "bot", accounts::banned()));
     }
     state.throttle.succeed_name(&key);

@@ -11,7 +11,7 @@ use crate::{
         sauth::{InUse, Redeem},
         tokens::hash_token,
     },
-    domain::{names, throttle::whole_seconds},
+    domain::names,
     error::{Error, Result},
     gateway::Session,
     hub::CloseOrder,
@@ -33,12 +33,7 @@ pub async fn start(s: &mut Session, frame: &Frame, username: &str, token: &str) 
     state.local_enabled()?;
     state.auth_gate(s.ip)?;
     let key = names::fold(username);
-    state.throttle.check_name(&key).map_err(|wait| {
-        Error::new(
-            ErrorCode::AuthRateLimited,
-            format!("Too many authentication attempts. Try again in {} seconds", whole_seconds(wait)),
-        )
-    })?;
+    state.throttle.charge_name(&key).map_err(accounts::rate_limited)?;
     let token_hash = hash_token(token);
     let user = match state.store.user_by_name(&key).await? {
         Some(u)
@@ -52,12 +47,13 @@ pub async fn start(s: &mut Session, frame: &Frame, username: &str, token: &str) 
         }
     };
     if user.banned {
+        state.throttle.settle_name(&key);
         return Err(state.auth_failed(s.ip, "sauth", accounts::banned()));
     }
-    let id = state
-        .web_logins
-        .start(s.conn_id, &user.id, &token_hash)
-        .map_err(|InUse| Error::new(ErrorCode::TokenInUse, "Token already in use"))?;
+    let id = state.web_logins.start(s.conn_id, &user.id, &token_hash).map_err(|InUse| {
+        state.throttle.settle_name(&key);
+        Error::new(ErrorCode::TokenInUse, "Token already in use")
+    })?;
     state.throttle.succeed_name(&key);
     s.reply(frame, "authmsg", json!({"val": format!("{}/sauth/{id}", state.config.public_url)}));
     Ok(())

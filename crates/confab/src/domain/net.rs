@@ -48,9 +48,57 @@ pub fn any_contains(cidrs: &[String], ip: IpAddr) -> bool {
     cidrs.iter().filter_map(|c| Cidr::parse(c)).any(|c| c.contains(ip))
 }
 
+/// The host of a `Host` header or URL authority, without the port, lowercased (`[::1]` keeps its
+/// brackets).
+pub fn host_name(authority: &str) -> String {
+    let authority = authority.trim();
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.find(']').map_or(authority, |end| &authority[..end + 2]),
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        },
+    };
+    host.to_ascii_lowercase()
+}
+
+/// The client address in an `X-Forwarded-For` chain (PROTOCOL §1.1): the rightmost entry that is
+/// not itself a trusted proxy. Each proxy appends the address it saw, so the entries left of the
+/// last untrusted one are whatever the client wrote. `None` when an entry examined is not an
+/// address.
+pub fn forwarded_client(chain: &str, trusted: &[String]) -> Option<IpAddr> {
+    let mut last = None;
+    for entry in chain.rsplit(',') {
+        let ip: IpAddr = entry.trim().parse().ok()?;
+        if !any_contains(trusted, ip) {
+            return Some(ip);
+        }
+        last = Some(ip);
+    }
+    last
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_drop_the_port() {
+        assert_eq!(host_name("Chat.Example:443"), "chat.example");
+        assert_eq!(host_name("localhost"), "localhost");
+        assert_eq!(host_name("[::1]:5613"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn forwarded_client_is_the_rightmost_untrusted_entry() {
+        let trusted = ["10.0.0.0/8".to_owned()];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(forwarded_client("6.6.6.6, 203.0.113.9", &trusted), ip("203.0.113.9"));
+        assert_eq!(forwarded_client("6.6.6.6, 203.0.113.9, 10.1.2.3", &trusted), ip("203.0.113.9"));
+        assert_eq!(forwarded_client("10.0.0.1, 10.0.0.2", &trusted), ip("10.0.0.1"));
+        assert_eq!(forwarded_client("203.0.113.9, junk", &trusted), None);
+    }
 
     #[test]
     fn matches_networks() {

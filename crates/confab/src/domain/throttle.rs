@@ -36,6 +36,12 @@ impl Bucket {
         }
     }
 
+    /// Gives back `cost` tokens taken for something that turned out not to cost them.
+    pub fn refund(&mut self, cost: f64, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens + cost).min(self.capacity);
+    }
+
     /// Time until `cost` tokens are available, without taking any.
     pub fn check(&mut self, cost: f64, now: Instant) -> Result<(), Duration> {
         self.refill(now);
@@ -59,9 +65,15 @@ impl Bucket {
 }
 
 /// Failed-login bookkeeping for one username: 5 failures in 15 minutes lock it for 15 minutes.
+///
+/// An attempt is charged before its (slow) check and counted as a possible failure while it is
+/// in flight: no more attempts start than could fail before the lock, so guesses sent all at
+/// once cannot pass a lock that none of them has reached yet. Only settled failures lock.
 #[derive(Debug, Clone, Default)]
 pub struct LoginLock {
     failures: Vec<Instant>,
+    /// When each attempt still in flight started.
+    pending: Vec<Instant>,
     locked_until: Option<Instant>,
 }
 
@@ -69,6 +81,12 @@ pub struct LoginLock {
 pub const LOCK_FAILURES: usize = 5;
 /// Both the counting window and the lock duration.
 pub const LOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long an attempt counts as in flight at most: one whose end was never recorded (its
+/// request failed on the way) stops holding a place after this.
+const PENDING_MAX: Duration = Duration::from_secs(60);
+/// The wait reported to an attempt refused because enough others are in flight: about the time
+/// one password check takes.
+const PENDING_WAIT: Duration = Duration::from_secs(1);
 
 impl LoginLock {
     /// `Err(remaining)` while the username is locked.
@@ -89,9 +107,38 @@ impl LoginLock {
         }
     }
 
+    /// Starts an attempt, or says how long to wait: while the username is locked, or while the
+    /// attempts in flight could, failing, lock it.
+    pub fn charge(&mut self, now: Instant) -> Result<(), Duration> {
+        self.check(now)?;
+        self.failures.retain(|t| now.saturating_duration_since(*t) < LOCK_WINDOW);
+        self.pending.retain(|t| now.saturating_duration_since(*t) < PENDING_MAX);
+        if self.failures.len() + self.pending.len() >= LOCK_FAILURES {
+            return Err(PENDING_WAIT);
+        }
+        self.pending.push(now);
+        Ok(())
+    }
+
+    /// Ends an attempt started by [`LoginLock::charge`] that failed.
+    pub fn charged_failed(&mut self, now: Instant) {
+        self.settle();
+        self.fail(now);
+    }
+
+    /// Ends an attempt started by [`LoginLock::charge`] that neither failed nor succeeded (a
+    /// busy server, a banned account).
+    pub fn settle(&mut self) {
+        if !self.pending.is_empty() {
+            self.pending.remove(0);
+        }
+    }
+
     /// Whether the entry holds no information any more and can be dropped.
     pub fn is_stale(&self, now: Instant) -> bool {
-        self.check(now).is_ok() && self.failures.iter().all(|t| now.saturating_duration_since(*t) >= LOCK_WINDOW)
+        self.check(now).is_ok()
+            && self.failures.iter().all(|t| now.saturating_duration_since(*t) >= LOCK_WINDOW)
+            && self.pending.iter().all(|t| now.saturating_duration_since(*t) >= PENDING_MAX)
     }
 }
 
@@ -202,6 +249,31 @@ mod tests {
         l.fail(t0 + Duration::from_secs(5));
         assert!(l.check(t0 + Duration::from_secs(6)).is_err());
         assert!(l.check(t0 + Duration::from_secs(5) + LOCK_WINDOW).is_ok());
+    }
+
+    /// Attempts in flight hold places: the sixth of six started together is refused, a settled
+    /// one frees its place, and only settled failures lock.
+    #[test]
+    fn attempts_in_flight_count_toward_the_lock() {
+        let t0 = Instant::now();
+        let mut l = LoginLock::default();
+        for _ in 0..LOCK_FAILURES {
+            assert!(l.charge(t0).is_ok());
+        }
+        assert_eq!(l.charge(t0), Err(PENDING_WAIT));
+        l.settle();
+        assert!(l.check(t0).is_ok());
+        assert!(l.charge(t0).is_ok());
+        for _ in 0..LOCK_FAILURES {
+            l.charged_failed(t0);
+        }
+        assert!(l.check(t0).is_err());
+        // An attempt whose end was never recorded stops holding a place.
+        let mut l = LoginLock::default();
+        for _ in 0..LOCK_FAILURES {
+            assert!(l.charge(t0).is_ok());
+        }
+        assert!(l.charge(t0 + PENDING_MAX).is_ok());
     }
 
     #[test]

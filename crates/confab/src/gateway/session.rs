@@ -152,7 +152,7 @@ pub async fn run(
     state: AppState,
     mut socket: WebSocket,
     ip: IpAddr,
-    slot: IpSlot,
+    slot: Option<IpSlot>,
     origin_ok: bool,
     token: Option<String>,
 ) {
@@ -226,6 +226,7 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
     let sec = &state.config.security;
     let beat = Duration::from_secs(sec.heartbeat_s);
     let dead_after = Duration::from_secs(sec.dead_peer_s);
+    let write_timeout = Duration::from_secs(sec.write_timeout_s);
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     let deadline = tokio::time::sleep(Duration::from_secs(sec.auth_deadline_s));
     tokio::pin!(deadline);
@@ -248,7 +249,8 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
             }
             packet = inbox.recv() => {
                 let Some(packet) = packet else { return };
-                if !write_batch(socket, &mut inbox, packet, session.outbox.control()).await {
+                let written = write_batch(socket, &mut inbox, packet);
+                if !guarded(written, outbox.control(), write_timeout).await {
                     return;
                 }
             }
@@ -292,7 +294,9 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                     break CloseOrder::new(close::HEARTBEAT_TIMEOUT, "Heartbeat timeout", None);
                 }
                 session.send(wire::packet("ping", json!({})));
-                let _ = socket.send(Message::Ping(Default::default())).await;
+                if !guarded(socket.send(Message::Ping(Default::default())), outbox.control(), write_timeout).await {
+                    return;
+                }
             }
             () = &mut deadline, if !session.authenticated() => {
                 // A pending SAUTH2 login extends the deadline to its own expiry (PROTOCOL §2.2).
@@ -333,21 +337,29 @@ fn read_error(e: axum::Error) -> ReadError {
     }
 }
 
-/// Writes `first` and whatever else is queued, then flushes once. `false` when the socket is gone
-/// or a close was ordered while the peer was not reading.
-async fn write_batch(socket: &mut WebSocket, inbox: &mut Inbox, first: Packet, control: &crate::hub::Control) -> bool {
-    let write = async {
-        socket.feed(Message::Text(first)).await?;
-        for _ in 1..WRITE_BATCH {
-            match inbox.try_recv() {
-                Some(p) => socket.feed(Message::Text(p)).await?,
-                None => break,
-            }
+/// Writes `first` and whatever else is queued, then flushes once.
+async fn write_batch(socket: &mut WebSocket, inbox: &mut Inbox, first: Packet) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match inbox.try_recv() {
+            Some(p) => socket.feed(Message::Text(p)).await?,
+            None => break,
         }
-        socket.flush().await
-    };
+    }
+    socket.flush().await
+}
+
+/// Runs one socket write; `false` when it failed, took longer than `limit` or was overtaken by a
+/// close order. A peer that stopped reading blocks the write once the kernel buffers are full:
+/// the connection is then abandoned (its queue and socket released) rather than left waiting,
+/// deaf to the close orders, heartbeats and shutdown that only the session loop looks at.
+async fn guarded(
+    write: impl Future<Output = Result<(), axum::Error>>,
+    control: &crate::hub::Control,
+    limit: Duration,
+) -> bool {
     tokio::select! {
-        r = write => r.is_ok(),
+        r = tokio::time::timeout(limit, write) => matches!(r, Ok(Ok(()))),
         _ = control.wait() => false,
     }
 }

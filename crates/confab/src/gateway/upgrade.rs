@@ -94,12 +94,20 @@ pub fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let ip = client_ip(&state, peer.ip(), &headers);
-    let Some(slot) = IpSlot::take(&state, ip) else {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(json!({"error": "Too many connections", "code": "too_many_connections"})),
-        )
-            .into_response();
+    // A direct client's connection was counted when it was accepted (`http::listener`); behind a
+    // trusted proxy, the client is counted here, by its forwarded address.
+    let slot = match trusted(&state, peer.ip()) {
+        true => match IpSlot::take(&state, ip) {
+            Some(slot) => Some(slot),
+            None => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(json!({"error": "Too many connections", "code": "too_many_connections"})),
+                )
+                    .into_response();
+            }
+        },
+        false => None,
     };
     let origin_ok = origin_allowed(&state, &headers);
     let token = query.get("token").cloned();

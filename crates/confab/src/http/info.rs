@@ -1,6 +1,10 @@
 //! `/info`, `/healthz`, `/readyz` and `/metrics` (PROTOCOL §3.3, §3.4).
 
-use std::sync::atomic::Ordering;
+use std::{
+    collections::HashSet,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Json,
@@ -8,39 +12,57 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Peer, not_found};
 use crate::{auth::tokens::constant_time_eq, domain::net, state::AppState};
 
-/// `GET /info`: public server description and counters.
+/// How long an `/info` answer is reused (PROTOCOL §3.3).
+const INFO_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// `GET /info`: public server description and counters. Anyone may ask, as often as they like,
+/// so the answer is computed at most once a second and reused meanwhile: one count of the
+/// accounts table and a pass over the live connections, never a query per online user.
 pub async fn info(State(state): State<AppState>) -> Response {
-    let result = async {
-        let server = state.server_info().await?;
-        let mut online = 0;
-        for id in state.hub.online_users() {
-            if state.store.user_by_id(&id).await?.is_some_and(|u| u.status != "invisible") {
-                online += 1;
-            }
-        }
-        let dir = state.directory();
-        let connected: usize = state.ip_conns.iter().map(|e| *e.value()).sum();
-        Ok::<_, crate::error::Error>(json!({
-            "server": {"name": server["name"], "icon": server["icon"], "banner": server["banner"], "owner": server["owner"]},
-            "stats": {
-                "total_users": state.store.user_count().await?,
-                "connected_users": connected,
-                "online_users": online,
-                "total_channels": dir.channels.len(),
-                "total_roles": dir.roles.len(),
-            }
-        }))
+    let mut cache = state.info_cache.lock().await;
+    if let Some((at, answer)) = cache.as_ref()
+        && at.elapsed() < INFO_MAX_AGE
+    {
+        return Json(answer.clone()).into_response();
     }
-    .await;
-    match result {
-        Ok(v) => Json(v).into_response(),
+    match compute_info(&state).await {
+        Ok(answer) => {
+            *cache = Some((Instant::now(), answer.clone()));
+            Json(answer).into_response()
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// The `/info` body as of now. `online_users` comes from the identities of the live connections,
+/// which carry each account's current status.
+async fn compute_info(state: &AppState) -> Result<Value, crate::error::Error> {
+    let server = state.server_info().await?;
+    let visible: HashSet<String> = state
+        .hub
+        .connections()
+        .iter()
+        .map(|c| c.identity())
+        .filter(|id| id.user.status != "invisible")
+        .map(|id| id.user.id.clone())
+        .collect();
+    let dir = state.directory();
+    let connected = state.sessions.len();
+    Ok(json!({
+        "server": {"name": server["name"], "icon": server["icon"], "banner": server["banner"], "owner": server["owner"]},
+        "stats": {
+            "total_users": state.store.user_count().await?,
+            "connected_users": connected,
+            "online_users": visible.len(),
+            "total_channels": dir.channels.len(),
+            "total_roles": dir.roles.len(),
+        }
+    }))
 }
 
 /// `GET /healthz`: the process is serving.

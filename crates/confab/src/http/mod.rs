@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod dev;
 mod info;
+pub mod listener;
 mod sauth;
 mod web;
 mod webhooks;
@@ -26,7 +27,7 @@ use axum::{
 use confab_proto::ErrorCode;
 use serde_json::json;
 
-use crate::{error::Error, gateway, state::AppState};
+use crate::{domain::net, error::Error, gateway, state::AppState};
 
 /// The full router: WebSocket upgrade on `/` and `/ws`, the web app on `/` and `/static/`, and
 /// the HTTP API.
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), cors))
+        .layer(middleware::from_fn_with_state(state.clone(), known_host))
         .with_state(state)
 }
 
@@ -132,11 +134,33 @@ pub fn client_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr 
     if !gateway::upgrade::trusted(state, peer) {
         return peer;
     }
-    let forwarded = headers
-        .get("cf-connecting-ip")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()?.split(',').next()));
-    forwarded.and_then(|v| v.trim().parse().ok()).unwrap_or(peer)
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let forwarded = match text("cf-connecting-ip") {
+        Some(cf) => cf.trim().parse().ok(),
+        None => text("x-forwarded-for")
+            .and_then(|chain| net::forwarded_client(chain, &state.config.security.trusted_proxies)),
+    };
+    forwarded.unwrap_or(peer)
+}
+
+/// Refuses a request whose `Host` is not one this server answers to (PROTOCOL §8.1): a page on
+/// another name that resolves to this server (DNS rebinding) must not reach it. Allowed: the
+/// host of `public_url`, loopback names and addresses, and `allowed_hosts`.
+async fn known_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(net::host_name);
+    let known = host.is_some_and(|host| {
+        ["localhost", "127.0.0.1", "[::1]"].contains(&host.as_str())
+            || host
+                == net::host_name(
+                    gateway::upgrade::origin_of(&state.config.public_url).split_once("://").map_or("", |(_, a)| a),
+                )
+            || state.config.allowed_hosts.iter().any(|allowed| net::host_name(allowed) == host)
+    });
+    if known {
+        next.run(request).await
+    } else {
+        (StatusCode::MISDIRECTED_REQUEST, Json(json!({"error": "Unknown host"}))).into_response()
+    }
 }
 
 /// The peer address type the router is served with.

@@ -42,6 +42,10 @@ impl CloseOrder {
 }
 
 /// The close signal a connection task waits on. The first order wins.
+///
+/// Several futures of one task may wait at once (the session loop's, and the one racing a blocked
+/// socket write), so an order wakes every waiter: with `notify_one` it woke only the oldest, the
+/// loop's, which is not polled while a write is blocked, and the close was lost.
 #[derive(Default)]
 pub struct Control {
     order: Mutex<Option<CloseOrder>>,
@@ -55,17 +59,22 @@ impl Control {
             && slot.is_none()
         {
             *slot = Some(order);
-            self.notify.notify_one();
+            self.notify.notify_waiters();
         }
     }
 
     /// Resolves when a close was ordered; returns the order.
     pub async fn wait(&self) -> CloseOrder {
         loop {
+            // Registered before the order is looked at: `notify_waiters` keeps no permit, so an
+            // order given between the look and the registration would otherwise be missed.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(order) = self.order.lock().ok().and_then(|o| o.clone()) {
                 return order;
             }
-            self.notify.notified().await;
+            notified.await;
         }
     }
 }
@@ -572,6 +581,28 @@ mod tests {
         }
         let woken = futures_util::FutureExt::now_or_never(waiting).expect("woken when dropped").unwrap();
         assert_eq!(woken.as_ref().map(Packet::as_str), Some("a"));
+    }
+
+    /// Two waiters of one connection (the session loop's and a blocked write's) both learn of a
+    /// close, whichever registered first.
+    #[tokio::test]
+    async fn a_close_order_wakes_every_waiter() {
+        let c = Arc::new(Control::default());
+        let first = tokio::spawn({
+            let c = c.clone();
+            async move { c.wait().await }
+        });
+        tokio::task::yield_now().await;
+        let second = tokio::spawn({
+            let c = c.clone();
+            async move { c.wait().await }
+        });
+        tokio::task::yield_now().await;
+        c.close(CloseOrder::revoked());
+        let both = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            (first.await.unwrap().code, second.await.unwrap().code)
+        });
+        assert_eq!(both.await.expect("both waiters woken"), (4004, 4004));
     }
 
     #[tokio::test]

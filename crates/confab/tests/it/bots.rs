@@ -397,11 +397,10 @@ async fn the_cli_adds_bots_and_prints_the_token_once() {
     let server = TestServer::spawn().await;
     let mut alice = server.register("alice").await;
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        crate::cli::command(&server.config.data_dir)
             .args(args)
             .arg("--data-dir")
             .arg(&server.config.data_dir)
-            .env("RUST_LOG", "warn")
             .output()
             .unwrap()
     };

@@ -54,8 +54,9 @@ impl Run {
     }
 }
 
-/// The binary with `cwd` as working folder and none of the caller's `CONFAB_*` variables.
-fn command(cwd: &Path) -> Command {
+/// The binary with `cwd` as working folder and none of the caller's `CONFAB_*` variables (the
+/// server refuses variables that name no key, `CONFAB_TEST_POSTGRES_URL` among them).
+pub(crate) fn command(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
     cmd.current_dir(cwd);
     for (key, _) in std::env::vars_os() {
@@ -281,6 +282,37 @@ fn config_layers_in_order() {
     assert_eq!(shown["server"]["name"].as_str(), Some("FromOther"));
     assert_eq!(shown["limits"]["post_content"].as_integer(), Some(2000), "./confab.toml is not read then");
     confab(cwd.path(), &["config", "--config", "/no/such/confab.toml"], &[], None).fails_with("does not exist");
+}
+
+/// A key no configuration has, in the file or the environment, stops the start: the message
+/// names the key, where it came from, and the known key closest to it (a typo changed nothing
+/// and said nothing before).
+#[test]
+fn unknown_keys_are_refused_with_the_closest_known_one() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("confab.toml"), "[security]\nheartbeat = 20\n").unwrap();
+    let run = confab(cwd.path(), &["config"], &[], None).fails_with("unknown key `security.heartbeat`");
+    assert!(run.stderr.contains("did you mean `security.heartbeat_s`?"), "{}", run.stderr);
+    assert!(run.stderr.contains("confab.toml"), "{}", run.stderr);
+    confab(cwd.path(), &["serve", "--listen", "127.0.0.1:0"], &[], None).fails_with("security.heartbeat");
+    assert!(!cwd.path().join("confab-data").exists());
+
+    std::fs::write(cwd.path().join("confab.toml"), "public_ulr = \"https://chat.example\"\n").unwrap();
+    confab(cwd.path(), &["config"], &[], None).fails_with("did you mean `public_url`?");
+    std::fs::write(cwd.path().join("confab.toml"), "[[bots]]\nname = \"helper\"\ntoken_hsh = \"x\"\n").unwrap();
+    confab(cwd.path(), &["config"], &[], None).fails_with("did you mean `bots.0.token_hash`?");
+    std::fs::remove_file(cwd.path().join("confab.toml")).unwrap();
+
+    let run = confab(cwd.path(), &["config"], &[("CONFAB_RATE_LIMIT__ENABLED", "false")], None)
+        .fails_with("unknown key `rate_limit`");
+    assert!(run.stderr.contains("environment variable CONFAB_RATE_LIMIT"), "{}", run.stderr);
+    assert!(run.stderr.contains("did you mean `rate_limits`?"), "{}", run.stderr);
+    confab(cwd.path(), &["config"], &[("CONFAB_SECURITY__HEARTBEAT", "20")], None)
+        .fails_with("did you mean `security.heartbeat_s`?");
+    // Known keys still load.
+    confab(cwd.path(), &["config"], &[("CONFAB_RATE_LIMITS__ENABLED", "false")], None).ok();
+    // The test suites' own variables are not configuration.
+    confab(cwd.path(), &["config"], &[("CONFAB_TEST_POSTGRES_URL", "postgres://x")], None).ok();
 }
 
 #[test]

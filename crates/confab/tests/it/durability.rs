@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::Duration,
 };
 
@@ -206,14 +206,13 @@ impl Drop for Child9 {
 
 /// The real binary on `port`, keeping its data in `dir` and in `database` when given.
 fn spawn_binary(dir: &std::path::Path, port: u16, database: Option<&str>) -> Child9 {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_confab"));
+    let mut command = crate::cli::command(dir);
     command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).arg("--data-dir").arg(dir);
     if let Some(url) = database {
         command.args(["--database", url]);
     }
     let child = command
         .env("CONFAB_RATE_LIMITS__ENABLED", "false")
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

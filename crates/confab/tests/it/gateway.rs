@@ -39,7 +39,7 @@ use crate::support::{Backend, Client, Closed, TestServer, WAIT, written};
 
 /// A server on `backend` whose configuration `tweak` may change, with the rate limiter off (these
 /// tests send more messages than the `messages` class allows and are not about rate limits).
-async fn spawn_unlimited(backend: Backend, tweak: impl FnOnce(&mut confab::config::Config)) -> TestServer {
+pub(crate) async fn spawn_unlimited(backend: Backend, tweak: impl FnOnce(&mut confab::config::Config)) -> TestServer {
     TestServer::spawn_with(backend, |c| {
         c.rate_limits.enabled = false;
         tweak(c);
@@ -113,7 +113,7 @@ async fn answer(c: &mut Client, mut frame: Value, listener: &str) -> Option<Valu
 }
 
 /// The value of one series at `GET /metrics`, written as rendered (`name{labels}`); 0 when absent.
-async fn metric(server: &TestServer, series: &str) -> f64 {
+pub(crate) async fn metric(server: &TestServer, series: &str) -> f64 {
     let r = server.http.get(server.url("/metrics")).send().await.expect("GET /metrics");
     assert!(r.status().is_success(), "GET /metrics: {}", r.status());
     let text = r.text().await.expect("metrics body");
@@ -124,7 +124,7 @@ async fn metric(server: &TestServer, series: &str) -> f64 {
 }
 
 /// Waits until `series` satisfies `pred`; fails after [`WAIT`].
-async fn wait_metric(server: &TestServer, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
+pub(crate) async fn wait_metric(server: &TestServer, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let v = metric(server, series).await;
@@ -136,7 +136,7 @@ async fn wait_metric(server: &TestServer, series: &str, pred: impl Fn(f64) -> bo
     }
 }
 
-const OPEN_CONNECTIONS: &str = "confab_connections{state=\"open\"}";
+pub(crate) const OPEN_CONNECTIONS: &str = "confab_connections{state=\"open\"}";
 
 /// Sends a message to #general and returns the echo.
 async fn say(c: &mut Client, content: &str) -> Value {
@@ -667,7 +667,9 @@ async fn wildcard_origin_allows_anything() {
 
 #[tokio::test]
 async fn connections_per_ip_are_limited_before_the_upgrade() {
-    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.security.max_connections_per_ip = 2).await;
+    // Every accepted connection counts: the test's HTTP client keeps one open (from waiting for
+    // the server to be ready), and two sockets make three.
+    let server = TestServer::spawn_with(Backend::Sqlite, |c| c.security.max_connections_per_ip = 3).await;
     let first = server.connect().await;
     let _second = server.connect().await;
     match Client::open(&server.ws_url("/"), &[]).await {
@@ -1336,13 +1338,30 @@ async fn message_get_and_history_errors() {
 
 /// A raw socket with a small kernel receive buffer, so that a client that stops reading backs up
 /// into the server quickly instead of into megabytes of autotuned TCP buffers.
-async fn open_small_buffer(server: &TestServer) -> WebSocketStream<TcpStream> {
+pub(crate) async fn open_small_buffer(server: &TestServer) -> WebSocketStream<TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     let stream = socket.connect(server.addr).await.expect("connect");
     let request = server.ws_url("/").into_client_request().expect("request");
     let (ws, _) = tokio_tungstenite::client_async(request, stream).await.expect("upgrade");
     ws
+}
+
+/// Registers `name` over a socket with a 4 KiB receive buffer, reads up to `ready`, then never
+/// reads again.
+pub(crate) async fn stalled_reader(server: &TestServer, name: &str) -> WebSocketStream<TcpStream> {
+    let mut ws = open_small_buffer(server).await;
+    let register = json!({"cmd": "register", "username": name, "password": "correct horse"});
+    ws.send(Message::text(register.to_string())).await.expect("send");
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("ready in time");
+        let Some(Ok(Message::Text(t))) = msg else { panic!("expected a packet, got {msg:?}") };
+        let p: Value = serde_json::from_str(t.as_str()).expect("JSON");
+        assert_ne!(p["cmd"], "auth_error", "{p}");
+        if p["cmd"] == "ready" {
+            return ws;
+        }
+    }
 }
 
 /// (seq, id) of a `message_new` packet.
@@ -1510,19 +1529,7 @@ async fn a_slow_consumer_is_closed_and_delays_no_one() {
     .await;
 
     // A authenticates, then stops reading.
-    let mut slow = open_small_buffer(&server).await;
-    slow.send(Message::text(json!({"cmd": "register", "username": "Slow", "password": "correct horse"}).to_string()))
-        .await
-        .expect("send");
-    loop {
-        let msg = tokio::time::timeout(WAIT, slow.next()).await.expect("ready in time");
-        let Some(Ok(Message::Text(t))) = msg else { panic!("expected a packet, got {msg:?}") };
-        let p: Value = serde_json::from_str(t.as_str()).expect("JSON");
-        assert_ne!(p["cmd"], "auth_error", "{p}");
-        if p["cmd"] == "ready" {
-            break;
-        }
-    }
+    let mut slow = stalled_reader(&server, "Slow").await;
 
     let mut sender = server.register("Sender").await;
     let mut reader = server.register("Reader").await;

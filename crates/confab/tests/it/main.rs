@@ -24,6 +24,7 @@ mod channels;
 mod cli;
 mod durability;
 mod gateway;
+mod hostile;
 mod limits;
 mod message_ops;
 mod moderation;

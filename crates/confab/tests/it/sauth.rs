@@ -162,7 +162,7 @@ async fn revocation_closes_sessions_and_the_cli_issues_tokens() {
     let server = TestServer::spawn().await;
     let mut root = server.member("root", &["owner"]).await;
     // A token issued by the CLI on the same database, while the server runs.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+    let out = crate::cli::command(&server.config.data_dir)
         .args(["token", "issue", "dave", "--data-dir"])
         .arg(&server.config.data_dir)
         .output()
