@@ -6,7 +6,7 @@
 //! - [`accounts`] and [`auth`]: registration, logins, passwords, JWTs, throttles;
 //! - [`store`]: SQLite / PostgreSQL behind one `Store`, with the group-commit writer;
 //! - [`hub`]: channel audiences and bounded per-connection queues (fan-out);
-//! - [`http`]: the HTTP API on the same listener;
+//! - [`http`]: the HTTP API on the same listener; [`peer`]: who is on the other end (address, origin);
 //! - [`domain`]: pure rules (names, permissions, mentions, embeds, rate arithmetic);
 //! - [`wire`]: rendering stored state as protocol JSON;
 //! - [`config`], [`state`], [`metrics`], [`error`], [`keys`]: plumbing.
@@ -26,6 +26,7 @@ pub mod hub;
 pub mod identity;
 pub mod keys;
 pub mod metrics;
+pub mod peer;
 pub mod ratelimit;
 pub mod state;
 pub mod store;

@@ -16,11 +16,11 @@ use confab_proto::{ErrorCode, Frame, close};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 
-use super::upgrade::IpSlot;
 use crate::{
     auth::tokens::{ALNUM, random_string},
     error::Error,
     hub::{CloseOrder, Conn, ConnId, Inbox, Outbox, Packet},
+    peer::IpSlot,
     state::{AppState, Identity},
     wire,
 };

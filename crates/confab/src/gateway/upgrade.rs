@@ -9,62 +9,10 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{domain::net, http::client_ip, state::AppState};
-
-/// Whether `origin` may open a socket: absent, same host, the public URL's origin, or allowlisted.
-pub fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let allowed = &state.config.allowed_origins;
-    if allowed.iter().any(|a| a == "*" || a.trim_end_matches('/') == origin) {
-        return true;
-    }
-    if origin == origin_of(&state.config.public_url) {
-        return true;
-    }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
-}
-
-/// `scheme://host[:port]` of a URL.
-pub fn origin_of(url: &str) -> &str {
-    match url.find("://") {
-        Some(i) => match url[i + 3..].find('/') {
-            Some(j) => &url[..i + 3 + j],
-            None => url,
-        },
-        None => url,
-    }
-}
-
-/// Counts one open connection from an IP for as long as it lives.
-pub struct IpSlot {
-    state: AppState,
-    ip: std::net::IpAddr,
-}
-
-impl IpSlot {
-    /// Takes a slot for `ip`, or `None` when it is at `security.max_connections_per_ip`.
-    pub fn take(state: &AppState, ip: std::net::IpAddr) -> Option<IpSlot> {
-        let mut n = state.ip_conns.entry(ip).or_insert(0);
-        if *n >= state.config.security.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot { state: state.clone(), ip })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        if let Some(mut n) = self.state.ip_conns.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-        }
-        self.state.ip_conns.remove_if(&self.ip, |_, n| *n == 0);
-    }
-}
+use crate::{
+    peer::{IpSlot, client_ip, origin_allowed, trusted},
+    state::AppState,
+};
 
 /// Handles `GET /ws`: upgrades WebSocket requests, describes the server otherwise. (`GET /` upgrades
 /// the same way but serves the web app to a plain request: `http::web::root`.)
@@ -125,9 +73,4 @@ pub fn upgrade(
         .max_message_size(frame_max)
         .max_frame_size(frame_max)
         .on_upgrade(move |socket| super::session::run(state, socket, ip, slot, origin_ok, token))
-}
-
-/// Whether `ip` is a trusted proxy.
-pub fn trusted(state: &AppState, ip: std::net::IpAddr) -> bool {
-    net::any_contains(&state.config.security.trusted_proxies, ip)
 }

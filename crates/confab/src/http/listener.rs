@@ -24,7 +24,7 @@ use tokio::{
 };
 
 use crate::{
-    gateway::upgrade::{IpSlot, trusted},
+    peer::{IpSlot, trusted},
     state::AppState,
 };
 

@@ -11,10 +11,7 @@ mod sauth;
 mod web;
 mod webhooks;
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Json, Router,
@@ -27,7 +24,8 @@ use axum::{
 use confab_proto::ErrorCode;
 use serde_json::json;
 
-use crate::{domain::net, error::Error, gateway, state::AppState};
+pub use crate::peer::client_ip;
+use crate::{domain::net, error::Error, gateway, peer, state::AppState};
 
 /// The full router: WebSocket upgrade on `/` and `/ws`, the web app on `/` and `/static/`, and
 /// the HTTP API.
@@ -95,7 +93,7 @@ const PUBLIC_ROUTES: [&str; 1] = ["/info"];
 async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let public = PUBLIC_ROUTES.contains(&request.uri().path());
-    let allowed = gateway::upgrade::origin_allowed(&state, request.headers());
+    let allowed = peer::origin_allowed(&state, request.headers());
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -129,20 +127,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
-/// The client IP: the peer, or the forwarded address when the peer is a trusted proxy (PROTOCOL §1.1).
-pub fn client_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    if !gateway::upgrade::trusted(state, peer) {
-        return peer;
-    }
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let forwarded = match text("cf-connecting-ip") {
-        Some(cf) => cf.trim().parse().ok(),
-        None => text("x-forwarded-for")
-            .and_then(|chain| net::forwarded_client(chain, &state.config.security.trusted_proxies)),
-    };
-    forwarded.unwrap_or(peer)
-}
-
 /// Refuses a request whose `Host` is not one this server answers to (PROTOCOL §8.1): a page on
 /// another name that resolves to this server (DNS rebinding) must not reach it. Allowed: the
 /// host of `public_url`, loopback names and addresses, and `allowed_hosts`.
@@ -151,9 +135,7 @@ async fn known_host(State(state): State<AppState>, request: Request, next: Next)
     let known = host.is_some_and(|host| {
         ["localhost", "127.0.0.1", "[::1]"].contains(&host.as_str())
             || host
-                == net::host_name(
-                    gateway::upgrade::origin_of(&state.config.public_url).split_once("://").map_or("", |(_, a)| a),
-                )
+                == net::host_name(peer::origin_of(&state.config.public_url).split_once("://").map_or("", |(_, a)| a))
             || state.config.allowed_hosts.iter().any(|allowed| net::host_name(allowed) == host)
     });
     if known {

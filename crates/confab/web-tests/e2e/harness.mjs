@@ -16,6 +16,14 @@ export const BIN = process.env.CONFAB_BIN ?? join(process.env.CARGO_TARGET_DIR ?
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 export const SCREENSHOTS = process.env.SCREENSHOTS ?? resolve(here, '../screenshots');
 
+/** The environment a server under test gets: this process's, without its `CONFAB_*` variables
+ * (`CONFAB_BIN` here, `CONFAB_TEST_POSTGRES_URL` in CI), which Confab would read as configuration
+ * and refuse as unknown keys, plus the test's own `env`. */
+function serverEnv(env) {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONFAB_')));
+  return { ...base, ...env };
+}
+
 for (const [what, path] of [['confab binary (cargo build -p confab, or set CONFAB_BIN)', BIN], ['chromium (apt-get install chromium, or set CHROMIUM)', CHROMIUM]]) {
   if (!existsSync(path)) throw new Error(`missing ${what}: ${path}`);
 }
@@ -23,7 +31,7 @@ for (const [what, path] of [['confab binary (cargo build -p confab, or set CONFA
 /** Starts `confab serve` on `listen` with `dir` as its data folder; resolves once it listens. */
 function serve(dir, listen, env) {
   const child = spawn(BIN, ['serve', '--listen', listen, '--data-dir', dir], {
-    env: { ...process.env, NO_COLOR: '1', RUST_LOG: 'info', ...env },
+    env: serverEnv({ NO_COLOR: '1', RUST_LOG: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -71,7 +79,7 @@ export async function startServer(env = {}) {
     /** Runs `confab <args> --data-dir <its folder>` (the admin CLI works while the server runs). */
     cli(args, input = '') {
       return new Promise((resolve, reject) => {
-        const child = spawn(BIN, [...args, '--data-dir', dir], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+        const child = spawn(BIN, [...args, '--data-dir', dir], { env: serverEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
         let out = '';
         child.stdout.on('data', (d) => (out += d));
         child.stderr.on('data', (d) => (out += d));
