@@ -5,6 +5,7 @@
 //! The HTTP routes are in [`crate::http`], the commands in [`crate::commands`], the rows in
 //! [`crate::store::attachments`].
 
+pub mod images;
 pub mod sniff;
 pub mod storage;
 pub mod sweeper;

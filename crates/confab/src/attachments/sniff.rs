@@ -60,45 +60,6 @@ pub fn inline(mime: &str) -> bool {
     signature(mime).is_some() && mime != "application/pdf"
 }
 
-/// Width and height read from an image header (PNG, GIF, WebP, JPEG), without decoding pixels.
-pub fn dimensions(mime: &str, b: &[u8]) -> Option<(u32, u32)> {
-    let be16 = |i: usize| b.get(i..i + 2).map(|s| u32::from(u16::from_be_bytes([s[0], s[1]])));
-    let le16 = |i: usize| b.get(i..i + 2).map(|s| u32::from(u16::from_le_bytes([s[0], s[1]])));
-    let be32 = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-    let le24 = |i: usize| b.get(i..i + 3).map(|s| u32::from_le_bytes([s[0], s[1], s[2], 0]));
-    match mime {
-        "image/png" | "image/apng" => Some((be32(16)?, be32(20)?)),
-        "image/gif" => Some((le16(6)?, le16(8)?)),
-        "image/webp" => match b.get(12..16)? {
-            b"VP8 " => Some((le16(26)? & 0x3FFF, le16(28)? & 0x3FFF)),
-            b"VP8L" => {
-                let bits = u32::from_le_bytes(b.get(21..25)?.try_into().ok()?);
-                Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
-            }
-            b"VP8X" => Some((le24(24)? + 1, le24(27)? + 1)),
-            _ => None,
-        },
-        "image/jpeg" | "image/jpg" | "image/pjpeg" => {
-            // Walk the segments to the first start-of-frame marker.
-            let mut i = 2;
-            while i + 9 < b.len() {
-                if b[i] != 0xFF {
-                    return None;
-                }
-                let marker = b[i + 1];
-                let len = be16(i + 2)? as usize;
-                if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-                    return Some((be16(i + 7)?, be16(i + 5)?));
-                }
-                i += 2 + len;
-            }
-            None
-        }
-        _ => None,
-    }
-    .filter(|(w, h)| *w > 0 && *h > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,15 +84,5 @@ mod tests {
         assert!(matches("text/plain", b"hello"));
         assert!(matches("video/mp4", b"\0\0\0\x18ftypmp42"));
         assert!(!inline("image/svg+xml") && inline("image/png") && !inline("application/pdf"));
-    }
-
-    #[test]
-    fn header_dimensions() {
-        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-        png.extend(640u32.to_be_bytes());
-        png.extend(480u32.to_be_bytes());
-        assert_eq!(dimensions("image/png", &png), Some((640, 480)));
-        assert_eq!(dimensions("image/gif", b"GIF89a\x10\x00\x20\x00"), Some((16, 32)));
-        assert_eq!(dimensions("image/png", b"\x89PNG"), None);
     }
 }

@@ -1,8 +1,8 @@
 //! `POST /attachments/upload` and `GET /attachments/<id>` (PROTOCOL §3.6).
 //!
 //! An upload is checked in the protocol's order: switched on, body, credentials, fields, file
-//! data, type (declared and sniffed), size, channel and permissions, rate; only then is anything
-//! written. Downloads are served so that no stored file can run script on this origin: the stored
+//! data, type (declared and sniffed), size, channel and permissions, rate; then images are
+//! prepared ([`crate::attachments::images`]) and only then is anything written. Downloads are served so that no stored file can run script on this origin: the stored
 //! type with `nosniff`, `inline` only for sniffed image, video and audio formats, and a sandboxing
 //! CSP on every file.
 
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Peer, bearer, body, client_ip, json_error, too_many_requests};
 use crate::{
-    attachments::{self, sniff},
+    attachments::{self, images, sniff},
     auth::rotur::Verdict,
     state::AppState,
     store::{
@@ -106,7 +106,17 @@ pub async fn upload(State(state): State<AppState>, ConnectInfo(peer): Peer, head
         return too_many_requests(wait);
     }
 
-    let (width, height) = sniff::dimensions(&mime, &bytes).map_or((None, None), |(w, h)| (Some(w), Some(h)));
+    let kind = mime.clone();
+    let stored = match tokio::task::spawn_blocking(move || images::prepare(&kind, bytes)).await {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(_)) => return bad_request("Invalid file data"),
+        Err(e) => {
+            tracing::error!("preparing an attachment: {e}");
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to save attachment", "internal");
+        }
+    };
+    let bytes = stored.bytes;
+    let (width, height) = stored.dimensions.map_or((None, None), |(w, h)| (Some(w), Some(h)));
     let now = crate::store::now();
     let days = attachments::expiry_days(bytes.len() as u64, false, cfg.permanent_expiration_days);
     let days = expires_in_days.map_or(days, |d| d.min(days));

@@ -12,13 +12,21 @@ use crate::{
     support::{Backend, Client, TestServer},
 };
 
-/// The header of a `w`×`h` PNG (enough for sniffing and for its size).
+/// A `w`×`h` image encoded as `format`.
+fn encoded(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::new_rgb8(w, h).write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
 fn png(w: u32, h: u32) -> Vec<u8> {
-    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-    b.extend(w.to_be_bytes());
-    b.extend(h.to_be_bytes());
-    b.extend([8, 6, 0, 0, 0, 0, 0, 0, 0]);
-    b
+    encoded(w, h, image::ImageFormat::Png)
+}
+
+/// The size in pixels of an image file.
+fn pixels(bytes: &[u8]) -> (u32, u32) {
+    let img = image::load_from_memory(bytes).unwrap();
+    (img.width(), img.height())
 }
 
 fn data_url(mime: &str, bytes: &[u8]) -> String {
@@ -128,7 +136,7 @@ async fn upload_and_attach_end_to_end(backend: Backend) {
     let id = a["id"].as_str().unwrap().to_owned();
     assert_eq!(a["name"], "cat.png");
     assert_eq!(a["mime_type"], "image/png");
-    assert_eq!(a["size"], image.len());
+    assert!(a["size"].as_u64().unwrap() > 0);
     assert_eq!(a["url"], format!("{}/attachments/{id}", server.config.public_url));
     assert_eq!((a["width"].clone(), a["height"].clone()), (json!(640), json!(480)));
     assert_eq!(a["permanent"], false);
@@ -175,15 +183,17 @@ async fn upload_and_attach_end_to_end(backend: Backend) {
     assert_eq!(h["cache-control"], "public, max-age=3600");
     assert_eq!(h["content-security-policy"], "default-src 'none'; sandbox");
     assert!(h.get("cross-origin-resource-policy").is_none());
-    assert_eq!(r.bytes().await.unwrap().as_ref(), image.as_slice());
+    let stored = r.bytes().await.unwrap();
+    assert_eq!(stored.len() as u64, a["size"].as_u64().unwrap());
+    assert_eq!(pixels(&stored), (640, 480));
     let r = server.http.get(pdf["url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"notes.pdf\"");
     // Range → 206 with Content-Range; past the end → 416.
     let r =
         server.http.get(server.url(&format!("/attachments/{id}"))).header("Range", "bytes=0-1").send().await.unwrap();
     assert_eq!(r.status(), 206);
-    assert_eq!(r.headers()["content-range"], format!("bytes 0-1/{}", image.len()).as_str());
-    assert_eq!(r.bytes().await.unwrap().as_ref(), &image[..2]);
+    assert_eq!(r.headers()["content-range"], format!("bytes 0-1/{}", stored.len()).as_str());
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &stored[..2]);
     let r =
         server.http.get(server.url(&format!("/attachments/{id}"))).header("Range", "bytes=9999-").send().await.unwrap();
     assert_eq!(r.status(), 416);
@@ -294,6 +304,12 @@ async fn hostile_uploads_are_refused(backend: Backend) {
         ),
         (
             t,
+            body("image/png", b"\x89PNG\r\n\x1a\n but not a picture", "x.png", "general"),
+            400,
+            "Invalid file data".into(),
+        ),
+        (
+            t,
             body("image/png", b"<html><script>alert(1)</script></html>", "x.png", "general"),
             415,
             "File type not allowed".into(),
@@ -379,7 +395,8 @@ async fn uploads_into_forum_threads(backend: Backend) {
     let created = alice.request(json!({"cmd": "thread_create", "channel": "ideas", "name": "First"})).await;
     let tid = created["thread"]["id"].clone();
     // The official client names the forum when uploading inside one of its threads.
-    let a = uploaded(&server, &token, &body("image/gif", b"GIF89a\x03\x00\x02\x00", "a.gif", "ideas")).await;
+    let a =
+        uploaded(&server, &token, &body("image/gif", &encoded(3, 2, image::ImageFormat::Gif), "a.gif", "ideas")).await;
     assert_eq!((a["width"].clone(), a["height"].clone()), (json!(3), json!(2)));
     let r = alice
         .request(json!({"cmd": "message_new", "thread_id": tid, "channel": "ideas", "content": "", "attachments": [{"id": a["id"]}]}))
@@ -388,6 +405,15 @@ async fn uploads_into_forum_threads(backend: Backend) {
     assert_eq!(r["message"]["attachments"], json!([a]));
     let history = alice.request(json!({"cmd": "thread_messages", "thread_id": tid})).await;
     assert_eq!(history["messages"][0]["attachments"], json!([a]), "{history}");
+
+    // A large image is shrunk to fit 1920×1920 and reports its new size.
+    let wide = uploaded(&server, &token, &body("image/png", &png(2500, 100), "wide.png", "ideas")).await;
+    assert_eq!(wide["width"], 1920);
+    let height = wide["height"].as_u64().unwrap();
+    assert!((76..=77).contains(&height), "{wide}");
+    let stored = server.http.get(wide["url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(pixels(&stored), (1920, height as u32));
+    assert_eq!(stored.len() as u64, wide["size"].as_u64().unwrap());
     server.stop().await;
 }
 
