@@ -196,6 +196,14 @@ async fn uploader(
     }
 }
 
+/// `GET /attachments/` without an id.
+pub async fn missing_id(State(state): State<AppState>) -> Response {
+    if !state.config.attachments.enabled {
+        return disabled();
+    }
+    bad_request("Attachment ID required")
+}
+
 /// `GET /attachments/<id>`: the file, or a single byte range of it (206).
 pub async fn download(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     if !state.config.attachments.enabled {

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/password", post(account::password))
         .route("/attachments/upload", post(attachments::upload))
         .route("/attachments/{id}", get(attachments::download))
+        .route("/attachments/", get(attachments::missing_id))
         .route("/webhooks", post(webhooks::post))
         .route("/webhooks/", post(webhooks::post))
         .route("/webhooks/{*rest}", post(webhooks::post))

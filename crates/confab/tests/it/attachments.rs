@@ -359,6 +359,10 @@ async fn hostile_uploads_are_refused(backend: Backend) {
         assert_eq!(r.status(), 404, "{path}");
     }
 
+    let r = server.http.get(server.url("/attachments/")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "Attachment ID required");
+
     // Without attach_files: no upload and no attaching.
     let r = alice.request(json!({"cmd": "ping"})).await;
     assert_eq!(r["cmd"], "pong");
