@@ -73,11 +73,15 @@ pub async fn delete(s: &mut Session, frame: &Frame) -> Result<()> {
 
 /// The attachment objects of a `message_new` in `channel`, checked in PROTOCOL §6.1's order, and
 /// their ids (to mark them used once the message is stored). `None` when the frame has none.
+///
+/// With a `nonce`, uploads already used are let through: the frame may be the retry of the very
+/// message that used them, which the writer then answers as a duplicate (PROTOCOL §7.4).
 pub async fn for_message(
     state: &AppState,
     me: &Identity,
     channel: &ChannelEntry,
     field: Option<&Value>,
+    has_nonce: bool,
 ) -> Result<Option<(Vec<Value>, Vec<String>)>> {
     let Some(field) = field.filter(|f| !f.is_null()) else { return Ok(None) };
     if !state.config.attachments.enabled {
@@ -105,7 +109,7 @@ pub async fn for_message(
     let mut objects = Vec::with_capacity(ids.len());
     for id in &ids {
         let row = state.store.attachment(id).await?;
-        let usable = row.filter(|r| live(r) && r.message_id.is_none() && r.channel_id == channel.row.id);
+        let usable = row.filter(|r| live(r) && (has_nonce || r.message_id.is_none()) && r.channel_id == channel.row.id);
         let row = usable.ok_or_else(|| Error::not_found(format!("Attachment {id} not found or expired")))?;
         if row.user_id != me.user.id {
             return Err(Error::forbidden("You can only attach your own uploads"));

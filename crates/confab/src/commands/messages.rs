@@ -95,7 +95,7 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
         }
     };
     let mut extra = embeds.map(|e| json!({"embeds": e}));
-    let attachments = match super::attachments::for_message(&state, &me, channel, attachments).await? {
+    let attachments = match super::attachments::for_message(&state, &me, channel, attachments, nonce.is_some()).await? {
         Some((objects, ids)) => {
             extra.get_or_insert_with(|| json!({}))["attachments"] = json!(objects);
             ids

@@ -240,6 +240,18 @@ async fn upload_and_attach_end_to_end(backend: Backend) {
         .await;
     assert_eq!(r["val"], format!("Attachment {id} not found or expired"));
 
+    // A retried send (same nonce) is answered as the duplicate it is, attachments and all.
+    let other = uploaded(&server, &token, &body("image/png", &png(3, 3), "n.png", "general")).await;
+    let frame = json!({"cmd": "message_new", "channel": "general", "content": "", "nonce": "n-1", "attachments": [{"id": other["id"]}]});
+    let first = alice.request(frame.clone()).await;
+    assert_eq!(first["message"]["attachments"], json!([other.clone()]), "{first}");
+    let again = alice.request(frame).await;
+    assert_eq!(
+        (again["duplicate"].clone(), again["message"]["id"].clone()),
+        (json!(true), first["message"]["id"].clone()),
+        "{again}"
+    );
+
     // attachment_get → attachment_info.
     let r = bob.request(json!({"cmd": "attachment_get", "attachment_id": id})).await;
     assert_eq!((r["cmd"].clone(), r["attachment"].clone()), (json!("attachment_info"), a.clone()));
