@@ -71,6 +71,7 @@ pub struct Config {
     pub rotur: RoturConfig,
     pub sauth: SauthConfig,
     pub mentions: MentionsConfig,
+    pub attachments: crate::attachments::AttachmentsConfig,
     /// Whether bots may authenticate and be managed (PROTOCOL §2.8, §7.7).
     pub bots_enabled: bool,
     /// Bots defined in the configuration file; created or updated at start.
@@ -283,6 +284,7 @@ impl Default for Config {
             rotur: RoturConfig::default(),
             sauth: SauthConfig::default(),
             mentions: MentionsConfig::default(),
+            attachments: crate::attachments::AttachmentsConfig::default(),
             bots_enabled: true,
             bots: Vec::new(),
             dev: false,

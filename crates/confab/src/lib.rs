@@ -7,6 +7,7 @@
 //! - [`store`]: SQLite / PostgreSQL behind one `Store`, with the group-commit writer;
 //! - [`hub`]: channel audiences and bounded per-connection queues (fan-out);
 //! - [`http`]: the HTTP API on the same listener; [`peer`]: who is on the other end (address, origin);
+//! - [`attachments`]: uploaded files: storage, sniffing, expiry and the sweeper;
 //! - [`domain`]: pure rules (names, permissions, mentions, embeds, rate arithmetic);
 //! - [`wire`]: rendering stored state as protocol JSON;
 //! - [`config`], [`state`], [`metrics`], [`error`], [`keys`]: plumbing.
@@ -15,6 +16,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod commands;
 pub mod config;
@@ -129,6 +131,7 @@ pub async fn run_with_store(
 
     prune_logs(&state).await;
     let pruner = tokio::spawn(housekeeping(state.clone()));
+    let sweeper = tokio::spawn(attachments::sweeper::run(state.clone()));
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = {
@@ -163,6 +166,7 @@ pub async fn run_with_store(
         tracing::warn!("some sockets did not close in time");
     }
     pruner.abort();
+    sweeper.abort();
     store.close().await;
     tracing::info!("confab stopped");
     Ok(())

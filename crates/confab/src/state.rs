@@ -54,6 +54,8 @@ pub struct Inner {
     pub setup: crate::auth::setup::SetupLink,
     /// The Rotur validator service (modes `rotur` and `mixed`).
     pub rotur: crate::auth::rotur::Rotur,
+    /// File storage and upload credentials for attachments.
+    pub attachments: crate::attachments::Attachments,
     /// Slash commands registered by this node's live connections.
     pub slash: crate::hub::slash::SlashRegistry,
     pub metrics: Arc<Metrics>,
@@ -156,6 +158,7 @@ impl AppState {
                 std::time::Duration::from_secs(config.rotur.timeout_s),
             ),
             slash: crate::hub::slash::SlashRegistry::default(),
+            attachments: crate::attachments::Attachments::new(&config.attachments, &config.data_dir),
             config,
             store,
             jwt,

@@ -52,10 +52,14 @@ pub async fn complete(
     // auth_success and ready are queued before the connection joins any audience, so they are the
     // first two packets it gets after authenticating (PROTOCOL §2.9).
     s.send(wire::with_listener(&wire::packet("auth_success", json!({"val": "Authentication successful"})), listener));
-    s.send(wire::with_listener(
-        &wire::packet("ready", json!({"user": ready_user, "validator": random_token()})),
-        listener,
-    ));
+    let validator = random_token();
+    let upload_key = crate::attachments::UploadKey {
+        conn_id: s.conn_id,
+        user_id: identity.user.id.clone(),
+        validator: validator.clone(),
+    };
+    state.attachments.keys.insert(s.validator_key.clone(), upload_key);
+    s.send(wire::with_listener(&wire::packet("ready", json!({"user": ready_user, "validator": validator})), listener));
     let viewable = state.directory().viewable(&identity.actor);
     let conn = Arc::new(Conn::new(s.conn_id, identity.clone(), s.outbox.clone()));
     let count = state.hub.register(conn.clone(), viewable);

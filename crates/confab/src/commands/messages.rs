@@ -95,17 +95,23 @@ pub async fn new(s: &mut Session, frame: &Frame) -> Result<()> {
             Some(original)
         }
     };
-    if has_attachments {
-        return Err(Error::new(ErrorCode::Disabled, "Attachments are disabled"));
-    }
+    let mut extra = embeds.map(|e| json!({"embeds": e}));
+    let attachments = match super::attachments::for_message(&state, &me, channel, attachments, nonce.is_some()).await? {
+        Some((objects, ids)) => {
+            extra.get_or_insert_with(|| json!({}))["attachments"] = json!(objects);
+            ids
+        }
+        None => Vec::new(),
+    };
     let draft = Draft {
         user_id: Some(me.user.id.clone()),
         author_name: me.user.username.clone(),
         content: content.to_owned(),
         reply_to,
         ping,
-        extra: embeds.map(|e| json!({"embeds": e})),
+        extra,
         nonce,
+        attachments,
     };
     post(s, frame, &target, draft).await
 }
@@ -123,6 +129,8 @@ pub struct Draft {
     /// Embeds, interaction …: stored as JSON (PROTOCOL §5.6).
     pub extra: Option<Value>,
     pub nonce: Option<String>,
+    /// Uploads the message shows, marked as used once it is stored.
+    pub attachments: Vec<String>,
 }
 
 /// The stored form of `draft` in `target`: a fresh id, the mentions it makes (PROTOCOL §5.6) and
@@ -156,10 +164,17 @@ pub async fn prepare(state: &AppState, target: &Target<'_>, draft: Draft) -> Res
 /// viewer of the channel (PROTOCOL §1.4, §7.3, §7.4).
 pub async fn post(s: &Session, frame: &Frame, target: &Target<'_>, draft: Draft) -> Result<()> {
     let state = s.state.clone();
+    let attachments = draft.attachments.clone();
     let message = prepare(&state, target, draft).await?;
+    let message_id = message.id.clone();
     let on_commit = target::publisher(s, frame.listener(), &target.channel.row.id);
     match state.store.writer().append(message, on_commit).await {
-        Ok(Appended::New { .. }) => Ok(()),
+        Ok(Appended::New { .. }) if attachments.is_empty() => Ok(()),
+        Ok(Appended::New { .. }) => {
+            // After the commit, so the sweeper never sees a use by a message that does not exist yet.
+            state.store.attachments_link(&attachments, &s.me()?.user.id, &message_id).await?;
+            Ok(())
+        }
         Ok(Appended::Duplicate { packet }) => {
             // An idempotent repeat uses no rate-limit tokens (PROTOCOL §7.4).
             state.limiter.refund_message(&s.me()?.user.id);

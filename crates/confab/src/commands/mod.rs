@@ -3,6 +3,7 @@
 //! Handlers see the [`crate::gateway::Session`] (identity + reply queue), the store and the hub;
 //! never a socket or a database driver.
 
+pub mod attachments;
 pub mod auth;
 pub mod bots;
 pub mod budget;

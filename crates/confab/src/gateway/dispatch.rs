@@ -36,6 +36,8 @@ pub async fn handle(s: &mut Session, frame: Frame) {
         Ok(())
     } else {
         match cmd {
+            "attachment_delete" => commands::attachments::delete(s, &frame).await,
+            "attachment_get" => commands::attachments::get(s, &frame).await,
             "bot_create" => commands::bots::create(s, &frame).await,
             "bot_delete" => commands::bots::delete(s, &frame).await,
             "bot_token_regenerate" => commands::bots::regenerate(s, &frame).await,

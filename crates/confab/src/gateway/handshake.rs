@@ -7,6 +7,8 @@ use crate::{config::AuthMode, error::Result, state::AppState};
 /// Commands this server handles, in byte order; the handshake's `capabilities` is exactly this
 /// list filtered by mode. A test checks that each one is dispatched.
 pub const COMMANDS: &[&str] = &[
+    "attachment_delete",
+    "attachment_get",
     "auth",
     "bot_create",
     "bot_delete",
@@ -95,8 +97,9 @@ pub const COMMANDS: &[&str] = &[
 ];
 
 /// The command names advertised under the current configuration, sorted by byte value: local
-/// account commands only in modes `local` and `mixed`, bot commands only while `bots` are enabled.
-pub fn capabilities(mode: AuthMode, bots: bool) -> Vec<&'static str> {
+/// account commands only in modes `local` and `mixed`, bot commands only while `bots` are enabled,
+/// attachment commands (and `attachment_upload`) only while attachments are enabled.
+pub fn capabilities(mode: AuthMode, bots: bool, attachments: bool) -> Vec<&'static str> {
     let mut caps: Vec<&'static str> = COMMANDS
         .iter()
         .copied()
@@ -105,7 +108,12 @@ pub fn capabilities(mode: AuthMode, bots: bool) -> Vec<&'static str> {
                 || !matches!(*c, "login" | "register" | "tokenauth" | "sauth_token_create" | "sauth_token_revoke")
         })
         .filter(|c| bots || !matches!(*c, "botauth" | "bot_create" | "bot_delete" | "bot_token_regenerate"))
+        .filter(|c| attachments || !c.starts_with("attachment_"))
         .collect();
+    if attachments {
+        // Not a command: the official client gates uploads on this name (PROTOCOL §2.1).
+        caps.push("attachment_upload");
+    }
     caps.sort_unstable();
     caps
 }
@@ -125,10 +133,10 @@ pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
     let val: Value = json!({
         "server": state.server_info().await?,
         "limits": {"post_content": cfg.limits.post_content, "search_results": cfg.limits.search_results},
-        "attachments": {"enabled": false, "max_size": 0, "allowed_types": [], "max_attachments_per_user": -1, "permanent_tiers": []},
+        "attachments": cfg.attachments.handshake(),
         "version": confab_proto::PROTOCOL_VERSION,
         "validator_key": validator_key,
-        "capabilities": capabilities(cfg.auth_mode, cfg.bots_enabled),
+        "capabilities": capabilities(cfg.auth_mode, cfg.bots_enabled, cfg.attachments.enabled),
         "permissions": confab_proto::PERMISSIONS,
         "auth_mode": cfg.auth_mode.wire_name(),
         "extensions": extensions,

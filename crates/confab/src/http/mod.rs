@@ -2,6 +2,7 @@
 //! health and metrics, CORS, and the JSON error shape shared by every route.
 
 mod account;
+mod attachments;
 mod auth;
 mod body;
 mod dev;
@@ -52,6 +53,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(info::metrics))
         .route("/sauth/{id}", get(sauth::show))
         .route("/auth/password", post(account::password))
+        .route("/attachments/upload", post(attachments::upload))
+        .route("/attachments/{id}", get(attachments::download))
+        .route("/attachments/", get(attachments::missing_id))
         .route("/webhooks", post(webhooks::post))
         .route("/webhooks/", post(webhooks::post))
         .route("/webhooks/{*rest}", post(webhooks::post))
@@ -92,7 +96,8 @@ const PUBLIC_ROUTES: [&str; 1] = ["/info"];
 /// CORS (PROTOCOL §3): `OPTIONS` → 204; `*` on public routes; the Origin reflected when allowed.
 async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let public = PUBLIC_ROUTES.contains(&request.uri().path());
+    let path = request.uri().path();
+    let public = PUBLIC_ROUTES.contains(&path) || (path.starts_with("/attachments/") && path != "/attachments/upload");
     let allowed = peer::origin_allowed(&state, request.headers());
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::NO_CONTENT.into_response()

@@ -4,6 +4,7 @@
 //! [`dispatch!`] macro expands one body once per backend so each is type-checked against its own
 //! driver. Message appends go through the group-commit [`writer`], which acknowledges only after commit.
 
+pub mod attachments;
 pub mod audit;
 pub mod bootstrap;
 pub mod bots;

@@ -203,7 +203,7 @@ async fn handshake_describes_the_server() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(caps, sorted, "capabilities must be sorted by byte value, without duplicates");
-    assert_eq!(caps, confab::gateway::handshake::capabilities(AuthMode::Local, true));
+    assert_eq!(caps, confab::gateway::handshake::capabilities(AuthMode::Local, true, true));
     for name in ["login", "register", "ping", "message_new", "messages_get", "message_get"] {
         assert!(caps.contains(&name), "{name} missing from {caps:?}");
     }
@@ -936,10 +936,14 @@ async fn message_new_refuses_bad_requests_with_exact_errors() {
         ),
         (
             json!({"channel": "general", "content": "x", "attachments": [{"id": "a1"}]}),
-            "Attachments are disabled",
-            "disabled",
+            "Attachment a1 not found or expired",
+            "not_found",
         ),
-        (json!({"channel": "general", "attachments": [{"id": "a1"}]}), "Attachments are disabled", "disabled"),
+        (
+            json!({"channel": "general", "attachments": [{"id": "a1"}]}),
+            "Attachment a1 not found or expired",
+            "not_found",
+        ),
         (
             json!({"channel": "general", "content": "x", "nonce": ""}),
             "Nonce must be a string of 1-64 characters",

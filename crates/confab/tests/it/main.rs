@@ -17,6 +17,7 @@ macro_rules! on_both {
     )*};
 }
 
+mod attachments;
 mod auth;
 mod authz;
 mod bots;

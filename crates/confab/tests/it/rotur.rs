@@ -26,7 +26,7 @@ enum Mode {
     Garbage,
 }
 
-struct Fake {
+pub(crate) struct Fake {
     mode: Mode,
     /// Rotur id → username.
     users: HashMap<String, String>,
@@ -36,7 +36,7 @@ struct Fake {
 type Shared = Arc<Mutex<Fake>>;
 
 /// The validator the fake accepts for account `id` and connection key `key`.
-fn validator(id: &str, key: &str) -> String {
+pub(crate) fn validator(id: &str, key: &str) -> String {
     let digest = confab::auth::tokens::hash_token(&format!("fake-rotur-secret:{key}"));
     format!("{id},{digest}")
 }
@@ -65,7 +65,7 @@ async fn validate(State(fake): State<Shared>, Query(q): Query<HashMap<String, St
     }
 }
 
-async fn fake_rotur(users: &[(&str, &str)]) -> (String, Shared) {
+pub(crate) async fn fake_rotur(users: &[(&str, &str)]) -> (String, Shared) {
     let fake = Arc::new(Mutex::new(Fake {
         mode: Mode::Normal,
         users: users.iter().map(|(id, n)| ((*id).to_owned(), (*n).to_owned())).collect(),
