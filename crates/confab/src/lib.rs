@@ -112,6 +112,7 @@ pub async fn run_with_store(
 
     prune_logs(&state).await;
     let pruner = tokio::spawn(housekeeping(state.clone()));
+    let polls = tokio::spawn(commands::polls::expire(state.clone()));
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = {
@@ -149,6 +150,7 @@ pub async fn run_with_store(
         tracing::warn!("some sockets did not close in time");
     }
     pruner.abort();
+    polls.abort();
     store.close().await;
     tracing::info!("confab stopped");
     Ok(())

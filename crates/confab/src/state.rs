@@ -62,6 +62,8 @@ pub struct Inner {
     pub ip_conns: DashMap<IpAddr, usize>,
     /// Live socket tasks; shutdown waits for them to send their close frames.
     pub sessions: tokio_util::task::TaskTracker,
+    /// Wakes the poll expiry task when a poll with an expiry is created.
+    pub poll_wake: tokio::sync::Notify,
     next_conn: AtomicU64,
     directory: RwLock<Arc<Directory>>,
 }
@@ -158,6 +160,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             ip_conns: DashMap::new(),
             sessions: tokio_util::task::TaskTracker::new(),
+            poll_wake: tokio::sync::Notify::new(),
             next_conn: AtomicU64::new(1),
             directory: RwLock::new(Arc::new(Directory::default())),
         }))

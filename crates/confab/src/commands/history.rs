@@ -13,8 +13,11 @@ use crate::{
     wire,
 };
 
-fn render(rows: &[MessageRow]) -> Vec<Value> {
-    rows.iter().map(|r| Value::Object(wire::message(r))).collect()
+/// Messages as history shows them, poll embeds with their current state for the requester.
+async fn render(s: &Session, rows: &[MessageRow]) -> Result<Vec<Value>> {
+    let mut messages: Vec<Value> = rows.iter().map(|r| Value::Object(wire::message(r))).collect();
+    super::polls::enrich(&s.state, &s.me()?.user.id, &mut messages).await?;
+    Ok(messages)
 }
 
 /// Where a history page starts: skip the newest N, or older than a message id.
@@ -40,7 +43,8 @@ pub async fn messages_get(s: &mut Session, frame: &Frame) -> Result<()> {
     {
         super::unreads::mark_read(s, &target, &last_id, last_seq).await?;
     }
-    let mut reply = json!({"channel": target.channel.row.name, "messages": render(&rows), "range": range, "seq": seq});
+    let mut reply =
+        json!({"channel": target.channel.row.name, "messages": render(s, &rows).await?, "range": range, "seq": seq});
     if target.thread.is_some() {
         reply["thread_id"] = target.thread_json();
     }
@@ -87,7 +91,7 @@ pub async fn thread_messages(s: &mut Session, frame: &Frame) -> Result<()> {
     s.reply(
         frame,
         "thread_messages",
-        json!({"thread_id": thread_id, "channel": target.channel.row.name, "messages": render(&rows)}),
+        json!({"thread_id": thread_id, "channel": target.channel.row.name, "messages": render(s, &rows).await?}),
     );
     Ok(())
 }
@@ -101,7 +105,8 @@ pub async fn message_get(s: &mut Session, frame: &Frame) -> Result<()> {
     let target = resolve(s, frame, &dir).await?;
     let row = s.state.store.message_in(&target.channel.row.id, target.key(), id).await?;
     let row = row.ok_or_else(|| Error::not_found("Message not found"))?;
-    let mut reply = json!({"channel": target.channel.row.name, "message": wire::message(&row)});
+    let message = render(s, std::slice::from_ref(&row)).await?.pop().unwrap_or_default();
+    let mut reply = json!({"channel": target.channel.row.name, "message": message});
     if target.thread.is_some() {
         reply["thread_id"] = target.thread_json();
     }
@@ -135,7 +140,7 @@ pub async fn messages_around(s: &mut Session, frame: &Frame) -> Result<()> {
     s.reply(
         frame,
         "messages_around",
-        json!({"channel": target.channel.row.name, "thread_id": target.thread_json(), "messages": render(&rows),
+        json!({"channel": target.channel.row.name, "thread_id": target.thread_json(), "messages": render(s, &rows).await?,
                "range": {"start": start, "end": end}}),
     );
     Ok(())
@@ -153,7 +158,7 @@ pub async fn message_replies(s: &mut Session, frame: &Frame) -> Result<()> {
     s.reply(
         frame,
         "message_replies",
-        json!({"channel": target.channel.row.name, "message_id": id, "replies": render(&rows)}),
+        json!({"channel": target.channel.row.name, "message_id": id, "replies": render(s, &rows).await?}),
     );
     Ok(())
 }
@@ -166,7 +171,7 @@ pub async fn messages_pinned(s: &mut Session, frame: &Frame) -> Result<()> {
     let dir = s.state.directory();
     let target = resolve(s, frame, &dir).await?;
     let rows = s.state.store.messages_pinned(&target.channel.row.id, target.key()).await?;
-    s.reply(frame, "messages_pinned", json!({"channel": target.channel.row.name, "messages": render(&rows)}));
+    s.reply(frame, "messages_pinned", json!({"channel": target.channel.row.name, "messages": render(s, &rows).await?}));
     Ok(())
 }
 
@@ -191,7 +196,7 @@ pub async fn messages_search(s: &mut Session, frame: &Frame) -> Result<()> {
     s.reply(
         frame,
         "messages_search",
-        json!({"channel": target.channel.row.name, "query": query, "results": render(&rows)}),
+        json!({"channel": target.channel.row.name, "query": query, "results": render(s, &rows).await?}),
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod messages;
 pub mod moderation;
 pub mod pings;
 pub mod pins;
+pub mod polls;
 pub mod presence;
 pub mod reactions;
 pub mod resume;

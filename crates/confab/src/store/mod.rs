@@ -13,6 +13,7 @@ mod direct;
 pub mod events;
 pub mod messages;
 pub mod pings;
+pub mod polls;
 pub mod read_state;
 pub mod roles;
 pub mod sauth;

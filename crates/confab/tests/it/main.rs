@@ -27,6 +27,7 @@ mod limits;
 mod message_ops;
 mod moderation;
 mod perf;
+mod polls;
 mod reads;
 mod resume_stress;
 mod revocation;
