@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bots;
 pub mod channels;
 pub mod edits;
+pub mod emoji;
 pub mod history;
 pub mod limits;
 pub mod messages;

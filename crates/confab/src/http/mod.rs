@@ -5,6 +5,7 @@ mod account;
 mod auth;
 mod body;
 mod dev;
+pub mod emoji;
 mod info;
 mod sauth;
 mod webhooks;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/token", post(auth::token))
         .route("/info", get(info::info))
+        .route("/emojis/{file}", get(emoji::show))
         .route("/healthz", get(info::healthz))
         .route("/readyz", get(info::readyz))
         .route("/metrics", get(info::metrics))

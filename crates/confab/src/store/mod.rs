@@ -10,6 +10,7 @@ pub mod bots;
 pub mod channels;
 mod checkpoint;
 mod direct;
+pub mod emoji;
 pub mod events;
 pub mod messages;
 pub mod pings;

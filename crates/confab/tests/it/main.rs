@@ -22,6 +22,7 @@ mod bots;
 mod channels;
 mod cli;
 mod durability;
+mod emoji;
 mod gateway;
 mod limits;
 mod message_ops;
