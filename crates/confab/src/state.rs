@@ -62,6 +62,8 @@ pub struct Inner {
     pub ip_conns: DashMap<IpAddr, usize>,
     /// Live socket tasks; shutdown waits for them to send their close frames.
     pub sessions: tokio_util::task::TaskTracker,
+    /// Voice channel memberships.
+    pub voice: crate::hub::voice::Voice,
     /// Wakes the poll expiry task when a poll with an expiry is created.
     pub poll_wake: tokio::sync::Notify,
     next_conn: AtomicU64,
@@ -160,6 +162,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             ip_conns: DashMap::new(),
             sessions: tokio_util::task::TaskTracker::new(),
+            voice: crate::hub::voice::Voice::default(),
             poll_wake: tokio::sync::Notify::new(),
             next_conn: AtomicU64::new(1),
             directory: RwLock::new(Arc::new(Directory::default())),

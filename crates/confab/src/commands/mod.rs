@@ -29,6 +29,7 @@ pub mod timeout;
 pub mod typing;
 pub mod unreads;
 pub mod users;
+pub mod voice;
 pub mod webhooks;
 
 use serde_json::Value;

@@ -183,6 +183,7 @@ pub async fn run(
         crate::commands::auth::disconnected(&mut session);
         state.web_logins.release(session.conn_id);
         crate::commands::slash::connection_closed(&state, session.conn_id);
+        crate::commands::voice::connection_closed(&state, session.conn_id);
     }
     metrics.gauge("confab_connections", "state=\"open\"".into(), -1);
 }

@@ -39,4 +39,5 @@ mod smoke;
 mod store;
 mod support;
 mod tls;
+mod voice;
 mod webhooks;
