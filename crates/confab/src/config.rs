@@ -72,6 +72,7 @@ pub struct Config {
     pub sauth: SauthConfig,
     pub mentions: MentionsConfig,
     pub attachments: crate::attachments::AttachmentsConfig,
+    pub voice: VoiceConfig,
     /// Whether bots may authenticate and be managed (PROTOCOL §2.8, §7.7).
     pub bots_enabled: bool,
     /// Bots defined in the configuration file; created or updated at start.
@@ -212,6 +213,26 @@ pub struct MentionsConfig {
     pub restricted_roles: Vec<String>,
 }
 
+/// Voice channels (PROTOCOL §6.6, docs/voice.md): the ICE servers (STUN / TURN) handed to
+/// participants for their WebRTC connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoiceConfig {
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// One entry of `RTCConfiguration.iceServers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
 /// SAUTH2 one-time web logins (PROTOCOL §2.7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -285,6 +306,7 @@ impl Default for Config {
             sauth: SauthConfig::default(),
             mentions: MentionsConfig::default(),
             attachments: crate::attachments::AttachmentsConfig::default(),
+            voice: VoiceConfig::default(),
             bots_enabled: true,
             bots: Vec::new(),
             dev: false,

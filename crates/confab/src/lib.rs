@@ -132,6 +132,7 @@ pub async fn run_with_store(
     prune_logs(&state).await;
     let pruner = tokio::spawn(housekeeping(state.clone()));
     let sweeper = tokio::spawn(attachments::sweeper::run(state.clone()));
+    let polls = tokio::spawn(commands::polls::expire(state.clone()));
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = {
@@ -167,6 +168,7 @@ pub async fn run_with_store(
     }
     pruner.abort();
     sweeper.abort();
+    polls.abort();
     store.close().await;
     tracing::info!("confab stopped");
     Ok(())

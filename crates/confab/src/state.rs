@@ -69,6 +69,10 @@ pub struct Inner {
     pub sessions: tokio_util::task::TaskTracker,
     /// The last `/info` answer and when it was computed (PROTOCOL §3.3).
     pub info_cache: tokio::sync::Mutex<Option<(std::time::Instant, Value)>>,
+    /// Voice channel memberships.
+    pub voice: crate::hub::voice::Voice,
+    /// Wakes the poll expiry task when a poll with an expiry is created.
+    pub poll_wake: tokio::sync::Notify,
     next_conn: AtomicU64,
     directory: RwLock<Arc<Directory>>,
 }
@@ -168,6 +172,8 @@ impl AppState {
             ip_conns: DashMap::new(),
             sessions: tokio_util::task::TaskTracker::new(),
             info_cache: tokio::sync::Mutex::new(None),
+            voice: crate::hub::voice::Voice::default(),
+            poll_wake: tokio::sync::Notify::new(),
             next_conn: AtomicU64::new(1),
             directory: RwLock::new(Arc::new(Directory::default())),
         }))

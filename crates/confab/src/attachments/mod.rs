@@ -24,7 +24,7 @@ use crate::store::attachments::AttachmentRow;
 
 /// The `attachments` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AttachmentsConfig {
     /// Whether `POST /attachments/upload` and attachments on messages are accepted.
     pub enabled: bool,

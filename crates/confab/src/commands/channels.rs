@@ -43,7 +43,7 @@ pub async fn render(state: &AppState, c: &ChannelEntry) -> Result<Value> {
             obj["last_message_id"] = latest.as_ref().map_or(Value::Null, |l| json!(l.0));
             obj["seq"] = json!(state.store.channel_seq(&row.id).await?);
         }
-        "voice" => obj["voice_state"] = json!([]),
+        "voice" => obj["voice_state"] = super::voice::listed(state, &row.id),
         "forum" => {
             obj["threads"] = json!(super::threads::list(state, &row.id).await?);
             obj["seq"] = json!(state.store.channel_seq(&row.id).await?);

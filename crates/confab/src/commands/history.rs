@@ -16,11 +16,13 @@ use crate::{
     wire,
 };
 
-/// The history objects of `rows` that fit in the reply budget ([`budget::fit`]), and whether any
-/// was left out; `from_back` keeps the newest of a list in history order.
-fn render(s: &Session, rows: &[MessageRow], from_back: bool) -> (Vec<Value>, bool) {
-    let all = rows.iter().map(|r| Value::Object(wire::message(r))).collect();
-    budget::fit(all, budget::reply_budget(&s.state), from_back)
+/// The history objects of `rows`, poll embeds with their current state for the requester, that
+/// fit in the reply budget ([`budget::fit`]), and whether any was left out; `from_back` keeps the
+/// newest of a list in history order.
+async fn render(s: &Session, rows: &[MessageRow], from_back: bool) -> Result<(Vec<Value>, bool)> {
+    let mut all: Vec<Value> = rows.iter().map(|r| Value::Object(wire::message(r))).collect();
+    super::polls::enrich(&s.state, &s.me()?.user.id, &mut all).await?;
+    Ok(budget::fit(all, budget::reply_budget(&s.state), from_back))
 }
 
 /// Where a history page starts: skip the newest N, or older than a message id.
@@ -46,7 +48,7 @@ pub async fn messages_get(s: &mut Session, frame: &Frame) -> Result<()> {
     {
         super::unreads::mark_read(s, &target, &last_id, last_seq).await?;
     }
-    let (messages, truncated) = render(s, &rows, true);
+    let (messages, truncated) = render(s, &rows, true).await?;
     let mut reply = json!({"channel": target.channel.row.name, "messages": messages, "range": range, "seq": seq});
     if target.thread.is_some() {
         reply["thread_id"] = target.thread_json();
@@ -92,7 +94,7 @@ pub async fn thread_messages(s: &mut Session, frame: &Frame) -> Result<()> {
     let dir = s.state.directory();
     let target = resolve(s, frame, &dir).await?;
     let (rows, _) = page(s, &target, &start, limit).await?;
-    let (messages, truncated) = render(s, &rows, true);
+    let (messages, truncated) = render(s, &rows, true).await?;
     let mut reply = json!({"thread_id": thread_id, "channel": target.channel.row.name, "messages": messages});
     budget::flag(&mut reply, truncated);
     s.reply(frame, "thread_messages", reply);
@@ -108,7 +110,8 @@ pub async fn message_get(s: &mut Session, frame: &Frame) -> Result<()> {
     let target = resolve(s, frame, &dir).await?;
     let row = s.state.store.message_in(&target.channel.row.id, target.key(), id).await?;
     let row = row.ok_or_else(|| Error::not_found("Message not found"))?;
-    let mut reply = json!({"channel": target.channel.row.name, "message": wire::message(&row)});
+    let message = render(s, std::slice::from_ref(&row)).await?.pop().unwrap_or_default();
+    let mut reply = json!({"channel": target.channel.row.name, "message": message});
     if target.thread.is_some() {
         reply["thread_id"] = target.thread_json();
     }
@@ -140,7 +143,7 @@ pub async fn messages_around(s: &mut Session, frame: &Frame) -> Result<()> {
     rows.extend(newer);
     let end = start + rows.len() as i64;
     // Over budget, the oldest go: the client loads older history around the oldest it holds.
-    let (messages, truncated) = render(s, &rows, true);
+    let (messages, truncated) = render(s, &rows, true).await?;
     let start = end - messages.len() as i64;
     let mut reply = json!({"channel": target.channel.row.name, "thread_id": target.thread_json(),
                            "messages": messages, "range": {"start": start, "end": end}});
@@ -158,7 +161,7 @@ pub async fn message_replies(s: &mut Session, frame: &Frame) -> Result<()> {
     let dir = s.state.directory();
     let target = resolve(s, frame, &dir).await?;
     let rows = s.state.store.messages_replying(&target.channel.row.id, target.key(), id, limit).await?;
-    let (replies, truncated) = render(s, &rows, false);
+    let (replies, truncated) = render(s, &rows, false).await?;
     let mut reply = json!({"channel": target.channel.row.name, "message_id": id, "replies": replies});
     budget::flag(&mut reply, truncated);
     s.reply(frame, "message_replies", reply);
@@ -173,7 +176,7 @@ pub async fn messages_pinned(s: &mut Session, frame: &Frame) -> Result<()> {
     let dir = s.state.directory();
     let target = resolve(s, frame, &dir).await?;
     let rows = s.state.store.messages_pinned(&target.channel.row.id, target.key()).await?;
-    let (messages, truncated) = render(s, &rows, false);
+    let (messages, truncated) = render(s, &rows, false).await?;
     let mut reply = json!({"channel": target.channel.row.name, "messages": messages});
     budget::flag(&mut reply, truncated);
     s.reply(frame, "messages_pinned", reply);
@@ -198,7 +201,7 @@ pub async fn messages_search(s: &mut Session, frame: &Frame) -> Result<()> {
     let target = resolve(s, frame, &dir).await?;
     let limit = i64::try_from(s.state.config.limits.search_results).unwrap_or(i64::MAX);
     let rows = s.state.store.messages_search(&target.channel.row.id, target.key(), query, limit).await?;
-    let (results, truncated) = render(s, &rows, false);
+    let (results, truncated) = render(s, &rows, false).await?;
     let mut reply = json!({"channel": target.channel.row.name, "query": query, "results": results});
     budget::flag(&mut reply, truncated);
     s.reply(frame, "messages_search", reply);

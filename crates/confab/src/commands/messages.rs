@@ -208,7 +208,7 @@ pub fn refuse_nul(content: &str) -> Result<()> {
 
 /// Where a new message goes: a text channel the user may view and send in, or a thread whose parent
 /// they may view and send in. A channel they cannot view gets the `send` error (PROTOCOL §6.1).
-async fn send_target<'d>(s: &Session, frame: &Frame, dir: &'d Directory) -> Result<Target<'d>> {
+pub async fn send_target<'d>(s: &Session, frame: &Frame, dir: &'d Directory) -> Result<Target<'d>> {
     let me = s.me()?;
     if let Some(id) = frame.get("thread_id") {
         let thread = match id.as_str() {

@@ -184,6 +184,7 @@ pub async fn run(
         state.web_logins.release(session.conn_id);
         state.attachments.release(&session.validator_key, session.conn_id);
         crate::commands::slash::connection_closed(&state, session.conn_id);
+        crate::commands::voice::connection_closed(&state, session.conn_id);
     }
     metrics.gauge("confab_connections", "state=\"open\"".into(), -1);
 }

@@ -6,6 +6,7 @@ mod attachments;
 mod auth;
 mod body;
 mod dev;
+pub mod emoji;
 mod info;
 pub mod listener;
 mod sauth;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/setup", post(auth::setup))
         .route("/token", post(auth::token))
         .route("/info", get(info::info))
+        .route("/emojis/{file}", get(emoji::show))
         .route("/healthz", get(info::healthz))
         .route("/readyz", get(info::readyz))
         .route("/metrics", get(info::metrics))

@@ -6,6 +6,7 @@
 
 mod outbox;
 pub mod slash;
+pub mod voice;
 
 use std::{
     collections::HashMap,
@@ -186,6 +187,18 @@ impl Hub {
             for (id, out) in members.iter() {
                 if Some(*id) != except {
                     self.deliver(out, packet, true);
+                }
+            }
+        }
+    }
+
+    /// S→V(ch) with the packet `pick` chooses per connection (`None` skips it): voice events show
+    /// participants more than other viewers (PROTOCOL §6.6).
+    pub fn to_channel_each<'p>(&self, channel_id: &str, pick: impl Fn(ConnId) -> Option<&'p Packet>) {
+        if let Some(members) = self.channels.get(channel_id) {
+            for (id, out) in members.iter() {
+                if let Some(packet) = pick(*id) {
+                    self.deliver(out, packet, false);
                 }
             }
         }

@@ -239,11 +239,18 @@ impl TestServer {
 
     /// Stops the server gracefully and starts a new one on the same database and data folder
     /// (on a new port; the configuration, signing key included, is unchanged).
-    pub async fn restart(mut self) -> TestServer {
+    pub async fn restart(self) -> TestServer {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// [`TestServer::restart`], with the server down for `down` (for what must happen while no
+    /// server runs, such as a poll expiring).
+    pub async fn restart_after(mut self, down: Duration) -> TestServer {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }
+        tokio::time::sleep(down).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
         Self::start(listener, self.config.clone(), self.location.clone(), dir).await

@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::{auth::tokens::hash_joined, store::messages::MessageRow};
+use crate::{
+    auth::tokens::hash_joined,
+    store::{messages::MessageRow, polls::Tally},
+};
 
 /// A message to append to a channel (or thread).
 #[derive(Debug, Clone)]
@@ -137,6 +140,21 @@ pub enum Step {
     ThreadLeave {
         thread_id: String,
         user_id: String,
+    },
+    /// Sets the voter's choices to exactly `option_ids` while the poll is open, unexpired at `at`
+    /// and its message exists; `tally` receives the poll's votes afterwards.
+    PollVote {
+        poll_id: String,
+        user_id: String,
+        option_ids: Vec<String>,
+        at: f64,
+        tally: Tally,
+    },
+    /// Ends an open poll whose message exists; `tally` receives its final votes.
+    PollEnd {
+        poll_id: String,
+        at: f64,
+        tally: Tally,
     },
 }
 

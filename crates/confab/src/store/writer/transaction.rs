@@ -14,6 +14,7 @@ use crate::{
     error::Result,
     store::{
         Backend, WritePool, now,
+        polls::{VOTES, Vote},
         script::{self, Script, run_script},
     },
 };
@@ -46,6 +47,20 @@ macro_rules! record_pings {
         let pinged: &Pinged = $pinged;
         for (kind, target) in pinged.rows() {
             sqlx::query(INSERT_MENTION).bind($id).bind(kind).bind(target).execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+/// Poll `$1` is open at time `$3` and its message exists.
+const POLL_OPEN: &str = "EXISTS (SELECT 1 FROM polls p JOIN messages m ON m.id = p.message_id \
+     WHERE p.id = $1 AND NOT p.ended AND (p.expires_at IS NULL OR p.expires_at > $3))";
+
+/// Reads poll `$id`'s votes inside `$tx` into `$tally` ([`crate::store::polls::Tally`]).
+macro_rules! read_tally {
+    ($tx:ident, $id:expr, $tally:expr) => {{
+        let votes: Vec<Vote> = sqlx::query_as(VOTES).bind($id).fetch_all(&mut *$tx).await?;
+        if let Ok(mut tally) = $tally.lock() {
+            *tally = votes;
         }
     }};
 }
@@ -232,6 +247,45 @@ macro_rules! apply_event {
                     .bind(user_id)
                     .execute(&mut *$tx)
                     .await?
+            }
+            Step::PollVote { poll_id, user_id, option_ids, at, tally } => {
+                // Inserts happen exactly when this delete's condition holds, so the sum of
+                // both counts is non-zero exactly when the vote was taken.
+                let mut cast = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM poll_votes WHERE poll_id = $1 AND user_id = $2 AND {POLL_OPEN}"
+                )))
+                .bind(poll_id)
+                .bind(user_id)
+                .bind(at)
+                .execute(&mut *$tx)
+                .await?;
+                for option in option_ids {
+                    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO poll_votes (poll_id, user_id, created_at, option_id) \
+                         SELECT $1, $2, $3, $4 WHERE {POLL_OPEN}"
+                    )))
+                    .bind(poll_id)
+                    .bind(user_id)
+                    .bind(at)
+                    .bind(option)
+                    .execute(&mut *$tx)
+                    .await?;
+                    cast.extend([done]);
+                }
+                read_tally!($tx, poll_id, tally);
+                cast
+            }
+            Step::PollEnd { poll_id, at, tally } => {
+                let done = sqlx::query(
+                    "UPDATE polls SET ended = TRUE, ended_at = $2 WHERE id = $1 AND NOT ended \
+                     AND EXISTS (SELECT 1 FROM messages m WHERE m.id = polls.message_id)",
+                )
+                .bind(poll_id)
+                .bind(at)
+                .execute(&mut *$tx)
+                .await?;
+                read_tally!($tx, poll_id, tally);
+                done
             }
         }
         .rows_affected();

@@ -1,0 +1,71 @@
+//! Who is in which voice channel (PROTOCOL §6.6): at most one channel per account, bound to the
+//! connection that joined. Kept in memory only: membership ends with the connection.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use super::{ConnId, Outbox};
+
+/// One account in a voice channel.
+#[derive(Clone)]
+pub struct Participant {
+    pub user_id: String,
+    pub username: String,
+    pub channel_id: String,
+    pub channel_name: String,
+    /// The connection that joined, and its queue (for `voice_leave` on a move and for relayed
+    /// signalling).
+    pub conn_id: ConnId,
+    pub outbox: Outbox,
+    pub peer_id: String,
+    pub muted: bool,
+}
+
+/// The voice memberships of this server, by account id.
+#[derive(Default)]
+pub struct Voice {
+    members: Mutex<HashMap<String, Participant>>,
+}
+
+impl Voice {
+    fn members(&self) -> std::sync::MutexGuard<'_, HashMap<String, Participant>> {
+        self.members.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts `p` in its channel; the membership it replaces, if any.
+    pub fn join(&self, p: Participant) -> Option<Participant> {
+        self.members().insert(p.user_id.clone(), p)
+    }
+
+    /// The membership of `user_id`.
+    pub fn of_user(&self, user_id: &str) -> Option<Participant> {
+        self.members().get(user_id).cloned()
+    }
+
+    /// Ends the membership of `user_id`.
+    pub fn leave(&self, user_id: &str) -> Option<Participant> {
+        self.members().remove(user_id)
+    }
+
+    /// Ends the membership bound to connection `conn_id`.
+    pub fn leave_conn(&self, conn_id: ConnId) -> Option<Participant> {
+        let mut members = self.members();
+        let user = members.values().find(|p| p.conn_id == conn_id).map(|p| p.user_id.clone())?;
+        members.remove(&user)
+    }
+
+    /// Sets the mute flag of `user_id`; the updated membership.
+    pub fn set_muted(&self, user_id: &str, muted: bool) -> Option<Participant> {
+        let mut members = self.members();
+        let p = members.get_mut(user_id)?;
+        p.muted = muted;
+        Some(p.clone())
+    }
+
+    /// The participants of `channel_id`, by name.
+    pub fn in_channel(&self, channel_id: &str) -> Vec<Participant> {
+        let mut list: Vec<Participant> =
+            self.members().values().filter(|p| p.channel_id == channel_id).cloned().collect();
+        list.sort_by(|a, b| a.username.cmp(&b.username));
+        list
+    }
+}
