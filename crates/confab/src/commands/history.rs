@@ -110,7 +110,8 @@ pub async fn message_get(s: &mut Session, frame: &Frame) -> Result<()> {
     let target = resolve(s, frame, &dir).await?;
     let row = s.state.store.message_in(&target.channel.row.id, target.key(), id).await?;
     let row = row.ok_or_else(|| Error::not_found("Message not found"))?;
-    let message = render(s, std::slice::from_ref(&row)).await?.pop().unwrap_or_default();
+    // One message always fits the budget.
+    let message = render(s, std::slice::from_ref(&row), false).await?.0.pop().unwrap_or_default();
     let mut reply = json!({"channel": target.channel.row.name, "message": message});
     if target.thread.is_some() {
         reply["thread_id"] = target.thread_json();
