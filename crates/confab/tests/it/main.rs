@@ -42,6 +42,6 @@ mod smoke;
 mod store;
 mod support;
 mod tls;
-mod web;
 mod voice;
+mod web;
 mod webhooks;
