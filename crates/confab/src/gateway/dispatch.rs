@@ -6,7 +6,7 @@ use std::time::Instant;
 use confab_proto::{ErrorCode, Frame};
 use serde_json::json;
 
-use super::{handshake::COMMANDS, session::Session};
+use super::{context::Session, handshake::COMMANDS};
 use crate::{commands, error::Error};
 
 /// Commands that authenticate a connection; after `auth_success` they are refused.

@@ -84,7 +84,7 @@ async fn emoji_lifecycle_and_http(backend: Backend) {
         .await;
     assert_eq!(r["emoji"], reaction.as_str(), "{r}");
     let page = alice.request(json!({"cmd": "messages_get", "channel": "general"})).await;
-    let stored = &page["messages"][0];
+    let stored = &crate::support::written(&page)[0];
     assert_eq!(stored["content"], content.as_str());
     assert_eq!(stored["reactions"][&reaction], json!(["alice"]));
 

@@ -42,7 +42,7 @@ fn c3(a: i64, b: i64, c: i64) -> Vec<(String, i64)> {
 
 async fn history_poll(c: &mut Client) -> Value {
     let page = c.request(json!({"cmd": "messages_get", "channel": "general"})).await;
-    page["messages"][0]["embeds"][0]["poll"].clone()
+    crate::support::written(&page)[0]["embeds"][0]["poll"].clone()
 }
 
 async fn create_vote_revote_and_history(backend: Backend) {
