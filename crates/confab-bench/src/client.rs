@@ -119,6 +119,18 @@ where
     ws.send(Message::Text(text.into())).await.context("sending a frame")
 }
 
+/// Sends `frame` with `listener` and returns the reply that carries it, skipping everything else.
+pub async fn request(ws: &mut Ws, mut frame: serde_json::Value, listener: &str) -> Result<Utf8Bytes> {
+    frame["listener"] = serde_json::Value::from(listener);
+    send_text(ws, frame.to_string()).await?;
+    loop {
+        let text = next_text(ws).await?.ok_or_else(|| anyhow!("closed while waiting for a reply"))?;
+        if parse(&text).is_some_and(|p| p.listener.as_deref() == Some(listener)) {
+            return Ok(text);
+        }
+    }
+}
+
 /// The fields of a server packet the bench looks at; everything else is skipped without allocating.
 #[derive(Debug, Deserialize)]
 pub struct Incoming<'a> {

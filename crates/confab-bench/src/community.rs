@@ -172,17 +172,8 @@ async fn requests(ws: &mut Ws, frame: serde_json::Value, rounds: usize) -> Resul
     let mut latencies = Vec::with_capacity(rounds);
     let mut bytes = 0;
     for round in 0..rounds {
-        let mut frame = frame.clone();
-        frame["listener"] = json!(format!("q{round}"));
         let t0 = Instant::now();
-        client::send_text(ws, frame.to_string()).await?;
-        loop {
-            let text = client::next_text(ws).await?.context("closed while waiting for a reply")?;
-            if client::parse(&text).and_then(|p| p.listener.map(|l| l == format!("q{round}"))).unwrap_or(false) {
-                bytes = text.len();
-                break;
-            }
-        }
+        bytes = client::request(ws, frame.clone(), &format!("q{round}")).await?.len();
         latencies.push(t0.elapsed().as_micros() as u64);
     }
     Ok((latencies, bytes))

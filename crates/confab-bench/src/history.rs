@@ -256,26 +256,17 @@ async fn read_pages(target: &Target, a: &HistoryArgs) -> Result<(usize, Summary)
     let mut latencies = Vec::with_capacity(a.requests);
     let mut page_len = 0;
     for i in 0..WARMUP_REQUESTS + a.requests {
-        let listener = format!("h{i}");
-        let frame = json!({"cmd": "messages_get", "channel": "general", "limit": a.limit, "listener": listener});
+        let frame = json!({"cmd": "messages_get", "channel": "general", "limit": a.limit});
         let t0 = Instant::now();
-        client::send_text(&mut ws, frame.to_string()).await?;
-        loop {
-            let text = tokio::time::timeout(STALL_TIMEOUT, client::next_text(&mut ws))
-                .await
-                .map_err(|_| anyhow!("no messages_get reply for {}s", STALL_TIMEOUT.as_secs()))??
-                .ok_or_else(|| anyhow!("connection closed"))?;
-            let Some(packet) = client::parse(&text) else { continue };
-            if packet.listener.as_deref() != Some(listener.as_str()) {
-                continue;
-            }
-            if packet.cmd != "messages_get" {
-                bail!("messages_get answered with {}: {}", packet.cmd, packet.val_text());
-            }
-            if i == 0 {
-                page_len = packet.messages.map_or(0, |m| m.len());
-            }
-            break;
+        let text = tokio::time::timeout(STALL_TIMEOUT, client::request(&mut ws, frame, &format!("h{i}")))
+            .await
+            .map_err(|_| anyhow!("no messages_get reply for {}s", STALL_TIMEOUT.as_secs()))??;
+        let packet = client::parse(&text).ok_or_else(|| anyhow!("messages_get reply is not JSON"))?;
+        if packet.cmd != "messages_get" {
+            bail!("messages_get answered with {}: {}", packet.cmd, packet.val_text());
+        }
+        if i == 0 {
+            page_len = packet.messages.map_or(0, |m| m.len());
         }
         if i >= WARMUP_REQUESTS {
             latencies.push(t0.elapsed().as_micros() as u64);

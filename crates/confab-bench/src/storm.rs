@@ -113,15 +113,8 @@ async fn seed(target: &Target, n: usize) -> Result<()> {
     }
     let mut ws = client::open_with_token(target.addr(), &target.user(0).token, client::source_ip(0, 1)).await?;
     for i in 0..n {
-        let listener = format!("seed{i}");
-        let frame = json!({"cmd": "message_new", "channel": "general", "content": format!("history {i}"), "listener": listener});
-        client::send_text(&mut ws, frame.to_string()).await?;
-        loop {
-            let text = client::next_text(&mut ws).await?.context("closed while seeding")?;
-            if client::parse(&text).is_some_and(|p| p.listener.as_deref() == Some(listener.as_str())) {
-                break;
-            }
-        }
+        let frame = json!({"cmd": "message_new", "channel": "general", "content": format!("history {i}")});
+        client::request(&mut ws, frame, &format!("seed{i}")).await?;
     }
     Ok(())
 }
