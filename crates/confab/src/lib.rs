@@ -10,6 +10,7 @@
 //! - [`attachments`]: uploaded files: storage, sniffing, expiry and the sweeper;
 //! - [`domain`]: pure rules (names, permissions, mentions, embeds, rate arithmetic);
 //! - [`wire`]: rendering stored state as protocol JSON;
+//! - [`members`]: the member list, serialised once per change;
 //! - [`config`], [`state`], [`metrics`], [`error`], [`keys`]: plumbing.
 //!
 //! [`run`] serves one listener until a shutdown token fires, then drains and returns.
@@ -27,6 +28,7 @@ pub mod http;
 pub mod hub;
 pub mod identity;
 pub mod keys;
+pub mod members;
 pub mod metrics;
 pub mod peer;
 pub mod ratelimit;

@@ -73,6 +73,8 @@ pub struct Inner {
     pub voice: crate::hub::voice::Voice,
     /// Wakes the poll expiry task when a poll with an expiry is created.
     pub poll_wake: tokio::sync::Notify,
+    /// The member list, serialised once per change (`users_list`, `users_online`).
+    pub members: crate::members::MemberCache,
     next_conn: AtomicU64,
     directory: RwLock<Arc<Directory>>,
 }
@@ -174,6 +176,7 @@ impl AppState {
             info_cache: tokio::sync::Mutex::new(None),
             voice: crate::hub::voice::Voice::default(),
             poll_wake: tokio::sync::Notify::new(),
+            members: crate::members::MemberCache::default(),
             next_conn: AtomicU64::new(1),
             directory: RwLock::new(Arc::new(Directory::default())),
         }))
@@ -215,6 +218,8 @@ impl AppState {
         if let Ok(mut d) = self.directory.write() {
             *d = Arc::new(Directory { channels, roles, server });
         }
+        // Role names and colours in the member list come from the directory.
+        self.store.members_changed();
         Ok(())
     }
 

@@ -2,7 +2,10 @@
 //! shares: resolving a user target (§6.0), the role hierarchy every command that acts on another
 //! account obeys, and updating the account snapshot of its live connections.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use confab_proto::Frame;
 use serde_json::{Value, json};
@@ -10,8 +13,9 @@ use serde_json::{Value, json};
 use crate::{
     error::{Error, Result},
     gateway::Session,
+    members::{Member, Members},
     state::{AppState, Identity},
-    store::users::User,
+    store::{roles::Role, users::User},
     wire,
 };
 
@@ -85,48 +89,61 @@ pub fn visible_status(user: &User, online: bool) -> Value {
 
 /// `users_list`: every account that is not banned, sorted by name.
 pub async fn list(s: &mut Session, frame: &Frame) -> Result<()> {
-    let state = &s.state;
-    let online: HashSet<String> = state.hub.online_users().into_iter().collect();
-    let roles = state.roles_by_user().await?;
-    let users: Vec<Value> = state
-        .store
-        .users_unbanned()
-        .await?
-        .iter()
-        .map(|u| {
-            let r = roles.get(&u.id).map(Vec::as_slice).unwrap_or_default();
-            json!({
-                "id": u.id, "username": u.username, "nickname": u.nickname,
-                "roles": r.iter().map(|r| &r.name).collect::<Vec<_>>(), "color": wire::color_of(r),
-                "status": visible_status(u, online.contains(&u.id)), "cracked": u.cracked(),
-                "pfp": u.pfp_url, "bot": u.is_bot(),
-            })
-        })
-        .collect();
-    s.reply(frame, "users_list", json!({"users": users}));
+    let members = members(&s.state).await?;
+    let online: HashSet<String> = s.state.hub.online_users().into_iter().collect();
+    s.send(listing(frame, "users_list", &members.listed(&online)));
     Ok(())
 }
 
 /// `users_online`: one entry per account with a live connection, except invisible ones.
 pub async fn online(s: &mut Session, frame: &Frame) -> Result<()> {
-    let state = &s.state;
-    let roles = state.roles_by_user().await?;
-    // One query for every account online, already in name order.
-    let users: Vec<Value> = state
-        .store
-        .users_by_ids(&state.hub.online_users())
-        .await?
-        .iter()
-        .filter(|u| u.status != "invisible")
-        .map(|u| {
-            let r = roles.get(&u.id).map(Vec::as_slice).unwrap_or_default();
-            json!({
-                "id": u.id, "username": u.username, "nickname": u.nickname,
-                "roles": r.iter().map(|r| &r.name).collect::<Vec<_>>(), "color": wire::color_of(r),
-                "status": visible_status(u, true),
-            })
-        })
-        .collect();
-    s.reply(frame, "users_online", json!({"users": users}));
+    let members = members(&s.state).await?;
+    let online: HashSet<String> = s.state.hub.online_users().into_iter().collect();
+    s.send(listing(frame, "users_online", &members.present(&online)));
     Ok(())
+}
+
+/// The reply `cmd` with the serialised `users` array, carrying the request's `listener`.
+fn listing(frame: &Frame, cmd: &str, users: &str) -> String {
+    let packet = format!(r#"{{"cmd":{},"users":{users}}}"#, json!(cmd));
+    wire::with_listener(&packet, frame.listener())
+}
+
+/// The member list as of now: cached until an account, role or assignment changes.
+async fn members(state: &AppState) -> Result<Arc<Members>> {
+    // Read before the accounts: a change committed meanwhile moves it on and forces a rebuild.
+    let generation = state.store.members_generation();
+    state
+        .members
+        .get(generation, || async {
+            let roles = state.roles_by_user().await?;
+            Ok(state.store.users_unbanned().await?.iter().map(|u| member(u, &roles)).collect())
+        })
+        .await
+}
+
+/// One account in the forms `users_list` (offline, online) and `users_online` show it.
+fn member(u: &User, roles: &HashMap<String, Vec<Role>>) -> Member {
+    let r = roles.get(&u.id).map(Vec::as_slice).unwrap_or_default();
+    let names: Vec<&String> = r.iter().map(|r| &r.name).collect();
+    let listed = |online: bool| {
+        json!({
+            "id": u.id, "username": u.username, "nickname": u.nickname,
+            "roles": names, "color": wire::color_of(r),
+            "status": visible_status(u, online), "cracked": u.cracked(),
+            "pfp": u.pfp_url, "bot": u.is_bot(),
+        })
+        .to_string()
+        .into_boxed_str()
+    };
+    let present = (u.status != "invisible").then(|| {
+        json!({
+            "id": u.id, "username": u.username, "nickname": u.nickname,
+            "roles": names, "color": wire::color_of(r),
+            "status": visible_status(u, true),
+        })
+        .to_string()
+        .into_boxed_str()
+    });
+    Member { id: u.id.clone(), listed: [listed(false), listed(true)], present }
 }

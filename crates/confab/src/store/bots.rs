@@ -51,6 +51,7 @@ impl Store {
             tx.commit().await
         }.await);
         result.map_err(create_error)?;
+        self.members_changed();
         self.user_by_id(&id).await?.ok_or_else(|| Error::Internal("created bot vanished".into()))
     }
 

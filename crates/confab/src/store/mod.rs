@@ -91,6 +91,10 @@ impl WritePool for PgPool {
 pub struct Store {
     backend: Backend,
     writer: writer::Writer,
+    /// Bumped after every committed change to accounts, roles or role assignments made through
+    /// this handle, so a listing built from them (`users_list`) knows when it is stale without a
+    /// query. Shared by clones: every clone writes to the same database.
+    members: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Where to store data: the resolved form of `database_url` + `data_dir`.
@@ -176,7 +180,28 @@ impl Store {
         // The search index (and its queue) exists before the writer, which indexes the queue.
         search::ensure_search_index(&backend).await?;
         let writer = writer::Writer::start(backend.clone(), options, metrics)?;
-        Ok(Store { backend, writer })
+        Ok(Store { backend, writer, members: Arc::default() })
+    }
+
+    /// How many account, role or role-assignment changes this store has committed: equal values
+    /// mean the member list read at the first is still current at the second.
+    pub fn members_generation(&self) -> u64 {
+        self.members.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records a committed change to accounts, roles or role assignments. Called after the commit
+    /// and before the change is announced, so whoever hears of it and asks for the list gets the
+    /// new one.
+    pub(crate) fn members_changed(&self) {
+        self.members.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Passes a role or account write's outcome through, recording the change when it committed.
+    pub(crate) fn members_written<T>(&self, written: Result<T>) -> Result<T> {
+        if written.is_ok() {
+            self.members_changed();
+        }
+        written
     }
 
     /// The pool, for the aggregate modules.

@@ -59,7 +59,7 @@ fn name_conflict(e: sqlx::Error) -> Error {
 impl Store {
     /// Creates a role below every other one.
     pub async fn role_create_last(&self, role: &Role, audit: Option<&Audit>) -> Result<()> {
-        dispatch!(self, pool => async {
+        let written = dispatch!(self, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(LOCK_ROLES).execute(&mut *tx).await?;
             sqlx::query(
@@ -84,7 +84,8 @@ impl Store {
             }
             tx.commit().await?;
             Ok::<_, Error>(())
-        }.await)
+        }.await);
+        self.members_written(written)
     }
 
     /// Saves every editable field of a role (not its position). A rename is carried into every
@@ -92,7 +93,7 @@ impl Store {
     /// left pointing at a name that no longer exists.
     pub async fn role_save(&self, role: &Role, old_name: &str, audit: &Audit) -> Result<()> {
         let renamed = role.name != old_name;
-        dispatch!(self, pool => async {
+        let written = dispatch!(self, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(LOCK_ROLES).execute(&mut *tx).await?;
             sqlx::query(
@@ -128,14 +129,15 @@ impl Store {
             audit_in_tx!(tx, audit);
             tx.commit().await?;
             Ok::<_, Error>(())
-        }.await)
+        }.await);
+        self.members_written(written)
     }
 
     /// Deletes a role, takes it from every account and closes the gap in the positions. Refused
     /// with "Role is used in channel '<name>' permissions" (conflict) while a channel list names
     /// it, checked inside the transaction.
     pub async fn role_delete(&self, role: &Role, audit: &Audit) -> Result<()> {
-        dispatch!(self, pool => async {
+        let written = dispatch!(self, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(LOCK_ROLES).execute(&mut *tx).await?;
             let channels: Vec<(String, String)> =
@@ -162,14 +164,15 @@ impl Store {
             audit_in_tx!(tx, audit);
             tx.commit().await?;
             Ok::<_, Error>(())
-        }.await)
+        }.await);
+        self.members_written(written)
     }
 
     /// Gives the roles the positions 0…n−1 in the order of `ids`. Refused with "Roles array must
     /// list every role exactly once" when `ids` is not exactly the stored set (a role created or
     /// deleted since the caller looked), so positions never collide.
     pub async fn roles_reorder(&self, ids: &[String], audit: &Audit) -> Result<()> {
-        dispatch!(self, pool => async {
+        let written = dispatch!(self, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(LOCK_ROLES).execute(&mut *tx).await?;
             let stored: Vec<(String,)> = sqlx::query_as("SELECT id FROM roles").fetch_all(&mut *tx).await?;
@@ -190,12 +193,13 @@ impl Store {
             audit_in_tx!(tx, audit);
             tx.commit().await?;
             Ok::<_, Error>(())
-        }.await)
+        }.await);
+        self.members_written(written)
     }
 
     /// Gives an account one more role; `false` (and no audit entry) if it already had it.
     pub async fn user_role_add(&self, user_id: &str, role_id: &str, audit: &Audit) -> Result<bool> {
-        dispatch!(self, pool => async {
+        let written = dispatch!(self, pool => async {
             let mut tx = pool.begin_write().await?;
             let added = sqlx::query(
                 "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT (user_id, role_id) DO NOTHING",
@@ -211,12 +215,13 @@ impl Store {
             }
             tx.commit().await?;
             Ok::<_, Error>(added)
-        }.await)
+        }.await);
+        self.members_written(written)
     }
 
     /// Takes one role from an account; `false` (and no audit entry) if it did not have it.
     pub async fn user_role_remove(&self, user_id: &str, role_id: &str, audit: &Audit) -> Result<bool> {
-        dispatch!(self, pool => async {
+        let written = dispatch!(self, pool => async {
             let mut tx = pool.begin_write().await?;
             let removed = sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2")
                 .bind(user_id)
@@ -230,6 +235,7 @@ impl Store {
             }
             tx.commit().await?;
             Ok::<_, Error>(removed)
-        }.await)
+        }.await);
+        self.members_written(written)
     }
 }

@@ -110,6 +110,7 @@ impl Store {
             tx.commit().await
         }.await);
         result.map_err(create_error)?;
+        self.members_changed();
         self.user_by_id(&id).await?.ok_or_else(|| Error::Internal("created user vanished".into()))
     }
 
@@ -228,6 +229,7 @@ impl Store {
             }
             tx.commit().await?;
         });
+        self.members_changed();
         Ok(())
     }
 
@@ -246,7 +248,7 @@ impl Store {
     /// Stores a status and returns the previous one (`None` when the account is gone), read in the
     /// same transaction, so the caller knows which presence transition happened.
     pub async fn user_set_status(&self, user_id: &str, status: &str, text: &str) -> Result<Option<String>> {
-        Ok(dispatch!(self, pool => {
+        let previous = dispatch!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let previous: Option<(String,)> = sqlx::query_as("SELECT status FROM users WHERE id = $1")
                 .bind(user_id)
@@ -260,7 +262,9 @@ impl Store {
                 .await?;
             tx.commit().await?;
             previous.map(|p| p.0)
-        }))
+        });
+        self.members_changed();
+        Ok(previous)
     }
 
     /// Sets or clears (`None`) an account's own nickname (`/nick`, PROTOCOL §6.8).
@@ -268,6 +272,7 @@ impl Store {
         dispatch!(self, pool => {
             sqlx::query("UPDATE users SET nickname = $1 WHERE id = $2").bind(nickname).bind(user_id).execute(pool).await?;
         });
+        self.members_changed();
         Ok(())
     }
 
@@ -276,6 +281,7 @@ impl Store {
         dispatch!(self, pool => {
             sqlx::query("UPDATE users SET pfp_url = $1 WHERE id = $2").bind(url).bind(user_id).execute(pool).await?;
         });
+        self.members_changed();
         Ok(())
     }
 
@@ -302,7 +308,11 @@ impl Store {
         }.await);
         match result {
             Err(e) if is_unique_violation(&e) => Err(Error::conflict("Username already taken")),
-            other => Ok(other?),
+            other => {
+                other?;
+                self.members_changed();
+                Ok(())
+            }
         }
     }
 
@@ -310,7 +320,7 @@ impl Store {
     /// then). Banning also revokes every session family of the account, so its access and refresh
     /// tokens stop working at once (PROTOCOL §8.4).
     pub async fn user_set_banned(&self, user_id: &str, banned: bool, audit: &Audit) -> Result<bool> {
-        Ok(dispatch!(self, pool => {
+        let changed = dispatch!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let changed = sqlx::query("UPDATE users SET banned = $1 WHERE id = $2 AND banned = $3")
                 .bind(banned)
@@ -331,7 +341,11 @@ impl Store {
             }
             tx.commit().await?;
             changed
-        }))
+        });
+        if changed {
+            self.members_changed();
+        }
+        Ok(changed)
     }
 
     /// Puts an account in timeout until `until` (Unix seconds).
@@ -359,7 +373,7 @@ impl Store {
     /// existed. History shows a live author's current name and falls back to the name stored on
     /// the message, so that name is first set to the account's last username (PROTOCOL §6.4).
     pub async fn user_delete(&self, user_id: &str, audit: Option<&Audit>) -> Result<bool> {
-        Ok(dispatch!(self, pool => {
+        let deleted = dispatch!(self, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "UPDATE messages SET author_name = (SELECT username FROM users WHERE id = $1) \
@@ -375,7 +389,11 @@ impl Store {
             }
             tx.commit().await?;
             deleted
-        }))
+        });
+        if deleted {
+            self.members_changed();
+        }
+        Ok(deleted)
     }
 }
 
@@ -417,7 +435,11 @@ impl Store {
             Err(e) if is_unique_violation(&e) => {
                 Err(Error::new(confab_proto::ErrorCode::UsernameTaken, "Username already taken"))
             }
-            other => Ok(other?),
+            other => {
+                other?;
+                self.members_changed();
+                Ok(())
+            }
         }
     }
 }

@@ -1481,6 +1481,70 @@ async fn a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader(backend
 
 on_both! { a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader => a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader_sqlite, a_member_list_larger_than_the_queue_bound_reaches_a_fast_reader_postgres; }
 
+/// The member list is built once per change and kept: every kind of change shows in the next
+/// `users_list` / `users_online` after a cached one (accounts, status, nickname, roles, a role's
+/// colour, bans, presence).
+async fn a_cached_member_list_follows_every_change(backend: Backend) {
+    let server = spawn_unlimited(backend, |_| {}).await;
+    let mut alice = server.member("Alice", &["owner"]).await;
+    let mut bob = server.register("Bob").await;
+    let entry =
+        |list: &Value, name: &str| list["users"].as_array().unwrap().iter().find(|u| u["username"] == name).cloned();
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert_eq!(entry(&list, "Bob").unwrap()["status"]["status"], "online", "{list}");
+
+    let carol = server.register("Carol").await;
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert!(entry(&list, "Carol").is_some(), "a new account: {list}");
+
+    let r = bob.request(json!({"cmd": "status_set", "status": "idle", "text": "away"})).await;
+    assert_eq!(r["cmd"], "status_get", "{r}");
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert_eq!(entry(&list, "Bob").unwrap()["status"], json!({"status": "idle", "text": "away"}), "{list}");
+
+    let r = alice.request(json!({"cmd": "user_update", "user": "Bob", "updates": {"nickname": "Bobby"}})).await;
+    assert_ne!(r["cmd"], "error", "{r}");
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert_eq!(entry(&list, "Bob").unwrap()["nickname"], "Bobby", "{list}");
+
+    let r = alice.request(json!({"cmd": "role_create", "name": "vip", "color": "#112233"})).await;
+    assert_ne!(r["cmd"], "error", "{r}");
+    let r = alice.request(json!({"cmd": "user_roles_set", "user": "Bob", "roles": ["vip"]})).await;
+    assert_ne!(r["cmd"], "error", "{r}");
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    let bob_entry = entry(&list, "Bob").unwrap();
+    assert_eq!((&bob_entry["roles"], &bob_entry["color"]), (&json!(["vip"]), &json!("#112233")), "{bob_entry}");
+    let vip = server.store.roles().await.unwrap().into_iter().find(|r| r.name == "vip").unwrap().id;
+    let r = alice.request(json!({"cmd": "role_update", "id": vip, "color": "#445566"})).await;
+    assert_ne!(r["cmd"], "error", "{r}");
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert_eq!(entry(&list, "Bob").unwrap()["color"], "#445566", "a role's colour: {list}");
+    let online = alice.request(json!({"cmd": "users_online"})).await;
+    assert_eq!(entry(&online, "Bob").unwrap()["nickname"], "Bobby", "{online}");
+
+    let r = alice.request(json!({"cmd": "user_ban", "user": "Carol"})).await;
+    assert_eq!(r["banned"], true, "{r}");
+    drop(carol);
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert!(entry(&list, "Carol").is_none(), "a banned account is not listed: {list}");
+
+    drop(bob);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let online = alice.request(json!({"cmd": "users_online"})).await;
+        if entry(&online, "Bob").is_none() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "Bob still online: {online}");
+        alice.recv_cmd("user_disconnect").await;
+    }
+    let list = alice.request(json!({"cmd": "users_list"})).await;
+    assert_eq!(entry(&list, "Bob").unwrap()["status"]["status"], "offline", "{list}");
+    server.stop().await;
+}
+
+on_both! { a_cached_member_list_follows_every_change => a_cached_member_list_follows_every_change_sqlite, a_cached_member_list_follows_every_change_postgres; }
+
 /// Slash commands of many bots: the list (not paged, as the official client wants it whole) is
 /// larger than the outbound byte bound and still reaches a reader that keeps up.
 async fn a_command_list_larger_than_the_queue_bound_reaches_a_fast_reader(backend: Backend) {
