@@ -546,6 +546,9 @@ impl Config {
                 return bad("security.trusted_proxies", &format!("`{cidr}` is not a CIDR"));
             }
         }
+        if self.attachments.max_attachments_per_user == 0 || self.attachments.max_attachments_per_user < -1 {
+            return bad("attachments.max_attachments_per_user", "must be -1 (unlimited) or at least 1");
+        }
         self.validate_bots()?;
         self.validate_push()?;
         if self.auth.jwt_issuer.is_empty() {

@@ -34,11 +34,8 @@ pub async fn subscribe(s: &mut Session, frame: &Frame) -> Result<()> {
     let sub = sub.ok_or_else(|| Error::bad_request("Missing subscription object"))?;
     let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_owned);
     let keys = sub.get("keys");
-    let fields = (
-        text(sub.get("endpoint")),
-        text(keys.and_then(|k| k.get("p256dh"))),
-        text(keys.and_then(|k| k.get("auth"))),
-    );
+    let fields =
+        (text(sub.get("endpoint")), text(keys.and_then(|k| k.get("p256dh"))), text(keys.and_then(|k| k.get("auth"))));
     let incomplete = || Error::bad_request("subscription must include endpoint, keys.p256dh and keys.auth");
     let (Some(endpoint), Some(p256dh), Some(auth)) = fields else { return Err(incomplete()) };
     let invalid = || Error::bad_request("Invalid push endpoint");

@@ -93,7 +93,8 @@ mod tests {
 
     #[test]
     fn matches_the_rfc_8291_example() {
-        let sender = SecretKey::from_slice(&b64::decode("yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw").unwrap()).unwrap();
+        let sender =
+            SecretKey::from_slice(&b64::decode("yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw").unwrap()).unwrap();
         let ua_public = PublicKey::from_sec1_bytes(
             &b64::decode("BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4")
                 .unwrap(),

@@ -123,7 +123,8 @@ mod tests {
     fn only_https_urls_with_a_host_and_no_credentials() {
         assert!(parse("https://fcm.googleapis.com/fcm/send/abc", false).is_ok());
         assert!(parse("https://push.example:8443/x", false).is_ok());
-        for bad in ["http://push.example/x", "ftp://push.example/x", "https://", "not a url", "https://u:p@push.example/"]
+        for bad in
+            ["http://push.example/x", "ftp://push.example/x", "https://", "not a url", "https://u:p@push.example/"]
         {
             assert_eq!(parse(bad, false), Err(Refused::Malformed), "{bad}");
         }

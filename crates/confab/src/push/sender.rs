@@ -143,7 +143,8 @@ fn payload(job: &Job, reason: &Reason) -> Vec<u8> {
         Reason::Reply => format!("{head} replied"),
         Reason::Role(role) => format!("{head} mentioned @{role}"),
     };
-    let mut body = json!({"title": title, "body": job.body, "channelName": job.channel_name, "message_id": job.message_id});
+    let mut body =
+        json!({"title": title, "body": job.body, "channelName": job.channel_name, "message_id": job.message_id});
     if let Some(thread) = &job.thread_id {
         body["thread_id"] = json!(thread);
     }

@@ -54,7 +54,12 @@ struct FakePushService {
 
 type Shared = (Arc<Mutex<HashMap<String, u16>>>, mpsc::UnboundedSender<Received>);
 
-async fn receive(State((statuses, tx)): State<Shared>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State((statuses, tx)): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let status = statuses.lock().unwrap().get(&name).copied().unwrap_or(201);
     tx.send(Received { name, headers, body }).ok();
     StatusCode::from_u16(status).unwrap()
@@ -169,7 +174,11 @@ async fn vapid_key(c: &mut Client) -> String {
 
 async fn subscribe(c: &mut Client, browser: &Browser, endpoint: &str) {
     let key = vapid_key(c).await;
-    let r = c.request(json!({"cmd": "push_subscribe", "subscription": browser.subscription(endpoint), "vapid_public_key": key})).await;
+    let r = c
+        .request(
+            json!({"cmd": "push_subscribe", "subscription": browser.subscription(endpoint), "vapid_public_key": key}),
+        )
+        .await;
     assert_eq!(r["cmd"], "push_subscribed", "{r}");
     assert_eq!(r["success"], true);
     assert!(r["device_fingerprint"].is_string());
@@ -226,7 +235,8 @@ async fn offline_pinged_users_get_a_decryptable_push(backend: Backend) {
     assert_eq!(open(&push, &d, &key, &fake.base)["title"], "#general — alice mentioned @moderator");
 
     // A reply pings the replied-to author unless `ping` is false.
-    let reply = json!({"cmd": "message_new", "channel": "general", "content": "no ping", "reply_to": bobs, "ping": false});
+    let reply =
+        json!({"cmd": "message_new", "channel": "general", "content": "no ping", "reply_to": bobs, "ping": false});
     carol.request(reply).await;
     let reply = json!({"cmd": "message_new", "channel": "general", "content": "sure", "reply_to": bobs});
     carol.request(reply).await;
@@ -281,7 +291,11 @@ async fn gone_subscriptions_are_deleted(backend: Backend) {
 }
 
 fn assert_error(r: &Value, text: &str, code: &str) {
-    assert_eq!((r["cmd"].as_str(), r["val"].as_str(), r["code"].as_str()), (Some("error"), Some(text), Some(code)), "{r}");
+    assert_eq!(
+        (r["cmd"].as_str(), r["val"].as_str(), r["code"].as_str()),
+        (Some("error"), Some(text), Some(code)),
+        "{r}"
+    );
 }
 
 async fn subscriptions_are_checked_and_keys_kept(backend: Backend) {
@@ -357,7 +371,11 @@ async fn subscriptions_are_checked_and_keys_kept(backend: Backend) {
     let mut alice = server.register("alice").await;
     let caps = alice.handshake["val"]["capabilities"].as_array().unwrap().clone();
     assert!(!caps.iter().any(|c| c.as_str().unwrap().starts_with("push_")), "{caps:?}");
-    for frame in [json!({"cmd": "push_get_vapid"}), sub("https://8.8.8.8/p"), json!({"cmd": "push_unsubscribe", "endpoint": "x"})] {
+    for frame in [
+        json!({"cmd": "push_get_vapid"}),
+        sub("https://8.8.8.8/p"),
+        json!({"cmd": "push_unsubscribe", "endpoint": "x"}),
+    ] {
         assert_error(&alice.request(frame).await, "VAPID keys not configured on this server", "disabled");
     }
 }
