@@ -73,6 +73,7 @@ pub struct Config {
     pub mentions: MentionsConfig,
     pub attachments: crate::attachments::AttachmentsConfig,
     pub voice: VoiceConfig,
+    pub push: crate::push::PushConfig,
     /// Whether bots may authenticate and be managed (PROTOCOL §2.8, §7.7).
     pub bots_enabled: bool,
     /// Bots defined in the configuration file; created or updated at start.
@@ -307,6 +308,7 @@ impl Default for Config {
             mentions: MentionsConfig::default(),
             attachments: crate::attachments::AttachmentsConfig::default(),
             voice: VoiceConfig::default(),
+            push: crate::push::PushConfig::default(),
             bots_enabled: true,
             bots: Vec::new(),
             dev: false,
@@ -544,7 +546,11 @@ impl Config {
                 return bad("security.trusted_proxies", &format!("`{cidr}` is not a CIDR"));
             }
         }
+        if self.attachments.max_attachments_per_user == 0 || self.attachments.max_attachments_per_user < -1 {
+            return bad("attachments.max_attachments_per_user", "must be -1 (unlimited) or at least 1");
+        }
         self.validate_bots()?;
+        self.validate_push()?;
         if self.auth.jwt_issuer.is_empty() {
             self.auth.jwt_issuer = self.public_url.clone();
         }
@@ -552,6 +558,32 @@ impl Config {
             self.auth.jwt_audience = self.public_url.clone();
         }
         Ok(self)
+    }
+
+    /// Checks the `push` section and fills in its contact (`push.subject`) from `public_url`.
+    fn validate_push(&mut self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("key `push.{key}`: {why}")));
+        let push = &mut self.push;
+        if push.subject.is_empty() {
+            push.subject = if self.public_url.starts_with("https://") {
+                self.public_url.clone()
+            } else {
+                // Accepted by the push services that check (Apple refuses an empty one); an
+                // operator sets a real contact in `push.subject`.
+                "mailto:webpush@localhost".to_owned()
+            };
+        }
+        if !(push.subject.starts_with("mailto:") || push.subject.starts_with("https://")) {
+            return bad("subject", "must be a mailto: or https:// URI");
+        }
+        // Push services keep a message for four weeks at most.
+        if push.ttl_s > 28 * 86_400 {
+            return bad("ttl_s", "must be at most 2419200 (four weeks)");
+        }
+        if push.queue == 0 || push.concurrency == 0 || push.timeout_s == 0 || push.attempts == 0 {
+            return bad("queue, concurrency, timeout_s and attempts", "must be at least 1");
+        }
+        Ok(())
     }
 
     /// Checks `bots[]` (names follow the username rules and are unique; exactly one of `token` and

@@ -1,4 +1,5 @@
-//! Key material: the JWT signing key (generated on first start, stored 0600) and TLS certificates.
+//! Key material: the JWT signing key and the Web Push VAPID key (each generated on first start and
+//! stored 0600 in the data folder) and TLS certificates.
 
 use std::{
     io::Write,
@@ -16,9 +17,13 @@ use crate::{
         tokens::random_bytes,
     },
     config::Config,
+    push::vapid::Vapid,
 };
 
 const KEY_FILE: &str = "jwt.key";
+/// The VAPID private key: browsers subscribe with its public half and never ask again, so it is
+/// created once and kept (PROTOCOL §6.9).
+const VAPID_FILE: &str = "vapid.key";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -37,11 +42,7 @@ pub fn load(config: &Config) -> anyhow::Result<JwtKeys> {
     let secret = if !config.auth.jwt_secret.is_empty() {
         unhex(&config.auth.jwt_secret).unwrap_or_else(|| config.auth.jwt_secret.as_bytes().to_vec())
     } else {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        create_data_dir(config)?;
         load_or_create(&config.data_dir.join(KEY_FILE))?
     };
     let auth = &config.auth;
@@ -50,12 +51,32 @@ pub fn load(config: &Config) -> anyhow::Result<JwtKeys> {
     Ok(if config.dev { keys.accepting_lifetime(DEV_TOKEN_TTL_S) } else { keys })
 }
 
+/// The VAPID key from `<data_dir>/vapid.key`, created on first start; `None` when push is off.
+pub fn vapid(config: &Config) -> anyhow::Result<Option<Vapid>> {
+    if !config.push.enabled {
+        return Ok(None);
+    }
+    create_data_dir(config)?;
+    let path = config.data_dir.join(VAPID_FILE);
+    let secret = load_or_create(&path)?;
+    let key = secret.get(..32).and_then(Vapid::from_secret);
+    key.map(Some).with_context(|| format!("{} does not hold a P-256 private key", path.display()))
+}
+
+fn create_data_dir(config: &Config) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))
+}
+
 fn load_or_create(path: &Path) -> anyhow::Result<Vec<u8>> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "signing key is readable by others");
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "key file is readable by others");
             }
             let key = unhex(&text).with_context(|| format!("{} is not a hex key", path.display()))?;
             anyhow::ensure!(key.len() >= 32, "{} holds fewer than 256 bits", path.display());
@@ -71,7 +92,7 @@ fn load_or_create(path: &Path) -> anyhow::Result<Vec<u8>> {
                 .with_context(|| format!("creating {}", path.display()))?;
             file.write_all(hex(&key).as_bytes())?;
             file.sync_all()?;
-            tracing::info!(path = %path.display(), "generated a new signing key");
+            tracing::info!(path = %path.display(), "generated a new key");
             Ok(key)
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -106,5 +127,20 @@ mod tests {
         assert_eq!(first.len(), 32);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(load_or_create(&path).unwrap(), first);
+    }
+
+    #[test]
+    fn vapid_key_is_created_private_kept_and_off_when_push_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+        let first = vapid(&config).unwrap().unwrap();
+        let path = config.data_dir.join(VAPID_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(vapid(&config).unwrap().unwrap().public_key(), first.public_key());
+        std::fs::write(&path, hex(&[0u8; 32])).unwrap();
+        assert!(vapid(&config).is_err());
+        let mut off = config.clone();
+        off.push.enabled = false;
+        assert!(vapid(&off).unwrap().is_none());
     }
 }

@@ -8,6 +8,7 @@
 //! - [`hub`]: channel audiences and bounded per-connection queues (fan-out);
 //! - [`http`]: the HTTP API on the same listener; [`peer`]: who is on the other end (address, origin);
 //! - [`attachments`]: uploaded files: storage, sniffing, expiry and the sweeper;
+//! - [`push`]: Web Push: the VAPID key, encryption and the sender task;
 //! - [`domain`]: pure rules (names, permissions, mentions, embeds, rate arithmetic);
 //! - [`wire`]: rendering stored state as protocol JSON;
 //! - [`members`]: the member list, serialised once per change;
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod members;
 pub mod metrics;
 pub mod peer;
+pub mod push;
 pub mod ratelimit;
 pub mod state;
 pub mod store;
@@ -46,6 +48,9 @@ use crate::{config::Config, metrics::Metrics, state::AppState, store::Store};
 
 /// How long shutdown waits for sockets to say goodbye before closing the store anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Push subscriptions unused this long are deleted (PROTOCOL §6.9: six months).
+const PUSH_UNUSED_S: f64 = 183.0 * 86_400.0;
 
 /// Periodic upkeep until shutdown: forget idle throttle entries every minute; prune the stored
 /// logs every hour. (They are pruned once before serving, in [`run_with_store`].)
@@ -68,7 +73,8 @@ async fn housekeeping(state: AppState) {
     }
 }
 
-/// Prunes the resume log to its retention, expired idempotency nonces and old audit entries.
+/// Prunes the resume log to its retention, expired idempotency nonces, old audit entries and push
+/// subscriptions unused for six months.
 async fn prune_logs(state: &AppState) {
     let limits = &state.config.limits;
     let max_age = limits.event_retention_days * 86_400.0;
@@ -80,6 +86,9 @@ async fn prune_logs(state: &AppState) {
     }
     if let Err(e) = state.store.audit_prune().await {
         tracing::warn!("pruning the audit log: {e}");
+    }
+    if let Err(e) = state.store.push_prune(store::now() - PUSH_UNUSED_S).await {
+        tracing::warn!("pruning push subscriptions: {e}");
     }
 }
 
@@ -124,7 +133,8 @@ pub async fn run_with_store(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let jwt = keys::load(&config).context("loading the signing key")?;
-    let state = AppState::new(config, store.clone(), jwt, metrics, shutdown.clone());
+    let vapid = keys::vapid(&config).context("loading the VAPID key")?;
+    let state = AppState::new(config, store.clone(), jwt, vapid, metrics, shutdown.clone());
     state.reload_directory().await.context("loading channels and roles")?;
     admin::bots_from_config(&state.store, &state.config).await.map_err(|e| anyhow::anyhow!("configured bots: {e}"))?;
     let local = listener.local_addr()?;
@@ -135,6 +145,7 @@ pub async fn run_with_store(
     let pruner = tokio::spawn(housekeeping(state.clone()));
     let sweeper = tokio::spawn(attachments::sweeper::run(state.clone()));
     let polls = tokio::spawn(commands::polls::expire(state.clone()));
+    let pusher = tokio::spawn(push::sender::run(state.clone()));
 
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = {
@@ -171,6 +182,7 @@ pub async fn run_with_store(
     pruner.abort();
     sweeper.abort();
     polls.abort();
+    pusher.abort();
     store.close().await;
     tracing::info!("confab stopped");
     Ok(())

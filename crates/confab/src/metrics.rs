@@ -47,7 +47,7 @@ pub struct Metrics {
     histograms: DashMap<(&'static str, String), Histogram>,
 }
 
-const HELP: [(&str, &str, &str); 11] = [
+const HELP: [(&str, &str, &str); 12] = [
     ("confab_connections", "gauge", "Open WebSocket connections by state."),
     ("confab_commands_total", "counter", "Commands handled, by command and outcome."),
     ("confab_command_seconds", "histogram", "Time to handle a command."),
@@ -59,6 +59,7 @@ const HELP: [(&str, &str, &str); 11] = [
     ("confab_frames_in_total", "counter", "Frames received from clients."),
     ("confab_frames_out_total", "counter", "Packets queued to clients."),
     ("confab_queue_overflows_total", "counter", "Connections closed because their outbound queue overflowed."),
+    ("confab_push_total", "counter", "Web Push notifications by outcome (sent, gone, refused, failed, dropped)."),
 ];
 
 impl Metrics {

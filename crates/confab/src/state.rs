@@ -56,6 +56,8 @@ pub struct Inner {
     pub rotur: crate::auth::rotur::Rotur,
     /// File storage and upload credentials for attachments.
     pub attachments: crate::attachments::Attachments,
+    /// The VAPID key and the queue to the push sender.
+    pub push: crate::push::Push,
     /// Slash commands registered by this node's live connections.
     pub slash: crate::hub::slash::SlashRegistry,
     pub metrics: Arc<Metrics>,
@@ -144,6 +146,7 @@ impl AppState {
         config: Config,
         store: Store,
         jwt: JwtKeys,
+        vapid: Option<crate::push::vapid::Vapid>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> AppState {
@@ -165,6 +168,7 @@ impl AppState {
             ),
             slash: crate::hub::slash::SlashRegistry::default(),
             attachments: crate::attachments::Attachments::new(&config.attachments, &config.data_dir),
+            push: crate::push::Push::new(&config.push, vapid),
             config,
             store,
             jwt,

@@ -32,6 +32,9 @@ pub struct AttachmentsConfig {
     pub max_size: u64,
     /// MIME patterns accepted (`type/*`, exact types, `*`).
     pub allowed_types: Vec<String>,
+    /// Uploads kept per user; at the limit a new upload removes the uploader's oldest one
+    /// (PROTOCOL §2.1). −1 is unlimited.
+    pub max_attachments_per_user: i64,
     /// Rotur subscription tiers whose uploads are permanent (advertised in the handshake).
     pub permanent_tiers: Vec<String>,
     /// Days a permanent upload is kept.
@@ -54,6 +57,7 @@ impl Default for AttachmentsConfig {
             enabled: true,
             max_size: 100 * 1024 * 1024,
             allowed_types: ["image/*", "video/*", "audio/*", "application/pdf"].map(str::to_owned).to_vec(),
+            max_attachments_per_user: -1,
             permanent_tiers: ["pro", "max"].map(str::to_owned).to_vec(),
             permanent_expiration_days: 365.0,
             uploads_per_minute: 10,
@@ -72,7 +76,7 @@ impl AttachmentsConfig {
             "enabled": self.enabled,
             "max_size": self.max_size,
             "allowed_types": self.allowed_types,
-            "max_attachments_per_user": -1,
+            "max_attachments_per_user": self.max_attachments_per_user,
             "permanent_tiers": self.permanent_tiers,
         })
     }

@@ -43,6 +43,17 @@ pub async fn sweep(state: &AppState) -> crate::error::Result<usize> {
     }
 }
 
+/// Removes `user_id`'s oldest uploads beyond `max` (−1: no limit), used or not: the limit of
+/// `attachments.max_attachments_per_user`, applied right after each upload.
+pub async fn keep_newest(state: &AppState, user_id: &str, max: i64) -> crate::error::Result<()> {
+    let Ok(max) = usize::try_from(max) else { return Ok(()) };
+    let ids = state.store.attachments_of(user_id).await?;
+    for id in &ids[..ids.len().saturating_sub(max)] {
+        remove(state, id).await?;
+    }
+    Ok(())
+}
+
 /// Removes one attachment's file, then its row.
 pub async fn remove(state: &AppState, id: &str) -> crate::error::Result<()> {
     state

@@ -167,8 +167,13 @@ pub async fn post(s: &Session, frame: &Frame, target: &Target<'_>, draft: Draft)
     let attachments = draft.attachments.clone();
     let message = prepare(&state, target, draft).await?;
     let message_id = message.id.clone();
+    let push = state.push.job(&message);
     let on_commit = target::publisher(s, frame.listener(), &target.channel.row.id);
-    match state.store.writer().append(message, on_commit).await {
+    let appended = state.store.writer().append(message, on_commit).await;
+    if let (Ok(Appended::New { .. }), Some(job)) = (&appended, push) {
+        state.push.enqueue(job, &state.metrics);
+    }
+    match appended {
         Ok(Appended::New { .. }) if attachments.is_empty() => Ok(()),
         Ok(Appended::New { .. }) => {
             // After the commit, so the sweeper never sees a use by a message that does not exist yet.

@@ -19,6 +19,7 @@ pub mod pings;
 pub mod pins;
 pub mod polls;
 pub mod presence;
+pub mod push;
 pub mod reactions;
 pub mod resume;
 pub mod roles;

@@ -253,9 +253,15 @@ pub async fn post(state: &AppState, hook: &WebhookRow, post: Post) -> Result<()>
         nonce: None,
         nonce_window_s: 0.0,
     };
+    let push = state.push.job(&message);
     let on_commit = target::broadcaster(state, &hook.channel_id);
     match state.store.writer().append(message, on_commit).await {
-        Ok(Appended::New { .. }) => Ok(()),
+        Ok(Appended::New { .. }) => {
+            if let Some(job) = push {
+                state.push.enqueue(job, &state.metrics);
+            }
+            Ok(())
+        }
         Ok(_) => Err(Error::not_found("Channel not found")),
         Err(e) => {
             tracing::error!(webhook = %hook.id, "webhook post: {e}");

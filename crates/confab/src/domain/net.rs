@@ -1,4 +1,5 @@
-//! IPv4/IPv6 CIDR matching for `metrics.allow` and `security.trusted_proxies`.
+//! IPv4/IPv6 CIDR matching for `metrics.allow` and `security.trusted_proxies`, and which addresses
+//! are public (the outbound requests users choose the target of, such as Web Push, go only there).
 
 use std::net::IpAddr;
 
@@ -62,6 +63,53 @@ pub fn host_name(authority: &str) -> String {
     host.to_ascii_lowercase()
 }
 
+/// Networks that are not the public Internet: this host, private and shared (CGNAT) ranges,
+/// link-local, documentation and benchmarking ranges, multicast, reserved space, and the IPv6
+/// forms that embed an IPv4 address (IPv4-compatible, NAT64, 6to4, Teredo), whose inner address
+/// could be any of the above.
+const NOT_PUBLIC: [&str; 27] = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/96",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/23",
+    "2001:db8::/32",
+    "2002::/16",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+    "3fff::/20",
+];
+
+/// Whether `ip` is a public unicast address: not loopback, private, CGNAT, link-local, multicast,
+/// unspecified, reserved or documentation space. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`)
+/// are never public here: no public service is reached that way, and accepting them would be one
+/// more spelling of a private address to get right.
+pub fn is_public(ip: IpAddr) -> bool {
+    if let IpAddr::V6(v6) = ip
+        && v6.to_ipv4_mapped().is_some()
+    {
+        return false;
+    }
+    !NOT_PUBLIC.iter().filter_map(|c| Cidr::parse(c)).any(|c| c.contains(ip))
+}
+
 /// The client address in an `X-Forwarded-For` chain (PROTOCOL §1.1): the rightmost entry that is
 /// not itself a trusted proxy. Each proxy appends the address it saw, so the entries left of the
 /// last untrusted one are whatever the client wrote. `None` when an entry examined is not an
@@ -98,6 +146,36 @@ mod tests {
         assert_eq!(forwarded_client("6.6.6.6, 203.0.113.9, 10.1.2.3", &trusted), ip("203.0.113.9"));
         assert_eq!(forwarded_client("10.0.0.1, 10.0.0.2", &trusted), ip("10.0.0.1"));
         assert_eq!(forwarded_client("203.0.113.9, junk", &trusted), None);
+    }
+
+    #[test]
+    fn only_public_unicast_addresses_are_public() {
+        for ip in ["8.8.8.8", "1.1.1.1", "142.250.74.10", "2a00:1450:4001:82b::200a", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:8.8.8.8",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]

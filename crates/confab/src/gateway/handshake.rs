@@ -51,6 +51,9 @@ pub const COMMANDS: &[&str] = &[
     "poll_get",
     "poll_results",
     "poll_vote",
+    "push_get_vapid",
+    "push_subscribe",
+    "push_unsubscribe",
     "rate_limit_reset",
     "rate_limit_status",
     "register",
@@ -115,8 +118,9 @@ pub const COMMANDS: &[&str] = &[
 
 /// The command names advertised under the current configuration, sorted by byte value: local
 /// account commands only in modes `local` and `mixed`, bot commands only while `bots` are enabled,
-/// attachment commands (and `attachment_upload`) only while attachments are enabled.
-pub fn capabilities(mode: AuthMode, bots: bool, attachments: bool) -> Vec<&'static str> {
+/// attachment commands (and `attachment_upload`) only while attachments are enabled, push commands
+/// only while Web Push is enabled.
+pub fn capabilities(mode: AuthMode, bots: bool, attachments: bool, push: bool) -> Vec<&'static str> {
     let mut caps: Vec<&'static str> = COMMANDS
         .iter()
         .copied()
@@ -126,6 +130,7 @@ pub fn capabilities(mode: AuthMode, bots: bool, attachments: bool) -> Vec<&'stat
         })
         .filter(|c| bots || !matches!(*c, "botauth" | "bot_create" | "bot_delete" | "bot_token_regenerate"))
         .filter(|c| attachments || !c.starts_with("attachment_"))
+        .filter(|c| push || !c.starts_with("push_"))
         .collect();
     if attachments {
         // Not a command: the official client gates uploads on this name (PROTOCOL §2.1).
@@ -153,7 +158,7 @@ pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
         "attachments": cfg.attachments.handshake(),
         "version": confab_proto::PROTOCOL_VERSION,
         "validator_key": validator_key,
-        "capabilities": capabilities(cfg.auth_mode, cfg.bots_enabled, cfg.attachments.enabled),
+        "capabilities": capabilities(cfg.auth_mode, cfg.bots_enabled, cfg.attachments.enabled, cfg.push.enabled),
         "permissions": confab_proto::PERMISSIONS,
         "auth_mode": cfg.auth_mode.wire_name(),
         "extensions": extensions,

@@ -144,6 +144,10 @@ pub async fn upload(State(state): State<AppState>, ConnectInfo(peer): Peer, head
         let _ = state.attachments.storage.delete(&row.id).await;
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to save attachment", "internal");
     }
+    if let Err(e) = attachments::sweeper::keep_newest(&state, &row.user_id, cfg.max_attachments_per_user).await {
+        // The new upload is saved; the sweeper's next pass does not know the limit, so say so.
+        tracing::warn!("removing uploads beyond the per-user limit: {e}");
+    }
     let object = attachments::object(&row, &state.config.public_url);
     (StatusCode::CREATED, axum::Json(json!({"attachment": object, "permanent": row.permanent}))).into_response()
 }

@@ -60,6 +60,13 @@ impl Store {
         }))
     }
 
+    /// The ids of `user_id`'s uploads, oldest first.
+    pub async fn attachments_of(&self, user_id: &str) -> Result<Vec<String>> {
+        let sql = "SELECT id FROM attachments WHERE user_id = $1 ORDER BY created_at, id";
+        let rows: Vec<(String,)> = dispatch!(self, pool => sqlx::query_as(sql).bind(user_id).fetch_all(pool).await?);
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// Marks `user_id`'s unused uploads `ids` as used by `message_id`; the number marked.
     pub async fn attachments_link(&self, ids: &[String], user_id: &str, message_id: &str) -> Result<u64> {
         let mut linked = 0;

@@ -16,6 +16,7 @@ pub mod events;
 pub mod messages;
 pub mod pings;
 pub mod polls;
+pub mod push;
 pub mod read_state;
 pub mod roles;
 pub mod sauth;

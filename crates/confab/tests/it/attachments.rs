@@ -547,4 +547,29 @@ on_both! {
     lifecycle_frees_files => lifecycle_frees_files_sqlite, lifecycle_frees_files_postgres;
     upload_rate_and_switch => upload_rate_and_switch_sqlite, upload_rate_and_switch_postgres;
     rotur_validator_uploads => rotur_validator_uploads_sqlite, rotur_validator_uploads_postgres;
+    per_user_limit_removes_the_oldest => per_user_limit_removes_the_oldest_sqlite, per_user_limit_removes_the_oldest_postgres;
+}
+
+/// `attachments.max_attachments_per_user` (PROTOCOL §2.1): advertised, and at the limit an upload
+/// removes the uploader's oldest one — even one a message shows — and nobody else's.
+async fn per_user_limit_removes_the_oldest(backend: Backend) {
+    let server = TestServer::spawn_with(backend, |cfg| cfg.attachments.max_attachments_per_user = 2).await;
+    let (token, mut alice) = account(&server, "alice").await;
+    let (bob_token, _bob) = account(&server, "bob").await;
+    assert_eq!(alice.handshake["val"]["attachments"]["max_attachments_per_user"], 2);
+    let bobs = uploaded(&server, &bob_token, &body("image/png", &png(2, 2), "b.png", "general")).await;
+    let first = uploaded(&server, &token, &body("image/png", &png(2, 2), "1.png", "general")).await;
+    let attach =
+        json!({"cmd": "message_new", "channel": "general", "content": "", "attachments": [{"id": first["id"]}]});
+    assert_eq!(alice.request(attach).await["cmd"], "message_new");
+    let second = uploaded(&server, &token, &body("image/png", &png(2, 2), "2.png", "general")).await;
+    let third = uploaded(&server, &token, &body("image/png", &png(2, 2), "3.png", "general")).await;
+    gone(&server, &first).await;
+    for kept in [&second, &third, &bobs] {
+        let url = server.url(&format!("/attachments/{}", kept["id"].as_str().unwrap()));
+        assert_eq!(server.http.get(&url).send().await.unwrap().status(), 200, "{kept}");
+    }
+    let fourth = uploaded(&server, &token, &body("image/png", &png(2, 2), "4.png", "general")).await;
+    gone(&server, &second).await;
+    assert!(file_of(&server, &fourth).exists() && file_of(&server, &third).exists());
 }

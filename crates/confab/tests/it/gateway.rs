@@ -203,7 +203,7 @@ async fn handshake_describes_the_server() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(caps, sorted, "capabilities must be sorted by byte value, without duplicates");
-    assert_eq!(caps, confab::gateway::handshake::capabilities(AuthMode::Local, true, true));
+    assert_eq!(caps, confab::gateway::handshake::capabilities(AuthMode::Local, true, true, true));
     for name in ["login", "register", "ping", "message_new", "messages_get", "message_get"] {
         assert!(caps.contains(&name), "{name} missing from {caps:?}");
     }

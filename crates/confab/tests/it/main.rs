@@ -32,6 +32,7 @@ mod message_ops;
 mod moderation;
 mod perf;
 mod polls;
+mod push;
 mod reads;
 mod resume_stress;
 mod revocation;
