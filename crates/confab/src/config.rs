@@ -544,6 +544,11 @@ impl Config {
                 return bad("security.trusted_proxies", &format!("`{cidr}` is not a CIDR"));
             }
         }
+        if self.attachments.storage == crate::attachments::storage::StorageKind::S3
+            && let Some((key, why)) = self.attachments.s3.problem()
+        {
+            return bad(key, why);
+        }
         self.validate_bots()?;
         if self.auth.jwt_issuer.is_empty() {
             self.auth.jwt_issuer = self.public_url.clone();
@@ -605,6 +610,7 @@ impl Config {
         };
         redact(&mut shown.auth.jwt_secret);
         redact(&mut shown.metrics.token);
+        redact(&mut shown.attachments.s3.secret_access_key);
         if let Some(at) = shown.database_url.find('@')
             && let Some(colon) = shown.database_url[..at].rfind(':')
             && !shown.database_url[..colon].ends_with('/')
@@ -634,6 +640,20 @@ mod tests {
         assert!(err.contains("security.dead_peer_s"), "{err}");
         let c = Config { database_url: "mysql://x".into(), ..Config::default() };
         assert!(c.validated().unwrap_err().to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn s3_storage_needs_its_keys() {
+        let mut c = Config::default();
+        c.attachments.storage = crate::attachments::storage::StorageKind::S3;
+        let err = c.clone().validated().unwrap_err().to_string();
+        assert!(err.contains("attachments.s3.bucket"), "{err}");
+        c.attachments.s3.bucket = "files".into();
+        c.attachments.s3.access_key_id = "id".into();
+        let err = c.clone().validated().unwrap_err().to_string();
+        assert!(err.contains("attachments.s3.secret_access_key"), "{err}");
+        c.attachments.s3.secret_access_key = "key".into();
+        assert!(c.validated().is_ok());
     }
 
     #[test]
@@ -680,8 +700,10 @@ mod tests {
         let mut c = Config::default();
         c.auth.jwt_secret = "s".repeat(40);
         c.database_url = "postgres://bob:hunter2@db/x".into();
+        c.attachments.s3.secret_access_key = "s3-secret-key".into();
         let shown = c.redacted_toml();
         assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("s3-secret-key"));
         assert!(!shown.contains(&"s".repeat(40)));
         assert!(shown.contains("[redacted]"));
     }

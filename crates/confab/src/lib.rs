@@ -122,7 +122,9 @@ pub async fn run_with_store(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let jwt = keys::load(&config).context("loading the signing key")?;
-    let state = AppState::new(config, store.clone(), jwt, metrics, shutdown.clone());
+    let storage = attachments::storage::Storage::new(&config.attachments, &config.data_dir)
+        .context("opening the attachment storage")?;
+    let state = AppState::new(config, store.clone(), jwt, metrics, shutdown.clone(), storage);
     state.reload_directory().await.context("loading channels and roles")?;
     admin::bots_from_config(&state.store, &state.config).await.map_err(|e| anyhow::anyhow!("configured bots: {e}"))?;
     let local = listener.local_addr()?;

@@ -6,13 +6,15 @@
 //! [`crate::store::attachments`].
 
 pub mod images;
+pub mod s3;
+pub mod sigv4;
 pub mod sniff;
 pub mod storage;
 pub mod sweeper;
 
 use std::{
     collections::VecDeque,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -44,8 +46,12 @@ pub struct AttachmentsConfig {
     pub sweep_interval_ms: u64,
     /// Uploads decoded at the same time; more wait (a body is about 2.3× its file in memory).
     pub concurrent_uploads: usize,
-    /// Folder of the files; empty means `<data_dir>/attachments`.
+    /// `local` (files under `dir`) or `s3` (objects in the bucket of `s3`).
+    pub storage: storage::StorageKind,
+    /// Folder of the files of the local storage; empty means `<data_dir>/attachments`.
     pub dir: PathBuf,
+    /// The bucket of the `s3` storage.
+    pub s3: s3::S3Config,
 }
 
 impl Default for AttachmentsConfig {
@@ -60,7 +66,9 @@ impl Default for AttachmentsConfig {
             unused_ttl_s: 3600,
             sweep_interval_ms: 60_000,
             concurrent_uploads: 4,
+            storage: storage::StorageKind::Local,
             dir: PathBuf::new(),
+            s3: s3::S3Config::default(),
         }
     }
 }
@@ -99,11 +107,10 @@ pub struct Attachments {
 }
 
 impl Attachments {
-    /// The runtime for `config`, storing files under `data_dir` unless configured elsewhere.
-    pub fn new(config: &AttachmentsConfig, data_dir: &Path) -> Attachments {
-        let dir = if config.dir.as_os_str().is_empty() { data_dir.join("attachments") } else { config.dir.clone() };
+    /// The runtime for `config`, keeping files in `storage`.
+    pub fn new(config: &AttachmentsConfig, storage: storage::Storage) -> Attachments {
         Attachments {
-            storage: storage::Storage::Local { dir },
+            storage,
             keys: DashMap::new(),
             recent: DashMap::new(),
             slots: tokio::sync::Semaphore::new(config.concurrent_uploads.max(1)),
@@ -206,7 +213,8 @@ mod tests {
 
     #[test]
     fn upload_window() {
-        let a = Attachments::new(&AttachmentsConfig::default(), Path::new("/nonexistent"));
+        let local = storage::Storage::Local { dir: PathBuf::from("/nonexistent") };
+        let a = Attachments::new(&AttachmentsConfig::default(), local);
         assert!(a.take_upload("u", 2).is_ok());
         assert!(a.take_upload("u", 2).is_ok());
         assert!(a.take_upload("u", 2).is_err());
