@@ -141,13 +141,7 @@ impl Bucket {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(std::io::Error::other)?;
-        Ok(Bucket {
-            config: config.clone(),
-            origin: format!("{}://{host}", base.scheme()),
-            host,
-            bucket_path,
-            http,
-        })
+        Ok(Bucket { config: config.clone(), origin: format!("{}://{host}", base.scheme()), host, bucket_path, http })
     }
 
     /// Stores `bytes` under `key` (replacing what was there). S3 checks the body against the
@@ -209,7 +203,8 @@ impl Bucket {
             payload_sha256,
             amz_date: &amz_date,
         });
-        let mut request = self.http.request(method, format!("{}{path}", self.origin)).header("authorization", authorization);
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.origin)).header("authorization", authorization);
         for (name, value) in headers.iter().filter(|(name, _)| *name != "host") {
             request = request.header(*name, *value);
         }
@@ -248,7 +243,8 @@ mod tests {
     #[test]
     fn problems_name_their_key() {
         assert_eq!(config().problem(), None);
-        let cases: [(fn(&mut S3Config), &str); 6] = [
+        type Change = fn(&mut S3Config);
+        let cases: [(Change, &str); 6] = [
             (|c| c.bucket.clear(), "attachments.s3.bucket"),
             (|c| c.region.clear(), "attachments.s3.region"),
             (|c| c.access_key_id.clear(), "attachments.s3.access_key_id"),
@@ -266,18 +262,16 @@ mod tests {
     #[test]
     fn addressing_styles() {
         let aws = Bucket::new(&config()).unwrap();
-        assert_eq!((aws.origin.as_str(), aws.host.as_str(), aws.bucket_path.as_str()), (
-            "https://b.s3.us-east-1.amazonaws.com",
-            "b.s3.us-east-1.amazonaws.com",
-            ""
-        ));
-        let local = Bucket::new(&S3Config { endpoint: "http://127.0.0.1:9000/".into(), path_style: true, ..config() })
-            .unwrap();
-        assert_eq!((local.origin.as_str(), local.host.as_str(), local.bucket_path.as_str()), (
-            "http://127.0.0.1:9000",
-            "127.0.0.1:9000",
-            "/b"
-        ));
+        assert_eq!(
+            (aws.origin.as_str(), aws.host.as_str(), aws.bucket_path.as_str()),
+            ("https://b.s3.us-east-1.amazonaws.com", "b.s3.us-east-1.amazonaws.com", "")
+        );
+        let local =
+            Bucket::new(&S3Config { endpoint: "http://127.0.0.1:9000/".into(), path_style: true, ..config() }).unwrap();
+        assert_eq!(
+            (local.origin.as_str(), local.host.as_str(), local.bucket_path.as_str()),
+            ("http://127.0.0.1:9000", "127.0.0.1:9000", "/b")
+        );
     }
 
     #[test]

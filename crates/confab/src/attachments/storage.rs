@@ -40,7 +40,8 @@ impl Storage {
     pub fn new(config: &AttachmentsConfig, data_dir: &Path) -> std::io::Result<Storage> {
         Ok(match config.storage {
             StorageKind::Local => {
-                let dir = if config.dir.as_os_str().is_empty() { data_dir.join("attachments") } else { config.dir.clone() };
+                let dir =
+                    if config.dir.as_os_str().is_empty() { data_dir.join("attachments") } else { config.dir.clone() };
                 Storage::Local { dir }
             }
             StorageKind::S3 => Storage::S3(Box::new(s3::Bucket::new(&config.s3)?)),

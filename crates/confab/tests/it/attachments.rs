@@ -122,7 +122,11 @@ async fn files_of(server: &TestServer) -> Vec<String> {
     let cfg = &server.config.attachments;
     match cfg.storage {
         confab::attachments::storage::StorageKind::Local => {
-            let dir = if cfg.dir.as_os_str().is_empty() { server.config.data_dir.join("attachments") } else { cfg.dir.clone() };
+            let dir = if cfg.dir.as_os_str().is_empty() {
+                server.config.data_dir.join("attachments")
+            } else {
+                cfg.dir.clone()
+            };
             match std::fs::read_dir(&dir) {
                 Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
                 // Never created, or (the failing-storage test) a plain file in its way.

@@ -242,7 +242,8 @@ impl TestServer {
     pub async fn raw_sql(&self, sql: &str) {
         match &self.location {
             Location::SqliteFile(path) => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("open SQLite");
+                let pool =
+                    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("open SQLite");
                 sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.expect("raw SQL");
                 pool.close().await;
             }
