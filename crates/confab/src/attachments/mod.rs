@@ -1,6 +1,6 @@
-//! Attachments (PROTOCOL §3.6, §6.9): the configuration, the per-server runtime (file storage,
-//! upload credentials of live connections, the per-user upload window), the wire object, the
-//! expiry rule and the sweeper that removes files whose time is up.
+//! Attachments (PROTOCOL §3.6, §6.9): the configuration, the per-server runtime (file storage, a
+//! local folder or an S3 bucket; upload credentials of live connections; the per-user upload
+//! window), the wire object, the expiry rule and the sweeper that removes files whose time is up.
 //!
 //! The HTTP routes are in [`crate::http`], the commands in [`crate::commands`], the rows in
 //! [`crate::store::attachments`].

@@ -157,10 +157,10 @@ impl Bucket {
     pub async fn get(&self, key: &str, range: Option<(u64, u64)>) -> std::io::Result<Option<reqwest::Response>> {
         let range = range.map(|(a, b)| format!("bytes={a}-{b}"));
         let response = self.send(reqwest::Method::GET, key, EMPTY_SHA256, range.as_deref(), Bytes::new()).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let response = expect_success("GET", key, response).await?;
+        let response = match expect_success("GET", key, response).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        };
         let expected = if range.is_some() { reqwest::StatusCode::PARTIAL_CONTENT } else { reqwest::StatusCode::OK };
         if response.status() != expected {
             let why = format!("S3 GET {key}: answered {} to a request for {}", response.status(), expected);
@@ -216,15 +216,17 @@ impl Bucket {
 }
 
 /// `response` if it is a 2xx; otherwise an error naming the operation, the status and S3's error
-/// code (e.g. `SignatureDoesNotMatch`, `NoSuchBucket`), never the credentials.
+/// code (e.g. `SignatureDoesNotMatch`, `NoSuchBucket`), never the credentials. Only `NoSuchKey`
+/// is of kind `NotFound`: a missing bucket is a misconfiguration, not a missing file.
 async fn expect_success(op: &str, key: &str, response: reqwest::Response) -> std::io::Result<reqwest::Response> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
     let body = response.text().await.unwrap_or_default();
-    let code = body.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")).map(|(code, _)| code);
-    Err(std::io::Error::other(format!("S3 {op} {key}: HTTP {status} {}", code.unwrap_or(""))))
+    let code = body.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")).map_or("", |(code, _)| code);
+    let kind = if code == "NoSuchKey" { std::io::ErrorKind::NotFound } else { std::io::ErrorKind::Other };
+    Err(std::io::Error::new(kind, format!("S3 {op} {key}: HTTP {status} {code}")))
 }
 
 #[cfg(test)]

@@ -349,6 +349,15 @@ async fn upload_and_attach_end_to_end(backend: Backend, files: Files) {
     let mut moderator = server.member("mod", &["user", "moderator"]).await;
     let r = moderator.request(json!({"cmd": "attachment_delete", "attachment_id": other["id"]})).await;
     assert_eq!(r["deleted"], true, "{r}");
+
+    // A file lost behind the server's back (a bucket emptied by hand) is a 404, not an error.
+    let lost = uploaded(&server, &token, &body("image/png", &png(1, 1), "l.png", "general")).await;
+    let cfg = &server.config;
+    let storage = confab::attachments::storage::Storage::new(&cfg.attachments, &cfg.data_dir).unwrap();
+    storage.delete(lost["id"].as_str().unwrap()).await.unwrap();
+    assert!(!is_stored(&server, &lost).await);
+    let r = server.http.get(lost["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 404);
     server.stop().await;
 }
 
