@@ -549,6 +549,11 @@ impl Config {
         if self.attachments.max_attachments_per_user == 0 || self.attachments.max_attachments_per_user < -1 {
             return bad("attachments.max_attachments_per_user", "must be -1 (unlimited) or at least 1");
         }
+        if self.attachments.storage == crate::attachments::storage::StorageKind::S3
+            && let Some((key, why)) = self.attachments.s3.problem()
+        {
+            return bad(key, why);
+        }
         self.validate_bots()?;
         self.validate_push()?;
         if self.auth.jwt_issuer.is_empty() {
@@ -637,6 +642,7 @@ impl Config {
         };
         redact(&mut shown.auth.jwt_secret);
         redact(&mut shown.metrics.token);
+        redact(&mut shown.attachments.s3.secret_access_key);
         if let Some(at) = shown.database_url.find('@')
             && let Some(colon) = shown.database_url[..at].rfind(':')
             && !shown.database_url[..colon].ends_with('/')
@@ -666,6 +672,20 @@ mod tests {
         assert!(err.contains("security.dead_peer_s"), "{err}");
         let c = Config { database_url: "mysql://x".into(), ..Config::default() };
         assert!(c.validated().unwrap_err().to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn s3_storage_needs_its_keys() {
+        let mut c = Config::default();
+        c.attachments.storage = crate::attachments::storage::StorageKind::S3;
+        let err = c.clone().validated().unwrap_err().to_string();
+        assert!(err.contains("attachments.s3.bucket"), "{err}");
+        c.attachments.s3.bucket = "files".into();
+        c.attachments.s3.access_key_id = "id".into();
+        let err = c.clone().validated().unwrap_err().to_string();
+        assert!(err.contains("attachments.s3.secret_access_key"), "{err}");
+        c.attachments.s3.secret_access_key = "key".into();
+        assert!(c.validated().is_ok());
     }
 
     #[test]
@@ -712,8 +732,10 @@ mod tests {
         let mut c = Config::default();
         c.auth.jwt_secret = "s".repeat(40);
         c.database_url = "postgres://bob:hunter2@db/x".into();
+        c.attachments.s3.secret_access_key = "s3-secret-key".into();
         let shown = c.redacted_toml();
         assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("s3-secret-key"));
         assert!(!shown.contains(&"s".repeat(40)));
         assert!(shown.contains("[redacted]"));
     }

@@ -134,7 +134,9 @@ pub async fn run_with_store(
 ) -> anyhow::Result<()> {
     let jwt = keys::load(&config).context("loading the signing key")?;
     let vapid = keys::vapid(&config).context("loading the VAPID key")?;
-    let state = AppState::new(config, store.clone(), jwt, vapid, metrics, shutdown.clone());
+    let storage = attachments::storage::Storage::new(&config.attachments, &config.data_dir)
+        .context("opening the attachment storage")?;
+    let state = AppState::new(config, store.clone(), jwt, vapid, metrics, shutdown.clone(), storage);
     state.reload_directory().await.context("loading channels and roles")?;
     admin::bots_from_config(&state.store, &state.config).await.map_err(|e| anyhow::anyhow!("configured bots: {e}"))?;
     let local = listener.local_addr()?;

@@ -141,7 +141,8 @@ impl Directory {
 }
 
 impl AppState {
-    /// Assembles the state; `store` must be migrated and bootstrapped.
+    /// Assembles the state; `store` must be migrated and bootstrapped, `storage` is where
+    /// attachment files go.
     pub fn new(
         config: Config,
         store: Store,
@@ -149,6 +150,7 @@ impl AppState {
         vapid: Option<crate::push::vapid::Vapid>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        storage: crate::attachments::storage::Storage,
     ) -> AppState {
         let hasher = Hasher::new(config.auth.hash_workers, config.auth.hash_queue);
         let throttle = AuthThrottle::new(config.rate_limits.enabled);
@@ -167,7 +169,7 @@ impl AppState {
                 std::time::Duration::from_secs(config.rotur.timeout_s),
             ),
             slash: crate::hub::slash::SlashRegistry::default(),
-            attachments: crate::attachments::Attachments::new(&config.attachments, &config.data_dir),
+            attachments: crate::attachments::Attachments::new(&config.attachments, storage),
             push: crate::push::Push::new(&config.push, vapid),
             config,
             store,

@@ -1,18 +1,20 @@
-//! Attachments (PROTOCOL §3.6, §6.9): the configuration, the per-server runtime (file storage,
-//! upload credentials of live connections, the per-user upload window), the wire object, the
-//! expiry rule and the sweeper that removes files whose time is up.
+//! Attachments (PROTOCOL §3.6, §6.9): the configuration, the per-server runtime (file storage, a
+//! local folder or an S3 bucket; upload credentials of live connections; the per-user upload
+//! window), the wire object, the expiry rule and the sweeper that removes files whose time is up.
 //!
 //! The HTTP routes are in [`crate::http`], the commands in [`crate::commands`], the rows in
 //! [`crate::store::attachments`].
 
 pub mod images;
+pub mod s3;
+pub mod sigv4;
 pub mod sniff;
 pub mod storage;
 pub mod sweeper;
 
 use std::{
     collections::VecDeque,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -47,8 +49,12 @@ pub struct AttachmentsConfig {
     pub sweep_interval_ms: u64,
     /// Uploads decoded at the same time; more wait (a body is about 2.3× its file in memory).
     pub concurrent_uploads: usize,
-    /// Folder of the files; empty means `<data_dir>/attachments`.
+    /// `local` (files under `dir`) or `s3` (objects in the bucket of `s3`).
+    pub storage: storage::StorageKind,
+    /// Folder of the files of the local storage; empty means `<data_dir>/attachments`.
     pub dir: PathBuf,
+    /// The bucket of the `s3` storage.
+    pub s3: s3::S3Config,
 }
 
 impl Default for AttachmentsConfig {
@@ -64,7 +70,9 @@ impl Default for AttachmentsConfig {
             unused_ttl_s: 3600,
             sweep_interval_ms: 60_000,
             concurrent_uploads: 4,
+            storage: storage::StorageKind::Local,
             dir: PathBuf::new(),
+            s3: s3::S3Config::default(),
         }
     }
 }
@@ -103,11 +111,10 @@ pub struct Attachments {
 }
 
 impl Attachments {
-    /// The runtime for `config`, storing files under `data_dir` unless configured elsewhere.
-    pub fn new(config: &AttachmentsConfig, data_dir: &Path) -> Attachments {
-        let dir = if config.dir.as_os_str().is_empty() { data_dir.join("attachments") } else { config.dir.clone() };
+    /// The runtime for `config`, keeping files in `storage`.
+    pub fn new(config: &AttachmentsConfig, storage: storage::Storage) -> Attachments {
         Attachments {
-            storage: storage::Storage::Local { dir },
+            storage,
             keys: DashMap::new(),
             recent: DashMap::new(),
             slots: tokio::sync::Semaphore::new(config.concurrent_uploads.max(1)),
@@ -210,7 +217,8 @@ mod tests {
 
     #[test]
     fn upload_window() {
-        let a = Attachments::new(&AttachmentsConfig::default(), Path::new("/nonexistent"));
+        let local = storage::Storage::Local { dir: PathBuf::from("/nonexistent") };
+        let a = Attachments::new(&AttachmentsConfig::default(), local);
         assert!(a.take_upload("u", 2).is_ok());
         assert!(a.take_upload("u", 2).is_ok());
         assert!(a.take_upload("u", 2).is_err());

@@ -134,14 +134,18 @@ pub async fn upload(State(state): State<AppState>, ConnectInfo(peer): Peer, head
         expires_at: Some(now + days * 86_400.0),
         message_id: None,
     };
-    let saved = match state.attachments.storage.put(&row.id, &bytes).await {
-        Ok(()) => state.store.attachment_create(&row).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = saved {
-        tracing::error!("saving an attachment: {e}");
-        // A file without a row would never be swept.
-        let _ = state.attachments.storage.delete(&row.id).await;
+    // The row first: a failed row write has stored nothing, and a file is never without the row
+    // the sweeper finds it by. A failed file write takes the row back; should that fail too, the
+    // row is an unused upload whose missing file the sweeper forgets after `unused_ttl_s`.
+    if let Err(e) = state.store.attachment_create(&row).await {
+        tracing::error!("recording an attachment: {e}");
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to save attachment", "internal");
+    }
+    if let Err(e) = state.attachments.storage.put(&row.id, bytes.into()).await {
+        tracing::error!("storing an attachment: {e}");
+        if let Err(e) = state.store.attachment_delete(&row.id).await {
+            tracing::warn!("forgetting an attachment that was not stored (the sweeper will): {e}");
+        }
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to save attachment", "internal");
     }
     if let Err(e) = attachments::sweeper::keep_newest(&state, &row.user_id, cfg.max_attachments_per_user).await {
@@ -221,18 +225,10 @@ pub async fn download(State(state): State<AppState>, Path(id): Path<String>, hea
         Ok(_) => return gone(),
         Err(e) => return e.into_response(),
     };
-    let bytes = match state.attachments.storage.get(&row.id).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return gone(),
-        Err(e) => {
-            tracing::error!("reading an attachment: {e}");
-            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to read attachment", "internal");
-        }
-    };
-    let total = bytes.len();
+    let total = u64::try_from(row.size).unwrap_or(0);
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| byte_range(r, total));
-    let (status, body, content_range) = match range {
-        None | Some(Range::Ignored) => (StatusCode::OK, bytes, None),
+    let (status, part, content_range) = match range {
+        None | Some(Range::Ignored) => (StatusCode::OK, None, None),
         Some(Range::Unsatisfiable) => {
             let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
@@ -240,10 +236,21 @@ pub async fn download(State(state): State<AppState>, Path(id): Path<String>, hea
             }
             return r;
         }
-        Some(Range::Part(start, end)) => {
-            (StatusCode::PARTIAL_CONTENT, bytes[start..=end].to_vec(), Some(format!("bytes {start}-{end}/{total}")))
+        Some(Range::Part(first, last)) => {
+            (StatusCode::PARTIAL_CONTENT, Some((first, last)), Some(format!("bytes {first}-{last}/{total}")))
         }
     };
+    // Only the bytes asked for are read from the storage, and they stream through.
+    let stream = match state.attachments.storage.get(&row.id, part).await {
+        Ok(Some(stream)) => stream,
+        Ok(None) => return gone(),
+        Err(e) => {
+            tracing::error!("reading an attachment: {e}");
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to read attachment", "internal");
+        }
+    };
+    let length = part.map_or(total, |(first, last)| last - first + 1);
+    let body = Body::from_stream(stream);
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
     let disposition = if sniff::inline(&row.mime_type) { "inline" } else { "attachment" };
@@ -258,6 +265,7 @@ pub async fn download(State(state): State<AppState>, Path(id): Path<String>, hea
     set(h, header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox");
     set(h, header::CACHE_CONTROL, "public, max-age=3600");
     set(h, header::ACCEPT_RANGES, "bytes");
+    set(h, header::CONTENT_LENGTH, &length.to_string());
     if let Some(v) = content_range {
         set(h, header::CONTENT_RANGE, &v);
     }
@@ -276,17 +284,17 @@ enum Range {
     Ignored,
     Unsatisfiable,
     /// First and last byte, inclusive.
-    Part(usize, usize),
+    Part(u64, u64),
 }
 
-fn byte_range(header: &str, total: usize) -> Range {
+fn byte_range(header: &str, total: u64) -> Range {
     let Some(spec) = header.trim().strip_prefix("bytes=") else { return Range::Ignored };
     if spec.contains(',') {
         return Range::Ignored;
     }
     let Some((a, b)) = spec.split_once('-') else { return Range::Ignored };
     let (a, b) = (a.trim(), b.trim());
-    let parsed = match (a.parse::<usize>(), b.parse::<usize>()) {
+    let parsed = match (a.parse::<u64>(), b.parse::<u64>()) {
         (Ok(start), Ok(end)) if start <= end => Some((start, end.min(total.saturating_sub(1)))),
         (Ok(start), Err(_)) if b.is_empty() => Some((start, total.saturating_sub(1))),
         (Err(_), Ok(suffix)) if a.is_empty() && suffix > 0 => {

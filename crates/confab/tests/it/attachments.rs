@@ -1,16 +1,53 @@
 //! Attachments (PROTOCOL §3.6, §6.9, §6.1): uploads with each credential form, hostile uploads,
 //! downloads that cannot run script, attaching to messages, and the lifecycle (expiry, unused
-//! uploads, deleted messages and channels, restarts), on both backends.
+//! uploads, deleted messages and channels, restarts), on both databases and both file storages
+//! (a local folder, and an S3 bucket of the test binary's private moto server).
 
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
+use confab::config::Config;
+
 use crate::{
     channels::open,
     support::{Backend, Client, TestServer},
 };
+
+/// Where a test server keeps attachment files.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Files {
+    Local,
+    S3,
+}
+
+/// A server on `backend` storing files in `files`, with `tweak` applied after the storage
+/// settings.
+async fn spawn_on(backend: Backend, files: Files, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let moto = match files {
+        Files::Local => None,
+        Files::S3 => Some(crate::moto::moto().await),
+    };
+    TestServer::spawn_with(backend, |cfg| {
+        if let Some(moto) = moto {
+            moto.configure(cfg);
+        }
+        tweak(cfg);
+    })
+    .await
+}
+
+/// Generates one test per (database, file storage) pair listed for each `async fn name(Backend,
+/// Files)`.
+macro_rules! on_storages {
+    ($($test:ident => $($name:ident($backend:ident, $files:ident)),+;)*) => {$($(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $test(Backend::$backend, Files::$files).await;
+        }
+    )+)*};
+}
 
 /// A `w`×`h` image encoded as `format`.
 fn encoded(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
@@ -38,8 +75,8 @@ fn body(mime: &str, bytes: &[u8], name: &str, channel: &str) -> Value {
     json!({"file": data_url(mime, bytes), "name": name, "mime_type": mime, "channel": channel})
 }
 
-async fn spawn(backend: Backend) -> TestServer {
-    TestServer::spawn_with(backend, |cfg| cfg.attachments.sweep_interval_ms = 50).await
+async fn spawn(backend: Backend, files: Files) -> TestServer {
+    spawn_on(backend, files, |cfg| cfg.attachments.sweep_interval_ms = 50).await
 }
 
 /// `POST /attachments/upload` with an optional bearer token → (status, body).
@@ -71,7 +108,7 @@ async fn gone(server: &TestServer, a: &Value) {
     let url = server.url(&format!("/attachments/{}", a["id"].as_str().unwrap()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if server.http.get(&url).send().await.unwrap().status() == 404 && !file_of(server, a).exists() {
+        if server.http.get(&url).send().await.unwrap().status() == 404 && !is_stored(server, a).await {
             return;
         }
         assert!(tokio::time::Instant::now() < deadline, "{a} was not removed");
@@ -79,12 +116,41 @@ async fn gone(server: &TestServer, a: &Value) {
     }
 }
 
-fn file_of(server: &TestServer, a: &Value) -> std::path::PathBuf {
-    server.config.data_dir.join("attachments").join(a["id"].as_str().unwrap())
+/// The files `server` keeps, seen from outside the server: the local folder's entries, or the
+/// objects under the server's prefix as moto lists them.
+async fn files_of(server: &TestServer) -> Vec<String> {
+    let cfg = &server.config.attachments;
+    match cfg.storage {
+        confab::attachments::storage::StorageKind::Local => {
+            let dir = if cfg.dir.as_os_str().is_empty() {
+                server.config.data_dir.join("attachments")
+            } else {
+                cfg.dir.clone()
+            };
+            match std::fs::read_dir(&dir) {
+                Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+                // Never created, or (the failing-storage test) a plain file in its way.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                    Vec::new()
+                }
+                Err(e) => panic!("{}: {e}", dir.display()),
+            }
+        }
+        confab::attachments::storage::StorageKind::S3 => {
+            let prefix = &cfg.s3.prefix;
+            let objects = crate::moto::moto().await.objects(prefix).await;
+            objects.iter().map(|k| k[prefix.len()..].to_owned()).collect()
+        }
+    }
 }
 
-async fn upload_and_attach_end_to_end(backend: Backend) {
-    let server = spawn(backend).await;
+/// Whether the file of attachment `a` is stored.
+async fn is_stored(server: &TestServer, a: &Value) -> bool {
+    files_of(server).await.iter().any(|f| f == a["id"].as_str().unwrap())
+}
+
+async fn upload_and_attach_end_to_end(backend: Backend, files: Files) {
+    let server = spawn(backend, files).await;
     let (token, mut alice) = account(&server, "alice").await;
     let (bob_token, mut bob) = account(&server, "bob").await;
 
@@ -143,7 +209,7 @@ async fn upload_and_attach_end_to_end(backend: Backend) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let expires = a["expires_at"].as_i64().unwrap();
     assert!((expires - (now + 7 * 86_400)).abs() < 60, "a small file is kept 7 days: {expires}");
-    assert!(file_of(&server, &a).exists());
+    assert!(is_stored(&server, &a).await);
 
     // Form 2: this connection's key and its ready.validator (the socket is authenticated).
     let mut carol = server.connect().await;
@@ -276,18 +342,27 @@ async fn upload_and_attach_end_to_end(backend: Backend) {
     let r = server.http.get(server.url(&format!("/attachments/{id}"))).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "Attachment not found or expired");
-    assert!(!file_of(&server, &a).exists());
+    assert!(!is_stored(&server, &a).await);
 
     // A moderator may delete anyone's upload.
     let other = uploaded(&server, &bob_token, &body("image/png", &png(1, 1), "b.png", "general")).await;
     let mut moderator = server.member("mod", &["user", "moderator"]).await;
     let r = moderator.request(json!({"cmd": "attachment_delete", "attachment_id": other["id"]})).await;
     assert_eq!(r["deleted"], true, "{r}");
+
+    // A file lost behind the server's back (a bucket emptied by hand) is a 404, not an error.
+    let lost = uploaded(&server, &token, &body("image/png", &png(1, 1), "l.png", "general")).await;
+    let cfg = &server.config;
+    let storage = confab::attachments::storage::Storage::new(&cfg.attachments, &cfg.data_dir).unwrap();
+    storage.delete(lost["id"].as_str().unwrap()).await.unwrap();
+    assert!(!is_stored(&server, &lost).await);
+    let r = server.http.get(lost["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 404);
     server.stop().await;
 }
 
-async fn hostile_uploads_are_refused(backend: Backend) {
-    let server = TestServer::spawn_with(backend, |cfg| cfg.attachments.max_size = 1000).await;
+async fn hostile_uploads_are_refused(backend: Backend, files: Files) {
+    let server = spawn_on(backend, files, |cfg| cfg.attachments.max_size = 1000).await;
     let (token, mut alice) = account(&server, "alice").await;
     let t = Some(token.as_str());
     let ok = body("image/png", &png(2, 2), "a.png", "general");
@@ -401,8 +476,8 @@ async fn hostile_uploads_are_refused(backend: Backend) {
     server.stop().await;
 }
 
-async fn uploads_into_forum_threads(backend: Backend) {
-    let server = spawn(backend).await;
+async fn uploads_into_forum_threads(backend: Backend, files: Files) {
+    let server = spawn(backend, files).await;
     let mut admin = server.member("root", &["owner"]).await;
     let r =
         admin.request(json!({"cmd": "channel_create", "name": "ideas", "type": "forum", "permissions": open()})).await;
@@ -433,8 +508,8 @@ async fn uploads_into_forum_threads(backend: Backend) {
     server.stop().await;
 }
 
-async fn lifecycle_frees_files(backend: Backend) {
-    let mut server = spawn(backend).await;
+async fn lifecycle_frees_files(backend: Backend, files: Files) {
+    let mut server = spawn(backend, files).await;
     let (token, mut alice) = account(&server, "alice").await;
     let mut admin = server.member("root", &["owner"]).await;
     let r =
@@ -476,8 +551,8 @@ async fn lifecycle_frees_files(backend: Backend) {
     server.stop().await;
 }
 
-async fn upload_rate_and_switch(backend: Backend) {
-    let server = TestServer::spawn_with(backend, |cfg| {
+async fn upload_rate_and_switch(backend: Backend, files: Files) {
+    let server = spawn_on(backend, files, |cfg| {
         cfg.rate_limits.enabled = true;
         cfg.attachments.uploads_per_minute = 2;
     })
@@ -494,7 +569,7 @@ async fn upload_rate_and_switch(backend: Backend) {
     server.stop().await;
 
     // Switched off: not advertised, and every entry point says so.
-    let server = TestServer::spawn_with(backend, |cfg| cfg.attachments.enabled = false).await;
+    let server = spawn_on(backend, files, |cfg| cfg.attachments.enabled = false).await;
     let (token, mut alice) = account(&server, "alice").await;
     let val = &alice.handshake["val"];
     assert_eq!(val["attachments"]["enabled"], false);
@@ -512,9 +587,9 @@ async fn upload_rate_and_switch(backend: Backend) {
 
 /// Form 3: a Rotur validator for the connection's key, even the very one `auth` consumed, from
 /// the account that connection is logged in as.
-async fn rotur_validator_uploads(backend: Backend) {
+async fn rotur_validator_uploads(backend: Backend, files: Files) {
     let (url, _fake) = crate::rotur::fake_rotur(&[("r-1", "Bob"), ("r-2", "Eve")]).await;
-    let server = TestServer::spawn_with(backend, move |cfg| {
+    let server = spawn_on(backend, files, move |cfg| {
         cfg.auth_mode = confab::config::AuthMode::Rotur;
         cfg.rotur.base_url = url;
     })
@@ -540,20 +615,74 @@ async fn rotur_validator_uploads(backend: Backend) {
     server.stop().await;
 }
 
-on_both! {
-    upload_and_attach_end_to_end => upload_and_attach_end_to_end_sqlite, upload_and_attach_end_to_end_postgres;
-    hostile_uploads_are_refused => hostile_uploads_are_refused_sqlite, hostile_uploads_are_refused_postgres;
-    uploads_into_forum_threads => uploads_into_forum_threads_sqlite, uploads_into_forum_threads_postgres;
-    lifecycle_frees_files => lifecycle_frees_files_sqlite, lifecycle_frees_files_postgres;
-    upload_rate_and_switch => upload_rate_and_switch_sqlite, upload_rate_and_switch_postgres;
-    rotur_validator_uploads => rotur_validator_uploads_sqlite, rotur_validator_uploads_postgres;
-    per_user_limit_removes_the_oldest => per_user_limit_removes_the_oldest_sqlite, per_user_limit_removes_the_oldest_postgres;
+/// A failed file write leaves no row, and a failed row write leaves no file: nothing the sweeper
+/// could not find. With S3, the wrong secret is refused (moto checks signatures here), which is
+/// also what shows that every other S3 test's requests were really verified.
+async fn failed_writes_leave_nothing(backend: Backend, files: Files) {
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let server = spawn_on(backend, files, |cfg| match files {
+        // A folder under a plain file cannot be created.
+        Files::Local => cfg.attachments.dir = blocker.path().join("attachments"),
+        Files::S3 => cfg.attachments.s3.secret_access_key = "not-the-secret".into(),
+    })
+    .await;
+    let (token, _alice) = account(&server, "alice").await;
+    let b = body("image/png", &png(2, 2), "a.png", "general");
+    let (status, r) = upload(&server, Some(&token), &b).await;
+    assert_eq!((status, r["error"].clone()), (500, json!("Failed to save attachment")));
+    let later = 1e12;
+    assert_eq!(server.store.attachments_due(later, later, 10).await.unwrap(), Vec::<String>::new(), "a row is left");
+    assert_eq!(files_of(&server).await, Vec::<String>::new());
+    server.stop().await;
+
+    // Now the storage works and the database refuses the row.
+    let server = spawn(backend, files).await;
+    let (token, _alice) = account(&server, "alice").await;
+    assert_eq!(upload(&server, Some(&token), &b).await.0, 201, "uploads work before the trigger");
+    let before = files_of(&server).await;
+    assert_eq!(before.len(), 1);
+    server
+        .raw_sql(match backend {
+            Backend::Sqlite => {
+                "CREATE TRIGGER refuse_uploads BEFORE INSERT ON attachments BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            }
+            Backend::Postgres => {
+                "CREATE FUNCTION refuse_uploads() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
+                 CREATE TRIGGER refuse_uploads BEFORE INSERT ON attachments FOR EACH ROW EXECUTE FUNCTION refuse_uploads()"
+            }
+        })
+        .await;
+    let (status, r) = upload(&server, Some(&token), &b).await;
+    assert_eq!((status, r["error"].clone()), (500, json!("Failed to save attachment")));
+    assert_eq!(files_of(&server).await, before, "a file without a row was stored");
+    server.stop().await;
+}
+
+on_storages! {
+    upload_and_attach_end_to_end => upload_and_attach_end_to_end_sqlite(Sqlite, Local),
+        upload_and_attach_end_to_end_postgres(Postgres, Local), upload_and_attach_end_to_end_sqlite_s3(Sqlite, S3),
+        upload_and_attach_end_to_end_postgres_s3(Postgres, S3);
+    hostile_uploads_are_refused => hostile_uploads_are_refused_sqlite(Sqlite, Local),
+        hostile_uploads_are_refused_postgres(Postgres, Local), hostile_uploads_are_refused_sqlite_s3(Sqlite, S3);
+    uploads_into_forum_threads => uploads_into_forum_threads_sqlite(Sqlite, Local),
+        uploads_into_forum_threads_postgres(Postgres, Local), uploads_into_forum_threads_postgres_s3(Postgres, S3);
+    lifecycle_frees_files => lifecycle_frees_files_sqlite(Sqlite, Local), lifecycle_frees_files_postgres(Postgres, Local),
+        lifecycle_frees_files_sqlite_s3(Sqlite, S3), lifecycle_frees_files_postgres_s3(Postgres, S3);
+    upload_rate_and_switch => upload_rate_and_switch_sqlite(Sqlite, Local),
+        upload_rate_and_switch_postgres(Postgres, Local), upload_rate_and_switch_sqlite_s3(Sqlite, S3);
+    rotur_validator_uploads => rotur_validator_uploads_sqlite(Sqlite, Local),
+        rotur_validator_uploads_postgres(Postgres, Local), rotur_validator_uploads_sqlite_s3(Sqlite, S3);
+    failed_writes_leave_nothing => failed_writes_leave_nothing_sqlite(Sqlite, Local),
+        failed_writes_leave_nothing_sqlite_s3(Sqlite, S3), failed_writes_leave_nothing_postgres_s3(Postgres, S3);
+    per_user_limit_removes_the_oldest => per_user_limit_removes_the_oldest_sqlite(Sqlite, Local),
+        per_user_limit_removes_the_oldest_postgres(Postgres, Local), per_user_limit_removes_the_oldest_sqlite_s3(Sqlite, S3);
 }
 
 /// `attachments.max_attachments_per_user` (PROTOCOL §2.1): advertised, and at the limit an upload
 /// removes the uploader's oldest one — even one a message shows — and nobody else's.
-async fn per_user_limit_removes_the_oldest(backend: Backend) {
-    let server = TestServer::spawn_with(backend, |cfg| cfg.attachments.max_attachments_per_user = 2).await;
+async fn per_user_limit_removes_the_oldest(backend: Backend, files: Files) {
+    let server = spawn_on(backend, files, |cfg| cfg.attachments.max_attachments_per_user = 2).await;
     let (token, mut alice) = account(&server, "alice").await;
     let (bob_token, _bob) = account(&server, "bob").await;
     assert_eq!(alice.handshake["val"]["attachments"]["max_attachments_per_user"], 2);
@@ -571,5 +700,6 @@ async fn per_user_limit_removes_the_oldest(backend: Backend) {
     }
     let fourth = uploaded(&server, &token, &body("image/png", &png(2, 2), "4.png", "general")).await;
     gone(&server, &second).await;
-    assert!(file_of(&server, &fourth).exists() && file_of(&server, &third).exists());
+    assert!(is_stored(&server, &fourth).await && is_stored(&server, &third).await);
+    server.stop().await;
 }

@@ -315,6 +315,32 @@ fn unknown_keys_are_refused_with_the_closest_known_one() {
     confab(cwd.path(), &["config"], &[("CONFAB_TEST_POSTGRES_URL", "postgres://x")], None).ok();
 }
 
+/// `attachments.storage = "s3"`: a missing key stops `serve` before it creates anything and is
+/// named; the keys come from the environment too, and the secret is never shown.
+#[test]
+fn s3_storage_keys_from_the_environment() {
+    let cwd = tempfile::tempdir().unwrap();
+    let storage = ("CONFAB_ATTACHMENTS__STORAGE", "s3");
+    let bucket = ("CONFAB_ATTACHMENTS__S3__BUCKET", "files");
+    confab(cwd.path(), &["serve", "--listen", "127.0.0.1:0"], &[storage], None).fails_with("attachments.s3.bucket");
+    confab(cwd.path(), &["serve", "--listen", "127.0.0.1:0"], &[storage, bucket], None)
+        .fails_with("attachments.s3.access_key_id");
+    assert!(!cwd.path().join("confab-data").exists());
+    let secret = "s3-secret-from-the-environment";
+    let env = [
+        storage,
+        bucket,
+        ("CONFAB_ATTACHMENTS__S3__ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("CONFAB_ATTACHMENTS__S3__SECRET_ACCESS_KEY", secret),
+    ];
+    let run = confab(cwd.path(), &["config"], &env, None).ok();
+    assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "{}{}", run.stdout, run.stderr);
+    let shown = parse_toml(&run);
+    assert_eq!(shown["attachments"]["storage"].as_str(), Some("s3"));
+    assert_eq!(shown["attachments"]["s3"]["access_key_id"].as_str(), Some("AKIDEXAMPLE"));
+    assert_eq!(shown["attachments"]["s3"]["secret_access_key"].as_str(), Some("[redacted]"));
+}
+
 #[test]
 fn bad_configuration_names_the_key() {
     let cwd = tempfile::tempdir().unwrap();

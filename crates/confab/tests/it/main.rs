@@ -30,6 +30,7 @@ mod hostile;
 mod limits;
 mod message_ops;
 mod moderation;
+mod moto;
 mod perf;
 mod polls;
 mod push;

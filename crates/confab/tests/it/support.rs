@@ -237,6 +237,25 @@ impl TestServer {
         body
     }
 
+    /// Runs `sql` (one or more statements) on the server's own database: its SQLite file, or its
+    /// PostgreSQL schema. For tests that need the database to misbehave.
+    pub async fn raw_sql(&self, sql: &str) {
+        match &self.location {
+            Location::SqliteFile(path) => {
+                let pool =
+                    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("open SQLite");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.expect("raw SQL");
+                pool.close().await;
+            }
+            Location::Postgres { url, schema } => {
+                let pool = sqlx::PgPool::connect(url).await.expect("connect to PostgreSQL");
+                let path = schema.as_deref().map(|s| format!("SET search_path TO \"{s}\"; ")).unwrap_or_default();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{path}{sql}"))).execute(&pool).await.expect("raw SQL");
+                pool.close().await;
+            }
+        }
+    }
+
     /// Stops the server gracefully and starts a new one on the same database and data folder
     /// (on a new port; the configuration, signing key included, is unchanged).
     pub async fn restart(self) -> TestServer {
