@@ -47,7 +47,7 @@ pub struct Metrics {
     histograms: DashMap<(&'static str, String), Histogram>,
 }
 
-const HELP: [(&str, &str, &str); 11] = [
+const HELP: [(&str, &str, &str); 12] = [
     ("confab_connections", "gauge", "Open WebSocket connections by state."),
     ("confab_commands_total", "counter", "Commands handled, by command and outcome."),
     ("confab_command_seconds", "histogram", "Time to handle a command."),
@@ -56,6 +56,7 @@ const HELP: [(&str, &str, &str); 11] = [
     ("confab_closes_total", "counter", "Connections closed by the server, by close code."),
     ("confab_db_commit_seconds", "histogram", "Duration of group commits."),
     ("confab_db_commit_batch_total", "counter", "Messages committed by the group-commit writer."),
+    ("confab_db_batch_retries_total", "counter", "Group commits that failed and were retried change by change."),
     ("confab_frames_in_total", "counter", "Frames received from clients."),
     ("confab_frames_out_total", "counter", "Packets queued to clients."),
     ("confab_queue_overflows_total", "counter", "Connections closed because their outbound queue overflowed."),
