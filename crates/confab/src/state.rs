@@ -71,6 +71,8 @@ pub struct Inner {
     pub info_cache: tokio::sync::Mutex<Option<(std::time::Instant, Value)>>,
     /// Voice channel memberships.
     pub voice: crate::hub::voice::Voice,
+    /// This node's part of a cluster; `None` on a single node (`cluster.broker` empty).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Wakes the poll expiry task when a poll with an expiry is created.
     pub poll_wake: tokio::sync::Notify,
     next_conn: AtomicU64,
@@ -162,6 +164,7 @@ impl AppState {
                 std::time::Duration::from_secs(config.rotur.timeout_s),
             ),
             slash: crate::hub::slash::SlashRegistry::default(),
+            cluster: config.cluster.enabled().then(|| Arc::new(crate::cluster::Cluster::new(&config.cluster))),
             attachments: crate::attachments::Attachments::new(&config.attachments, &config.data_dir),
             config,
             store,
