@@ -10,7 +10,7 @@ use std::{collections::BTreeSet, process::Stdio, time::Duration};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::support::{Backend, Client, TestServer, fresh_location, free_port, postgres_url};
+use crate::support::{Backend, Client, TestServer, free_port, fresh_location, postgres_url};
 
 /// A long run was asked for (`CONFAB_CLUSTER_LONG=1`).
 fn long() -> bool {
@@ -103,7 +103,11 @@ async fn three_nodes(broker: &Broker, extra: &[&str]) -> Vec<TestServer> {
     let first = TestServer::spawn_on(&location, node(1)).await;
     for name in extra {
         let mut owner = first.member(&format!("owner_{name}"), &["owner"]).await;
-        let reply = owner.request(json!({"cmd": "channel_create", "name": name, "type": "text", "permissions": crate::channels::open()})).await;
+        let reply = owner
+            .request(
+                json!({"cmd": "channel_create", "name": name, "type": "text", "permissions": crate::channels::open()}),
+            )
+            .await;
         assert_eq!(reply["cmd"], "channel_create", "{reply}");
     }
     let mut nodes = vec![first];
@@ -196,8 +200,7 @@ async fn delivery(kind: Kind, channels: &[&str], name: &str) {
         }
     }
     let want = count * nodes.len();
-    let watching: Vec<_> =
-        viewers.into_iter().map(|c| tokio::spawn(collect(c, channels.clone(), want))).collect();
+    let watching: Vec<_> = viewers.into_iter().map(|c| tokio::spawn(collect(c, channels.clone(), want))).collect();
     let mut senders = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let client = node.register(&format!("sender{i}")).await;
@@ -221,6 +224,11 @@ async fn delivery(kind: Kind, channels: &[&str], name: &str) {
     for (k, channel) in channels.iter().enumerate() {
         assert_eq!(acked[k].len(), want, "every send acked once");
         check(&mut reader, channel, &seen[k], &acked[k], name).await;
+    }
+    // No batch failed and was retried alone (a deadlock would have been).
+    for node in &nodes {
+        let text = node.http.get(node.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(!text.lines().any(|l| l.starts_with("confab_db_batch_retries_total ")), "{name}: {text}");
     }
     for node in nodes {
         node.stop().await;
@@ -284,8 +292,7 @@ async fn broker_restart(kind: Kind, name: &str) {
         viewers.push(node.register(&format!("viewer{i}")).await);
     }
     let want = count * nodes.len();
-    let watching: Vec<_> =
-        viewers.into_iter().map(|c| tokio::spawn(collect(c, channels.clone(), want))).collect();
+    let watching: Vec<_> = viewers.into_iter().map(|c| tokio::spawn(collect(c, channels.clone(), want))).collect();
     let mut senders = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let client = node.register(&format!("sender{i}")).await;

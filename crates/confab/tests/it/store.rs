@@ -910,7 +910,9 @@ impl TwoNodes {
                 "CREATE OR REPLACE FUNCTION slow_{table}() RETURNS trigger LANGUAGE plpgsql AS \
                  $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$"
             ),
-            format!("CREATE TRIGGER slow_{table} AFTER {event} ON {table} FOR EACH {level} EXECUTE FUNCTION slow_{table}()"),
+            format!(
+                "CREATE TRIGGER slow_{table} AFTER {event} ON {table} FOR EACH {level} EXECUTE FUNCTION slow_{table}()"
+            ),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.raw).await.expect("install trigger");
         }
@@ -940,9 +942,7 @@ impl TwoNodes {
     /// Counter `name` of node `i` (0 if never incremented).
     fn counter(&self, i: usize, name: &str) -> u64 {
         let text = self.metrics[i].render();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0)
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
     }
 }
 
@@ -1034,8 +1034,11 @@ async fn two_writers_lock_channels_in_one_order_postgres() {
     // Every channel's seqs are 1..n without a hole.
     let (a_seq, b_seq) = (5, 4);
     for (c, last) in [(&a, a_seq), (&b, b_seq)] {
-        let seqs: Vec<(i64,)> =
-            sqlx::query_as("SELECT seq FROM events WHERE channel_id = $1 ORDER BY seq").bind(&c.id).fetch_all(&nodes.raw).await.unwrap();
+        let seqs: Vec<(i64,)> = sqlx::query_as("SELECT seq FROM events WHERE channel_id = $1 ORDER BY seq")
+            .bind(&c.id)
+            .fetch_all(&nodes.raw)
+            .await
+            .unwrap();
         assert_eq!(seqs.into_iter().map(|(s,)| s).collect::<Vec<_>>(), (1..=last).collect::<Vec<_>>(), "{}", c.name);
     }
     nodes.other.close().await;
@@ -1056,7 +1059,10 @@ async fn nonce_raced_on_two_nodes_is_stored_once_postgres() {
     let first_id = first.id.clone();
     let sent = tokio::spawn(queue_all(store.clone(), vec![Queued::Append(first)]));
     nodes.until_sleeping("INSERT INTO nonces", 1).await;
-    let second = queue_all(nodes.other.clone(), vec![Queued::Append(with_nonce(message(&general, &ann, "only once"), "n-race"))]);
+    let second = queue_all(
+        nodes.other.clone(),
+        vec![Queued::Append(with_nonce(message(&general, &ann, "only once"), "n-race"))],
+    );
     let second = second.await.remove(0);
     let first = sent.await.expect("first send").remove(0);
     new_seq(&first);
@@ -1072,7 +1078,8 @@ async fn nonce_raced_on_two_nodes_is_stored_once_postgres() {
         .await
         .unwrap();
     assert_eq!(stored, 1);
-    let (owner,): (String,) = sqlx::query_as("SELECT message_id FROM nonces WHERE nonce = 'n-race'").fetch_one(&nodes.raw).await.unwrap();
+    let (owner,): (String,) =
+        sqlx::query_as("SELECT message_id FROM nonces WHERE nonce = 'n-race'").fetch_one(&nodes.raw).await.unwrap();
     assert_eq!(owner, first_id);
     nodes.other.close().await;
 }
