@@ -1024,11 +1024,11 @@ async fn two_writers_lock_channels_in_one_order_postgres() {
                 assert!(matches!(outcome, Appended::New { .. } | Appended::Event { .. }), "{outcome:?}");
             }
         }
-        for i in 0..2 {
-            commits[i] += 2;
+        for (i, commits) in commits.iter_mut().enumerate() {
+            *commits += 2;
             assert_eq!(nodes.counter(i, "confab_db_batch_retries_total"), 0, "node {i} retried a batch");
             // Primer and batch: two commits each, so each batch went in one transaction.
-            assert_eq!(nodes.counter(i, "confab_db_commit_seconds_count"), commits[i], "node {i} commits");
+            assert_eq!(nodes.counter(i, "confab_db_commit_seconds_count"), *commits, "node {i} commits");
         }
     }
     // Every channel's seqs are 1..n without a hole.
