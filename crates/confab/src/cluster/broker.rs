@@ -24,13 +24,14 @@ pub enum Publisher {
 impl Publisher {
     /// Publishes one envelope; an error means it is lost (receivers read it from the database).
     pub async fn publish(&mut self, bytes: Bytes) -> Result<(), String> {
-        match self {
+        // `*self`: without either feature the enum is empty and the match has no arm.
+        match *self {
             #[cfg(feature = "nats")]
-            Publisher::Nats { client, subject } => {
+            Publisher::Nats { ref client, ref subject } => {
                 client.publish(subject.clone(), bytes).await.map_err(|e| e.to_string())
             }
             #[cfg(feature = "redis")]
-            Publisher::Redis { conn, channel } => redis::cmd("PUBLISH")
+            Publisher::Redis { ref mut conn, ref channel } => redis::cmd("PUBLISH")
                 .arg(channel.as_str())
                 .arg(bytes.as_ref())
                 .query_async::<()>(conn)
