@@ -78,9 +78,59 @@ pub struct Config {
     pub bots_enabled: bool,
     /// Bots defined in the configuration file; created or updated at start.
     pub bots: Vec<BotConfig>,
+    /// Several nodes on one PostgreSQL database and a broker (docs/cluster.md).
+    pub cluster: ClusterConfig,
     /// Set by `--dev` only: enables development conveniences and prints a warning.
     #[serde(skip)]
     pub dev: bool,
+}
+
+/// Cluster mode (docs/cluster.md): several `confab serve` nodes on one PostgreSQL database, with
+/// committed events fanned out between them over a broker. Empty `broker` = one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `""` (one node), `nats://host:port` or `redis://host:port`.
+    pub broker: String,
+    /// Prefix of every broker subject, so several clusters can share one broker.
+    pub name: String,
+    /// This node's id on the broker; empty = a fresh UUIDv7 at every start.
+    pub node_id: String,
+    /// How long an event that arrived ahead of a missing seq waits before the missing ones are
+    /// read from the database.
+    pub gap_wait_ms: u64,
+    /// How often each node compares every channel's last seq with what it delivered (finds a lost
+    /// tail: events the broker dropped with nothing after them).
+    pub sync_interval_ms: u64,
+    /// How often a node publishes a probe to itself; two missed probes = the broker is down.
+    pub probe_interval_ms: u64,
+    /// How often a node reads new events from the database while the broker is down.
+    pub degraded_poll_ms: u64,
+    /// Envelopes waiting for the broker before new ones are dropped (and found by the others'
+    /// gap fill or tail sync instead).
+    pub publish_queue: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            broker: String::new(),
+            name: "confab".to_owned(),
+            node_id: String::new(),
+            gap_wait_ms: 50,
+            sync_interval_ms: 1000,
+            probe_interval_ms: 1000,
+            degraded_poll_ms: 200,
+            publish_queue: 65_536,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this node is one of several.
+    pub fn enabled(&self) -> bool {
+        !self.broker.is_empty()
+    }
 }
 
 /// What the server calls itself before anyone changes it with `server_update`.
@@ -311,6 +361,7 @@ impl Default for Config {
             push: crate::push::PushConfig::default(),
             bots_enabled: true,
             bots: Vec::new(),
+            cluster: ClusterConfig::default(),
             dev: false,
         }
     }
@@ -556,6 +607,7 @@ impl Config {
         }
         self.validate_bots()?;
         self.validate_push()?;
+        self.validate_cluster()?;
         if self.auth.jwt_issuer.is_empty() {
             self.auth.jwt_issuer = self.public_url.clone();
         }
@@ -587,6 +639,51 @@ impl Config {
         }
         if push.queue == 0 || push.concurrency == 0 || push.timeout_s == 0 || push.attempts == 0 {
             return bad("queue, concurrency, timeout_s and attempts", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Checks `cluster.*`: a broker this build speaks, and what every node must share — the
+    /// PostgreSQL database (SQLite belongs to one process) and the JWT secret (without it each
+    /// node signs with a key of its own in `data_dir`, and a token from one is refused by another).
+    fn validate_cluster(&mut self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
+        let c = &mut self.cluster;
+        if !c.enabled() {
+            return Ok(());
+        }
+        let known = [("nats://", cfg!(feature = "nats"), "nats"), ("redis://", cfg!(feature = "redis"), "redis")];
+        match known.iter().find(|(scheme, _, _)| c.broker.starts_with(scheme)) {
+            None => return bad("cluster.broker", "must be empty, a nats:// URL or a redis:// URL"),
+            Some((_, false, feature)) => {
+                return bad("cluster.broker", &format!("this build has no `{feature}` feature"));
+            }
+            Some(_) => {}
+        }
+        if !(self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+            return bad("database_url", "cluster mode needs database_url = postgres://… (cluster.broker is set)");
+        }
+        if self.auth.jwt_secret.is_empty() {
+            return bad("auth.jwt_secret", "cluster mode needs one auth.jwt_secret shared by every node");
+        }
+        if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+            return bad("cluster.name", "must be letters, digits, - or _");
+        }
+        if c.node_id.is_empty() {
+            c.node_id = uuid::Uuid::now_v7().simple().to_string();
+        } else if !c.node_id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+            return bad("cluster.node_id", "must be letters, digits, - or _");
+        }
+        for (key, v) in [
+            ("cluster.gap_wait_ms", c.gap_wait_ms),
+            ("cluster.sync_interval_ms", c.sync_interval_ms),
+            ("cluster.probe_interval_ms", c.probe_interval_ms),
+            ("cluster.degraded_poll_ms", c.degraded_poll_ms),
+            ("cluster.publish_queue", c.publish_queue as u64),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1");
+            }
         }
         Ok(())
     }
@@ -643,11 +740,14 @@ impl Config {
         redact(&mut shown.auth.jwt_secret);
         redact(&mut shown.metrics.token);
         redact(&mut shown.attachments.s3.secret_access_key);
-        if let Some(at) = shown.database_url.find('@')
-            && let Some(colon) = shown.database_url[..at].rfind(':')
-            && !shown.database_url[..colon].ends_with('/')
-        {
-            shown.database_url.replace_range(colon + 1..at, "[redacted]");
+        // A password in a URL's user part (`scheme://user:password@host`).
+        for url in [&mut shown.database_url, &mut shown.cluster.broker] {
+            if let Some(at) = url.find('@')
+                && let Some(colon) = url[..at].rfind(':')
+                && !url[..colon].ends_with('/')
+            {
+                url.replace_range(colon + 1..at, "[redacted]");
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

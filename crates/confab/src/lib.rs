@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod admin;
 pub mod attachments;
 pub mod auth;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod domain;
@@ -142,6 +143,7 @@ pub async fn run_with_store(
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, store = store.kind(), public_url = %state.config.public_url, "confab serving");
     announce_setup(&state, local).await.context("looking for an owner")?;
+    cluster::Cluster::start(&state).await?;
 
     prune_logs(&state).await;
     let pruner = tokio::spawn(housekeeping(state.clone()));

@@ -47,7 +47,7 @@ pub struct Metrics {
     histograms: DashMap<(&'static str, String), Histogram>,
 }
 
-const HELP: [(&str, &str, &str); 12] = [
+const HELP: [(&str, &str, &str); 18] = [
     ("confab_connections", "gauge", "Open WebSocket connections by state."),
     ("confab_commands_total", "counter", "Commands handled, by command and outcome."),
     ("confab_command_seconds", "histogram", "Time to handle a command."),
@@ -56,6 +56,12 @@ const HELP: [(&str, &str, &str); 12] = [
     ("confab_closes_total", "counter", "Connections closed by the server, by close code."),
     ("confab_db_commit_seconds", "histogram", "Duration of group commits."),
     ("confab_db_commit_batch_total", "counter", "Messages committed by the group-commit writer."),
+    ("confab_cluster_broker_up", "gauge", "1 while the cluster broker delivers this node's probes."),
+    ("confab_cluster_publish_dropped_total", "counter", "Envelopes not published (queue full or broker error)."),
+    ("confab_cluster_filled_total", "counter", "Events read from the database because the broker lost them."),
+    ("confab_cluster_sequencer_early", "gauge", "Events held back waiting for an earlier seq."),
+    ("confab_cluster_degraded_polls_total", "counter", "Database polls while the broker was down."),
+    ("confab_db_batch_retries_total", "counter", "Group commits that failed and were retried change by change."),
     ("confab_frames_in_total", "counter", "Frames received from clients."),
     ("confab_frames_out_total", "counter", "Packets queued to clients."),
     ("confab_queue_overflows_total", "counter", "Connections closed because their outbound queue overflowed."),
@@ -95,6 +101,11 @@ impl Metrics {
     /// Moves gauge `name{labels}` by `delta`.
     pub fn gauge(&self, name: &'static str, labels: String, delta: i64) {
         self.gauges.entry((name, labels)).or_default().fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Sets gauge `name{labels}` to `value`.
+    pub fn gauge_set(&self, name: &'static str, labels: String, value: i64) {
+        self.gauges.entry((name, labels)).or_default().store(value, Ordering::Relaxed);
     }
 
     /// Records a duration in histogram `name{labels}`.

@@ -73,6 +73,8 @@ pub struct Inner {
     pub info_cache: tokio::sync::Mutex<Option<(std::time::Instant, Value)>>,
     /// Voice channel memberships.
     pub voice: crate::hub::voice::Voice,
+    /// This node's part of a cluster; `None` on a single node (`cluster.broker` empty).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Wakes the poll expiry task when a poll with an expiry is created.
     pub poll_wake: tokio::sync::Notify,
     /// The member list, serialised once per change (`users_list`, `users_online`).
@@ -169,6 +171,7 @@ impl AppState {
                 std::time::Duration::from_secs(config.rotur.timeout_s),
             ),
             slash: crate::hub::slash::SlashRegistry::default(),
+            cluster: config.cluster.enabled().then(|| Arc::new(crate::cluster::Cluster::new(&config.cluster))),
             attachments: crate::attachments::Attachments::new(&config.attachments, storage),
             push: crate::push::Push::new(&config.push, vapid),
             config,

@@ -6,6 +6,7 @@ use confab_proto::{ErrorCode, Frame};
 use serde_json::{Value, json};
 
 use crate::{
+    cluster::sequencer::Item,
     error::{Error, Result},
     gateway::Session,
     hub::{Packet, Wakes},
@@ -101,8 +102,16 @@ pub fn publisher(s: &Session, listener: Option<&str>, channel_id: &str) -> OnCom
             Some(l) => Packet::from(wire::with_listener(packet, Some(l))),
             None => shared.clone(),
         };
-        state.hub.deliver_later(&outbox, &own, wakes);
-        state.hub.to_channel(&channel_id, *seq, &shared, Some(conn_id), wakes);
+        match &state.cluster {
+            None => {
+                state.hub.deliver_later(&outbox, &own, wakes);
+                state.hub.to_channel(&channel_id, *seq, &shared, Some(conn_id), wakes);
+            }
+            Some(cluster) => {
+                let item = Item { packet: Some(shared), except: Some(conn_id), own: Some((outbox.clone(), own)) };
+                cluster.committed(&state, &channel_id, *seq, packet, item, wakes);
+            }
+        }
     })
 }
 
@@ -113,6 +122,10 @@ pub fn broadcaster(state: &AppState, channel_id: &str) -> OnCommit {
     let channel_id = channel_id.to_owned();
     Box::new(move |outcome: &Appended, wakes: &mut Wakes| {
         let (Appended::New { packet, seq } | Appended::Event { packet, seq }) = outcome else { return };
-        state.hub.to_channel(&channel_id, *seq, &Packet::from(packet.clone()), None, wakes);
+        let shared = Packet::from(packet.clone());
+        match &state.cluster {
+            None => state.hub.to_channel(&channel_id, *seq, &shared, None, wakes),
+            Some(cluster) => cluster.committed(&state, &channel_id, *seq, packet, Item::shared(Some(shared)), wakes),
+        }
     })
 }

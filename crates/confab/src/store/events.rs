@@ -23,6 +23,13 @@ impl Store {
         }))
     }
 
+    /// Every channel's last seq, in one statement (a cluster node's start and tail sync).
+    pub async fn channel_seqs(&self) -> Result<Vec<(String, i64)>> {
+        Ok(dispatch!(self, pool => {
+            sqlx::query_as("SELECT id, seq FROM channels").fetch_all(pool).await?
+        }))
+    }
+
     /// The oldest seq still in a channel's log.
     pub async fn events_min_seq(&self, channel_id: &str) -> Result<Option<i64>> {
         let row: (Option<i64>,) = dispatch!(self, pool => {

@@ -53,12 +53,26 @@ pub fn json_array<T: serde::Serialize>(rows: &[T]) -> Result<String, sqlx::Error
 #[derive(Debug, Default)]
 pub struct Script<'a> {
     statements: Vec<(String, Vec<Val<'a>>)>,
+    /// Statements that must write an exact number of rows: (index, rows).
+    counted: Vec<(usize, u64)>,
 }
 
 impl<'a> Script<'a> {
     /// Adds a statement numbering its parameters from `$1`.
     pub fn push(&mut self, sql: impl Into<String>, binds: Vec<Val<'a>>) {
         self.statements.push((sql.into(), binds));
+    }
+
+    /// Adds a statement that must write exactly `rows` rows, or the script fails (PostgreSQL checks
+    /// it; see [`run_script`]).
+    pub fn push_counted(&mut self, sql: impl Into<String>, binds: Vec<Val<'a>>, rows: u64) {
+        self.counted.push((self.statements.len(), rows));
+        self.push(sql, binds);
+    }
+
+    /// The number of rows statement `i` must write, if it was added with [`Script::push_counted`].
+    pub fn expected_rows(&self, i: usize) -> Option<u64> {
+        self.counted.iter().find(|(k, _)| *k == i).map(|(_, rows)| *rows)
     }
 
     /// The statements one by one (PostgreSQL).
@@ -117,7 +131,11 @@ fn shift_params(sql: &str, offset: usize) -> String {
 }
 
 /// Runs `$script` inside the open transaction `$tx`: as one text when `$joined` (SQLite), else
-/// statement by statement. Expands once per backend.
+/// statement by statement. Expands once per backend. Statement by statement, a counted statement
+/// that writes another number of rows fails the script: on PostgreSQL, several nodes may write
+/// at once and a row another transaction committed first makes a conditional upsert skip it.
+/// (A joined text reports no per-statement counts; SQLite's file has one writer, so nothing
+/// else can commit in between.)
 macro_rules! run_script {
     ($tx:ident, $script:expr, $joined:expr) => {{
         let script: &$crate::store::script::Script<'_> = $script;
@@ -138,12 +156,20 @@ macro_rules! run_script {
                 q.execute(&mut *$tx).await?;
             }
         } else {
-            for (sql, binds) in script.statements() {
+            for (i, (sql, binds)) in script.statements().iter().enumerate() {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                 for v in binds {
                     q = bind_val!(q, v);
                 }
-                q.execute(&mut *$tx).await?;
+                let done = q.execute(&mut *$tx).await?;
+                if let Some(want) = script.expected_rows(i)
+                    && done.rows_affected() != want
+                {
+                    Err($crate::error::Error::Internal(format!(
+                        "{} of {want} rows written: another writer committed one first",
+                        done.rows_affected()
+                    )))?;
+                }
             }
         }
     }};

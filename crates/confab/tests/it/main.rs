@@ -23,6 +23,7 @@ mod authz;
 mod bots;
 mod channels;
 mod cli;
+mod cluster;
 mod durability;
 mod emoji;
 mod gateway;

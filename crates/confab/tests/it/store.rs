@@ -880,3 +880,206 @@ async fn concurrent_first_bootstrap(backend: Backend) {
     assert_eq!(contents(&welcome), [confab::store::bootstrap::WELCOME]);
     store.close().await;
 }
+
+/// Two stores on one PostgreSQL schema, as two nodes of a cluster have, each with its own writer
+/// and metrics, and a raw connection to install slow triggers with.
+struct TwoNodes {
+    db: Db,
+    other: Store,
+    metrics: [Arc<confab::metrics::Metrics>; 2],
+    raw: sqlx::PgPool,
+}
+
+async fn two_nodes() -> TwoNodes {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let location = fresh_location(Backend::Postgres, dir.path()).await;
+    let metrics = [Arc::new(confab::metrics::Metrics::default()), Arc::new(confab::metrics::Metrics::default())];
+    let store = Store::open(&location, 4, 256, metrics[0].clone()).await.expect("open store");
+    store.bootstrap(SYSTEM).await.expect("bootstrap");
+    let other = Store::open(&location, 4, 256, metrics[1].clone()).await.expect("open second store");
+    let Raw::Postgres(raw) = Raw::connect(&location).await else { unreachable!("a PostgreSQL location") };
+    TwoNodes { db: Db { store, location, _dir: dir }, other, metrics, raw }
+}
+
+impl TwoNodes {
+    /// Makes every statement of kind `event` on `table` sleep `seconds` once it has written (and
+    /// locked) its rows, so that two writers' transactions overlap.
+    async fn slow(&self, table: &str, event: &str, level: &str, seconds: f64) {
+        for sql in [
+            format!(
+                "CREATE OR REPLACE FUNCTION slow_{table}() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER slow_{table} AFTER {event} ON {table} FOR EACH {level} EXECUTE FUNCTION slow_{table}()"
+            ),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.raw).await.expect("install trigger");
+        }
+    }
+
+    /// Waits until `n` sessions of this database sleep in a trigger during a statement starting
+    /// with `statement`.
+    async fn until_sleeping(&self, statement: &str, n: i64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (sleeping,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event = 'PgSleep' AND query LIKE $1 || '%'",
+            )
+            .bind(statement)
+            .fetch_one(&self.raw)
+            .await
+            .expect("pg_stat_activity");
+            if sleeping >= n {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{n} sleeping `{statement}` never seen");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Counter `name` of node `i` (0 if never incremented).
+    fn counter(&self, i: usize, name: &str) -> u64 {
+        let text = self.metrics[i].render();
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+    }
+}
+
+/// A reaction by `user` on `message` in `channel`, as a channel event.
+fn react(channel: &Channel, message: &str, user: &User) -> ChannelEvent {
+    ChannelEvent {
+        channel_id: channel.id.clone(),
+        message_id: Some(message.to_owned()),
+        kind: "reaction_add",
+        step: Step::ReactAdd {
+            message_id: message.to_owned(),
+            emoji: "👍".into(),
+            user_id: user.id.clone(),
+            at: now(),
+        },
+        render: Box::new(|seq| json!({"cmd": "reaction_add", "seq": seq}).to_string()),
+    }
+}
+
+/// One change for a writer: an append or a channel event.
+enum Queued {
+    Append(NewMessage),
+    Event(ChannelEvent),
+}
+
+/// Queues `changes` on `store`'s writer one after another (each is in the queue before the next
+/// is sent) and waits for all of them.
+async fn queue_all(store: Store, changes: Vec<Queued>) -> Vec<Appended> {
+    let writer = store.writer();
+    let pending = changes.into_iter().map(|c| async move {
+        match c {
+            Queued::Append(m) => writer.append(m, Box::new(|_, _| {})).await,
+            Queued::Event(e) => writer.event(e, Box::new(|_, _| {})).await,
+        }
+    });
+    futures_util::future::join_all(pending).await.into_iter().map(|r| r.expect("change committed")).collect()
+}
+
+/// Two nodes' writers each commit one batch touching the same two channels, in opposite orders,
+/// at the same moment (every seq reservation holds its row lock 0.3 s): they must lock the
+/// channel rows in one order and wait for each other, never deadlock (scaleout.md §4.2). The
+/// second round puts a channel event first in one batch: an event changes its row before it
+/// takes its seq, so a batch with events locks its channels up front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_lock_channels_in_one_order_postgres() {
+    let nodes = two_nodes().await;
+    let store = &nodes.db.store;
+    let (a, b) = (channel(store, "a").await, channel(store, "b").await);
+    let (p1, p2) = (channel(store, "p1").await, channel(store, "p2").await);
+    let (u1, u2) = (user(store, "ann").await, user(store, "bob").await);
+    let target = new_seq(&append(store, message(&a, &u1, "react to me")).await);
+    assert_eq!(target, 1);
+    let target_id = first_id(store, &a).await;
+    nodes.slow("channels", "UPDATE", "ROW", 0.3).await;
+    let rounds: [(Vec<Queued>, Vec<Queued>); 2] = [
+        (
+            vec![Queued::Append(message(&b, &u1, "1b")), Queued::Append(message(&a, &u1, "1a"))],
+            vec![Queued::Append(message(&a, &u2, "2a")), Queued::Append(message(&b, &u2, "2b"))],
+        ),
+        (
+            vec![Queued::Event(react(&a, &target_id, &u1)), Queued::Append(message(&b, &u1, "1b"))],
+            vec![Queued::Append(message(&b, &u2, "2b")), Queued::Event(react(&a, &target_id, &u2))],
+        ),
+    ];
+    let mut commits = [0, 1].map(|i| nodes.counter(i, "confab_db_commit_seconds_count"));
+    for (first, second) in rounds {
+        // Each writer is busy with a slow commit of its own while both batches queue behind it.
+        let primers = [
+            tokio::spawn(queue_all(nodes.db.store.clone(), vec![Queued::Append(message(&p1, &u1, "p"))])),
+            tokio::spawn(queue_all(nodes.other.clone(), vec![Queued::Append(message(&p2, &u2, "p"))])),
+        ];
+        nodes.until_sleeping("UPDATE channels", 2).await;
+        let batches = [
+            tokio::spawn(queue_all(nodes.db.store.clone(), first)),
+            tokio::spawn(queue_all(nodes.other.clone(), second)),
+        ];
+        for task in primers.into_iter().chain(batches) {
+            for outcome in task.await.expect("task") {
+                assert!(matches!(outcome, Appended::New { .. } | Appended::Event { .. }), "{outcome:?}");
+            }
+        }
+        for (i, commits) in commits.iter_mut().enumerate() {
+            *commits += 2;
+            assert_eq!(nodes.counter(i, "confab_db_batch_retries_total"), 0, "node {i} retried a batch");
+            // Primer and batch: two commits each, so each batch went in one transaction.
+            assert_eq!(nodes.counter(i, "confab_db_commit_seconds_count"), *commits, "node {i} commits");
+        }
+    }
+    // Every channel's seqs are 1..n without a hole.
+    let (a_seq, b_seq) = (5, 4);
+    for (c, last) in [(&a, a_seq), (&b, b_seq)] {
+        let seqs: Vec<(i64,)> = sqlx::query_as("SELECT seq FROM events WHERE channel_id = $1 ORDER BY seq")
+            .bind(&c.id)
+            .fetch_all(&nodes.raw)
+            .await
+            .unwrap();
+        assert_eq!(seqs.into_iter().map(|(s,)| s).collect::<Vec<_>>(), (1..=last).collect::<Vec<_>>(), "{}", c.name);
+    }
+    nodes.other.close().await;
+}
+
+/// Two nodes send one message with one nonce at the same moment: the first node's transaction
+/// has written its nonce and not yet committed when the second reads the nonces. Exactly one
+/// message is stored, and the second send answers `Duplicate` with the first one's packet
+/// (scaleout.md §4.3, PROTOCOL §7.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonce_raced_on_two_nodes_is_stored_once_postgres() {
+    let nodes = two_nodes().await;
+    let store = &nodes.db.store;
+    let general = general_channel(store).await;
+    let ann = user(store, "ann").await;
+    nodes.slow("nonces", "INSERT", "STATEMENT", 0.5).await;
+    let first = with_nonce(message(&general, &ann, "only once"), "n-race");
+    let first_id = first.id.clone();
+    let sent = tokio::spawn(queue_all(store.clone(), vec![Queued::Append(first)]));
+    nodes.until_sleeping("INSERT INTO nonces", 1).await;
+    let second = queue_all(
+        nodes.other.clone(),
+        vec![Queued::Append(with_nonce(message(&general, &ann, "only once"), "n-race"))],
+    );
+    let second = second.await.remove(0);
+    let first = sent.await.expect("first send").remove(0);
+    new_seq(&first);
+    match &second {
+        Appended::Duplicate { packet } => {
+            let packet: Value = serde_json::from_str(packet).expect("packet");
+            assert_eq!(packet["message"]["id"], first_id.as_str(), "{packet}");
+        }
+        other => panic!("the second send stored or failed: {other:?}"),
+    }
+    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM messages WHERE content = 'only once'")
+        .fetch_one(&nodes.raw)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    let (owner,): (String,) =
+        sqlx::query_as("SELECT message_id FROM nonces WHERE nonce = 'n-race'").fetch_one(&nodes.raw).await.unwrap();
+    assert_eq!(owner, first_id);
+    nodes.other.close().await;
+}

@@ -91,6 +91,18 @@ impl TestServer {
     /// A server on `backend` whose configuration `tweak` may change.
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
+        let location = fresh_location(backend, dir.path()).await;
+        Self::spawn_in(location, dir, tweak).await
+    }
+
+    /// A server on the existing database at `location` (another node of a cluster), whose
+    /// configuration `tweak` may change.
+    pub async fn spawn_on(location: &Location, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::spawn_in(location.clone(), tempfile::tempdir().expect("tempdir"), tweak).await
+    }
+
+    /// A server on `location` with `dir` as its data folder.
+    async fn spawn_in(location: Location, dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = Config { data_dir: dir.path().to_owned(), listen: addr, ..Config::default() };
@@ -103,7 +115,6 @@ impl TestServer {
         config.store.batch_max = 256;
         tweak(&mut config);
         let config = config.validated().expect("valid config");
-        let location = fresh_location(backend, dir.path()).await;
         Self::start(listener, config, location, dir).await
     }
 

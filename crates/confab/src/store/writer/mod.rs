@@ -215,6 +215,7 @@ async fn run(
             }
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, size = batch.len(), "batch commit failed; retrying one by one");
+                metrics.inc("confab_db_batch_retries_total", String::new());
                 for op in batch {
                     match commit(&backend, direct.as_mut(), &[&op.change], &mut seqs, &mut own).await {
                         Ok(outcomes) => publish(Some(Committed { ops: vec![op], outcomes })),

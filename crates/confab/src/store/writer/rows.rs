@@ -75,18 +75,29 @@ pub(super) fn append_rows<'a>(
         vec![script::json_array(&events)?.into()],
     );
     if !nonces.is_empty() {
-        // An expired row for the same nonce is replaced; a live one was a duplicate. (`WHERE
-        // true` lets SQLite tell the upsert's ON from a join's.)
-        script.push(
+        // Rows in one order in every transaction, so two nodes writing the same nonces wait on
+        // each other instead of deadlocking.
+        nonces.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        // An expired row for the same nonce is replaced; a live one is left alone and the
+        // statement writes fewer rows than it was given, which fails the batch: it was stored by
+        // another node's transaction that committed after this one read the nonces (its own
+        // earlier ones were found then), and the retry alone answers `Duplicate` from it. Any
+        // window the batch planned with is at least `window`, so whatever the plan found expired
+        // is replaced. (`WHERE true` lets SQLite tell the upsert's ON from a join's.)
+        let window = stored.iter().map(|&i| msgs[i].nonce_window_s).fold(f64::INFINITY, f64::min);
+        let count = nonces.len() as u64;
+        script.push_counted(
             format!(
                 "INSERT INTO nonces (user_id, nonce, message_id, channel_id, thread_id, content_hash, created_at) \
                  SELECT r.value->>0, r.value->>1, r.value->>2, r.value->>3, r.value->>4, r.value->>5, \
                  CAST(r.value->>6 AS DOUBLE PRECISION) FROM {rows} WHERE true \
                  ON CONFLICT (user_id, nonce) DO UPDATE SET message_id = excluded.message_id, \
                  channel_id = excluded.channel_id, thread_id = excluded.thread_id, \
-                 content_hash = excluded.content_hash, created_at = excluded.created_at"
+                 content_hash = excluded.content_hash, created_at = excluded.created_at \
+                 WHERE nonces.created_at <= excluded.created_at - CAST($2 AS DOUBLE PRECISION)"
             ),
-            vec![script::json_array(&nonces)?.into()],
+            vec![script::json_array(&nonces)?.into(), window.to_string().into()],
+            count,
         );
     }
     if !mentions.is_empty() {

@@ -83,7 +83,9 @@ macro_rules! apply_appends {
                 .await?
         };
         let plans = plan(msgs, &prior);
-        // One seq reservation per channel, handed out in arrival order.
+        // One seq reservation per channel, each channel's seqs handed out in arrival order. The
+        // counter rows are locked in channel-id order: another node's writer locking two of them
+        // the other way round would deadlock with this one (see [`lock_channels`]).
         let mut channels: Vec<(&str, Vec<usize>)> = Vec::new();
         for (i, m) in msgs.iter().enumerate().filter(|(i, _)| matches!(plans[*i], Plan::Fresh)) {
             match channels.iter_mut().find(|(c, _)| *c == m.channel_id) {
@@ -91,6 +93,7 @@ macro_rules! apply_appends {
                 None => channels.push((m.channel_id.as_str(), vec![i])),
             }
         }
+        channels.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut seqs: Vec<Option<i64>> = vec![None; n];
         for (channel, list) in &channels {
             let last: Option<(i64,)> = sqlx::query_as("UPDATE channels SET seq = seq + $2 WHERE id = $1 RETURNING seq")
@@ -319,12 +322,43 @@ macro_rules! apply_event {
     }};
 }
 
+/// Locks, in one fixed order, the counter rows of every channel a batch with channel events
+/// touches, before anything else (PostgreSQL only; SQLite's write transaction excludes every
+/// other writer). Several nodes' writers commit at once, and every lock a transaction takes must
+/// come in one global order or two of them can deadlock: channel rows first, sorted by id, then
+/// the rows of those channels. An event changes its row (a message, a reaction…) before it takes
+/// its seq, and a batch of appends reserves its seqs first of all, in sorted order, so a batch of
+/// appends alone needs no extra statement.
+const LOCK_CHANNELS: &str = "SELECT id FROM channels WHERE id IN \
+     (SELECT jsonb_array_elements_text(CAST($1 AS jsonb))) ORDER BY id FOR NO KEY UPDATE";
+
+/// The channels of `batch`, sorted and without repeats, if it holds a channel event (see
+/// [`LOCK_CHANNELS`]).
+fn lock_channels(batch: &[&Change]) -> Option<Vec<String>> {
+    if !batch.iter().any(|c| matches!(c, Change::Event(_))) {
+        return None;
+    }
+    let mut ids: Vec<String> = batch
+        .iter()
+        .map(|c| match c {
+            Change::Append(m) => m.channel_id.clone(),
+            Change::Event(e) => e.channel_id.clone(),
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Some(ids)
+}
+
 /// Runs `$batch` in the write transaction that `$begin` opens: runs of consecutive appends are written
 /// together, channel events one by one, in order. Expands once per backend.
 macro_rules! commit_on {
     ($begin:expr, $batch:ident, $joined:expr) => {{
         let mut outcomes = Vec::with_capacity($batch.len());
         let mut tx = $begin.await?;
+        if !$joined && let Some(ids) = lock_channels($batch) {
+            sqlx::query(LOCK_CHANNELS).bind(script::json_array(&ids)?).execute(&mut *tx).await?;
+        }
         let mut i = 0;
         while i < $batch.len() {
             let run = appends_from($batch, i);

@@ -1,0 +1,275 @@
+//! Cluster mode (docs/cluster.md): several nodes on one PostgreSQL database, with committed
+//! channel events fanned out between them over a broker (NATS or Redis).
+//!
+//! PostgreSQL stays the only source of truth. After its commit, each event is published once, by
+//! the node that committed it, as an envelope with the packet already serialised; the writer only
+//! puts it in a bounded queue ([`Cluster::committed`]) and never waits for the broker. Every node
+//! hands events to its hub through the [`Sequencer`], which restores seq order per channel and
+//! reads what the broker lost from the `events` table: after `gap_wait_ms` when a later seq shows
+//! the gap, and at each tail sync (`sync_interval_ms`) for a lost tail. A node publishes a probe to
+//! itself every `probe_interval_ms`; when two go missing the broker is down and the node polls the
+//! database every `degraded_poll_ms` until the probes come back. In single-node mode none of this
+//! exists (`AppState::cluster` is `None`): the writer hands events to the hub as it always did.
+
+// A build without either broker feature refuses `cluster.broker` at start: nothing here runs.
+#[cfg_attr(not(any(feature = "nats", feature = "redis")), allow(dead_code, unused_variables))]
+mod broker;
+pub mod envelope;
+pub mod sequencer;
+
+use std::{
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use self::{
+    broker::Incoming,
+    envelope::Kind,
+    sequencer::{Item, Sequencer},
+};
+use crate::{
+    config::ClusterConfig,
+    hub::{Packet, Wakes},
+    state::AppState,
+};
+
+/// Events read from the database per query when filling a gap.
+const FILL_PAGE: i64 = 500;
+
+/// This node's part of the cluster; `AppState::cluster`.
+pub struct Cluster {
+    config: ClusterConfig,
+    sequencer: Sequencer,
+    /// Envelopes for the publisher task; full → dropped and counted.
+    outgoing: mpsc::Sender<Bytes>,
+    /// Channels whose gap should be read after `gap_wait_ms`, for the cluster task.
+    gaps: mpsc::UnboundedSender<String>,
+    /// The receiving ends, taken by [`Cluster::start`].
+    ends: std::sync::Mutex<Option<(mpsc::Receiver<Bytes>, mpsc::UnboundedReceiver<String>)>>,
+    probes_sent: AtomicU64,
+    probe_seen: AtomicU64,
+    broker_up: AtomicBool,
+}
+
+impl Cluster {
+    pub fn new(config: &ClusterConfig) -> Cluster {
+        let (outgoing, out_rx) = mpsc::channel(config.publish_queue);
+        let (gaps, gaps_rx) = mpsc::unbounded_channel();
+        Cluster {
+            config: config.clone(),
+            sequencer: Sequencer::default(),
+            outgoing,
+            gaps,
+            ends: std::sync::Mutex::new(Some((out_rx, gaps_rx))),
+            probes_sent: AtomicU64::new(0),
+            probe_seen: AtomicU64::new(0),
+            broker_up: AtomicBool::new(false),
+        }
+    }
+
+    /// This node's id on the broker.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// Whether the broker delivered this node's recent probes.
+    pub fn broker_up(&self) -> bool {
+        self.broker_up.load(Ordering::Relaxed)
+    }
+
+    /// A channel event committed on this node (called by the writer, in seq order): published to
+    /// the other nodes, and handed to the local hub through the sequencer with the requester's
+    /// own reply (`item.own`), so that each connection still sees the channel in seq order.
+    pub fn committed(&self, state: &AppState, channel: &str, seq: i64, packet: &str, item: Item, wakes: &mut Wakes) {
+        let envelope = envelope::encode(&self.config.node_id, Kind::Channel { c: channel.to_owned(), s: seq }, packet);
+        if self.outgoing.try_send(envelope).is_err() {
+            state.metrics.inc("confab_cluster_publish_dropped_total", String::new());
+        }
+        self.offer(state, channel, seq, item, wakes);
+    }
+
+    fn offer(&self, state: &AppState, channel: &str, seq: i64, item: Item, wakes: &mut Wakes) {
+        if self.sequencer.offer(&state.hub, channel, seq, item, wakes) {
+            let _ = self.gaps.send(channel.to_owned());
+        }
+    }
+
+    /// Reads every channel's position, connects to the broker and starts the node's cluster tasks:
+    /// publisher, receiver and the timer of probes and tail syncs. Called before the node serves.
+    pub async fn start(state: &AppState) -> anyhow::Result<()> {
+        let Some(cluster) = state.cluster.clone() else { return Ok(()) };
+        let Some((outgoing, gaps)) = cluster.ends.lock().ok().and_then(|mut e| e.take()) else { return Ok(()) };
+        let seqs = state.store.channel_seqs().await.map_err(|e| anyhow::anyhow!("reading channel seqs: {e}"))?;
+        cluster.sequencer.start_at(seqs);
+        state.metrics.gauge("confab_cluster_broker_up", String::new(), 0);
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let (url, name) = (cluster.config.broker.clone(), cluster.config.name.clone());
+        tracing::info!(node = %cluster.config.node_id, broker = %url.split('@').next_back().unwrap_or(""), "cluster mode");
+        let publisher_state = state.clone();
+        tokio::spawn(async move {
+            match broker::connect(&url, &name, incoming_tx).await {
+                Ok(publisher) => publish(publisher_state, publisher, outgoing).await,
+                Err(e) => tracing::error!(error = %e, "cluster broker: giving up; this node polls the database"),
+            }
+        });
+        tokio::spawn(receive(state.clone(), incoming));
+        tokio::spawn(gap_reads(state.clone(), gaps));
+        tokio::spawn(timer(state.clone()));
+        Ok(())
+    }
+}
+
+/// The publisher task: one envelope after another on one connection, so this node's events leave
+/// in commit order. A failed publish is counted and forgotten.
+async fn publish(state: AppState, mut publisher: broker::Publisher, mut outgoing: mpsc::Receiver<Bytes>) {
+    loop {
+        let next = tokio::select! {
+            next = outgoing.recv() => next,
+            () = state.shutdown.cancelled() => None,
+        };
+        let Some(envelope) = next else { break };
+        if let Err(e) = publisher.publish(envelope).await {
+            tracing::debug!(error = %e, "cluster publish failed");
+            state.metrics.inc("confab_cluster_publish_dropped_total", String::new());
+        }
+    }
+}
+
+/// The receiver task: envelopes of other nodes go through the sequencer; this node's probes mark
+/// the broker as delivering; a new subscription means something may have been lost meanwhile.
+async fn receive(state: AppState, mut incoming: mpsc::UnboundedReceiver<Incoming>) {
+    let Some(cluster) = state.cluster.clone() else { return };
+    loop {
+        let next = tokio::select! {
+            next = incoming.recv() => next,
+            () = state.shutdown.cancelled() => None,
+        };
+        let Some(next) = next else { break };
+        let bytes = match next {
+            Incoming::Envelope(bytes) => bytes,
+            Incoming::Subscribed => {
+                sync(&state, true).await;
+                continue;
+            }
+        };
+        let Some((header, packet)) = envelope::decode(&bytes) else { continue };
+        match header.kind {
+            Kind::Probe { p } if header.n == cluster.config.node_id => {
+                cluster.probe_seen.fetch_max(p, Ordering::Relaxed);
+            }
+            Kind::Channel { c, s } if header.n != cluster.config.node_id => {
+                let mut wakes = Wakes::default();
+                cluster.offer(&state, &c, s, Item::shared(Some(Packet::from(packet))), &mut wakes);
+                wakes.wake();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads each channel's gap from the database `gap_wait_ms` after it showed, unless the missing
+/// events arrived meanwhile.
+async fn gap_reads(state: AppState, mut gaps: mpsc::UnboundedReceiver<String>) {
+    let Some(cluster) = state.cluster.clone() else { return };
+    let wait = Duration::from_millis(cluster.config.gap_wait_ms);
+    while let Some(channel) = gaps.recv().await {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            fill(&state, &channel, 0).await;
+        });
+    }
+}
+
+/// Reads the events of `channel` this node is missing — up to its first early event, or up to
+/// `upto` — from the database and hands them to the sequencer.
+async fn fill(state: &AppState, channel: &str, upto: i64) {
+    let Some(cluster) = state.cluster.as_ref() else { return };
+    while let Some((next, until)) = cluster.sequencer.missing(channel, upto) {
+        let rows = match state.store.events_after(channel, next - 1, (until - next + 1).min(FILL_PAGE)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, channel, "reading missed events; retrying");
+                tokio::time::sleep(Duration::from_millis(cluster.config.gap_wait_ms)).await;
+                continue;
+            }
+        };
+        let mut wakes = Wakes::default();
+        match rows.first() {
+            // Pruned from the log, or the channel is gone: nothing to read, step over.
+            None => cluster.sequencer.skip_to(&state.hub, channel, until + 1, &mut wakes),
+            Some((first, _)) if *first > next => {
+                tracing::warn!(channel, from = next, to = first - 1, "events pruned before this node read them");
+                cluster.sequencer.skip_to(&state.hub, channel, *first, &mut wakes);
+            }
+            Some(_) => {}
+        }
+        state.metrics.add("confab_cluster_filled_total", String::new(), rows.len() as u64);
+        for (seq, payload) in rows.into_iter().filter(|(seq, _)| *seq <= until) {
+            cluster.offer(state, channel, seq, Item::shared(payload.map(Packet::from)), &mut wakes);
+        }
+        wakes.wake();
+    }
+}
+
+/// Tail sync: reads the channels this node is behind on (see [`Sequencer::behind`]).
+async fn sync(state: &AppState, now: bool) {
+    let Some(cluster) = state.cluster.as_ref() else { return };
+    let seqs = match state.store.channel_seqs().await {
+        Ok(seqs) => seqs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster tail sync");
+            return;
+        }
+    };
+    for (channel, upto) in cluster.sequencer.behind(seqs, now) {
+        fill(state, &channel, upto).await;
+    }
+    let early = cluster.sequencer.early() as i64;
+    state.metrics.gauge_set("confab_cluster_sequencer_early", String::new(), early);
+}
+
+/// Probes and tail syncs. Two probes not back = the broker is down: poll the database every
+/// `degraded_poll_ms`; back = one full sync, then tail syncs every `sync_interval_ms`.
+async fn timer(state: AppState) {
+    let Some(cluster) = state.cluster.clone() else { return };
+    let config = &cluster.config;
+    let mut probe = tokio::time::interval(Duration::from_millis(config.probe_interval_ms));
+    let mut last_sync = tokio::time::Instant::now();
+    let mut poll = tokio::time::interval(Duration::from_millis(config.degraded_poll_ms.min(config.sync_interval_ms)));
+    loop {
+        tokio::select! {
+            _ = probe.tick() => {
+                let sent = cluster.probes_sent.fetch_add(1, Ordering::Relaxed) + 1;
+                let seen = cluster.probe_seen.load(Ordering::Relaxed);
+                let up = sent.saturating_sub(seen) <= 2;
+                if up != cluster.broker_up.swap(up, Ordering::Relaxed) {
+                    tracing::info!(up, "cluster broker");
+                    state.metrics.gauge("confab_cluster_broker_up", String::new(), if up { 1 } else { -1 });
+                    if up {
+                        sync(&state, true).await;
+                        last_sync = tokio::time::Instant::now();
+                    }
+                }
+                let probe = envelope::encode(&config.node_id, Kind::Probe { p: sent }, "");
+                if cluster.outgoing.try_send(probe).is_err() {
+                    state.metrics.inc("confab_cluster_publish_dropped_total", String::new());
+                }
+            }
+            _ = poll.tick() => {
+                let up = cluster.broker_up();
+                if !up {
+                    state.metrics.add("confab_cluster_degraded_polls_total", String::new(), 1);
+                }
+                if !up || last_sync.elapsed() >= Duration::from_millis(config.sync_interval_ms) {
+                    sync(&state, !up).await;
+                    last_sync = tokio::time::Instant::now();
+                }
+            }
+            () = state.shutdown.cancelled() => break,
+        }
+    }
+}
