@@ -151,7 +151,7 @@ impl Core {
                 out.push(Event::Acked { nonce, packet: packet.clone() });
             }
         }
-        if self.is_new(cmd, &packet) {
+        if self.is_new(&packet) {
             out.push(Event::Packet(packet));
         }
         out
@@ -160,11 +160,8 @@ impl Core {
     /// Whether a packet is to be passed on: anything without a channel seq, and a channel event whose
     /// seq is above the channel's last (which it then becomes). Live events of a resuming channel wait
     /// for their replay.
-    fn is_new(&mut self, cmd: &str, packet: &Value) -> bool {
-        let (Some(channel), Some(seq)) = (packet["channel"].as_str(), packet["seq"].as_u64()) else { return true };
-        if !SEQ_EVENTS.contains(&cmd) {
-            return true;
-        }
+    fn is_new(&mut self, packet: &Value) -> bool {
+        let Some((channel, seq)) = channel_event(packet) else { return true };
         let c = self.channels.entry(channel.to_owned()).or_default();
         if c.resuming && packet["replay"] != json!(true) {
             return false;
@@ -209,6 +206,16 @@ impl Core {
         let i = self.outbox.iter().position(|p| p.nonce == nonce)?;
         Some(self.outbox.remove(i).nonce)
     }
+}
+
+/// The channel and seq of a channel event (one of PROTOCOL §7.1's list); `None` for anything else,
+/// including replies that carry a channel's current seq (`messages_get`, `channels_get`).
+pub fn channel_event(packet: &Value) -> Option<(&str, u64)> {
+    let cmd = packet["cmd"].as_str()?;
+    if !SEQ_EVENTS.contains(&cmd) {
+        return None;
+    }
+    Some((packet["channel"].as_str()?, packet["seq"].as_u64()?))
 }
 
 #[cfg(test)]

@@ -242,12 +242,23 @@ impl Task {
             }
         };
         self.backoff.reset();
-        self.emit(Event::Ready { user });
+        // Commands given while connecting (a channel to track, a send) shape the first frames.
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Close) | Err(mpsc::error::TryRecvError::Disconnected) => return Outcome::Stop(None),
+                Ok(command) => {
+                    self.apply_offline(command);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+            }
+        }
         for frame in self.core.on_ready() {
             if sink.send(Message::text(frame.to_string())).await.is_err() {
                 return Outcome::Retry("the connection broke".into());
             }
         }
+        // Announced once online, so that what the owner requests in answer is sent, not dropped.
+        self.emit(Event::Ready { user });
         self.emit(Event::Link(Link::Online));
         let obtained = self.tokens.as_ref().map(|(_, at)| *at);
         let mut refresh_at = obtained.and_then(|at| tokens.refresh_at(at)).map(tokio::time::Instant::from_std);
