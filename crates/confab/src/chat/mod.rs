@@ -3,8 +3,13 @@
 //! a client reads only its flags, `CONFAB_CHAT_*` variables (which the server's configuration loader
 //! leaves alone) and its stored token file ([`stored`]).
 
+mod app;
 mod credentials;
 mod script;
+mod stored;
+mod terminal;
+mod tui;
+mod view;
 
 use std::path::PathBuf;
 
@@ -85,7 +90,7 @@ pub fn main(args: ChatArgs) -> i32 {
         Some(Mode::Tail { channel, since_seq, state }) => {
             ("tail", runtime.block_on(script::tail(&args.login, &channel, since_seq, state.as_deref())))
         }
-        None => ("chat", Err(confab_client::ClientError::Invalid("interactive mode: not yet".into()))),
+        None => ("chat", tui::run(&runtime, &args.login)),
     };
     // Pending tasks (a session's socket) end with the runtime, without waiting for them.
     runtime.shutdown_background();

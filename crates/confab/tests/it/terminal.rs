@@ -200,3 +200,138 @@ async fn send_fails_clearly_on_bad_credentials_a_dead_server_and_an_unknown_chan
     assert_eq!(first["id"], again["id"], "the same nonce stores the message once");
     server.stop().await;
 }
+
+/// A tmux server of the test's own (its own socket and configuration folder), ended on drop.
+struct Tmux {
+    socket: String,
+    home: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// Starts a detached 100×30 session running `sh`.
+    fn start() -> Tmux {
+        let version = std::process::Command::new("tmux").arg("-V").output();
+        assert!(
+            version.is_ok_and(|o| o.status.success()),
+            "tmux is required for the terminal tests (apt-get install tmux; .ci/run installs it)"
+        );
+        let tmux = Tmux {
+            socket: format!("confab-test-{}", uuid::Uuid::now_v7().simple()),
+            home: tempfile::tempdir().unwrap(),
+        };
+        tmux.run(&["-f", "/dev/null", "new-session", "-d", "-s", "chat", "-x", "100", "-y", "30", "sh"]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut cmd = std::process::Command::new("tmux");
+        cmd.arg("-L").arg(&self.socket).args(args);
+        // The pane's programs see a home of their own (the token file goes there) and none of the
+        // test's CONFAB_* variables.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CONFAB_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("HOME", self.home.path()).env("XDG_CONFIG_HOME", self.home.path().join("config"));
+        let out = cmd.output().expect("run tmux");
+        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "chat"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Types `text` literally.
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "chat", "-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "chat"])
+    }
+
+    /// Polls the pane until `ready` holds for its text.
+    async fn wait_until(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the pane never showed {what}:\n{screen}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_for(&self, text: &str) -> String {
+        self.wait_until(text, |s| s.contains(text)).await
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_chats_live_and_gives_the_terminal_back() {
+    let server = TestServer::spawn().await;
+    server.http_register("alice").await;
+    server.http_register("bob").await;
+    let mut bob = server.login("bob", PASSWORD).await;
+    let tmux = Tmux::start();
+    let chat =
+        format!("{} chat --server {} --user alice; echo \"exit=$?\"", env!("CARGO_BIN_EXE_confab"), server.url(""));
+    tmux.type_text(&chat);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Password for alice:").await;
+    tmux.type_text(PASSWORD);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("● online").await;
+    assert!(screen.contains("# general") && screen.contains("Message #general"), "{screen}");
+    assert!(screen.contains("^C quit"), "the keys are shown: {screen}");
+    assert_eq!(tmux.run(&["display", "-p", "-t", "chat", "#{alternate_on}"]).trim(), "1");
+
+    // Alice types; bob's socket receives it and the pane shows it stored (no longer "sending…").
+    tmux.type_text("hello from tmux");
+    tmux.keys(&["Enter"]);
+    let echo = bob.recv_cmd("message_new").await;
+    assert_eq!(echo["message"]["content"], "hello from tmux");
+    assert_eq!(echo["message"]["user"], "alice");
+    tmux.wait_until("alice's stored message", |s| s.contains("alice: hello from tmux") && !s.contains("sending…"))
+        .await;
+
+    // Bob types and writes; the pane shows both live.
+    bob.send(json!({"cmd": "typing", "channel": "general"})).await;
+    tmux.wait_for("bob is typing…").await;
+    bob.request(json!({"cmd": "message_new", "channel": "general", "content": "hi from bob"})).await;
+    let screen = tmux.wait_for("bob: hi from bob").await;
+    assert!(!screen.contains("bob is typing…"), "a message ends the typing notice: {screen}");
+
+    // The quit key ends the program with 0 and leaves the alternate screen: the shell is back.
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_for("exit=0").await;
+    assert!(!screen.contains("● online"), "the chat screen is gone: {screen}");
+    assert_eq!(tmux.run(&["display", "-p", "-t", "chat", "#{alternate_on}"]).trim(), "0");
+
+    // The login was stored privately, so the next start asks nothing.
+    let file = tmux.home.path().join("config/confab/chat.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    tmux.keys(&["clear", "Enter"]);
+    tmux.wait_until("a cleared shell", |s| !s.contains("exit=0")).await;
+    let again = format!("{} chat; echo \"exit=$?\"", env!("CARGO_BIN_EXE_confab"));
+    tmux.type_text(&again);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("alice: hello from tmux").await;
+    assert!(!screen.contains("Password"), "{screen}");
+    tmux.type_text("/quit");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("exit=0").await;
+    server.stop().await;
+}
