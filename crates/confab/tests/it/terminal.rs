@@ -292,8 +292,9 @@ async fn the_terminal_client_chats_live_and_gives_the_terminal_back() {
     tmux.wait_for("Password for alice:").await;
     tmux.type_text(PASSWORD);
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_for("● online").await;
-    assert!(screen.contains("# general") && screen.contains("Message #general"), "{screen}");
+    let screen =
+        tmux.wait_until("#general, online", |s| s.contains("● online") && s.contains("Message #general")).await;
+    assert!(screen.contains("│# general"), "{screen}");
     assert!(screen.contains("^C quit"), "the keys are shown: {screen}");
     assert_eq!(tmux.run(&["display", "-p", "-t", "chat", "#{alternate_on}"]).trim(), "1");
 
