@@ -504,8 +504,10 @@ impl Config {
             None => figment = figment.merge(Toml::file("confab.toml")),
         }
         // `CONFAB_TEST_*` belongs to the test suites (e.g. `CONFAB_TEST_POSTGRES_URL`), which start
-        // the server from a shell that exports it: it is not a configuration key.
-        let env = Env::prefixed("CONFAB_").filter(|key| !key.starts_with("test_")).split("__");
+        // the server from a shell that exports it, and `CONFAB_CHAT_*` to `confab chat` (a user who
+        // chats and serves from one shell): neither is a configuration key.
+        let env =
+            Env::prefixed("CONFAB_").filter(|key| !key.starts_with("test_") && !key.starts_with("chat_")).split("__");
         figment = figment.merge(env).merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().map_err(describe)?;
         config.validated()

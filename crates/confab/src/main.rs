@@ -1,4 +1,7 @@
-//! The `confab` binary: `serve`, `config`, `migrate` and the `user`, `token` and `bot` administration commands.
+//! The `confab` binary: `serve`, `config`, `migrate`, the `user`, `token` and `bot` administration
+//! commands, and `chat`, the terminal client.
+
+mod chat;
 
 use std::{
     io::{IsTerminal, Read, Write},
@@ -20,6 +23,15 @@ struct Cli {
     command: Command,
 }
 
+/// The server's commands, and the client.
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Server(ServerCommand),
+    /// Chat in the terminal; `chat send` and `chat tail` for scripts.
+    Chat(chat::ChatArgs),
+}
+
 #[derive(Args)]
 struct Global {
     /// Configuration file (default: ./confab.toml if it exists).
@@ -34,7 +46,7 @@ struct Global {
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum ServerCommand {
     /// Run the server.
     Serve {
         /// Listen address, e.g. 127.0.0.1:5613.
@@ -100,7 +112,12 @@ enum UserCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let Cli { global, command } = Cli::parse();
+    let command = match command {
+        // The client reads no server configuration and logs nothing (its screen is the terminal).
+        Command::Chat(args) => std::process::exit(chat::main(args)),
+        Command::Server(command) => command,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -109,36 +126,36 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(main_async(cli))
+    runtime.block_on(main_async(global, command))
 }
 
-async fn main_async(cli: Cli) -> anyhow::Result<()> {
+async fn main_async(global: Global, command: ServerCommand) -> anyhow::Result<()> {
     let mut overrides = Overrides {
-        data_dir: cli.global.data_dir.clone(),
-        database_url: cli.global.database_url.clone(),
+        data_dir: global.data_dir.clone(),
+        database_url: global.database_url.clone(),
         ..Overrides::default()
     };
     let mut dev = false;
-    if let Command::Serve { listen, public_url, dev: d } = &cli.command {
+    if let ServerCommand::Serve { listen, public_url, dev: d } = &command {
         overrides.listen = listen.clone();
         overrides.public_url = public_url.clone();
         dev = *d;
     }
-    let mut config = Config::load(cli.global.config.as_deref(), &overrides)?;
+    let mut config = Config::load(global.config.as_deref(), &overrides)?;
     config.dev = dev;
-    match cli.command {
-        Command::Serve { .. } => serve(config).await,
-        Command::Config => {
+    match command {
+        ServerCommand::Serve { .. } => serve(config).await,
+        ServerCommand::Config => {
             print!("{}", config.redacted_toml());
             Ok(())
         }
-        Command::Migrate => {
+        ServerCommand::Migrate => {
             let store = confab::open_store(&config, Arc::default()).await?;
             store.close().await;
             println!("database is migrated");
             Ok(())
         }
-        Command::Token(TokenCommand::Issue { user }) => {
+        ServerCommand::Token(TokenCommand::Issue { user }) => {
             let store = confab::open_store(&config, Arc::default()).await?;
             let out = confab::admin::token_issue(&store, &config, &user, None).await;
             store.close().await;
@@ -147,7 +164,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Bot(BotCommand::Add { name, roles }) => {
+        ServerCommand::Bot(BotCommand::Add { name, roles }) => {
             let store = confab::open_store(&config, Arc::default()).await?;
             let out = confab::admin::bot_add(&store, &config, &name, &roles).await;
             store.close().await;
@@ -156,7 +173,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::User(cmd) => {
+        ServerCommand::User(cmd) => {
             let store = confab::open_store(&config, Arc::default()).await?;
             let out = match cmd {
                 UserCommand::Add { name, roles } => {

@@ -24,12 +24,17 @@ const PASSWORD: &str = "correct horse battery";
 /// What one run of the binary did.
 pub(crate) struct Run {
     status: ExitStatus,
-    stdout: String,
+    pub(crate) stdout: String,
     stderr: String,
 }
 
 impl Run {
-    fn ok(self) -> Run {
+    /// The exit status's code (`None` when a signal ended the process).
+    pub(crate) fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub(crate) fn ok(self) -> Run {
         assert!(
             self.status.success(),
             "expected success, got {}:\nstdout: {}\nstderr: {}",
@@ -313,6 +318,8 @@ fn unknown_keys_are_refused_with_the_closest_known_one() {
     confab(cwd.path(), &["config"], &[("CONFAB_RATE_LIMITS__ENABLED", "false")], None).ok();
     // The test suites' own variables are not configuration.
     confab(cwd.path(), &["config"], &[("CONFAB_TEST_POSTGRES_URL", "postgres://x")], None).ok();
+    // `confab chat`'s own variables, exported in the shell a user also serves from.
+    confab(cwd.path(), &["config"], &[("CONFAB_CHAT_USER", "alice"), ("CONFAB_CHAT_PASSWORD", "x")], None).ok();
 }
 
 /// `attachments.storage = "s3"`: a missing key stops `serve` before it creates anything and is

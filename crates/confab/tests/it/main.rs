@@ -44,6 +44,7 @@ mod sauth;
 mod smoke;
 mod store;
 mod support;
+mod terminal;
 mod tls;
 mod voice;
 mod web;

@@ -275,13 +275,23 @@ impl TestServer {
 
     /// [`TestServer::restart`], with the server down for `down` (for what must happen while no
     /// server runs, such as a poll expiring).
-    pub async fn restart_after(mut self, down: Duration) -> TestServer {
+    pub async fn restart_after(self, down: Duration) -> TestServer {
+        self.restart_on("127.0.0.1:0".parse().expect("address"), down).await
+    }
+
+    /// [`TestServer::restart`] on the same address, for clients that reconnect by themselves.
+    pub async fn restart_in_place(self) -> TestServer {
+        let addr = self.addr;
+        self.restart_on(addr, Duration::ZERO).await
+    }
+
+    async fn restart_on(mut self, addr: SocketAddr, down: Duration) -> TestServer {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }
         tokio::time::sleep(down).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("tempdir"));
         Self::start(listener, self.config.clone(), self.location.clone(), dir).await
     }
