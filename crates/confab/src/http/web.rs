@@ -149,6 +149,15 @@ pub async fn asset(State(site): State<Arc<Site>>, Path(path): Path<String>, head
     }
 }
 
+/// `GET /invite/{code}`: the app's page, which reads the code from its own address and offers the
+/// sign-up form with it filled in (a link that looks like what it is, rather than `/?invite=`).
+pub async fn app_page(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response {
+    match site.serve("index.html", &headers) {
+        Some(r) => r,
+        None => super::not_found().await,
+    }
+}
+
 /// `GET /`: a WebSocket upgrade goes to the gateway exactly as on `/ws`; any other request gets the
 /// app's page, so a browser pointed at the server finds something to chat with.
 pub async fn root(
