@@ -34,10 +34,13 @@ macro_rules! web_files {
 }
 
 /// Every file of the app; a unit test checks that this list and the folder agree.
-const FILES: [(&str, &[u8]); 10] = web_files![
+const FILES: [(&str, &[u8]); 13] = web_files![
     "index.html",
     "app.css",
+    "admin.css",
     "icon.svg",
+    "js/admin-model.mjs",
+    "js/admin.mjs",
     "js/auth.mjs",
     "js/conn.mjs",
     "js/dom.mjs",
