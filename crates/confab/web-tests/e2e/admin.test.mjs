@@ -24,6 +24,21 @@ async function openAdmin(page, section) {
   await page.waitForSelector(`confab-admin[data-section=${section}] .admin-body h3`);
 }
 
+/** Creates the owner account through the setup link `confab serve` prints once it listens. */
+async function ownerViaSetupLink(server, name = 'owner') {
+  const find = () => /open (http:\/\/\S+\/#setup=[A-Za-z0-9_-]+) /.exec(server.output())?.[1];
+  for (let i = 0; i < 50 && !find(); i++) await new Promise((r) => setTimeout(r, 100));
+  const link = find();
+  assert.ok(link, `a setup link is printed:\n${server.output()}`);
+  const page = await newPage(browser);
+  await page.goto(link);
+  await page.fill('input[name=username]', name);
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('button[value=setup]');
+  await online(page);
+  return page;
+}
+
 /** Waits until the app knows the user's roles and their permissions (the roles_list answer). */
 async function rightsKnown(page) {
   await page.waitForFunction(() => Object.keys(window.confab?.admin?.roles ?? {}).length > 0);
@@ -32,16 +47,8 @@ async function rightsKnown(page) {
 test('newcomer: setup link → owner invites → the invited person joins and both chat; admin screens only for admins', async () => {
   const server = await startServer({ CONFAB_AUTH__REGISTRATION: 'invite' });
   try {
-    const token = /#setup=([A-Za-z0-9_-]+)/.exec(server.output())?.[1];
-    assert.ok(token, `a setup link is printed:\n${server.output()}`);
-
     // The owner opens the printed link and creates the owner account.
-    const owner = await newPage(browser);
-    await owner.goto(`${server.url}/#setup=${token}`);
-    await owner.fill('input[name=username]', 'owner');
-    await owner.fill('input[name=password]', PASSWORD);
-    await owner.click('button[value=setup]');
-    await online(owner);
+    const owner = await ownerViaSetupLink(server);
 
     // …creates a two-use invite in the admin screen, using the keyboard for the form.
     await openAdmin(owner, 'invites');
@@ -127,13 +134,7 @@ test('newcomer: setup link → owner invites → the invited person joins and bo
 test('channels, roles and webhooks from the admin screens', async () => {
   const server = await startServer();
   try {
-    const token = /#setup=([A-Za-z0-9_-]+)/.exec(server.output())?.[1];
-    const owner = await newPage(browser);
-    await owner.goto(`${server.url}/#setup=${token}`);
-    await owner.fill('input[name=username]', 'owner');
-    await owner.fill('input[name=password]', PASSWORD);
-    await owner.click('button[value=setup]');
-    await online(owner);
+    const owner = await ownerViaSetupLink(server);
 
     // A new text channel appears in the channel list; renamed, it follows.
     await openAdmin(owner, 'channels');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  PERMISSIONS, Requests, canManageRole, describeInvite, inviteCode, permissionsOf, rolesInOrder, sectionsFor, splitList,
+  PERMISSIONS, Requests, canManageRole, describeInvite, inviteCode, permissionsOf, rolesInOrder, sectionsFor, splitList, until,
 } from '../../web/js/admin-model.mjs';
 
 const ROLES = {
@@ -67,6 +67,9 @@ test('an invite reads as its uses and state', () => {
   assert.equal(describeInvite({ ...inv, uses: 3 }, now), '3/3 uses · used up');
   assert.equal(describeInvite({ ...inv, expires_at: now / 1000 - 1 }, now), '1/3 uses · expired');
   assert.equal(describeInvite({ uses: 0, max_uses: null, expires_at: null, revoked: false }, now), '0 uses · never expires');
+  assert.equal(until(now / 1000 + 86_399.5, now), 'in 1 d', 'a day made a moment ago');
+  assert.equal(until(now / 1000 + 3599, now), 'in 1 h');
+  assert.equal(until(now / 1000 + 20, now), 'in 1 min');
 });
 
 test('helpers: roles by position, comma lists', () => {

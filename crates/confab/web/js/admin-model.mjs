@@ -94,9 +94,11 @@ export function splitList(text) {
 export function until(ts, now = Date.now()) {
   const s = ts - now / 1000;
   if (s <= 0) return 'expired';
-  if (s < 3600) return `in ${Math.max(1, Math.round(s / 60))} min`;
-  if (s < 86_400) return `in ${Math.round(s / 3600)} h`;
-  return `in ${Math.round(s / 86_400)} d`;
+  // Rounded to the nearest unit, so a day-long invite made a moment ago reads "in 1 d", not "in 24 h".
+  const minutes = Math.round(s / 60);
+  if (minutes < 60) return `in ${Math.max(1, minutes)} min`;
+  const hours = Math.round(s / 3600);
+  return hours < 24 ? `in ${hours} h` : `in ${Math.round(s / 86_400)} d`;
 }
 
 /** One line about an invite's state: uses, expiry, revoked. */

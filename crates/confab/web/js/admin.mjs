@@ -269,6 +269,8 @@ class ConfabAdmin extends HTMLElement {
 
   async section_invites() {
     const { invites } = await this.req({ cmd: 'invite_list' });
+    // The link as this admin reaches the server (the configured public_url may name another port).
+    const link = (inv) => `${location.origin}/invite/${inv.code}`;
     const create = this.form('Create invite', [
       el('label', {}, 'Expires after', el('select', { name: 'expires_in' }, EXPIRY.map(([v, t]) => el('option', { value: v, text: t })))),
       el('label', {}, 'Max uses', el('input', { name: 'max_uses', type: 'number', min: '1', max: '1000000', placeholder: 'Unlimited' })),
@@ -277,12 +279,12 @@ class ConfabAdmin extends HTMLElement {
       if (d.get('expires_in')) frame.expires_in = Number(d.get('expires_in'));
       if (d.get('max_uses')) frame.max_uses = Number(d.get('max_uses'));
       return this.req(frame);
-    }, (r) => `Invite created: ${r.invite.url}`);
+    }, (r) => `Invite created: ${link(r.invite)}`);
     const rows = invites.map((inv) => el('li', { class: 'admin-item', dataset: { code: inv.code, usable: String(inv.usable) } },
-      el('input', { class: 'invite-url', readonly: true, value: inv.url, 'aria-label': 'Invite link' }),
+      el('input', { class: 'invite-url', readonly: true, value: link(inv), 'aria-label': 'Invite link' }),
       el('span', { class: 'meta', text: `${describeInvite(inv)} · by ${inv.created_by}` }),
       el('div', { class: 'row' },
-        this.action('Copy link', () => copy(inv.url), { done: 'Link copied', reload: false }),
+        this.action('Copy link', () => copy(link(inv)), { done: 'Link copied', reload: false }),
         inv.revoked ? null : this.confirm('Revoke', () => this.req({ cmd: 'invite_revoke', code: inv.code }), 'Invite revoked'))));
     return [
       el('h3', { text: 'Invites' }),
@@ -330,7 +332,7 @@ class ConfabAdmin extends HTMLElement {
     const { myRoles } = this.admin;
     const ordered = rolesInOrder(roles);
     const create = this.form('Create role', [
-      el('label', {}, 'Name', el('input', { name: 'name', required: true, maxlength: '32', pattern: '[A-Za-z0-9_-]+' })),
+      el('label', {}, 'Name', el('input', { name: 'name', required: true, maxlength: '32', pattern: '[A-Za-z0-9_\\-]+' })),
       el('label', {}, 'Colour', el('input', { name: 'color', type: 'color', value: '#5c7cfa' })),
     ], (d) => this.req({ cmd: 'role_create', name: String(d.get('name')).trim(), color: String(d.get('color')).toUpperCase() }), 'Role created');
     const move = (i, by) => {
@@ -425,7 +427,7 @@ class ConfabAdmin extends HTMLElement {
     const { users } = await this.req({ cmd: 'users_list' });
     const bots = users.filter((u) => u.bot);
     const create = this.form('Create bot', [
-      el('label', {}, 'Bot name', el('input', { name: 'name', required: true, maxlength: '32', pattern: '[A-Za-z0-9_-]+' })),
+      el('label', {}, 'Bot name', el('input', { name: 'name', required: true, maxlength: '32', pattern: '[A-Za-z0-9_\\-]+' })),
     ], (d) => this.req({ cmd: 'bot_create', botusername: String(d.get('name')).trim() }),
     (r) => `Bot ${r.bot.username} created. Token (shown only now): ${r.bottoken}`);
     const rows = bots.map((b) => el('li', { class: 'admin-item', dataset: { bot: b.username } },
