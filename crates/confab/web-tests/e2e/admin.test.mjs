@@ -120,6 +120,8 @@ test('newcomer: setup link → owner invites → the invited person joins and bo
     await owner.setViewportSize({ width: 390, height: 844 });
     await openAdmin(owner, 'channels');
     await screenshot(owner, 'admin-channels-phone');
+    await owner.emulateMedia({ colorScheme: 'dark' });
+    await screenshot(owner, 'admin-channels-phone-dark');
     const box = await owner.locator('dialog.admin-dialog').boundingBox();
     assert.ok(box.width <= 390 && box.height <= 844, `the panel fits the phone screen: ${JSON.stringify(box)}`);
     await owner.keyboard.press('Escape');
