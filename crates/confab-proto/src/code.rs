@@ -33,6 +33,10 @@ pub enum ErrorCode {
     Banned,
     MissingCredentials,
     RegistrationDisabled,
+    /// Registration is by invite and none was given [ext].
+    InviteRequired,
+    /// The invite is unknown, revoked, expired or used up [ext].
+    InvalidInvite,
     InvalidUsername,
     InvalidPassword,
     UsernameTaken,
@@ -80,6 +84,8 @@ impl ErrorCode {
             Banned => "banned",
             MissingCredentials => "missing_credentials",
             RegistrationDisabled => "registration_disabled",
+            InviteRequired => "invite_required",
+            InvalidInvite => "invalid_invite",
             InvalidUsername => "invalid_username",
             InvalidPassword => "invalid_password",
             UsernameTaken => "username_taken",

@@ -16,10 +16,14 @@ use crate::{
         rotur::Verdict,
         tokens::{hash_token, random_token},
     },
+    config::RegistrationMode,
     domain::{names, throttle::whole_seconds},
     error::{Error, Result},
     state::AppState,
-    store::users::{AccountKind, NewUser, User},
+    store::{
+        invites::invalid_invite,
+        users::{AccountKind, NewUser, User},
+    },
 };
 
 /// A successful Rotur login.
@@ -99,13 +103,21 @@ impl AppState {
         }
     }
 
-    /// Registers a local account (checks in the order of PROTOCOL §2.3). Every attempt costs a
-    /// token of the IP's `auth` bucket, charged before the password is hashed; a new account
-    /// keeps it too (PROTOCOL §4.5), so one address cannot mint accounts faster than it refills.
-    pub async fn register(&self, ip: IpAddr, username: Option<&str>, password: Option<&str>) -> Result<User> {
+    /// Registers a local account (checks in the order of PROTOCOL §2.3, the registration mode
+    /// first). Every attempt costs a token of the IP's `auth` bucket, charged before the password
+    /// is hashed; a new account keeps it too (PROTOCOL §4.5), so one address cannot mint accounts
+    /// faster than it refills. `invite` is the code of an invite; it is needed, and spent, only
+    /// in `invite` mode.
+    pub async fn register(
+        &self,
+        ip: IpAddr,
+        username: Option<&str>,
+        password: Option<&str>,
+        invite: Option<&str>,
+    ) -> Result<User> {
         self.local_enabled()?;
         self.auth_charge(ip)?;
-        let result = self.register_inner(username, password).await;
+        let result = self.register_inner(username, password, invite).await;
         match result {
             Ok(user) => {
                 self.metrics.inc("confab_auth_attempts_total", "method=\"register\",outcome=\"success\"".into());
@@ -120,12 +132,38 @@ impl AppState {
         }
     }
 
-    async fn register_inner(&self, username: Option<&str>, password: Option<&str>) -> Result<User> {
-        if !self.config.auth.allow_registration {
-            return Err(Error::new(ErrorCode::RegistrationDisabled, "Registration is disabled"));
-        }
+    async fn register_inner(
+        &self,
+        username: Option<&str>,
+        password: Option<&str>,
+        invite: Option<&str>,
+    ) -> Result<User> {
+        let invite = match self.config.auth.registration_mode() {
+            RegistrationMode::Closed => {
+                return Err(Error::new(ErrorCode::RegistrationDisabled, "Registration is disabled"));
+            }
+            RegistrationMode::Open => None,
+            RegistrationMode::Invite => {
+                let code = invite.filter(|c| !c.is_empty()).ok_or_else(|| {
+                    Error::new(ErrorCode::InviteRequired, "An invite is required to register on this server")
+                })?;
+                // Checked before the password is hashed, so a wrong code costs no hashing; the
+                // use itself is spent with the account, in one transaction.
+                if !self.store.invite(code).await?.is_some_and(|i| i.usable(crate::store::now())) {
+                    return Err(invalid_invite());
+                }
+                Some(code)
+            }
+        };
         let (name, hash) = self.new_local(username, password).await?;
-        self.create_account(&name, AccountKind::Local, Some(hash)).await
+        match invite {
+            None => self.create_account(&name, AccountKind::Local, Some(hash)).await,
+            Some(code) => {
+                let role_ids = self.default_role_ids();
+                let new = NewUser { username: &name, kind: AccountKind::Local, password_hash: Some(hash), role_ids };
+                self.store.user_create_with_invite(new, code).await
+            }
+        }
     }
 
     /// Checks a new local account's name and password as registration does (PROTOCOL §2.3) and

@@ -40,6 +40,31 @@ impl AuthMode {
     }
 }
 
+/// Who may create an account with `register` or `POST /auth/register` (`auth.registration`).
+/// The first-run setup link creates the owner in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Anyone.
+    #[default]
+    Open,
+    /// Only with a live invite made by an administrator (`invite_create`).
+    Invite,
+    /// Nobody: "Registration is disabled".
+    Closed,
+}
+
+impl RegistrationMode {
+    /// The name in the configuration, the handshake and `/info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationMode::Open => "open",
+            RegistrationMode::Invite => "invite",
+            RegistrationMode::Closed => "closed",
+        }
+    }
+}
+
 /// The effective configuration of one server process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -146,7 +171,11 @@ pub struct ServerInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
+    /// The older switch, kept so existing files keep their meaning: `false` is `registration =
+    /// "closed"`. Set together with `registration = "open"` or `"invite"` it is refused at start.
     pub allow_registration: bool,
+    /// `open`, `invite` or `closed`; unset means `open` (or `closed` with `allow_registration = false`).
+    pub registration: Option<RegistrationMode>,
     pub password_min: usize,
     pub password_max: usize,
     pub default_roles: Vec<String>,
@@ -373,10 +402,21 @@ impl Default for ServerInfo {
     }
 }
 
+impl AuthConfig {
+    /// The registration mode in force (`validated` has resolved `allow_registration` into it).
+    pub fn registration_mode(&self) -> RegistrationMode {
+        match (self.allow_registration, self.registration) {
+            (false, _) => RegistrationMode::Closed,
+            (true, mode) => mode.unwrap_or_default(),
+        }
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             allow_registration: true,
+            registration: None,
             password_min: 8,
             password_max: 128,
             default_roles: vec!["user".to_owned()],
@@ -558,6 +598,18 @@ impl Config {
         if self.auth.password_min == 0 || self.auth.password_min > self.auth.password_max {
             return bad("auth.password_min", "must be between 1 and auth.password_max");
         }
+        self.auth.registration = Some(match (self.auth.allow_registration, self.auth.registration) {
+            (true, mode) => mode.unwrap_or_default(),
+            (false, None | Some(RegistrationMode::Closed)) => RegistrationMode::Closed,
+            (false, Some(mode)) => {
+                let why = format!(
+                    "is \"{}\" but auth.allow_registration = false closes registration; remove \
+                     auth.allow_registration (auth.registration replaces it)",
+                    mode.as_str()
+                );
+                return bad("auth.registration", &why);
+            }
+        });
         if self.auth.access_ttl_s == 0 || self.auth.access_ttl_s > 86_400 {
             return bad("auth.access_ttl_s", "must be between 1 and 86400");
         }
@@ -820,6 +872,22 @@ mod tests {
         let upper = "A".repeat(64);
         let c = Config { bots: vec![bot("a1", "", &upper)], ..Config::default() }.validated().unwrap();
         assert_eq!(c.bots[0].token_hash, "a".repeat(64));
+    }
+
+    #[test]
+    fn registration_mode_and_the_older_switch() {
+        let mode = |allow: bool, registration: Option<RegistrationMode>| {
+            let mut c = Config::default();
+            c.auth.allow_registration = allow;
+            c.auth.registration = registration;
+            c.validated().map(|c| c.auth.registration_mode())
+        };
+        assert_eq!(mode(true, None).unwrap(), RegistrationMode::Open);
+        assert_eq!(mode(false, None).unwrap(), RegistrationMode::Closed, "existing files keep their meaning");
+        assert_eq!(mode(true, Some(RegistrationMode::Invite)).unwrap(), RegistrationMode::Invite);
+        assert_eq!(mode(false, Some(RegistrationMode::Closed)).unwrap(), RegistrationMode::Closed);
+        let err = mode(false, Some(RegistrationMode::Invite)).unwrap_err().to_string();
+        assert!(err.contains("auth.registration") && err.contains("allow_registration"), "{err}");
     }
 
     #[test]

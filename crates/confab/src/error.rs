@@ -64,8 +64,8 @@ impl Error {
         match self.code() {
             BadFrame | BadRequest | MissingCredentials | InvalidUsername | InvalidPassword => StatusCode::BAD_REQUEST,
             NotFound => StatusCode::NOT_FOUND,
-            Forbidden | Banned | RegistrationDisabled | WrongAuthMethod | LocalAuthDisabled | RoturDisabled
-            | BotsDisabled => StatusCode::FORBIDDEN,
+            Forbidden | Banned | RegistrationDisabled | InviteRequired | InvalidInvite | WrongAuthMethod
+            | LocalAuthDisabled | RoturDisabled | BotsDisabled => StatusCode::FORBIDDEN,
             Conflict | UsernameTaken | NonceConflict => StatusCode::CONFLICT,
             TooLong | TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthenticated

@@ -41,7 +41,8 @@ pub async fn unauthenticated(s: &mut Session, frame: &Frame) -> crate::error::Re
     type Outcome = (User, Option<Vec<String>>, Option<String>, bool);
     let outcome: Result<Outcome, Error> = match frame.cmd.as_str() {
         "register" => {
-            state.register(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, None, true))
+            let (username, password, invite) = (frame.str("username"), frame.str("password"), frame.str("invite"));
+            state.register(ip, username, password, invite).await.map(|u| (u, None, None, true))
         }
         "login" => state.login(ip, frame.str("username"), frame.str("password")).await.map(|u| (u, None, None, false)),
         "auth" => {

@@ -12,6 +12,7 @@ pub mod connection;
 pub mod edits;
 pub mod emoji;
 pub mod history;
+pub mod invites;
 pub mod limits;
 pub mod messages;
 pub mod moderation;
@@ -42,10 +43,11 @@ use crate::error::{Error, Result};
 
 /// Fields that name something (a channel, thread, message, user, role, emoji …) and are strings in
 /// every command that takes them.
-const STRING_FIELDS: [&str; 12] = [
+const STRING_FIELDS: [&str; 13] = [
     "around",
     "call_id",
     "channel",
+    "code",
     "current_name",
     "emoji",
     "id",

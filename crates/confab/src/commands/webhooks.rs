@@ -43,8 +43,9 @@ fn webhook_json(row: &WebhookRow, token: Option<&str>) -> Value {
     v
 }
 
-/// Every webhook command needs `manage_server` (Δ originChats lets anyone list them, tokens too).
-fn require_manage_server(s: &Session) -> Result<std::sync::Arc<Identity>> {
+/// Every webhook command needs `manage_server` (Δ originChats lets anyone list them, tokens too),
+/// and so does every invite command.
+pub(crate) fn require_manage_server(s: &Session) -> Result<std::sync::Arc<Identity>> {
     let me = s.me()?;
     if !me.actor.has("manage_server") {
         return Err(Error::missing_permission("manage_server"));

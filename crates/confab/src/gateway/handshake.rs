@@ -26,6 +26,9 @@ pub const COMMANDS: &[&str] = &[
     "emoji_get_filename",
     "emoji_get_id",
     "emoji_update",
+    "invite_create",
+    "invite_list",
+    "invite_revoke",
     "login",
     "message_delete",
     "message_edit",
@@ -117,9 +120,9 @@ pub const COMMANDS: &[&str] = &[
 ];
 
 /// The command names advertised under the current configuration, sorted by byte value: local
-/// account commands only in modes `local` and `mixed`, bot commands only while `bots` are enabled,
-/// attachment commands (and `attachment_upload`) only while attachments are enabled, push commands
-/// only while Web Push is enabled.
+/// account commands (invites included) only in modes `local` and `mixed`, bot commands only while
+/// `bots` are enabled, attachment commands (and `attachment_upload`) only while attachments are
+/// enabled, push commands only while Web Push is enabled.
 pub fn capabilities(mode: AuthMode, bots: bool, attachments: bool, push: bool) -> Vec<&'static str> {
     let mut caps: Vec<&'static str> = COMMANDS
         .iter()
@@ -127,6 +130,7 @@ pub fn capabilities(mode: AuthMode, bots: bool, attachments: bool, push: bool) -
         .filter(|c| {
             mode.local_enabled()
                 || !matches!(*c, "login" | "register" | "tokenauth" | "sauth_token_create" | "sauth_token_revoke")
+                    && !c.starts_with("invite_")
         })
         .filter(|c| bots || !matches!(*c, "botauth" | "bot_create" | "bot_delete" | "bot_token_regenerate"))
         .filter(|c| attachments || !c.starts_with("attachment_"))
@@ -161,6 +165,7 @@ pub async fn packet(state: &AppState, validator_key: &str) -> Result<String> {
         "capabilities": capabilities(cfg.auth_mode, cfg.bots_enabled, cfg.attachments.enabled, cfg.push.enabled),
         "permissions": confab_proto::PERMISSIONS,
         "auth_mode": cfg.auth_mode.wire_name(),
+        "registration": cfg.auth.registration_mode().as_str(),
         "extensions": extensions,
         "params": {
             "heartbeat_s": cfg.security.heartbeat_s,

@@ -29,7 +29,8 @@ pub fn close_family(state: &AppState, session_id: &str) {
     state.hub.close_where(|c| c.session_id.as_deref() == Some(session_id), &CloseOrder::revoked());
 }
 
-/// `POST /auth/register` → 201 token set; `user_join` to every connection.
+/// `POST /auth/register` `{"username","password","invite"?}` → 201 token set; `user_join` to every
+/// connection. `invite` [ext] is required in `invite` mode.
 pub async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): Peer,
@@ -41,7 +42,7 @@ pub async fn register(
         Err(r) => return r,
     };
     let ip = client_ip(&state, peer.ip(), &headers);
-    let user = match state.register(ip, field(&map, "username"), field(&map, "password")).await {
+    let user = match state.register(ip, field(&map, "username"), field(&map, "password"), field(&map, "invite")).await {
         Ok(u) => u,
         Err(e) => return http_error(e),
     };

@@ -55,6 +55,8 @@ async fn compute_info(state: &AppState) -> Result<Value, crate::error::Error> {
     let connected = state.sessions.len();
     Ok(json!({
         "server": {"name": server["name"], "icon": server["icon"], "banner": server["banner"], "owner": server["owner"]},
+        // [ext] Which sign-up form a client should offer: `open`, `invite` or `closed`.
+        "registration": state.config.auth.registration_mode().as_str(),
         "stats": {
             "total_users": state.store.user_count().await?,
             "connected_users": connected,

@@ -33,7 +33,10 @@ use crate::{domain::net, error::Error, gateway, peer, state::AppState};
 /// the HTTP API.
 pub fn router(state: AppState) -> Router {
     let site = Arc::new(web::Site::new());
-    let app_files = Router::new().route("/static/{*path}", get(web::asset)).with_state(site.clone());
+    let app_files = Router::new()
+        .route("/static/{*path}", get(web::asset))
+        .route("/invite/{code}", get(web::app_page))
+        .with_state(site.clone());
     Router::new()
         .route(
             "/",

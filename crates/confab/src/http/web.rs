@@ -34,10 +34,13 @@ macro_rules! web_files {
 }
 
 /// Every file of the app; a unit test checks that this list and the folder agree.
-const FILES: [(&str, &[u8]); 10] = web_files![
+const FILES: [(&str, &[u8]); 13] = web_files![
     "index.html",
     "app.css",
+    "admin.css",
     "icon.svg",
+    "js/admin-model.mjs",
+    "js/admin.mjs",
     "js/auth.mjs",
     "js/conn.mjs",
     "js/dom.mjs",
@@ -144,6 +147,15 @@ impl Asset {
 /// `GET /static/{*path}`: an embedded file, or the JSON 404 of every unknown route.
 pub async fn asset(State(site): State<Arc<Site>>, Path(path): Path<String>, headers: HeaderMap) -> Response {
     match site.serve(&path, &headers) {
+        Some(r) => r,
+        None => super::not_found().await,
+    }
+}
+
+/// `GET /invite/{code}`: the app's page, which reads the code from its own address and offers the
+/// sign-up form with it filled in (a link that looks like what it is, rather than `/?invite=`).
+pub async fn app_page(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response {
+    match site.serve("index.html", &headers) {
         Some(r) => r,
         None => super::not_found().await,
     }

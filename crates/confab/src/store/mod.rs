@@ -13,6 +13,7 @@ mod checkpoint;
 mod direct;
 pub mod emoji;
 pub mod events;
+pub mod invites;
 pub mod messages;
 pub mod pings;
 pub mod polls;

@@ -643,3 +643,31 @@ async fn setup_link_postgres() {
     let fresh = format!("{base}{sep}options=-csearch_path%3D{}", pg_schema().await);
     setup_link(&["--database", &first], &["--database", &fresh]).await;
 }
+
+/// The first-run link creates the owner whatever the registration mode, while registering is
+/// refused as the mode says.
+#[tokio::test]
+async fn setup_link_in_invite_and_closed_modes() {
+    for (mode, refusal) in [("invite", "invite_required"), ("closed", "registration_disabled")] {
+        let cwd = tempfile::tempdir().unwrap();
+        std::fs::write(cwd.path().join("confab.toml"), format!("[auth]\nregistration = \"{mode}\"\n")).unwrap();
+        let server = Server::start(cwd.path(), free_port()).await;
+        let token = setup_token(&server).unwrap_or_else(|| panic!("no setup link printed\n{}", server.logs()));
+        let r = reqwest::Client::new()
+            .post(server.url("/auth/register"))
+            .json(&json!({"username": "Eve", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{mode}");
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], refusal, "{mode}");
+        let (status, body) = post_setup(&server, &token, "Boss").await;
+        assert_eq!(status, 201, "{mode}: {body}");
+        let mut boss = server.connect().await;
+        assert_eq!(boss.handshake["val"]["registration"], mode);
+        boss.send(json!({"cmd": "auth", "token": body["access_token"]})).await;
+        let ready = boss.expect_auth().await;
+        assert_eq!(ready["user"]["roles"], json!(["owner"]), "{mode}");
+        assert_eq!(server.terminate().await.code(), Some(0));
+    }
+}

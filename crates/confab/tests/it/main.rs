@@ -28,6 +28,7 @@ mod durability;
 mod emoji;
 mod gateway;
 mod hostile;
+mod invites;
 mod limits;
 mod message_ops;
 mod moderation;

@@ -106,8 +106,9 @@ export class Auth {
     return this.save(data);
   }
 
-  register(username, password) {
-    return this.credentials('/auth/register', { username, password });
+  /** Creates an account; `invite` is the invite code a server in invite mode requires. */
+  register(username, password, invite) {
+    return this.credentials('/auth/register', invite ? { username, password, invite } : { username, password });
   }
 
   login(username, password) {

@@ -2,6 +2,8 @@
 // (state.mjs) and the elements (views.mjs). The channel being read is kept in the URL's hash
 // (`#/c/general`), so a reload opens it again.
 
+import { inviteCode } from './admin-model.mjs';
+import { Admin } from './admin.mjs';
 import { Auth } from './auth.mjs';
 import { Connection } from './conn.mjs';
 import { Chat } from './state.mjs';
@@ -25,26 +27,47 @@ function setupToken() {
   return m ? m[1] : null;
 }
 
+/** The registration mode `/info` reports (`open | invite | closed`), so the right form is offered. */
+async function registrationMode() {
+  try {
+    return (await (await fetch('/info')).json()).registration ?? 'open';
+  } catch {
+    return 'open';
+  }
+}
+
+/** Counts screen changes, so a late `/info` answer does not bring back a form already left. */
+let screen = 0;
+
 function signedOut(message = '') {
   conn?.stop();
   conn = null;
   const setup = setupToken();
-  root.showLogin({
-    message,
-    setup: Boolean(setup),
-    submit: async (mode, username, password) => {
-      if (mode === 'setup') {
-        await auth.setup(setup, username, password);
-        history.replaceState(null, '', location.pathname);
-      } else {
-        await (mode === 'register' ? auth.register(username, password) : auth.login(username, password));
-      }
-      signedIn();
-    },
+  const shown = ++screen;
+  registrationMode().then((registration) => {
+    if (shown !== screen) return;
+    root.showLogin({
+      message,
+      setup: Boolean(setup),
+      registration,
+      invite: inviteCode(location),
+      submit: async (mode, username, password, invite) => {
+        if (mode === 'setup') {
+          await auth.setup(setup, username, password);
+          history.replaceState(null, '', location.pathname);
+        } else {
+          await (mode === 'register' ? auth.register(username, password, invite) : auth.login(username, password));
+        }
+        signedIn();
+      },
+    });
   });
 }
 
 function signedIn() {
+  ++screen;
+  // An invite link has done its work once signed in: the app lives at `/`.
+  if (inviteCode(location)) history.replaceState(null, '', '/');
   const chat = new Chat({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
   chat.current = hashChannel();
   const ctl = {
@@ -64,15 +87,27 @@ function signedIn() {
     url: wsUrl,
     WebSocket,
     token: (rejected) => auth.accessToken(rejected),
-    onPacket: (p) => chat.handle(p),
+    onPacket: (p) => {
+      if (!admin.handle(p)) chat.handle(p);
+    },
     onState: (state, detail) => {
       root.setConn(state, detail);
+      if (state !== 'online') admin.offline();
       if (state === 'stopped') signedOut(detail === 'Not signed in' ? '' : detail);
+    },
+  });
+  // The admin screens, offered only when the user's roles allow some (admin.mjs).
+  const admin = new Admin({
+    send: (frame) => conn?.send(frame) ?? false,
+    onChange: () => admin.mount(root.chat),
+    onServer: (server) => {
+      chat.server = { ...chat.server, ...server };
+      root.update();
     },
   });
   root.showChat(ctl);
   // For the browser tests: the live objects, read-only by convention.
-  window.confab = { auth, chat, conn };
+  window.confab = { auth, chat, conn, admin };
   conn.start();
 }
 

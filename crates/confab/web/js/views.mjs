@@ -16,23 +16,36 @@ function time(ts) {
 class ConfabLogin extends HTMLElement {
   /**
    * `setup`: the first-run form, which creates the owner account (one button, mode 'setup').
-   * @param {{message?: string, setup?: boolean, submit: (mode: string, user: string, pass: string) => Promise<void>}} o
+   * `registration`: the server's mode (`open | invite | closed`, from `/info`); `invite`: the code of
+   * the invite link the app was opened with, filled into the sign-up form.
+   * @param {{message?: string, setup?: boolean, registration?: string, invite?: string|null,
+   *   submit: (mode: string, user: string, pass: string, invite?: string) => Promise<void>}} o
    */
-  show({ message = '', setup = false, submit }) {
+  show({ message = '', setup = false, registration = 'open', invite = null, submit }) {
     const error = el('p', { class: 'error', role: 'alert', text: message, hidden: !message });
+    const canRegister = registration !== 'closed';
+    const invited = canRegister && Boolean(invite);
+    const signIn = el('button', { type: 'submit', name: 'mode', value: 'login', class: invited ? 'secondary' : null, text: 'Sign in' });
+    const signUp = el('button', { type: 'submit', name: 'mode', value: 'register', class: invited ? null : 'secondary', text: 'Create account' });
     const buttons = setup
       ? [el('button', { type: 'submit', name: 'mode', value: 'setup', text: 'Create owner account' })]
-      : [
-        el('button', { type: 'submit', name: 'mode', value: 'login', text: 'Sign in' }),
-        el('button', { type: 'submit', name: 'mode', value: 'register', class: 'secondary', text: 'Create account' }),
-      ];
+      // The first button is what Enter does: signing up for someone who came with an invite.
+      : invited ? [signUp, signIn] : [signIn, canRegister ? signUp : null];
+    const intro = setup
+      ? 'This server has no owner yet. Choose the owner account’s name and password.'
+      : invited ? 'You have been invited. Choose a username and password to join.'
+        : registration === 'invite' ? 'New accounts need an invite: open the invite link you were given, or paste its code below.'
+          : registration === 'closed' ? 'This server does not take new accounts.' : null;
     const form = el(
       'form',
-      { class: 'login-form', 'aria-label': setup ? 'Create the owner account' : 'Sign in', dataset: { mode: setup ? 'setup' : 'login' } },
+      { class: 'login-form', 'aria-label': setup ? 'Create the owner account' : 'Sign in', dataset: { mode: setup ? 'setup' : 'login', registration } },
       el('h1', { text: 'Confab' }),
-      setup ? el('p', { class: 'intro', text: 'This server has no owner yet. Choose the owner account’s name and password.' }) : null,
+      intro ? el('p', { class: 'intro', text: intro }) : null,
       el('label', {}, 'Username', el('input', { name: 'username', autocomplete: 'username', required: true, minlength: 2, maxlength: 32 })),
       el('label', {}, 'Password', el('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true })),
+      !setup && (invited || registration === 'invite')
+        ? el('label', {}, 'Invite code', el('input', { name: 'invite', value: invite ?? '', autocomplete: 'off', maxlength: 64 }))
+        : null,
       error,
       el('div', { class: 'row' }, buttons),
     );
@@ -42,7 +55,7 @@ class ConfabLogin extends HTMLElement {
       const data = new FormData(form);
       for (const b of form.querySelectorAll('button')) b.disabled = true;
       try {
-        await submit(mode, String(data.get('username')).trim(), String(data.get('password')));
+        await submit(mode, String(data.get('username')).trim(), String(data.get('password')), String(data.get('invite') ?? '').trim() || undefined);
       } catch (e) {
         error.textContent = e.message;
         error.hidden = false;
