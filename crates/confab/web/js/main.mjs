@@ -5,6 +5,7 @@
 import { Auth } from './auth.mjs';
 import { Connection } from './conn.mjs';
 import { Chat } from './state.mjs';
+import { mentionNotifier } from './notify.mjs';
 import { indexedDbVault } from './vault.mjs';
 import './views.mjs';
 
@@ -50,6 +51,8 @@ function signedIn() {
   const ctl = {
     chat,
     username: auth.username,
+    /** An access token for HTTP calls (attachment uploads). */
+    token: () => auth.accessToken(),
     open(name) {
       chat.open(name);
       history.replaceState(null, '', `#/c/${encodeURIComponent(name)}`);
@@ -60,6 +63,7 @@ function signedIn() {
       signedOut();
     },
   };
+  chat.onMention = mentionNotifier(chat, (name) => ctl.open(name));
   conn = new Connection({
     url: wsUrl,
     WebSocket,

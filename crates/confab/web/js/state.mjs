@@ -87,6 +87,8 @@ export class Chat {
     /** Usernames and role names, for @ completion. */
     this.users = [];
     this.roleNames = [];
+    /** roles_list: name → {permissions, position, …}. */
+    this.roleInfo = {};
     /** Custom emoji: id → {name, fileName}. */
     this.emoji = new Map();
     /** poll_id → latest results packet body ({results,total_votes,ended,…}). */
@@ -143,7 +145,8 @@ export class Chat {
         this.users = (p.users ?? []).map((u) => u.username).filter(Boolean);
         return;
       case 'roles_list':
-        this.roleNames = Object.keys(p.roles ?? {});
+        this.roleInfo = p.roles ?? {};
+        this.roleNames = Object.keys(this.roleInfo);
         return;
       case 'emoji_get_all':
         this.emoji = new Map(Object.entries(p.emojis ?? {}).map(([id, e]) => [String(id), e]));
@@ -197,7 +200,7 @@ export class Chat {
   }
 
   setChannels(list) {
-    this.channels = list.filter((c) => c && c.type === 'text').map((c) => ({ name: c.name, display_name: c.display_name ?? null, description: c.description ?? '' }));
+    this.channels = list.filter((c) => c && c.type === 'text').map((c) => ({ name: c.name, display_name: c.display_name ?? null, description: c.description ?? '', permissions: c.permissions ?? {} }));
     const names = new Set(this.channels.map((c) => c.name));
     for (const name of [...this.rooms.keys()]) if (!names.has(name)) this.rooms.delete(name);
     for (const c of this.channels) this.room(c.name);
