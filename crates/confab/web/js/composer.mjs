@@ -164,8 +164,14 @@ export function enhanceComposer(form, input, ctl) {
     closeList();
     input.focus();
   };
+  let listedAt = Date.now();
   input.addEventListener('input', () => {
     at = completionAt(input.value, input.selectionStart);
+    // The member list goes stale as people sign up: refresh it when a completion starts, at most once a minute.
+    if (at?.kind === 'user' && Date.now() - listedAt > 60_000) {
+      listedAt = Date.now();
+      chat.send({ cmd: 'users_list' });
+    }
     items = at ? suggest(chat, at) : [];
     active = 0;
     drawList();

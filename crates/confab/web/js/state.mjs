@@ -413,6 +413,8 @@ export class Chat {
           }
         }
         r.typing.delete(m.user);
+        // Someone who signed up after users_list: known from now on, for @ completion.
+        if (m.user && !this.users.includes(m.user)) this.users.push(m.user);
         if (m.user !== this.me) {
           if (r.name === this.current) this.scheduleAck();
           else r.unread++;
