@@ -34,7 +34,7 @@ macro_rules! web_files {
 }
 
 /// Every file of the app; a unit test checks that this list and the folder agree.
-const FILES: [(&str, &[u8]); 15] = web_files![
+const FILES: [(&str, &[u8]); 17] = web_files![
     "index.html",
     "app.css",
     "icon.svg",
@@ -42,12 +42,14 @@ const FILES: [(&str, &[u8]); 15] = web_files![
     "js/composer.mjs",
     "js/conn.mjs",
     "js/dom.mjs",
+    "js/forum.mjs",
     "js/main.mjs",
     "js/markdown.mjs",
     "js/notify.mjs",
     "js/panel.mjs",
     "js/render.mjs",
     "js/state.mjs",
+    "js/threads.mjs",
     "js/vault.mjs",
     "js/views.mjs",
 ];

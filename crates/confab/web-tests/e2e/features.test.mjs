@@ -311,3 +311,40 @@ test('screenshots of the chat features at desktop and phone sizes; nothing overf
       await page.context().close();
     }
   }));
+
+test('forum channels: start a thread, post in it, and the other user sees both live', () =>
+  withServer(async (server) => {
+    await server.cli(['user', 'add', 'boss', '--role', 'owner'], 'correct horse');
+    const boss = await rawUser(browser, server, 'boss', { login: true });
+    const made = await boss.rpc({ cmd: 'channel_create', name: 'ideas', type: 'forum', permissions: { view: ['user'], send: ['user'], create_thread: ['user'] } });
+    assert.equal(made.created, true, JSON.stringify(made));
+    const alice = await newPage(browser);
+    const bob = await newPage(browser, { width: 390, height: 844 });
+    await signUp(alice, server, 'alice');
+    await signUp(bob, server, 'bob');
+    await alice.click('.channel.forum[data-forum=ideas]');
+    await alice.waitForSelector('confab-forum .thread-list .note:has-text("No threads yet")');
+    await alice.fill('.new-thread input', 'Dark mode');
+    await alice.press('.new-thread input', 'Enter');
+    // Starting a thread opens it.
+    await alice.waitForSelector('confab-forum[data-thread] .forum-head h3:text-is("Dark mode")');
+    await alice.fill('.thread-composer textarea', 'first **post**');
+    await alice.press('.thread-composer textarea', 'Enter');
+    await alice.waitForSelector('.thread-messages li.msg[data-msg-id] strong:text-is("post")');
+    // Bob (on a phone) finds it through the menu.
+    await bob.click('.bar .menu');
+    await bob.click('.channel.forum[data-forum=ideas]');
+    await bob.click('.thread:has-text("Dark mode")');
+    await bob.waitForSelector('.thread-messages li.msg[data-user=alice] .content:has-text("first post")');
+    await bob.fill('.thread-composer textarea', 'yes please');
+    await bob.press('.thread-composer textarea', 'Enter');
+    await alice.waitForSelector('.thread-messages li.msg[data-user=bob] .content:text-is("yes please")');
+    assert.equal(await alice.locator('.thread-messages li.msg[data-msg-id]').count(), 2);
+    await bob.waitForSelector('.thread-messages li[data-state=pending]', { state: 'detached' });
+    await screenshot(bob, 'phone-thread');
+    // Thread messages stay out of the channel timelines; back to #general works.
+    await alice.click('.channel[data-channel=general]');
+    await online(alice);
+    assert.equal(await alice.locator('confab-timeline li.msg:has-text("yes please")').count(), 0);
+    assert.deepEqual([...alice.problems, ...bob.problems], []);
+  }));

@@ -6,6 +6,7 @@ import { Auth } from './auth.mjs';
 import { Connection } from './conn.mjs';
 import { Chat } from './state.mjs';
 import { mentionNotifier } from './notify.mjs';
+import { Threads } from './threads.mjs';
 import { indexedDbVault } from './vault.mjs';
 import './views.mjs';
 
@@ -48,12 +49,15 @@ function signedOut(message = '') {
 function signedIn() {
   const chat = new Chat({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
   chat.current = hashChannel();
+  const threads = new Threads({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
   const ctl = {
     chat,
+    threads,
     username: auth.username,
     /** An access token for HTTP calls (attachment uploads). */
     token: () => auth.accessToken(),
     open(name) {
+      threads.close();
       chat.open(name);
       history.replaceState(null, '', `#/c/${encodeURIComponent(name)}`);
     },
@@ -68,7 +72,10 @@ function signedIn() {
     url: wsUrl,
     WebSocket,
     token: (rejected) => auth.accessToken(rejected),
-    onPacket: (p) => chat.handle(p),
+    onPacket: (p) => {
+      chat.handle(p);
+      threads.handle(p);
+    },
     onState: (state, detail) => {
       root.setConn(state, detail);
       if (state === 'stopped') signedOut(detail === 'Not signed in' ? '' : detail);
@@ -76,7 +83,7 @@ function signedIn() {
   });
   root.showChat(ctl);
   // For the browser tests: the live objects, read-only by convention.
-  window.confab = { auth, chat, conn };
+  window.confab = { auth, chat, conn, threads };
   conn.start();
 }
 

@@ -180,14 +180,15 @@ export function renderReply(m, messages, chat) {
   }, el('span', { class: 'reply-author', text: `↪ @${m.reply_to.user ?? orig?.user ?? ''}` }), ' ', el('span', { class: 'reply-text', text: snippet }));
 }
 
-/** Whether this user may use channel permission `key` in `channel` (PROTOCOL §5.5), for what to offer. */
-export function may(chat, channel, key) {
+/** Whether this user may use channel permission `key` in `channel` (PROTOCOL §5.5), for what to offer;
+ * `permissions` for a channel `chat.channels` does not hold (a forum). */
+export function may(chat, channel, key, permissions = chat.channels.find((c) => c.name === channel)?.permissions) {
   const roles = chat.roles ?? [];
   if (roles.includes('owner')) return true;
   const info = chat.roleInfo ?? {};
   if (roles.some((r) => (info[r]?.permissions ?? []).includes('administrator'))) return true;
   const defaults = { view: ['owner'], send: ['owner'], delete: ['owner'], pin: ['owner'], create_thread: ['owner'], delete_own: ['user'], edit_own: ['user'], react: ['user'] };
-  const list = chat.channels.find((c) => c.name === channel)?.permissions?.[key] ?? defaults[key] ?? [];
+  const list = permissions?.[key] ?? defaults[key] ?? [];
   if (key === 'pin' && roles.some((r) => (info[r]?.permissions ?? []).includes('manage_messages'))) return true;
   for (const r of roles) {
     if (list.includes(`!${r}`)) return false;

@@ -6,6 +6,7 @@ import { el } from './dom.mjs';
 import { ask, canAsk } from './notify.mjs';
 import { emojiGrid, enhanceComposer } from './composer.mjs';
 import { mentionsMe } from './markdown.mjs';
+import './forum.mjs';
 import './panel.mjs';
 import { encodeEmoji, may, renderAttachments, renderContent, renderEmbeds, renderReactionEmoji, renderReply } from './render.mjs';
 
@@ -256,11 +257,13 @@ class ConfabChat extends HTMLElement {
     const me = el('span', { class: 'me', text: ctl.username });
     const logout = el('button', { class: 'logout secondary', text: 'Log out', onclick: () => ctl.logout() });
     this.panel = el('confab-panel', { hidden: true });
+    this.forum = el('confab-forum', { class: 'pane', hidden: true });
     this.replaceChildren(
       el('header', { class: 'bar' }, menu, this.server, this.heading, this.tools(), this.conn, me, logout),
       el('div', { class: 'body' },
         this.nav,
-        el('main', { class: 'pane' }, this.notice, this.timeline, this.typing, composer),
+        this.main = el('main', { class: 'pane' }, this.notice, this.timeline, this.typing, composer),
+        this.forum,
         this.panel),
       this.editor(),
       ...extras.dialogs,
@@ -334,7 +337,7 @@ class ConfabChat extends HTMLElement {
         return el('button', {
           class: 'channel',
           dataset: { channel: c.name, unread: String(r.unread) },
-          'aria-current': current ? 'page' : null,
+          'aria-current': current && !this.ctl.threads.open ? 'page' : null,
           onclick: () => {
             this.classList.remove('nav-open');
             this.ctl.open(c.name);
@@ -346,6 +349,20 @@ class ConfabChat extends HTMLElement {
     );
     this.notice.textContent = chat.notice ?? '';
     this.notice.hidden = !chat.notice;
+    const { threads } = this.ctl;
+    this.nav.append(...threads.forums.map((f) => el('button', {
+      class: 'channel forum',
+      dataset: { forum: f.name },
+      'aria-current': threads.open?.forum === f.name ? 'page' : null,
+      onclick: () => {
+        this.classList.remove('nav-open');
+        threads.openForum(f.name);
+      },
+    }, el('span', { class: 'name', text: `💬 ${f.display_name || f.name}` }))));
+    this.main.hidden = Boolean(threads.open);
+    this.forum.hidden = !threads.open;
+    this.forum.render(this.ctl);
+    if (threads.open) this.heading.textContent = `💬 ${threads.open.forum}`;
     this.timeline.render(this.ctl);
     this.panel.render(chat);
     this.renderTyping();
