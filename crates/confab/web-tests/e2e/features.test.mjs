@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { launch, newPage, online, rawUser, screenshot, send, signUp, startServer, WELCOME } from './harness.mjs';
+import { launch, newPage, online, rawUser, screenshot, send, signUp, WELCOME, withServer } from './harness.mjs';
 
 /** The most message elements the timeline may hold (state.mjs WINDOW is 250; notes and pending sends are few). */
 const DOM_BOUND = 300;
@@ -20,15 +20,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-async function withServer(body, env) {
-  const server = await startServer(env);
-  try {
-    await body(server);
-  } finally {
-    await server.close();
-  }
-}
 
 /** Posts `n` messages `prefix 1` … `prefix n` from a raw user's socket, in order, in one page script. */
 function seed(user, n, prefix = 'message') {
@@ -131,6 +122,18 @@ test('markdown renders as elements built from text; javascript: links never beco
     assert.match(await msg.textContent(), /\[bad\]\(javascript:alert\(1\)\) javascript:alert\(2\) <img src=x onerror=alert\(3\)>/);
     assert.equal(await page.locator('li.msg[data-user=bob] pre code').textContent(), '<script>alert(4)</script>');
     assert.equal(await page.locator('confab-timeline img, confab-timeline script').count(), 0);
+    // An embed: its title links to its URL, its description is markdown, its fields a list.
+    const embed = { title: 'Release <b>notes</b>', url: 'https://example.com/r', description: '**rich** <i>text</i>', fields: [{ name: 'version', value: '1.0' }], color: 0x3b5bdb };
+    const posted = await bob.rpc({ cmd: 'message_new', channel: 'general', content: '', embeds: [embed] });
+    assert.equal(posted.cmd, 'message_new', JSON.stringify(posted));
+    const box = page.locator('li.msg .embed');
+    await box.waitFor();
+    assert.equal(await box.locator('.embed-title a').textContent(), 'Release <b>notes</b>');
+    assert.equal(await box.locator('.embed-title a').getAttribute('href'), 'https://example.com/r');
+    assert.equal(await box.locator('.embed-description strong').textContent(), 'rich');
+    assert.match(await box.locator('.embed-description').textContent(), /<i>text<\/i>/);
+    assert.deepEqual(await box.locator('.embed-fields > *').allTextContents(), ['version', '1.0']);
+    assert.equal(await page.locator('confab-timeline b, confab-timeline i').count(), 0);
     assert.deepEqual(page.problems, [], 'no dialog, no error');
   }));
 
@@ -229,6 +232,29 @@ test('attachments: an uploaded image shows for the other user; custom emoji in t
     assert.equal((await loaded).status(), 200);
     await bob.waitForFunction(() => document.querySelector('img.attachment.image')?.naturalWidth > 0);
     assert.equal(await alice.locator('.uploads .upload').count(), 0, 'the composer is cleared');
+
+    // Drop a PDF and paste an image into the composer: one message with both; the PDF is a download link.
+    await alice.evaluate(async (png) => {
+      const input = document.querySelector('.composer textarea');
+      const drop = new DataTransfer();
+      drop.items.add(new File(['%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n'], 'notes.pdf', { type: 'application/pdf' }));
+      input.dispatchEvent(new DragEvent('drop', { dataTransfer: drop, bubbles: true, cancelable: true }));
+      const paste = new DataTransfer();
+      paste.items.add(new File([Uint8Array.from(atob(png), (c) => c.charCodeAt(0))], 'pasted.png', { type: 'image/png' }));
+      input.dispatchEvent(new ClipboardEvent('paste', { clipboardData: paste, bubbles: true, cancelable: true }));
+    }, PNG.toString('base64'));
+    await alice.waitForFunction(() => [...document.querySelectorAll('.upload')].map((u) => u.dataset.state).join() === 'ready,ready');
+    await alice.press('.composer textarea', 'Enter');
+    const file = bob.locator('li.msg[data-user=alice] a.attachment.file');
+    await file.waitFor();
+    assert.match(await file.textContent(), /notes\.pdf/);
+    assert.equal(await file.getAttribute('download'), 'notes.pdf');
+    const head = await bob.evaluate(async (href) => {
+      const r = await fetch(href);
+      return [r.status, r.headers.get('content-disposition')?.split(';')[0]];
+    }, await file.getAttribute('href'));
+    assert.deepEqual(head, [200, 'attachment']);
+    await bob.waitForFunction(() => document.querySelectorAll('li.msg[data-user=alice] img.attachment.image').length === 2);
 
     // `:par` completes to :party:, which is sent in the official client's form and drawn as the emoji.
     await alice.type('.composer textarea', 'so :par');

@@ -3,11 +3,7 @@
 // render.mjs like channel messages.
 
 import { el } from './dom.mjs';
-import { may, renderAttachments, renderContent, renderEmbeds } from './render.mjs';
-
-function when(ts) {
-  return ts ? new Date(ts * 1000).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' }) : '';
-}
+import { dateTime as when, may, renderAttachments, renderContent, renderEmbeds } from './render.mjs';
 
 export class ConfabForum extends HTMLElement {
   render(ctl) {

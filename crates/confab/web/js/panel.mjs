@@ -3,10 +3,7 @@
 
 import { el } from './dom.mjs';
 import { plain } from './markdown.mjs';
-
-function time(ts) {
-  return new Date(ts * 1000).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' });
-}
+import { dateTime as time } from './render.mjs';
 
 export class ConfabPanel extends HTMLElement {
   render(chat) {

@@ -11,6 +11,11 @@ const REACTION_EMOJI_RE = /^originChats:\/\/[^/\s]+\/emojis\/(\d{1,18})$/;
 
 export const emojiUrl = (id) => `/emojis/${encodeURIComponent(id)}`;
 
+/** A message time with its date, for lists outside the timeline (search, pins, threads). */
+export function dateTime(ts) {
+  return ts ? new Date(ts * 1000).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' }) : '';
+}
+
 /** id of the custom emoji called `name`, or null. */
 export function emojiId(chat, name) {
   for (const [id, e] of chat.emoji) if (e.name === name) return id;
