@@ -29,5 +29,5 @@ test('suggest ranks prefix matches first and leaves out this user', () => {
   assert.deepEqual(suggest(chat, { kind: 'user', query: 'c' }).map((s) => s.insert), ['@Carol ']);
   assert.deepEqual(suggest(chat, { kind: 'user', query: 'al' }), []);
   assert.deepEqual(suggest(chat, { kind: 'role', query: 'm' }).map((s) => s.insert), ['@&mods ']);
-  assert.deepEqual(suggest(chat, { kind: 'emoji', query: 'par' }).map((s) => [s.label, s.emoji]), [[':party:', '1'], [':parrot:', '2']]);
+  assert.deepEqual(suggest(chat, { kind: 'emoji', query: 'par' }).map((s) => [s.label, s.emoji]), [[':parrot:', '2'], [':party:', '1']]);
 });

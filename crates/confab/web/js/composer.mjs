@@ -19,10 +19,11 @@ export function completionAt(text, caret) {
   return null;
 }
 
-/** Candidates for a completion, best first: prefix matches, then substring matches. */
+/** Candidates for a completion, best first: prefix matches, then substring matches, each alphabetical. */
 export function suggest(chat, c) {
   const q = c.query.toLowerCase();
-  const rank = (names) => {
+  const rank = (unsorted) => {
+    const names = unsorted.slice().sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }));
     const pre = names.filter((n) => n.toLowerCase().startsWith(q));
     const mid = names.filter((n) => !n.toLowerCase().startsWith(q) && n.toLowerCase().includes(q));
     return [...pre, ...mid].slice(0, MAX_SUGGESTIONS);
@@ -164,10 +165,10 @@ export function enhanceComposer(form, input, ctl) {
     closeList();
     input.focus();
   };
-  let listedAt = Date.now();
+  let listedAt = 0;
   input.addEventListener('input', () => {
     at = completionAt(input.value, input.selectionStart);
-    // The member list goes stale as people sign up: refresh it when a completion starts, at most once a minute.
+    // The member list is fetched when a completion first needs it (it can be long), and refreshed at most once a minute.
     if (at?.kind === 'user' && Date.now() - listedAt > 60_000) {
       listedAt = Date.now();
       chat.send({ cmd: 'users_list' });
@@ -225,6 +226,15 @@ export function enhanceComposer(form, input, ctl) {
 
   return {
     dialogs: [pollDialog.dialog],
+    /** Redraws an open completion whose candidates changed (the member list arrived). */
+    refresh() {
+      if (!at || document.activeElement !== input) return;
+      const next = suggest(chat, at);
+      if (next.map((s) => s.label).join() === items.map((s) => s.label).join()) return;
+      items = next;
+      active = Math.min(active, Math.max(0, items.length - 1));
+      drawList();
+    },
     reply: setReply,
     /** Whether an upload is still running (sending waits for it). */
     busy: () => uploads.some((u) => u.state === 'uploading'),

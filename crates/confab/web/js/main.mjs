@@ -67,7 +67,8 @@ function signedIn() {
       signedOut();
     },
   };
-  chat.onMention = mentionNotifier(chat, (name) => ctl.open(name));
+  chat.onMention = mentionNotifier(chat, (name) => ctl.open(name), { reading: (name) => chat.current === name && !threads.open });
+  threads.onMention = mentionNotifier(chat, (_, id) => threads.openThread(id), { reading: (_, _m, id) => threads.open?.thread === id });
   conn = new Connection({
     url: wsUrl,
     WebSocket,

@@ -13,19 +13,19 @@ export function ask(N = globalThis.Notification) {
 }
 
 /**
- * `chat.onMention` for the app: notifies about message `m` in `channel`; clicking the notification
- * focuses the tab and opens the channel with `open(channel)`.
+ * `onMention` for the app: notifies about message `m` in `channel` (a channel name, or a thread's
+ * label); clicking the notification focuses the tab and calls `open(channel)`. `reading(channel, …)`
+ * says whether that place is on screen (then a focused, visible tab needs no notification).
  */
-export function mentionNotifier(chat, open, { N = globalThis.Notification, doc = globalThis.document } = {}) {
-  return (channel, m) => {
+export function mentionNotifier(chat, open, { N = globalThis.Notification, doc = globalThis.document, reading = (channel) => chat.current === channel } = {}) {
+  return (channel, m, ...where) => {
     if (!N || N.permission !== 'granted') return;
-    const reading = doc && !doc.hidden && doc.hasFocus() && chat.current === channel;
-    if (reading) return;
+    if (doc && !doc.hidden && doc.hasFocus() && reading(channel, m, ...where)) return;
     const body = plain(m.content ?? '', (id) => chat.emoji.get(id)?.name).slice(0, 120) || (m.attachments?.length ? '📎 attachment' : '');
     const n = new N(`${m.user} in #${channel}`, { body, tag: `confab:${m.id}` });
     n.onclick = () => {
       globalThis.focus?.();
-      open(channel);
+      open(channel, ...where);
       n.close();
     };
   };

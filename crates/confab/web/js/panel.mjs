@@ -6,7 +6,14 @@ import { plain } from './markdown.mjs';
 import { dateTime as time } from './render.mjs';
 
 export class ConfabPanel extends HTMLElement {
+  connectedCallback() {
+    this.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') this.chat?.closePanel();
+    });
+  }
+
   render(chat) {
+    this.chat = chat;
     const p = chat.panel;
     this.hidden = !p;
     if (!p) return this.replaceChildren();

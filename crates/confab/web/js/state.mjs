@@ -84,7 +84,7 @@ export class Chat {
     this.notice = null;
     /** This user's roles (ready), for role mentions. */
     this.roles = [];
-    /** Usernames and role names, for @ completion. */
+    /** Usernames (users_list, asked for by the first @ completion: it can be long) and role names, for @ completion. */
     this.users = [];
     this.roleNames = [];
     /** roles_list: name → {permissions, position, …}. */
@@ -143,7 +143,7 @@ export class Chat {
         return this.onChange('panel');
       case 'users_list':
         this.users = (p.users ?? []).map((u) => u.username).filter(Boolean);
-        return;
+        return this.onChange('users');
       case 'roles_list':
         this.roleInfo = p.roles ?? {};
         this.roleNames = Object.keys(this.roleInfo);
@@ -175,7 +175,6 @@ export class Chat {
   ready() {
     this.send({ cmd: 'channels_get' });
     this.send({ cmd: 'unreads_get' });
-    this.send({ cmd: 'users_list' });
     this.send({ cmd: 'roles_list' });
     this.send({ cmd: 'emoji_get_all' });
     for (const r of this.rooms.values()) {
@@ -566,6 +565,8 @@ export class Chat {
 
   failed(p) {
     const listener = p.listener ?? '';
+    if (listener.startsWith('thread')) return; // threads.mjs shows those
+    if (listener === 'search' && this.panel?.kind === 'search') this.panel.results = [];
     if (listener.startsWith('send:')) {
       const e = this.outbox.find((x) => x.nonce === listener.slice(5));
       if (e) {

@@ -3,6 +3,7 @@
 // channel messages (§7.4). A thread's history is refetched whole after a reconnect (threads are short
 // and `resume` covers channels), so nothing is missed and, keyed by id, nothing shows twice. No DOM.
 
+import { mentionsMe } from './markdown.mjs';
 import { randomNonce } from './state.mjs';
 
 /** Messages per thread page. */
@@ -14,10 +15,12 @@ export class Threads {
    * @param {(frame: object) => boolean} o.send
    * @param {() => string} [o.nonce]
    * @param {(what: string) => void} [o.onChange]
+   * @param {(where: string, message: object, threadId: string) => void} [o.onMention]  a live thread message that mentions this user
    */
-  constructor({ send, nonce = randomNonce, onChange = () => {} }) {
-    Object.assign(this, { send, nonce, onChange });
+  constructor({ send, nonce = randomNonce, onChange = () => {}, onMention = () => {} }) {
+    Object.assign(this, { send, nonce, onChange, onMention });
     this.me = null;
+    this.roles = [];
     /** Forum channels in display order: {name, display_name, permissions, threads: [thread, newest activity first]}. */
     this.forums = [];
     /** null, {forum} (its thread list) or {forum, thread} (a thread's messages). */
@@ -47,6 +50,7 @@ export class Threads {
     switch (p.cmd) {
       case 'ready':
         this.me = p.user?.username ?? null;
+        this.roles = p.user?.roles ?? [];
         if (this.open?.thread) this.load(this.open.thread);
         for (const e of this.outbox) if (e.state === 'pending') this.transmit(e);
         return;
@@ -168,6 +172,7 @@ export class Threads {
     if (p.cmd === 'message_new') {
       const t = this.thread(p.thread_id);
       if (t && m) Object.assign(t, { last_message: m.timestamp, last_message_id: m.id });
+      if (t && m && m.user !== this.me && !p.replay && mentionsMe(m, this.me, this.roles)) this.onMention(`${t.parent_channel} › ${t.name}`, m, t.id);
     }
     if (this.open?.thread !== p.thread_id || !this.messages) return this.onChange('threads');
     const i = this.messages.findIndex((x) => x.id === (m?.id ?? p.id));

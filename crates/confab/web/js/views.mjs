@@ -232,6 +232,7 @@ class ConfabChat extends HTMLElement {
     const input = el('textarea', { name: 'content', rows: '1', placeholder: 'Message', 'aria-label': 'Message', maxlength: '2000' });
     const composer = el('form', { class: 'composer' }, input, el('button', { type: 'submit', text: 'Send' }));
     const extras = enhanceComposer(composer, input, ctl);
+    this.extras = extras;
     ctl.reply = (m) => extras.reply(m);
     const send = () => {
       if (extras.busy()) return;
@@ -365,6 +366,7 @@ class ConfabChat extends HTMLElement {
     if (threads.open) this.heading.textContent = `💬 ${threads.open.forum}`;
     this.timeline.render(this.ctl);
     this.panel.render(chat);
+    this.extras.refresh();
     this.renderTyping();
   }
 
