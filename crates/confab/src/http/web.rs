@@ -34,7 +34,7 @@ macro_rules! web_files {
 }
 
 /// Every file of the app; a unit test checks that this list and the folder agree.
-const FILES: [(&str, &[u8]); 13] = web_files![
+const FILES: [(&str, &[u8]); 20] = web_files![
     "index.html",
     "app.css",
     "admin.css",
@@ -42,10 +42,17 @@ const FILES: [(&str, &[u8]); 13] = web_files![
     "js/admin-model.mjs",
     "js/admin.mjs",
     "js/auth.mjs",
+    "js/composer.mjs",
     "js/conn.mjs",
     "js/dom.mjs",
+    "js/forum.mjs",
     "js/main.mjs",
+    "js/markdown.mjs",
+    "js/notify.mjs",
+    "js/panel.mjs",
+    "js/render.mjs",
     "js/state.mjs",
+    "js/threads.mjs",
     "js/vault.mjs",
     "js/views.mjs",
 ];
@@ -53,7 +60,7 @@ const FILES: [(&str, &[u8]); 13] = web_files![
 /// The policy sent with every file. `connect-src 'self'` covers the same-origin `ws:`/`wss:` socket
 /// (CSP level 3); nothing inline is needed, so neither scripts nor styles get `'unsafe-inline'`.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+                   media-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
                    frame-ancestors 'none'";
 
 /// One embedded file with what its responses need, worked out once.

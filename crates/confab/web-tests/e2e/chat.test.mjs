@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import {
-  cuttable, expectContents, launch, newPage, online, rawUser, screenshot, send, signUp, startServer, watch, WELCOME,
+  cuttable, expectContents, launch, newPage, online, rawUser, screenshot, send, signUp, watch, WELCOME, withServer,
 } from './harness.mjs';
 
 let browser;
@@ -14,16 +14,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/** Runs `body` with a fresh server, closed afterwards whatever happens. */
-async function withServer(body, env) {
-  const server = await startServer(env);
-  try {
-    await body(server);
-  } finally {
-    await server.close();
-  }
-}
 
 test('register → #general → send: one confirmed message, kept across a reload', () =>
   withServer(async (server) => {

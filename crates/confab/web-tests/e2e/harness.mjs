@@ -95,6 +95,16 @@ export async function startServer(env = {}) {
   return server;
 }
 
+/** Runs `body` with a fresh server (configured by `env`), closed afterwards whatever happens. */
+export async function withServer(body, env) {
+  const server = await startServer(env);
+  try {
+    await body(server);
+  } finally {
+    await server.close();
+  }
+}
+
 export async function launch() {
   return chromium.launch({
     executablePath: CHROMIUM,

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Chat, PAGE, TYPING_MS } from '../../web/js/state.mjs';
+import { Chat, PAGE, TYPING_MS, WINDOW } from '../../web/js/state.mjs';
 
 /** A Chat whose frames land in `sent`; `online` says whether the socket takes them. */
 function setup({ me = 'alice', online = true } = {}) {
@@ -55,8 +55,8 @@ test('first connect opens #general and loads its newest page', () => {
   h.connect();
   assert.equal(h.chat.current, 'general');
   const frames = h.take();
-  assert.deepEqual(frames.map((f) => f.cmd), ['channels_get', 'unreads_get', 'messages_get']);
-  assert.deepEqual(frames[2], { cmd: 'messages_get', channel: 'general', start: 0, limit: PAGE, listener: 'hist:general' });
+  assert.deepEqual(frames.map((f) => f.cmd), ['channels_get', 'unreads_get', 'roles_list', 'emoji_get_all', 'messages_get']);
+  assert.deepEqual(frames[4], { cmd: 'messages_get', channel: 'general', start: 0, limit: PAGE, listener: 'hist:general' });
 });
 
 test('live events that race the first page are held, then applied only past its seq', () => {
@@ -130,8 +130,8 @@ test('after a reconnect: resume from the last seq, ignore live events until resu
   h.take();
   h.chat.handle({ cmd: 'ready', user: { username: 'alice' } });
   const frames = h.take();
-  assert.deepEqual(frames.map((f) => f.cmd), ['channels_get', 'unreads_get', 'resume']);
-  assert.deepEqual(frames[2].channels, { general: 2 });
+  assert.deepEqual(frames.map((f) => f.cmd), ['channels_get', 'unreads_get', 'roles_list', 'emoji_get_all', 'resume']);
+  assert.deepEqual(frames[4].channels, { general: 2 });
   // A live event before `resumed` is not shown; its replay is.
   h.chat.handle(live(4));
   assert.deepEqual(ids(h.chat), ['id1', 'id2']);
@@ -228,4 +228,99 @@ test('own typing frames are throttled', () => {
   h.take();
   h.chat.typing();
   assert.deepEqual(h.take(), [{ cmd: 'typing', channel: 'general' }]);
+});
+
+test('paging back past the window drops the newest end; paging forward brings it back and drops the oldest', () => {
+  const h = setup();
+  h.connect();
+  const newest = Array.from({ length: PAGE }, (_, i) => msg(1000 - PAGE + 1 + i));
+  h.chat.handle(page('general', newest, 1000));
+  const r = h.chat.room('general');
+  let oldest = 1000 - PAGE + 1;
+  while (oldest > 1000 - WINDOW - 3 * PAGE) {
+    h.take();
+    assert.equal(h.chat.loadOlder(), true);
+    const [f] = h.take();
+    assert.equal(f.start, `id${oldest}`);
+    const older = Array.from({ length: PAGE }, (_, i) => msg(oldest - PAGE + i));
+    h.chat.handle({ ...page('general', older, 1000, 'older:general') });
+    oldest -= PAGE;
+    assert.ok(r.messages.length <= WINDOW, `${r.messages.length} held`);
+  }
+  assert.equal(r.hasNewer, true);
+  const seqs = () => r.messages.map((m) => m.seq);
+  assert.deepEqual(seqs(), Array.from({ length: WINDOW }, (_, i) => oldest + i));
+  // A live message past the window's end is not drawn, but its seq counts (resume starts after it).
+  h.chat.handle(live(1001));
+  assert.equal(r.messages.at(-1).seq, oldest + WINDOW - 1);
+  assert.equal(r.seq, 1001);
+  // Forward: messages_around the newest held, `above` newer ones.
+  h.take();
+  assert.equal(h.chat.loadNewer(), true);
+  const [f] = h.take();
+  const last = oldest + WINDOW - 1;
+  assert.deepEqual(f, { cmd: 'messages_around', channel: 'general', around: `id${last}`, bounds: { above: PAGE, below: 0 }, listener: 'newer:general' });
+  h.chat.handle({ cmd: 'messages_around', channel: 'general', listener: 'newer:general', messages: Array.from({ length: PAGE + 1 }, (_, i) => msg(last + i)) });
+  assert.equal(r.messages.length, WINDOW);
+  assert.equal(r.messages.at(-1).seq, last + PAGE);
+  assert.equal(r.hasOlder, true);
+  assert.deepEqual(seqs(), [...new Set(seqs())].sort((a, b) => a - b), 'ordered, no duplicates');
+  // Jump to latest: the newest page again.
+  h.chat.jumpLatest();
+  assert.deepEqual(h.take().at(-1), { cmd: 'messages_get', channel: 'general', start: 0, limit: PAGE, listener: 'hist:general' });
+  h.chat.handle(page('general', Array.from({ length: PAGE }, (_, i) => msg(1001 - PAGE + 1 + i)), 1001));
+  assert.equal(r.hasNewer, false);
+  h.chat.handle(live(1002));
+  assert.equal(r.messages.at(-1).seq, 1002);
+});
+
+test('a search hit opens the messages around it; pins and polls follow their events', () => {
+  const h = setup();
+  h.connect();
+  h.chat.handle(page('general', [msg(99), msg(100)], 100));
+  h.chat.search('needle');
+  assert.deepEqual(h.take().at(-1), { cmd: 'messages_search', channel: 'general', query: 'needle', listener: 'search' });
+  h.chat.handle({ cmd: 'messages_search', channel: 'general', query: 'needle', results: [msg(10)] });
+  assert.deepEqual(h.chat.panel.results.map((m) => m.id), ['id10']);
+  h.chat.jumpTo('general', 'id10');
+  assert.deepEqual(h.take().at(-1), { cmd: 'messages_around', channel: 'general', around: 'id10', bounds: { above: 25, below: 25 }, listener: 'jump:general' });
+  h.chat.handle({ cmd: 'messages_around', channel: 'general', listener: 'jump:general', messages: Array.from({ length: 35 }, (_, i) => msg(i + 1)) });
+  const r = h.chat.room('general');
+  assert.equal(r.focus, 'id10');
+  assert.equal(r.hasOlder, false, 'only 9 older came back');
+  assert.equal(r.hasNewer, true);
+  h.chat.handle({ cmd: 'message_pin', id: 'id10', channel: 'general', pinned: true, seq: 101 });
+  assert.equal(r.messages.find((m) => m.id === 'id10').pinned, true);
+  h.chat.handle({ cmd: 'poll_vote_update', poll_id: 'p1', user: 'bob', option_ids: ['a'], results: { total_votes: 1, results: [{ id: 'a', votes: 1 }] }, seq: 102 });
+  assert.equal(h.chat.polls.get('p1').total_votes, 1);
+  h.chat.handle({ cmd: 'poll_vote', poll_id: 'p1', option_ids: ['a'], results: { total_votes: 2, results: [{ id: 'a', votes: 2 }] } });
+  assert.deepEqual(h.chat.polls.get('p1').user_votes, ['a']);
+});
+
+test('a live mention of me in another channel counts a mention badge and is reported once', () => {
+  const seen = [];
+  const h = setup();
+  h.chat.onMention = (channel, m) => seen.push([channel, m.content]);
+  h.connect();
+  h.chat.handle(page('general', [msg(1)], 1));
+  h.chat.handle({ ...live(2, 'dev'), message: { ...msg(2), content: 'hey @alice look', pings: { users: ['alice'], roles: [], replies: [] } } });
+  h.chat.handle({ ...live(3, 'dev'), message: { ...msg(3), content: 'not you', pings: { users: [], roles: [], replies: [] } } });
+  assert.equal(h.chat.room('dev').mentions, 1);
+  assert.equal(h.chat.room('dev').unread, 2);
+  assert.deepEqual(seen, [['dev', 'hey @alice look']]);
+  h.chat.open('dev');
+  assert.equal(h.chat.room('dev').mentions, 0);
+});
+
+test('post with a reply and attachments sends them, and re-sends them with the same nonce', () => {
+  const h = setup();
+  h.connect();
+  h.chat.handle(page('general', [msg(1)], 1));
+  h.take();
+  h.chat.post('', { reply_to: 'id1', attachments: [{ id: 'att1', name: 'a.png' }] });
+  const [f] = h.take();
+  assert.deepEqual(f, { cmd: 'message_new', channel: 'general', content: '', nonce: 'n1', listener: 'send:n1', reply_to: 'id1', attachments: [{ id: 'att1' }] });
+  h.chat.flushOutbox();
+  assert.deepEqual(h.take(), [f]);
+  assert.equal(h.chat.post('   '), null, 'nothing to send');
 });

@@ -7,6 +7,8 @@ import { Admin } from './admin.mjs';
 import { Auth } from './auth.mjs';
 import { Connection } from './conn.mjs';
 import { Chat } from './state.mjs';
+import { mentionNotifier } from './notify.mjs';
+import { Threads } from './threads.mjs';
 import { indexedDbVault } from './vault.mjs';
 import './views.mjs';
 
@@ -70,10 +72,15 @@ function signedIn() {
   if (inviteCode(location)) history.replaceState(null, '', '/');
   const chat = new Chat({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
   chat.current = hashChannel();
+  const threads = new Threads({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
   const ctl = {
     chat,
+    threads,
     username: auth.username,
+    /** An access token for HTTP calls (attachment uploads). */
+    token: () => auth.accessToken(),
     open(name) {
+      threads.close();
       chat.open(name);
       history.replaceState(null, '', `#/c/${encodeURIComponent(name)}`);
     },
@@ -83,12 +90,15 @@ function signedIn() {
       signedOut();
     },
   };
+  chat.onMention = mentionNotifier(chat, (name) => ctl.open(name), { reading: (name) => chat.current === name && !threads.open });
+  threads.onMention = mentionNotifier(chat, (_, id) => threads.openThread(id), { reading: (_, _m, id) => threads.open?.thread === id });
   conn = new Connection({
     url: wsUrl,
     WebSocket,
     token: (rejected) => auth.accessToken(rejected),
     onPacket: (p) => {
       if (!admin.handle(p)) chat.handle(p);
+      threads.handle(p);
     },
     onState: (state, detail) => {
       root.setConn(state, detail);
@@ -107,7 +117,7 @@ function signedIn() {
   });
   root.showChat(ctl);
   // For the browser tests: the live objects, read-only by convention.
-  window.confab = { auth, chat, conn, admin };
+  window.confab = { auth, chat, conn, admin, threads };
   conn.start();
 }
 

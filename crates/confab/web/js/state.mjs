@@ -4,8 +4,15 @@
 // `send` function given to the constructor, packets come in through `handle`, and `onChange` tells
 // the view to redraw. `node --test` drives it directly.
 
+import { mentionsMe } from './markdown.mjs';
+
 /** Messages per history page. */
 export const PAGE = 50;
+/** At most this many messages of a channel are held (and drawn) at once: paging further one way
+ * drops the far end, so scrolling through any history keeps memory and DOM nodes flat. */
+export const WINDOW = 250;
+/** Messages each side of a message opened from search. */
+const AROUND = 25;
 /** How long a typing indicator lasts without a new `typing` event. */
 export const TYPING_MS = 6000;
 /** A burst of messages in the open channel is acknowledged once, this long after the last. */
@@ -13,7 +20,9 @@ const ACK_DELAY_MS = 500;
 /** At most one `typing` frame this often. */
 const TYPING_EVERY_MS = 3000;
 /** Channel events that carry a `seq` and change a loaded timeline. */
-const TIMELINE = new Set(['message_new', 'message_edit', 'message_delete', 'message_react_add', 'message_react_remove']);
+const TIMELINE = new Set(['message_new', 'message_edit', 'message_delete', 'message_react_add', 'message_react_remove', 'message_pin', 'message_unpin']);
+/** Poll packets: they carry the poll's whole current result, so they apply in any order. */
+const POLL = new Set(['poll_vote', 'poll_vote_update', 'poll_end', 'poll_results']);
 
 /** A random nonce (hex); `crypto.getRandomValues` exists on plain-HTTP pages too. */
 export function randomNonce() {
@@ -31,6 +40,13 @@ function newRoom(name) {
     loading: false,
     hasOlder: true,
     loadingOlder: false,
+    /** Newer messages exist past the window's end (the reader paged far back, or opened a search hit). */
+    hasNewer: false,
+    loadingNewer: false,
+    /** Unread messages that mention this user, counted live. */
+    mentions: 0,
+    /** A message to scroll to and mark once drawn (a search hit or pin), or null. */
+    focus: null,
     /** The last channel event applied; a resume starts here. */
     seq: 0,
     unread: 0,
@@ -51,7 +67,7 @@ export class Chat {
    * @param {(what: string) => void} [o.onChange]
    * @param {{setTimeout: Function, clearTimeout: Function}} [o.timers]
    */
-  constructor({ send, nonce = randomNonce, now = () => Date.now(), onChange = () => {}, timers = globalThis }) {
+  constructor({ send, nonce = randomNonce, now = () => Date.now(), onChange = () => {}, timers = globalThis, onMention = () => {} }) {
     Object.assign(this, { send, nonce, now, onChange, timers });
     this.ackTimer = null;
     this.me = null;
@@ -66,6 +82,21 @@ export class Chat {
     this.lastTyping = 0;
     /** The last error the server answered an action with, for the view to show. */
     this.notice = null;
+    /** This user's roles (ready), for role mentions. */
+    this.roles = [];
+    /** Usernames (users_list, asked for by the first @ completion: it can be long) and role names, for @ completion. */
+    this.users = [];
+    this.roleNames = [];
+    /** roles_list: name → {permissions, position, …}. */
+    this.roleInfo = {};
+    /** Custom emoji: id → {name, fileName}. */
+    this.emoji = new Map();
+    /** poll_id → latest results packet body ({results,total_votes,ended,…}). */
+    this.polls = new Map();
+    /** The side panel: null, {kind:'pins',channel,messages} or {kind:'search',channel,query,results}. */
+    this.panel = null;
+    /** Called with (channel, message) for a live message that mentions this user. */
+    this.onMention = onMention;
   }
 
   room(name) {
@@ -84,6 +115,7 @@ export class Chat {
         return this.onChange('server');
       case 'ready':
         this.me = p.user?.username ?? null;
+        this.roles = Array.isArray(p.user?.roles) ? p.user.roles : [];
         return this.ready();
       case 'channels_get':
         return this.setChannels(p.val ?? []);
@@ -101,6 +133,31 @@ export class Chat {
         return;
       case 'messages_get':
         return this.history(p);
+      case 'messages_around':
+        return this.around(p);
+      case 'messages_pinned':
+        if (this.panel?.kind === 'pins' && this.panel.channel === p.channel) this.panel.messages = p.messages ?? [];
+        return this.onChange('panel');
+      case 'messages_search':
+        if (this.panel?.kind === 'search' && this.panel.channel === p.channel) Object.assign(this.panel, { results: p.results ?? [], busy: false });
+        return this.onChange('panel');
+      case 'users_list':
+        this.users = (p.users ?? []).map((u) => u.username).filter(Boolean);
+        return this.onChange('users');
+      case 'roles_list':
+        this.roleInfo = p.roles ?? {};
+        this.roleNames = Object.keys(this.roleInfo);
+        return;
+      case 'emoji_get_all':
+        this.emoji = new Map(Object.entries(p.emojis ?? {}).map(([id, e]) => [String(id), e]));
+        return this.onChange('all');
+      case 'emoji_add':
+      case 'emoji_update':
+        if (p.id != null) this.emoji.set(String(p.id), { name: p.name, fileName: p.fileName });
+        return this.onChange('all');
+      case 'emoji_delete':
+        this.emoji.delete(String(p.id));
+        return this.onChange('all');
       case 'resumed':
         return this.resumed(p);
       case 'typing':
@@ -110,6 +167,7 @@ export class Chat {
         return this.failed(p);
       default:
         if (TIMELINE.has(p.cmd)) return this.event(p);
+        if (POLL.has(p.cmd) && p.poll_id && p.results) return this.pollResults(p);
     }
   }
 
@@ -117,9 +175,12 @@ export class Chat {
   ready() {
     this.send({ cmd: 'channels_get' });
     this.send({ cmd: 'unreads_get' });
+    this.send({ cmd: 'roles_list' });
+    this.send({ cmd: 'emoji_get_all' });
     for (const r of this.rooms.values()) {
-      if (r.loading) {
+      if (r.loading || r.loadingNewer) {
         r.loading = false;
+        r.loadingNewer = false;
         r.buffer = null;
       }
       r.loadingOlder = false;
@@ -138,7 +199,7 @@ export class Chat {
   }
 
   setChannels(list) {
-    this.channels = list.filter((c) => c && c.type === 'text').map((c) => ({ name: c.name, display_name: c.display_name ?? null, description: c.description ?? '' }));
+    this.channels = list.filter((c) => c && c.type === 'text').map((c) => ({ name: c.name, display_name: c.display_name ?? null, description: c.description ?? '', permissions: c.permissions ?? {} }));
     const names = new Set(this.channels.map((c) => c.name));
     for (const name of [...this.rooms.keys()]) if (!names.has(name)) this.rooms.delete(name);
     for (const c of this.channels) this.room(c.name);
@@ -165,6 +226,8 @@ export class Chat {
     const r = this.room(name);
     if (r.loaded && r.unread > 0) this.send({ cmd: 'unreads_ack', channel: name });
     r.unread = 0;
+    r.mentions = 0;
+    if (this.panel && this.panel.channel !== name) this.panel = null;
     this.load(name);
     this.onChange('all');
   }
@@ -186,17 +249,85 @@ export class Chat {
     return r.loadingOlder;
   }
 
+  /** Asks for the page after the newest message held; false when the window already ends at the newest. */
+  loadNewer(name = this.current) {
+    const r = this.rooms.get(name);
+    if (!r || !r.loaded || r.loadingNewer || !r.hasNewer || !r.messages.length) return false;
+    const around = r.messages[r.messages.length - 1].id;
+    r.buffer ??= [];
+    r.loadingNewer = this.send({ cmd: 'messages_around', channel: name, around, bounds: { above: PAGE, below: 0 }, listener: `newer:${name}` });
+    if (!r.loadingNewer) r.buffer = null;
+    return r.loadingNewer;
+  }
+
+  /** Opens `id` in `name` with the messages around it (a search hit or a pin), replacing the window. */
+  jumpTo(name, id) {
+    if (name !== this.current) this.open(name);
+    const r = this.room(name);
+    if (r.messages.some((m) => m.id === id)) {
+      r.focus = id;
+      return this.onChange('all');
+    }
+    r.focus = id;
+    this.send({ cmd: 'messages_around', channel: name, around: id, bounds: { above: AROUND, below: AROUND }, listener: `jump:${name}` });
+  }
+
+  /** Back to the newest page after paging away from it. */
+  jumpLatest(name = this.current) {
+    const r = this.rooms.get(name);
+    if (!r) return;
+    Object.assign(r, { loaded: false, loading: false, loadingOlder: false, loadingNewer: false, buffer: null, hasNewer: false, focus: null });
+    this.load(name);
+    this.onChange('all');
+  }
+
+  around(p) {
+    const listener = p.listener ?? '';
+    const name = listener.slice(listener.indexOf(':') + 1);
+    const r = this.rooms.get(name);
+    if (!r) return;
+    const messages = Array.isArray(p.messages) ? p.messages : [];
+    if (listener.startsWith('jump:')) {
+      const at = messages.findIndex((m) => m.id === r.focus);
+      this.collectPolls(messages);
+      r.messages = messages.slice();
+      r.hasOlder = at >= AROUND;
+      r.hasNewer = messages.length - at - 1 >= AROUND;
+      r.loadingOlder = false;
+    } else if (listener.startsWith('newer:')) {
+      r.loadingNewer = false;
+      const known = new Set(r.messages.map((m) => m.id));
+      const fresh = messages.filter((m) => !known.has(m.id));
+      this.collectPolls(fresh);
+      r.messages = r.messages.concat(fresh);
+      r.hasNewer = messages.length > PAGE;
+      if (r.messages.length > WINDOW) {
+        r.messages = r.messages.slice(-WINDOW);
+        r.hasOlder = true;
+      }
+      this.release(r);
+    }
+    this.onChange('all');
+  }
+
   history(p) {
     const r = this.room(p.channel);
     const messages = Array.isArray(p.messages) ? p.messages : [];
     if (p.listener?.startsWith('older:')) {
+      this.collectPolls(messages);
       r.loadingOlder = false;
       const known = new Set(r.messages.map((m) => m.id));
       r.messages = messages.filter((m) => !known.has(m.id)).concat(r.messages);
       r.hasOlder = messages.length >= PAGE;
+      if (r.messages.length > WINDOW) {
+        r.messages = r.messages.slice(0, WINDOW);
+        r.hasNewer = true;
+      }
       return this.onChange('messages');
     }
+    this.collectPolls(messages);
     r.messages = messages.slice();
+    r.hasNewer = false;
     r.seq = typeof p.seq === 'number' ? p.seq : Math.max(0, ...messages.map((m) => m.seq ?? 0));
     r.loaded = true;
     r.loading = false;
@@ -245,7 +376,10 @@ export class Chat {
     const r = this.room(p.channel);
     if (!r.loaded) {
       if (r.buffer && !p.replay) r.buffer.push(p);
-      else if (p.cmd === 'message_new' && !p.duplicate && p.message?.user !== this.me && !p.replay) r.unread++;
+      else if (p.cmd === 'message_new' && !p.duplicate && p.message?.user !== this.me && !p.replay) {
+        r.unread++;
+        this.mentioned(r, p.message);
+      }
       return this.onChange('channels');
     }
     // While a resume is in flight, live events of a resumed channel wait: the replay covers them.
@@ -266,14 +400,33 @@ export class Chat {
       case 'message_new': {
         const m = p.message;
         if (!m || find(m.id) >= 0) return;
-        let i = r.messages.length;
-        while (i > 0 && (r.messages[i - 1].seq ?? 0) > (m.seq ?? 0)) i--;
-        r.messages.splice(i, 0, m);
+        this.collectPolls([m]);
+        // Past the window's end (the reader paged back): the message is fetched when they page forward.
+        if (!r.hasNewer) {
+          let i = r.messages.length;
+          while (i > 0 && (r.messages[i - 1].seq ?? 0) > (m.seq ?? 0)) i--;
+          r.messages.splice(i, 0, m);
+          if (r.messages.length > WINDOW && i > 0) {
+            r.messages.shift();
+            r.hasOlder = true;
+          }
+        }
         r.typing.delete(m.user);
+        // Someone who signed up after users_list: known from now on, for @ completion.
+        if (m.user && !this.users.includes(m.user)) this.users.push(m.user);
         if (m.user !== this.me) {
           if (r.name === this.current) this.scheduleAck();
           else r.unread++;
+          this.mentioned(r, m);
         }
+        break;
+      }
+      case 'message_pin':
+      case 'message_unpin': {
+        const i = find(p.id);
+        if (i >= 0) r.messages[i] = { ...r.messages[i], pinned: p.cmd === 'message_pin' };
+        if (this.panel?.kind === 'pins' && this.panel.channel === r.name) this.send({ cmd: 'messages_pinned', channel: r.name });
+        if (i < 0) return;
         break;
       }
       case 'message_edit': {
@@ -303,6 +456,35 @@ export class Chat {
     this.onChange(r.name === this.current ? 'all' : 'channels');
   }
 
+  /** Counts and reports a message that mentions this user (not one of their own). */
+  mentioned(r, m) {
+    if (!m || m.user === this.me || !mentionsMe(m, this.me, this.roles)) return;
+    if (r.name !== this.current) r.mentions++;
+    this.onMention(r.name, m);
+  }
+
+  pollResults(p) {
+    const old = this.polls.get(p.poll_id) ?? {};
+    const next = { ...old, ...p.results };
+    if (p.cmd === 'poll_end') next.ended = true;
+    if (p.cmd === 'poll_vote' || (p.cmd === 'poll_vote_update' && p.user === this.me)) next.user_votes = p.option_ids ?? [];
+    if (p.cmd === 'poll_results') next.user_votes = (p.results.results ?? []).filter((o) => o.voted).map((o) => o.id);
+    this.polls.set(p.poll_id, next);
+    this.onChange('all');
+  }
+
+  /** Remembers the results that history pages carry in their poll embeds. */
+  collectPolls(messages) {
+    for (const m of messages) {
+      for (const e of m.embeds ?? []) {
+        const poll = e?.type === 'poll' ? e.poll : null;
+        if (poll?.id && poll.results && !this.polls.has(poll.id)) {
+          this.polls.set(poll.id, { results: poll.results, total_votes: poll.total_votes, ended: poll.ended, user_votes: poll.user_votes });
+        }
+      }
+    }
+  }
+
   /** Marks the open channel read up to its newest message, once per burst (a replay can bring hundreds). */
   scheduleAck() {
     if (this.ackTimer) return;
@@ -328,10 +510,12 @@ export class Chat {
   }
 
   /** Queues a message for the current channel; it stays pending until its echo arrives. */
-  post(content) {
-    if (!this.current || !content.trim()) return null;
+  /** `extra`: `reply_to` (an id) and `attachments` (`[{id,…}]` as uploaded; shown while pending). */
+  post(content, extra = {}) {
+    if (!this.current || (!content.trim() && !extra.attachments?.length)) return null;
     this.notice = null;
-    const entry = { nonce: this.nonce(), channel: this.current, content, state: 'pending', error: null };
+    if (this.room(this.current).hasNewer) this.jumpLatest();
+    const entry = { nonce: this.nonce(), channel: this.current, content, extra, state: 'pending', error: null };
     this.outbox.push(entry);
     // The message ends this user's typing indicator on the other side; the next key starts a new one.
     this.lastTyping = 0;
@@ -342,7 +526,12 @@ export class Chat {
   }
 
   transmit(e) {
-    return this.send({ cmd: 'message_new', channel: e.channel, content: e.content, nonce: e.nonce, listener: `send:${e.nonce}` });
+    const { reply_to, attachments } = e.extra ?? {};
+    return this.send({
+      cmd: 'message_new', channel: e.channel, content: e.content, nonce: e.nonce, listener: `send:${e.nonce}`,
+      ...(reply_to ? { reply_to } : {}),
+      ...(attachments?.length ? { attachments: attachments.map((a) => ({ id: a.id })) } : {}),
+    });
   }
 
   /** Re-sends every unconfirmed message with its original nonce: the server answers a repeat with the original. */
@@ -376,6 +565,8 @@ export class Chat {
 
   failed(p) {
     const listener = p.listener ?? '';
+    if (listener.startsWith('thread')) return; // threads.mjs shows those
+    if (listener === 'search' && this.panel?.kind === 'search') this.panel.results = [];
     if (listener.startsWith('send:')) {
       const e = this.outbox.find((x) => x.nonce === listener.slice(5));
       if (e) {
@@ -411,5 +602,41 @@ export class Chat {
     const m = this.room(this.current).messages.find((x) => x.id === id);
     const mine = m?.reactions?.[emoji]?.includes(this.me);
     this.send({ cmd: mine ? 'message_react_remove' : 'message_react_add', id, emoji, channel: this.current, listener: 'react' });
+  }
+
+  // Pins, search and polls: requests whose answers land in `panel` and `polls`.
+
+  pin(id, pinned) {
+    this.send({ cmd: pinned ? 'message_unpin' : 'message_pin', id, channel: this.current, listener: 'pin' });
+  }
+
+  showPins() {
+    this.panel = { kind: 'pins', channel: this.current, messages: null };
+    this.send({ cmd: 'messages_pinned', channel: this.current });
+    this.onChange('panel');
+  }
+
+  search(query) {
+    if (!query.trim()) return;
+    this.panel = { kind: 'search', channel: this.current, query, results: null, busy: true };
+    this.send({ cmd: 'messages_search', channel: this.current, query, listener: 'search' });
+    this.onChange('panel');
+  }
+
+  closePanel() {
+    this.panel = null;
+    this.onChange('panel');
+  }
+
+  createPoll(question, options, allow_multiselect = false) {
+    return this.send({ cmd: 'poll_create', channel: this.current, question, options, allow_multiselect, listener: 'poll' });
+  }
+
+  vote(poll_id, option_ids) {
+    this.send({ cmd: 'poll_vote', poll_id, option_ids, listener: `vote:${poll_id}` });
+  }
+
+  endPoll(poll_id) {
+    this.send({ cmd: 'poll_end', poll_id, listener: 'poll_end' });
   }
 }

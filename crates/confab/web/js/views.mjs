@@ -3,6 +3,12 @@
 // is set as text (dom.mjs), and state the tests look for is in `data-*` attributes.
 
 import { el } from './dom.mjs';
+import { ask, canAsk } from './notify.mjs';
+import { emojiGrid, enhanceComposer } from './composer.mjs';
+import { mentionsMe } from './markdown.mjs';
+import './forum.mjs';
+import './panel.mjs';
+import { encodeEmoji, may, renderAttachments, renderContent, renderEmbeds, renderReactionEmoji, renderReply } from './render.mjs';
 
 const EMOJI = '👍';
 const CONN_TEXT = { connecting: 'Connecting…', online: 'Online', offline: 'Reconnecting…', stopped: 'Disconnected' };
@@ -68,15 +74,33 @@ class ConfabLogin extends HTMLElement {
   }
 }
 
-/** The timeline of the open channel: keyed by message, keeps the reading position while it changes. */
+/** The timeline of the open channel: a window of at most WINDOW messages (state.mjs), paged in both
+ * directions as the reader nears either end, keyed by message, keeping the reading position while it
+ * changes. */
 class ConfabTimeline extends HTMLElement {
   connectedCallback() {
     this.list ??= this.appendChild(el('ol', { class: 'messages', 'aria-label': 'Messages' }));
+    this.latest ??= this.appendChild(el('button', {
+      type: 'button', class: 'jump-latest', hidden: true, text: 'Jump to latest ↓',
+      onclick: () => {
+        this.ctl?.chat.jumpLatest();
+        this.scrollTop = this.scrollHeight;
+      },
+    }));
     this.nodes = new WeakMap();
     this.shown = null;
-    this.addEventListener('scroll', () => {
-      if (this.scrollTop < 80) this.ctl?.chat.loadOlder();
-    });
+    this.addEventListener('scroll', () => this.edges());
+  }
+
+  /** Pages in more history when the reader is near either end of the window. */
+  edges() {
+    const chat = this.ctl?.chat;
+    if (!chat) return;
+    if (this.scrollTop < 200) chat.loadOlder();
+    const fromBottom = this.scrollHeight - this.scrollTop - this.clientHeight;
+    if (fromBottom < 200) chat.loadNewer();
+    const r = chat.current ? chat.room(chat.current) : null;
+    this.latest.hidden = !(r?.hasNewer || fromBottom > 3 * this.clientHeight);
   }
 
   render(ctl) {
@@ -86,9 +110,12 @@ class ConfabTimeline extends HTMLElement {
     const switched = this.shown !== chat.current;
     this.shown = chat.current;
     const atBottom = this.scrollHeight - this.scrollTop - this.clientHeight < 48;
+    // Stay at the bottom only while the window ends at the newest message.
+    const stick = atBottom && !this.hadNewer;
+    this.hadNewer = Boolean(r?.hasNewer);
     let anchor = null;
     let offset = 0;
-    if (!atBottom && !switched) {
+    if (!stick && !switched) {
       for (const c of this.list.children) {
         if (c.offsetTop + c.offsetHeight > this.scrollTop) {
           anchor = c;
@@ -101,49 +128,88 @@ class ConfabTimeline extends HTMLElement {
     if (r?.loadingOlder) items.push(el('li', { class: 'note', text: 'Loading older messages…' }));
     else if (r?.loaded && !r.hasOlder) items.push(el('li', { class: 'note', text: `This is the start of #${r.name}.` }));
     if (r?.error) items.push(el('li', { class: 'note error', text: r.error }));
-    for (const m of r?.messages ?? []) {
+    const emojiKey = `${chat.emoji.size}:${[...chat.emoji.keys()].join(',')}`;
+    const messages = r?.messages ?? [];
+    for (const m of messages) {
+      const poll = m.poll_id ? chat.polls.get(m.poll_id) : undefined;
       let node = this.nodes.get(m);
-      if (!node) {
-        node = this.message(m, chat.me);
+      if (!node || node.emojiKey !== emojiKey || node.poll !== poll) {
+        node = this.message(m, chat, messages);
+        Object.assign(node, { emojiKey, poll });
         this.nodes.set(m, node);
       }
       items.push(node);
     }
-    for (const p of chat.pending()) items.push(this.pendingNode(p));
+    if (r?.loadingNewer) items.push(el('li', { class: 'note', text: 'Loading newer messages…' }));
+    if (!r?.hasNewer) for (const p of chat.pending()) items.push(this.pendingNode(p));
     this.list.replaceChildren(...items);
     this.dataset.channel = chat.current ?? '';
     this.dataset.loaded = String(Boolean(r?.loaded));
-    if (atBottom || switched) this.scrollTop = this.scrollHeight;
+    this.dataset.hasNewer = String(Boolean(r?.hasNewer));
+    if (r?.focus) {
+      const target = this.list.querySelector(`li[data-msg-id="${CSS.escape(r.focus)}"]`);
+      if (target) {
+        r.focus = null;
+        for (const old of this.list.querySelectorAll('li.focused')) old.classList.remove('focused');
+        target.classList.add('focused');
+        target.scrollIntoView({ block: 'center' });
+      }
+    } else if (stick || switched) this.scrollTop = this.scrollHeight;
     else if (anchor?.isConnected) this.scrollTop = anchor.offsetTop - offset;
     // A short first page leaves no scrollbar to pull older pages with.
-    if (r?.loaded && this.scrollHeight <= this.clientHeight) chat.loadOlder();
+    if (r?.loaded && this.scrollHeight <= this.clientHeight) chat.loadOlder() || chat.loadNewer();
+    this.latest.hidden = !r?.hasNewer;
   }
 
-  message(m, me) {
+  message(m, chat, messages) {
     const { ctl } = this;
+    const me = chat.me;
     const own = m.user === me;
     const reactions = Object.entries(m.reactions ?? {}).map(([emoji, users]) =>
       el('button', {
         class: users.includes(me) ? 'reaction mine' : 'reaction',
         dataset: { emoji },
         title: users.join(', '),
-        onclick: () => ctl.chat.react(m.id, emoji),
-      }, `${emoji} ${users.length}`),
+        'aria-pressed': String(users.includes(me)),
+        onclick: () => chat.react(m.id, emoji),
+      }, renderReactionEmoji(emoji, chat), ` ${users.length}`),
     );
-    return el(
+    const classes = ['msg'];
+    if (own) classes.push('own');
+    if (!own && mentionsMe(m, me, chat.roles)) classes.push('mentioned');
+    const li = el(
       'li',
-      { class: own ? 'msg own' : 'msg', dataset: { msgId: m.id, seq: String(m.seq ?? ''), state: 'sent', user: m.user } },
+      { class: classes.join(' '), dataset: { msgId: m.id, seq: String(m.seq ?? ''), state: 'sent', user: m.user, pinned: String(Boolean(m.pinned)) } },
+      renderReply(m, messages, chat),
       el('div', { class: 'meta' },
         el('span', { class: 'author', text: m.user }),
         el('time', { text: time(m.timestamp) }),
-        m.edited ? el('span', { class: 'edited', text: '(edited)' }) : null),
-      el('p', { class: 'content', text: m.content }),
+        m.edited ? el('span', { class: 'edited', text: '(edited)' }) : null,
+        m.pinned ? el('span', { class: 'pinned', text: '📌 pinned' }) : null),
+      m.content ? el('div', { class: 'content' }, renderContent(m.content, chat)) : null,
+      renderAttachments(m.attachments),
+      renderEmbeds(m, chat, ctl),
       reactions.length ? el('div', { class: 'reactions' }, reactions) : null,
-      el('div', { class: 'actions' },
-        el('button', { class: 'act react', title: 'React', 'aria-label': 'React', onclick: () => ctl.chat.react(m.id, EMOJI) }, EMOJI),
-        own ? el('button', { class: 'act edit', text: 'Edit', onclick: () => ctl.editDialog(m) }) : null,
-        own ? el('button', { class: 'act delete', text: 'Delete', onclick: () => ctl.chat.remove(m.id) }) : null),
     );
+    const picker = el('div', { class: 'react-picker', hidden: true });
+    const canPin = may(chat, chat.current, 'pin');
+    li.append(picker, el('div', { class: 'actions' },
+      el('button', { class: 'act react', title: 'React', 'aria-label': 'React', onclick: () => chat.react(m.id, EMOJI) }, EMOJI),
+      el('button', { class: 'act react-more', title: 'More reactions', 'aria-label': 'More reactions', text: '+', onclick: () => {
+        picker.hidden = !picker.hidden;
+        if (picker.hidden) return;
+        const host = location.host;
+        picker.replaceChildren(emojiGrid(chat, (e) => {
+          picker.hidden = true;
+          chat.react(m.id, e.custom ? `originChats://${host}/emojis/${e.id}` : e.text);
+        }));
+        picker.querySelector('button')?.focus();
+      } }),
+      el('button', { class: 'act reply', text: 'Reply', onclick: () => ctl.reply(m) }),
+      canPin ? el('button', { class: 'act pin', text: m.pinned ? 'Unpin' : 'Pin', onclick: () => chat.pin(m.id, m.pinned) }) : null,
+      own ? el('button', { class: 'act edit', text: 'Edit', onclick: () => ctl.editDialog(m) }) : null,
+      own ? el('button', { class: 'act delete', text: 'Delete', onclick: () => chat.remove(m.id) }) : null));
+    return li;
   }
 
   pendingNode(p) {
@@ -155,6 +221,7 @@ class ConfabTimeline extends HTMLElement {
         el('span', { class: 'author', text: chat.me ?? '' }),
         el('span', { class: 'status', text: p.state === 'failed' ? `Not sent: ${p.error}` : 'Sending…' })),
       el('p', { class: 'content', text: p.content }),
+      p.extra?.attachments?.length ? el('p', { class: 'note', text: p.extra.attachments.map((a) => `📎 ${a.name}`).join(' ') }) : null,
       p.state === 'failed'
         ? el('div', { class: 'actions shown' },
           el('button', { class: 'act retry', text: 'Retry', onclick: () => chat.retry(p.nonce) }),
@@ -177,8 +244,15 @@ class ConfabChat extends HTMLElement {
     this.notice = el('p', { class: 'notice', role: 'alert', hidden: true });
     const input = el('textarea', { name: 'content', rows: '1', placeholder: 'Message', 'aria-label': 'Message', maxlength: '2000' });
     const composer = el('form', { class: 'composer' }, input, el('button', { type: 'submit', text: 'Send' }));
+    const extras = enhanceComposer(composer, input, ctl);
+    this.extras = extras;
+    ctl.reply = (m) => extras.reply(m);
     const send = () => {
-      if (ctl.chat.post(input.value)) input.value = '';
+      if (extras.busy()) return;
+      if (ctl.chat.post(encodeEmoji(ctl.chat, input.value, location.host), extras.extra())) {
+        input.value = '';
+        extras.clear();
+      }
       input.focus();
     };
     composer.addEventListener('submit', (ev) => {
@@ -186,7 +260,7 @@ class ConfabChat extends HTMLElement {
       send();
     });
     input.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && !ev.defaultPrevented) {
         ev.preventDefault();
         send();
       }
@@ -196,15 +270,42 @@ class ConfabChat extends HTMLElement {
     const menu = el('button', { class: 'menu', 'aria-label': 'Channels', text: '#', onclick: () => this.classList.toggle('nav-open') });
     const me = el('span', { class: 'me', text: ctl.username });
     const logout = el('button', { class: 'logout secondary', text: 'Log out', onclick: () => ctl.logout() });
+    this.panel = el('confab-panel', { hidden: true });
+    this.forum = el('confab-forum', { class: 'pane', hidden: true });
     this.replaceChildren(
-      el('header', { class: 'bar' }, menu, this.server, this.heading, this.conn, me, logout),
+      el('header', { class: 'bar' }, menu, this.server, this.heading, this.tools(), this.conn, me, logout),
       el('div', { class: 'body' },
         this.nav,
-        el('main', { class: 'pane' }, this.notice, this.timeline, this.typing, composer)),
+        this.main = el('main', { class: 'pane' }, this.notice, this.timeline, this.typing, composer),
+        this.forum,
+        this.panel),
       this.editor(),
+      ...extras.dialogs,
     );
     this.tick = setInterval(() => this.renderTyping(), 1000);
     this.render();
+  }
+
+  /** Search, pins and the notification switch in the header. */
+  tools() {
+    const { chat } = this.ctl;
+    const query = el('input', { type: 'search', name: 'q', class: 'search-input', placeholder: 'Search', 'aria-label': 'Search this channel', maxlength: '200' });
+    const search = el('form', { class: 'search', role: 'search' }, query);
+    search.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      chat.search(query.value);
+    });
+    this.bell = el('button', {
+      type: 'button', class: 'secondary tool notify', title: 'Notify me of mentions', 'aria-label': 'Notify me of mentions', text: '🔔',
+      hidden: !canAsk(),
+      onclick: async () => {
+        await ask();
+        this.bell.hidden = !canAsk();
+      },
+    });
+    return el('div', { class: 'bar-tools' }, search,
+      el('button', { type: 'button', class: 'secondary tool pins', title: 'Pinned messages', 'aria-label': 'Pinned messages', text: '📌', onclick: () => chat.showPins() }),
+      this.bell);
   }
 
   disconnectedCallback() {
@@ -250,18 +351,35 @@ class ConfabChat extends HTMLElement {
         return el('button', {
           class: 'channel',
           dataset: { channel: c.name, unread: String(r.unread) },
-          'aria-current': current ? 'page' : null,
+          'aria-current': current && !this.ctl.threads.open ? 'page' : null,
           onclick: () => {
             this.classList.remove('nav-open');
             this.ctl.open(c.name);
           },
         }, el('span', { class: 'name', text: `# ${c.display_name || c.name}` }),
+        r.mentions > 0 ? el('span', { class: 'badge mention-badge', dataset: { mentions: String(r.mentions) }, text: `@${r.mentions}`, 'aria-label': `${r.mentions} mentions` }) : null,
         r.unread > 0 ? el('span', { class: 'badge', text: String(r.unread), 'aria-label': `${r.unread} unread` }) : null);
       }),
     );
     this.notice.textContent = chat.notice ?? '';
     this.notice.hidden = !chat.notice;
+    const { threads } = this.ctl;
+    this.nav.append(...threads.forums.map((f) => el('button', {
+      class: 'channel forum',
+      dataset: { forum: f.name },
+      'aria-current': threads.open?.forum === f.name ? 'page' : null,
+      onclick: () => {
+        this.classList.remove('nav-open');
+        threads.openForum(f.name);
+      },
+    }, el('span', { class: 'name', text: `💬 ${f.display_name || f.name}` }))));
+    this.main.hidden = Boolean(threads.open);
+    this.forum.hidden = !threads.open;
+    this.forum.render(this.ctl);
+    if (threads.open) this.heading.textContent = `💬 ${threads.open.forum}`;
     this.timeline.render(this.ctl);
+    this.panel.render(chat);
+    this.extras.refresh();
     this.renderTyping();
   }
 

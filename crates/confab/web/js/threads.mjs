@@ -1,0 +1,197 @@
+// Forum channels and their threads (PROTOCOL §6.3): the forums from channels_get with their thread
+// lists kept current by thread events, and the open thread's messages, posted with a nonce like
+// channel messages (§7.4). A thread's history is refetched whole after a reconnect (threads are short
+// and `resume` covers channels), so nothing is missed and, keyed by id, nothing shows twice. No DOM.
+
+import { mentionsMe } from './markdown.mjs';
+import { randomNonce } from './state.mjs';
+
+/** Messages per thread page. */
+export const THREAD_PAGE = 100;
+
+export class Threads {
+  /**
+   * @param {object} o
+   * @param {(frame: object) => boolean} o.send
+   * @param {() => string} [o.nonce]
+   * @param {(what: string) => void} [o.onChange]
+   * @param {(where: string, message: object, threadId: string) => void} [o.onMention]  a live thread message that mentions this user
+   */
+  constructor({ send, nonce = randomNonce, onChange = () => {}, onMention = () => {} }) {
+    Object.assign(this, { send, nonce, onChange, onMention });
+    this.me = null;
+    this.roles = [];
+    /** Forum channels in display order: {name, display_name, permissions, threads: [thread, newest activity first]}. */
+    this.forums = [];
+    /** null, {forum} (its thread list) or {forum, thread} (a thread's messages). */
+    this.open = null;
+    /** Messages of the open thread, oldest first, or null while loading. */
+    this.messages = null;
+    /** Sends in the open thread not yet echoed: {nonce, thread, content, state, error}. */
+    this.outbox = [];
+    /** The name of a thread this user asked to create, to open it when it exists. */
+    this.creating = null;
+    this.error = null;
+  }
+
+  forum(name) {
+    return this.forums.find((f) => f.name === name) ?? null;
+  }
+
+  thread(id) {
+    for (const f of this.forums) {
+      const t = f.threads.find((x) => x.id === id);
+      if (t) return t;
+    }
+    return null;
+  }
+
+  handle(p) {
+    switch (p.cmd) {
+      case 'ready':
+        this.me = p.user?.username ?? null;
+        this.roles = p.user?.roles ?? [];
+        if (this.open?.thread) this.load(this.open.thread);
+        for (const e of this.outbox) if (e.state === 'pending') this.transmit(e);
+        return;
+      case 'channels_get':
+        return this.setForums(p.val ?? []);
+      case 'thread_create':
+        if (p.thread) return this.upsert(p.thread, true);
+        return;
+      case 'thread_update':
+      case 'thread_join':
+      case 'thread_leave':
+        if (p.thread) return this.upsert(p.thread, false);
+        return;
+      case 'thread_delete':
+        for (const f of this.forums) f.threads = f.threads.filter((t) => t.id !== p.thread_id);
+        if (this.open?.thread === p.thread_id) this.openForum(this.open.forum);
+        return this.onChange('threads');
+      case 'thread_messages':
+        if (this.open?.thread !== p.thread_id) return;
+        this.messages = Array.isArray(p.messages) ? p.messages.slice() : [];
+        this.error = null;
+        return this.onChange('threads');
+      case 'error':
+        if (p.listener?.startsWith('thread')) {
+          const e = this.outbox.find((x) => `thread-send:${x.nonce}` === p.listener);
+          if (e) Object.assign(e, { state: 'failed', error: p.val });
+          else this.error = p.val ?? 'Error';
+          this.creating = null;
+          return this.onChange('threads');
+        }
+        return;
+      default:
+        if (p.thread_id && p.cmd?.startsWith('message_')) return this.event(p);
+    }
+  }
+
+  setForums(list) {
+    const old = new Map(this.forums.map((f) => [f.name, f]));
+    this.forums = list.filter((c) => c?.type === 'forum').map((c) => ({
+      name: c.name,
+      display_name: c.display_name ?? null,
+      permissions: c.permissions ?? {},
+      threads: sortThreads(Array.isArray(c.threads) ? c.threads : old.get(c.name)?.threads ?? []),
+    }));
+    if (this.open && !this.forum(this.open.forum)) this.close();
+    this.onChange('threads');
+  }
+
+  upsert(thread, created) {
+    const f = this.forum(thread.parent_channel);
+    if (!f) return;
+    const i = f.threads.findIndex((t) => t.id === thread.id);
+    if (i >= 0) f.threads[i] = thread;
+    else f.threads.push(thread);
+    f.threads = sortThreads(f.threads);
+    if (created && this.creating && thread.created_by === this.me && thread.name === this.creating) {
+      this.creating = null;
+      this.openThread(thread.id);
+    }
+    this.onChange('threads');
+  }
+
+  openForum(name) {
+    this.open = { forum: name };
+    this.messages = null;
+    this.error = null;
+    this.onChange('all');
+  }
+
+  openThread(id) {
+    const t = this.thread(id);
+    if (!t) return;
+    this.open = { forum: t.parent_channel, thread: id };
+    this.messages = null;
+    this.error = null;
+    this.load(id);
+    this.onChange('all');
+  }
+
+  load(id) {
+    this.send({ cmd: 'thread_messages', thread_id: id, start: 0, limit: THREAD_PAGE, listener: 'thread-history' });
+    this.send({ cmd: 'unreads_ack', thread_id: id, listener: 'thread-ack' });
+  }
+
+  close() {
+    this.open = null;
+    this.messages = null;
+    this.onChange('all');
+  }
+
+  create(forum, name) {
+    if (!name.trim()) return;
+    this.creating = name.trim();
+    this.send({ cmd: 'thread_create', channel: forum, name: this.creating, listener: 'thread-create' });
+  }
+
+  post(content) {
+    const thread = this.open?.thread;
+    if (!thread || !content.trim()) return null;
+    const e = { nonce: this.nonce(), thread, content, state: 'pending', error: null };
+    this.outbox.push(e);
+    this.transmit(e);
+    this.onChange('threads');
+    return e;
+  }
+
+  transmit(e) {
+    return this.send({ cmd: 'message_new', thread_id: e.thread, channel: this.thread(e.thread)?.parent_channel, content: e.content, nonce: e.nonce, listener: `thread-send:${e.nonce}` });
+  }
+
+  /** Unconfirmed sends in the open thread. */
+  pending() {
+    return this.outbox.filter((e) => e.thread === this.open?.thread);
+  }
+
+  event(p) {
+    const m = p.message;
+    if (p.cmd === 'message_new' && m?.nonce && m.user === this.me) this.outbox = this.outbox.filter((e) => e.nonce !== m.nonce);
+    if (p.cmd === 'message_new') {
+      const t = this.thread(p.thread_id);
+      if (t && m) Object.assign(t, { last_message: m.timestamp, last_message_id: m.id });
+      if (t && m && m.user !== this.me && !p.replay && mentionsMe(m, this.me, this.roles)) this.onMention(`${t.parent_channel} › ${t.name}`, m, t.id);
+    }
+    if (this.open?.thread !== p.thread_id || !this.messages) return this.onChange('threads');
+    const i = this.messages.findIndex((x) => x.id === (m?.id ?? p.id));
+    switch (p.cmd) {
+      case 'message_new':
+        if (m && i < 0) this.messages.push(m);
+        break;
+      case 'message_edit':
+        if (i >= 0) this.messages[i] = { ...this.messages[i], ...(m ?? {}), content: p.content ?? m?.content, edited: true };
+        break;
+      case 'message_delete':
+        if (i >= 0) this.messages.splice(i, 1);
+        break;
+    }
+    this.onChange('threads');
+  }
+}
+
+/** Threads with the latest activity first. */
+function sortThreads(list) {
+  return list.slice().sort((a, b) => (b.last_message ?? b.created_at ?? 0) - (a.last_message ?? a.created_at ?? 0));
+}
