@@ -6,6 +6,7 @@ import { Auth } from './auth.mjs';
 import { Connection } from './conn.mjs';
 import { Chat } from './state.mjs';
 import { indexedDbVault } from './vault.mjs';
+import { browserVoice } from './voice-view.mjs';
 import './views.mjs';
 
 const root = document.querySelector('confab-app');
@@ -13,6 +14,7 @@ const vault = (await indexedDbVault(globalThis.indexedDB).catch(() => null)) ?? 
 const auth = new Auth({ fetch: (...a) => fetch(...a), storage: localStorage, vault, locks: navigator.locks });
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 let conn = null;
+let voice = null;
 
 function hashChannel() {
   const m = /^#\/c\/(.+)$/.exec(location.hash);
@@ -28,6 +30,8 @@ function setupToken() {
 function signedOut(message = '') {
   conn?.stop();
   conn = null;
+  voice?.stop();
+  voice = null;
   const setup = setupToken();
   root.showLogin({
     message,
@@ -47,8 +51,12 @@ function signedOut(message = '') {
 function signedIn() {
   const chat = new Chat({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
   chat.current = hashChannel();
+  voice?.stop();
+  const talk = browserVoice({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
+  voice = talk;
   const ctl = {
     chat,
+    voice: talk,
     username: auth.username,
     open(name) {
       chat.open(name);
@@ -64,7 +72,7 @@ function signedIn() {
     url: wsUrl,
     WebSocket,
     token: (rejected) => auth.accessToken(rejected),
-    onPacket: (p) => chat.handle(p),
+    onPacket: (p) => talk.handle(p) || chat.handle(p),
     onState: (state, detail) => {
       root.setConn(state, detail);
       if (state === 'stopped') signedOut(detail === 'Not signed in' ? '' : detail);
@@ -72,7 +80,7 @@ function signedIn() {
   });
   root.showChat(ctl);
   // For the browser tests: the live objects, read-only by convention.
-  window.confab = { auth, chat, conn };
+  window.confab = { auth, chat, conn, voice: talk };
   conn.start();
 }
 

@@ -159,6 +159,8 @@ class ConfabChat extends HTMLElement {
     this.heading = el('h2', { class: 'title' });
     this.server = el('span', { class: 'server', text: 'Confab' });
     this.nav = el('nav', { class: 'channels', 'aria-label': 'Channels' });
+    this.voice = el('confab-voice');
+    this.audio = el('confab-voice-audio');
     this.timeline = el('confab-timeline', { tabindex: '0' });
     this.typing = el('div', { class: 'typing', 'aria-live': 'polite' });
     this.notice = el('p', { class: 'notice', role: 'alert', hidden: true });
@@ -189,6 +191,7 @@ class ConfabChat extends HTMLElement {
         this.nav,
         el('main', { class: 'pane' }, this.notice, this.timeline, this.typing, composer)),
       this.editor(),
+      this.audio,
     );
     this.tick = setInterval(() => this.renderTyping(), 1000);
     this.render();
@@ -245,7 +248,10 @@ class ConfabChat extends HTMLElement {
         }, el('span', { class: 'name', text: `# ${c.display_name || c.name}` }),
         r.unread > 0 ? el('span', { class: 'badge', text: String(r.unread), 'aria-label': `${r.unread} unread` }) : null);
       }),
+      this.voice,
     );
+    this.voice.render(this.ctl.voice);
+    this.audio.render(this.ctl.voice);
     this.notice.textContent = chat.notice ?? '';
     this.notice.hidden = !chat.notice;
     this.timeline.render(this.ctl);
