@@ -10,6 +10,7 @@ on_both! {
     voice_membership_moves_mute_and_cleanup => voice_membership_moves_mute_and_cleanup_sqlite, voice_membership_moves_mute_and_cleanup_postgres;
     voice_signalling_is_relayed_within_a_channel_only => voice_signalling_is_relayed_within_a_channel_only_sqlite, voice_signalling_is_relayed_within_a_channel_only_postgres;
     bad_voice_input_gets_clear_errors => bad_voice_input_gets_clear_errors_sqlite, bad_voice_input_gets_clear_errors_postgres;
+    simultaneous_joiners_learn_each_others_peer_ids => simultaneous_joiners_learn_each_others_peer_ids_sqlite, simultaneous_joiners_learn_each_others_peer_ids_postgres;
 }
 
 /// A voice channel `lounge` that the `user` role may view and connect to.
@@ -176,4 +177,54 @@ async fn bad_voice_input_gets_clear_errors(backend: Backend) {
     let r = alice.request(json!({"cmd": "voice_state", "channel": "general"})).await;
     assert_eq!(r["val"], "This is not a voice channel");
     server.stop().await;
+}
+
+/// Accounts that join one voice channel at the same instant must still each learn every other's
+/// peer id, from the `voice_join` reply or from a `voice_user_joined` that carries it: a client
+/// can only set up (or wait for) a WebRTC connection to a peer it knows. Reading the others and
+/// adding the joiner used to be two steps, so two joins in between each other saw neither.
+async fn simultaneous_joiners_learn_each_others_peer_ids(backend: Backend) {
+    const USERS: usize = 6;
+    const ROUNDS: usize = 15;
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut root = server.member("root", &["owner", "user"]).await;
+    lounge(&mut root).await;
+    let names: Vec<String> = (0..USERS).map(|i| format!("u{i}")).collect();
+    let mut clients = Vec::new();
+    for name in &names {
+        clients.push((name.clone(), server.member(name, &["user"]).await));
+    }
+    for round in 0..ROUNDS {
+        let joins = clients.iter_mut().map(|(name, c)| async move {
+            let frame = json!({"cmd": "voice_join", "channel": "lounge", "peer_id": format!("{name}-{round}")});
+            let (reply, before) = c.request_seeing(frame).await;
+            assert_eq!(reply["cmd"], "voice_join", "{reply}");
+            (reply, before)
+        });
+        let replies = futures_util::future::join_all(joins).await;
+        // Every join has been answered, so every announcement is queued: a ping flushes them.
+        for ((name, c), (reply, before)) in clients.iter_mut().zip(replies) {
+            let mut known: Vec<String> = reply["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["peer_id"].as_str().unwrap().to_owned())
+                .collect();
+            for p in before.into_iter().chain(c.drain().await) {
+                if p["cmd"] == "voice_user_joined" {
+                    known.extend(p["user"]["peer_id"].as_str().map(str::to_owned));
+                }
+            }
+            known.sort();
+            known.dedup();
+            let others: Vec<String> = names.iter().filter(|n| *n != name).map(|n| format!("{n}-{round}")).collect();
+            assert_eq!(known, others, "round {round}: what {name} learnt");
+        }
+        for (_, c) in clients.iter_mut() {
+            assert_eq!(c.request(json!({"cmd": "voice_leave"})).await["cmd"], "voice_leave");
+        }
+        for (_, c) in clients.iter_mut() {
+            c.drain().await;
+        }
+    }
 }
