@@ -11,6 +11,7 @@ on_both! {
     voice_signalling_is_relayed_within_a_channel_only => voice_signalling_is_relayed_within_a_channel_only_sqlite, voice_signalling_is_relayed_within_a_channel_only_postgres;
     bad_voice_input_gets_clear_errors => bad_voice_input_gets_clear_errors_sqlite, bad_voice_input_gets_clear_errors_postgres;
     simultaneous_joiners_learn_each_others_peer_ids => simultaneous_joiners_learn_each_others_peer_ids_sqlite, simultaneous_joiners_learn_each_others_peer_ids_postgres;
+    joining_a_full_channel_fits_the_signal_rate_limit => joining_a_full_channel_fits_the_signal_rate_limit_sqlite, joining_a_full_channel_fits_the_signal_rate_limit_postgres;
 }
 
 /// A voice channel `lounge` that the `user` role may view and connect to.
@@ -227,4 +228,47 @@ async fn simultaneous_joiners_learn_each_others_peer_ids(backend: Backend) {
             c.drain().await;
         }
     }
+}
+
+/// Joining a channel of five sends each an offer and its ICE candidates in one burst (a browser
+/// finds several per peer: one per address and transport): with rate limits on, all of them go
+/// through, and a flood far beyond that is still refused.
+async fn joining_a_full_channel_fits_the_signal_rate_limit(backend: Backend) {
+    const CANDIDATES: usize = 8;
+    let server = TestServer::spawn_with(backend, |c| c.rate_limits.enabled = true).await;
+    let mut root = server.member("root", &["owner", "user"]).await;
+    lounge(&mut root).await;
+    let mut others = Vec::new();
+    for i in 0..5 {
+        let mut c = server.member(&format!("p{i}"), &["user"]).await;
+        join(&mut c, &format!("peer-{i}")).await;
+        others.push(c);
+    }
+    let mut alice = server.member("alice", &["user"]).await;
+    join(&mut alice, "peer-a").await;
+    for i in 0..others.len() {
+        let to = format!("p{i}");
+        let r = alice.request(json!({"cmd": "voice_signal", "to": to, "data": {"type": "offer", "sdp": "v=0"}})).await;
+        assert_eq!(r["delivered"], true, "{r}");
+        for n in 0..CANDIDATES {
+            let data = json!({"type": "candidate", "candidate": {"candidate": format!("candidate:{n}")}});
+            let r = alice.request(json!({"cmd": "voice_signal", "to": to, "data": data})).await;
+            assert_eq!(r["delivered"], true, "signal {n} to {to}: {r}");
+        }
+    }
+    for (i, c) in others.iter_mut().enumerate() {
+        let got = c.drain().await.into_iter().filter(|p| p["cmd"] == "voice_signal").count();
+        assert_eq!(got, 1 + CANDIDATES, "p{i} got every signal");
+    }
+    // Still a limit: a flood of signals is refused before long.
+    let mut refused = None;
+    for n in 0..1000 {
+        let r = alice.request(json!({"cmd": "voice_signal", "to": "p0", "data": {"n": n}})).await;
+        if r["cmd"] == "rate_limit" {
+            refused = Some(n);
+            break;
+        }
+    }
+    assert!(refused.is_some_and(|n| n < 400), "refused at {refused:?}");
+    server.stop().await;
 }
