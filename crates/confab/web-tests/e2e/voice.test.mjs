@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { cuttable, launch, newPage, rawUser, signUp, startServer } from './harness.mjs';
+import { cuttable, launch, newPage, rawUser, screenshot, signUp, startServer } from './harness.mjs';
 
 /** Fake devices and no permission prompt; host candidates as plain IPs (no mDNS names to resolve). */
 const MEDIA_ARGS = [
@@ -104,6 +104,9 @@ test('two users in a voice channel hear each other; when one leaves the other\'s
       const playing = await page.$eval(`confab-voice-audio audio[data-user=${other}]`, (a) => a.srcObject?.getAudioTracks().length ?? 0);
       assert.equal(playing, 1, `an <audio> plays ${other}`);
     }
+    // The fake microphone beeps: the other side's level shows as speaking at times.
+    await alice.waitForSelector('.voice-user[data-user=bob][data-speaking=true]');
+    await screenshot(alice, 'desktop-voice');
 
     // Mute shows on the other side.
     await bob.click('.voice-channel[data-channel=lounge] .voice-mute');

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { offers, Voice } from '../../web/js/voice.mjs';
+import { offers, SPEAKING_LEVEL, Voice } from '../../web/js/voice.mjs';
 
 /** A fake RTCPeerConnection that records what was done to it. */
 class FakePeer {
@@ -49,8 +49,16 @@ function setup({ me = 'bob', ids = ['m1', 'm2', 'm3'], denied = false } = {}) {
   const sent = [];
   const pcs = [];
   const media = fakeStream();
-  const h = { sent, pcs, media, online: true, changes: 0 };
+  const h = { sent, pcs, media, online: true, changes: 0, intervals: new Map() };
+  let timer = 0;
   h.voice = new Voice({
+    timers: {
+      setInterval: (f) => {
+        h.intervals.set(++timer, f);
+        return timer;
+      },
+      clearInterval: (id) => h.intervals.delete(id),
+    },
     send: (f) => {
       if (!h.online) return false;
       sent.push(f);
@@ -285,4 +293,25 @@ test('a deleted voice channel ends the membership', async () => {
   h.voice.handle({ cmd: 'channels_get', val: [{ name: 'general', type: 'text' }] });
   assert.equal(h.voice.session, null);
   assert.equal(h.media.track.stopped, true);
+});
+
+test('speaking marks follow the received audio level while in the channel, and stop with it', async () => {
+  const h = setup();
+  await h.voice.join('lounge');
+  assert.equal(h.intervals.size, 0, 'nothing to sample before the join is answered');
+  h.voice.handle({ cmd: 'voice_join', channel: 'lounge', participants: [{ username: 'alice', peer_id: 'x1' }], ice_servers: [] });
+  assert.equal(h.intervals.size, 1);
+  let level = 0;
+  h.pcs[0].getReceivers = () => [{ getSynchronizationSources: () => [{ source: 1, audioLevel: level }] }];
+  const [tick] = h.intervals.values();
+  const before = h.changes;
+  tick();
+  assert.equal(h.voice.peers.get('alice').speaking, false);
+  assert.equal(h.changes, before, 'nothing changed, nothing redrawn');
+  level = SPEAKING_LEVEL * 10;
+  tick();
+  assert.equal(h.voice.peers.get('alice').speaking, true);
+  assert.equal(h.changes, before + 1);
+  h.voice.leave();
+  assert.equal(h.intervals.size, 0, 'the sampling stops with the membership');
 });

@@ -43,7 +43,7 @@ class ConfabVoice extends HTMLElement {
         const self = u.username === voice.me;
         return el('li', {
           class: 'voice-user',
-          dataset: { user: u.username, muted: String(u.muted), peer: self ? 'self' : peer?.state ?? 'none' },
+          dataset: { user: u.username, muted: String(u.muted), peer: self ? 'self' : peer?.state ?? 'none', speaking: String(Boolean(peer?.speaking)) },
         }, el('span', { class: 'name', text: u.username }), u.muted ? el('span', { class: 'voice-muted', title: 'Muted', 'aria-label': 'muted', text: '🔇' }) : null);
       });
       return el('section', { class: 'voice-channel', dataset: { channel: c.name, joined: String(here), state: here ? s.state : 'out' } },

@@ -21,6 +21,11 @@ export function offers(mine, theirs) {
   return mine < theirs;
 }
 
+/** Audio level (0..1, of the last packet) above which a participant shows as speaking. */
+export const SPEAKING_LEVEL = 0.02;
+/** How often the speaking marks are refreshed while in a channel. */
+const SPEAKING_EVERY_MS = 400;
+
 const same = (a, b) => typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
 
 export class Voice {
@@ -32,9 +37,11 @@ export class Voice {
    * @param {(config: {iceServers: object[]}) => RTCPeerConnection} o.createPeer
    * @param {() => void} [o.onChange]
    * @param {() => string} [o.peerId]
+   * @param {{setInterval: Function, clearInterval: Function}} [o.timers]
    */
-  constructor({ send, microphone, createPeer, onChange = () => {}, peerId = randomPeerId }) {
-    Object.assign(this, { send, microphone, createPeer, onChange, peerId });
+  constructor({ send, microphone, createPeer, onChange = () => {}, peerId = randomPeerId, timers = globalThis }) {
+    Object.assign(this, { send, microphone, createPeer, onChange, peerId, timers });
+    this.ticker = null;
     this.me = null;
     /** Voice channels in display order: `{name, display_name, participants: [{username, muted}]}`. */
     this.channels = [];
@@ -47,7 +54,7 @@ export class Voice {
     /** The microphone (or silence) while in a channel. */
     this.local = null;
     this.muted = false;
-    /** username → `{username, peerId, pc, offerer, remoteSet, queued, chain, state, stream, closed}`. */
+    /** username → `{username, peerId, pc, offerer, remoteSet, queued, chain, state, stream, speaking, closed}`. */
     this.peers = new Map();
     /** The last voice error the server answered with, for the view. */
     this.error = null;
@@ -195,7 +202,25 @@ export class Voice {
     }
     s.early.clear();
     for (const [username, peerId] of others) this.connect(username, peerId);
+    this.ticker ??= this.timers.setInterval(() => this.sampleSpeaking() && this.onChange(), SPEAKING_EVERY_MS);
     this.onChange();
+  }
+
+  /**
+   * Marks the peers whose last received audio is louder than SPEAKING_LEVEL (the receivers'
+   * synchronization sources carry the level of the newest packet); true when a mark changed.
+   */
+  sampleSpeaking() {
+    let changed = false;
+    for (const peer of this.peers.values()) {
+      const sources = (peer.pc.getReceivers?.() ?? []).flatMap((r) => r.getSynchronizationSources?.() ?? []);
+      const speaking = sources.some((x) => (x.audioLevel ?? 0) > SPEAKING_LEVEL);
+      if (speaking !== peer.speaking) {
+        peer.speaking = speaking;
+        changed = true;
+      }
+    }
+    return changed;
   }
 
   userJoined(p) {
@@ -228,7 +253,7 @@ export class Voice {
     const pc = this.createPeer({ iceServers: s.iceServers });
     const peer = {
       username, peerId, pc, offerer: offers(s.peerId, peerId), remoteSet: false, queued: [],
-      chain: Promise.resolve(), state: 'new', stream: null, closed: false,
+      chain: Promise.resolve(), state: 'new', stream: null, speaking: false, closed: false,
     };
     this.peers.set(username, peer);
     const stream = this.local.stream;
@@ -345,6 +370,8 @@ export class Voice {
     const s = this.session;
     this.closePeers();
     this.session = null;
+    if (this.ticker !== null) this.timers.clearInterval(this.ticker);
+    this.ticker = null;
     if (s && this.me) this.drop(s.channel, this.me);
     if (!keepMedia) this.releaseMedia();
     this.onChange();
