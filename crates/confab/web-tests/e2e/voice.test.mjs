@@ -107,6 +107,8 @@ test('two users in a voice channel hear each other; when one leaves the other\'s
     // The fake microphone beeps: the other side's level shows as speaking at times.
     await alice.waitForSelector('.voice-user[data-user=bob][data-speaking=true]');
     await screenshot(alice, 'desktop-voice');
+    const stray = await alice.$eval('confab-voice', (e) => [...e.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).length);
+    assert.equal(stray, 0, 'the voice list holds elements only');
 
     // Mute shows on the other side.
     await bob.click('.voice-channel[data-channel=lounge] .voice-mute');

@@ -50,8 +50,8 @@ class ConfabVoice extends HTMLElement {
         el('div', { class: 'voice-head' }, el('span', { class: 'name', text: `🔊 ${c.display_name || c.name}` }), buttons),
         people.length ? el('ul', { class: 'voice-users', 'aria-label': `In ${c.name}` }, people) : null);
     });
-    const error = voice.error ? el('p', { class: 'voice-error error', role: 'alert', text: voice.error }) : null;
-    this.replaceChildren(...items, error);
+    if (voice.error) items.push(el('p', { class: 'voice-error error', role: 'alert', text: voice.error }));
+    this.replaceChildren(...items);
   }
 }
 
