@@ -12,6 +12,12 @@ use serde_json::{Value, json};
 
 use crate::domain::throttle::{BURST, Bucket, MessageWindow, PER_MINUTE, WindowRefusal};
 
+/// What one relayed WebRTC signal (`voice_signal`, docs/voice.md) costs of an `other` token. A
+/// join sends each peer an offer or answer and then a handful of ICE candidates (one per address
+/// and transport), so at a full token apiece joining a channel of five would be refused halfway
+/// and its calls would never connect. A tenth still bounds a flood: 300 at once, 10 a second after.
+const SIGNAL_COST: f64 = 0.1;
+
 /// A command's class and cost; `None` for commands no class limits (ping, auth).
 pub fn classify(cmd: &str) -> Option<(&'static str, f64)> {
     Some(match cmd {
@@ -20,6 +26,7 @@ pub fn classify(cmd: &str) -> Option<(&'static str, f64)> {
             ("messages", 1.0)
         }
         "typing" => ("typing", 1.0),
+        "voice_signal" => ("other", SIGNAL_COST),
         "message_react_add" | "message_react_remove" | "poll_vote" => ("reactions", 1.0),
         "messages_search" | "pings_get" | "users_list" | "unreads_get" | "modlog_get" | "modlog_summary" | "resume" => {
             ("reads", 5.0)
@@ -166,6 +173,7 @@ mod tests {
         assert_eq!(classify("messages_search"), Some(("reads", 5.0)));
         assert_eq!(classify("channels_get"), Some(("reads", 1.0)));
         assert_eq!(classify("role_create"), Some(("other", 1.0)));
+        assert_eq!(classify("voice_signal"), Some(("other", SIGNAL_COST)));
     }
 
     #[test]

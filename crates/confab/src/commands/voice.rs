@@ -83,13 +83,6 @@ pub async fn join(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::forbidden("You do not have permission to access this voice channel"));
     }
     let state = s.state.clone();
-    let others: Vec<Value> = state
-        .voice
-        .in_channel(&channel.row.id)
-        .iter()
-        .filter(|p| p.user_id != me.user.id)
-        .map(|p| json!({"username": p.username, "peer_id": p.peer_id, "muted": p.muted}))
-        .collect();
     let joined = Participant {
         user_id: me.user.id.clone(),
         username: me.user.username.clone(),
@@ -100,7 +93,10 @@ pub async fn join(s: &mut Session, frame: &Frame) -> Result<()> {
         peer_id,
         muted: false,
     };
-    if let Some(before) = state.voice.join(joined.clone()) {
+    let (before, others) = state.voice.join(joined.clone());
+    let others: Vec<Value> =
+        others.iter().map(|p| json!({"username": p.username, "peer_id": p.peer_id, "muted": p.muted})).collect();
+    if let Some(before) = before {
         announce_left(&state, &before, None);
         if before.conn_id != s.conn_id {
             let moved = wire::packet("voice_leave", json!({"channel": before.channel_name}));

@@ -34,7 +34,7 @@ macro_rules! web_files {
 }
 
 /// Every file of the app; a unit test checks that this list and the folder agree.
-const FILES: [(&str, &[u8]); 20] = web_files![
+const FILES: [(&str, &[u8]); 22] = web_files![
     "index.html",
     "app.css",
     "admin.css",
@@ -55,6 +55,8 @@ const FILES: [(&str, &[u8]); 20] = web_files![
     "js/threads.mjs",
     "js/vault.mjs",
     "js/views.mjs",
+    "js/voice-view.mjs",
+    "js/voice.mjs",
 ];
 
 /// The policy sent with every file. `connect-src 'self'` covers the same-origin `ws:`/`wss:` socket

@@ -31,9 +31,15 @@ impl Voice {
         self.members.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Puts `p` in its channel; the membership it replaces, if any.
-    pub fn join(&self, p: Participant) -> Option<Participant> {
-        self.members().insert(p.user_id.clone(), p)
+    /// Puts `p` in its channel: the membership it replaces, if any, and the others already in that
+    /// channel, by name. Both come from under the one lock, so of two accounts joining at once the
+    /// later finds the earlier among the others and the earlier is still there when the later is
+    /// announced: each learns the other's peer id.
+    pub fn join(&self, p: Participant) -> (Option<Participant>, Vec<Participant>) {
+        let mut members = self.members();
+        let mut others = in_channel(&members, &p.channel_id);
+        others.retain(|q| q.user_id != p.user_id);
+        (members.insert(p.user_id.clone(), p), others)
     }
 
     /// The membership of `user_id`.
@@ -63,9 +69,13 @@ impl Voice {
 
     /// The participants of `channel_id`, by name.
     pub fn in_channel(&self, channel_id: &str) -> Vec<Participant> {
-        let mut list: Vec<Participant> =
-            self.members().values().filter(|p| p.channel_id == channel_id).cloned().collect();
-        list.sort_by(|a, b| a.username.cmp(&b.username));
-        list
+        in_channel(&self.members(), channel_id)
     }
+}
+
+/// The participants of `channel_id` among `members`, by name.
+fn in_channel(members: &HashMap<String, Participant>, channel_id: &str) -> Vec<Participant> {
+    let mut list: Vec<Participant> = members.values().filter(|p| p.channel_id == channel_id).cloned().collect();
+    list.sort_by(|a, b| a.username.cmp(&b.username));
+    list
 }

@@ -10,6 +10,8 @@ on_both! {
     voice_membership_moves_mute_and_cleanup => voice_membership_moves_mute_and_cleanup_sqlite, voice_membership_moves_mute_and_cleanup_postgres;
     voice_signalling_is_relayed_within_a_channel_only => voice_signalling_is_relayed_within_a_channel_only_sqlite, voice_signalling_is_relayed_within_a_channel_only_postgres;
     bad_voice_input_gets_clear_errors => bad_voice_input_gets_clear_errors_sqlite, bad_voice_input_gets_clear_errors_postgres;
+    simultaneous_joiners_learn_each_others_peer_ids => simultaneous_joiners_learn_each_others_peer_ids_sqlite, simultaneous_joiners_learn_each_others_peer_ids_postgres;
+    joining_a_full_channel_fits_the_signal_rate_limit => joining_a_full_channel_fits_the_signal_rate_limit_sqlite, joining_a_full_channel_fits_the_signal_rate_limit_postgres;
 }
 
 /// A voice channel `lounge` that the `user` role may view and connect to.
@@ -175,5 +177,98 @@ async fn bad_voice_input_gets_clear_errors(backend: Backend) {
     assert_eq!(r["val"], "Voice channel no longer exists");
     let r = alice.request(json!({"cmd": "voice_state", "channel": "general"})).await;
     assert_eq!(r["val"], "This is not a voice channel");
+    server.stop().await;
+}
+
+/// Accounts that join one voice channel at the same instant must still each learn every other's
+/// peer id, from the `voice_join` reply or from a `voice_user_joined` that carries it: a client
+/// can only set up (or wait for) a WebRTC connection to a peer it knows. Reading the others and
+/// adding the joiner used to be two steps, so two joins in between each other saw neither.
+async fn simultaneous_joiners_learn_each_others_peer_ids(backend: Backend) {
+    const USERS: usize = 6;
+    const ROUNDS: usize = 15;
+    let server = TestServer::spawn_with(backend, |_| {}).await;
+    let mut root = server.member("root", &["owner", "user"]).await;
+    lounge(&mut root).await;
+    let names: Vec<String> = (0..USERS).map(|i| format!("u{i}")).collect();
+    let mut clients = Vec::new();
+    for name in &names {
+        clients.push((name.clone(), server.member(name, &["user"]).await));
+    }
+    for round in 0..ROUNDS {
+        let joins = clients.iter_mut().map(|(name, c)| async move {
+            let frame = json!({"cmd": "voice_join", "channel": "lounge", "peer_id": format!("{name}-{round}")});
+            let (reply, before) = c.request_seeing(frame).await;
+            assert_eq!(reply["cmd"], "voice_join", "{reply}");
+            (reply, before)
+        });
+        let replies = futures_util::future::join_all(joins).await;
+        // Every join has been answered, so every announcement is queued: a ping flushes them.
+        for ((name, c), (reply, before)) in clients.iter_mut().zip(replies) {
+            let mut known: Vec<String> = reply["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["peer_id"].as_str().unwrap().to_owned())
+                .collect();
+            for p in before.into_iter().chain(c.drain().await) {
+                if p["cmd"] == "voice_user_joined" {
+                    known.extend(p["user"]["peer_id"].as_str().map(str::to_owned));
+                }
+            }
+            known.sort();
+            known.dedup();
+            let others: Vec<String> = names.iter().filter(|n| *n != name).map(|n| format!("{n}-{round}")).collect();
+            assert_eq!(known, others, "round {round}: what {name} learnt");
+        }
+        for (_, c) in clients.iter_mut() {
+            assert_eq!(c.request(json!({"cmd": "voice_leave"})).await["cmd"], "voice_leave");
+        }
+        for (_, c) in clients.iter_mut() {
+            c.drain().await;
+        }
+    }
+}
+
+/// Joining a channel of five sends each an offer and its ICE candidates in one burst (a browser
+/// finds several per peer: one per address and transport): with rate limits on, all of them go
+/// through, and a flood far beyond that is still refused.
+async fn joining_a_full_channel_fits_the_signal_rate_limit(backend: Backend) {
+    const CANDIDATES: usize = 8;
+    let server = TestServer::spawn_with(backend, |c| c.rate_limits.enabled = true).await;
+    let mut root = server.member("root", &["owner", "user"]).await;
+    lounge(&mut root).await;
+    let mut others = Vec::new();
+    for i in 0..5 {
+        let mut c = server.member(&format!("p{i}"), &["user"]).await;
+        join(&mut c, &format!("peer-{i}")).await;
+        others.push(c);
+    }
+    let mut alice = server.member("alice", &["user"]).await;
+    join(&mut alice, "peer-a").await;
+    for i in 0..others.len() {
+        let to = format!("p{i}");
+        let r = alice.request(json!({"cmd": "voice_signal", "to": to, "data": {"type": "offer", "sdp": "v=0"}})).await;
+        assert_eq!(r["delivered"], true, "{r}");
+        for n in 0..CANDIDATES {
+            let data = json!({"type": "candidate", "candidate": {"candidate": format!("candidate:{n}")}});
+            let r = alice.request(json!({"cmd": "voice_signal", "to": to, "data": data})).await;
+            assert_eq!(r["delivered"], true, "signal {n} to {to}: {r}");
+        }
+    }
+    for (i, c) in others.iter_mut().enumerate() {
+        let got = c.drain().await.into_iter().filter(|p| p["cmd"] == "voice_signal").count();
+        assert_eq!(got, 1 + CANDIDATES, "p{i} got every signal");
+    }
+    // Still a limit: a flood of signals is refused before long.
+    let mut refused = None;
+    for n in 0..1000 {
+        let r = alice.request(json!({"cmd": "voice_signal", "to": "p0", "data": {"n": n}})).await;
+        if r["cmd"] == "rate_limit" {
+            refused = Some(n);
+            break;
+        }
+    }
+    assert!(refused.is_some_and(|n| n < 400), "refused at {refused:?}");
     server.stop().await;
 }

@@ -10,6 +10,7 @@ import { Chat } from './state.mjs';
 import { mentionNotifier } from './notify.mjs';
 import { Threads } from './threads.mjs';
 import { indexedDbVault } from './vault.mjs';
+import { browserVoice } from './voice-view.mjs';
 import './views.mjs';
 
 const root = document.querySelector('confab-app');
@@ -17,6 +18,7 @@ const vault = (await indexedDbVault(globalThis.indexedDB).catch(() => null)) ?? 
 const auth = new Auth({ fetch: (...a) => fetch(...a), storage: localStorage, vault, locks: navigator.locks });
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 let conn = null;
+let voice = null;
 
 function hashChannel() {
   const m = /^#\/c\/(.+)$/.exec(location.hash);
@@ -44,6 +46,8 @@ let screen = 0;
 function signedOut(message = '') {
   conn?.stop();
   conn = null;
+  voice?.stop();
+  voice = null;
   const setup = setupToken();
   const shown = ++screen;
   registrationMode().then((registration) => {
@@ -73,9 +77,13 @@ function signedIn() {
   const chat = new Chat({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
   chat.current = hashChannel();
   const threads = new Threads({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
+  voice?.stop();
+  const talk = browserVoice({ send: (frame) => conn?.send(frame) ?? false, onChange: () => root.update() });
+  voice = talk;
   const ctl = {
     chat,
     threads,
+    voice: talk,
     username: auth.username,
     /** An access token for HTTP calls (attachment uploads). */
     token: () => auth.accessToken(),
@@ -97,6 +105,7 @@ function signedIn() {
     WebSocket,
     token: (rejected) => auth.accessToken(rejected),
     onPacket: (p) => {
+      if (talk.handle(p)) return;
       if (!admin.handle(p)) chat.handle(p);
       threads.handle(p);
     },
@@ -117,7 +126,7 @@ function signedIn() {
   });
   root.showChat(ctl);
   // For the browser tests: the live objects, read-only by convention.
-  window.confab = { auth, chat, conn, admin, threads };
+  window.confab = { auth, chat, conn, admin, threads, voice: talk };
   conn.start();
 }
 

@@ -239,6 +239,8 @@ class ConfabChat extends HTMLElement {
     this.heading = el('h2', { class: 'title' });
     this.server = el('span', { class: 'server', text: 'Confab' });
     this.nav = el('nav', { class: 'channels', 'aria-label': 'Channels' });
+    this.voice = el('confab-voice');
+    this.audio = el('confab-voice-audio');
     this.timeline = el('confab-timeline', { tabindex: '0' });
     this.typing = el('div', { class: 'typing', 'aria-live': 'polite' });
     this.notice = el('p', { class: 'notice', role: 'alert', hidden: true });
@@ -281,6 +283,7 @@ class ConfabChat extends HTMLElement {
         this.panel),
       this.editor(),
       ...extras.dialogs,
+      this.audio,
     );
     this.tick = setInterval(() => this.renderTyping(), 1000);
     this.render();
@@ -360,7 +363,10 @@ class ConfabChat extends HTMLElement {
         r.mentions > 0 ? el('span', { class: 'badge mention-badge', dataset: { mentions: String(r.mentions) }, text: `@${r.mentions}`, 'aria-label': `${r.mentions} mentions` }) : null,
         r.unread > 0 ? el('span', { class: 'badge', text: String(r.unread), 'aria-label': `${r.unread} unread` }) : null);
       }),
+      this.voice,
     );
+    this.voice.render(this.ctl.voice);
+    this.audio.render(this.ctl.voice);
     this.notice.textContent = chat.notice ?? '';
     this.notice.hidden = !chat.notice;
     const { threads } = this.ctl;
