@@ -185,6 +185,31 @@ async fn send(mut client: Client, channels: Vec<String>, count: usize, tag: Stri
     (client, acked)
 }
 
+/// Viewers (`per_node` on every node) collecting `count` messages from each sender, and one sender
+/// on every node sending `count` messages to each of `channels`, all started at once.
+#[allow(clippy::type_complexity)]
+async fn start_load(
+    nodes: &[TestServer],
+    channels: &[String],
+    per_node: usize,
+    count: usize,
+) -> (Vec<tokio::task::JoinHandle<(Client, Vec<Seen>)>>, Vec<tokio::task::JoinHandle<(Client, Vec<BTreeSet<i64>>)>>) {
+    let mut viewers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for k in 0..per_node {
+            viewers.push(node.register(&format!("viewer{i}x{k}")).await);
+        }
+    }
+    let want = count * nodes.len();
+    let watching = viewers.into_iter().map(|c| tokio::spawn(collect(c, channels.to_vec(), want))).collect();
+    let mut senders = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let client = node.register(&format!("sender{i}")).await;
+        senders.push(tokio::spawn(send(client, channels.to_vec(), count, format!("from node {i}"))));
+    }
+    (watching, senders)
+}
+
 /// Clients on every node and a sender on every node, all on `channels`: every client sees the
 /// same strictly increasing seqs, and every acked message.
 async fn delivery(kind: Kind, channels: &[&str], name: &str) {
@@ -193,19 +218,8 @@ async fn delivery(kind: Kind, channels: &[&str], name: &str) {
     let nodes = three_nodes(&broker, &extra).await;
     let count = if long() { 300 } else { 15 };
     let channels: Vec<String> = channels.iter().map(|c| (*c).to_owned()).collect();
-    let mut viewers = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        for k in 0..2 {
-            viewers.push(node.register(&format!("viewer{i}x{k}")).await);
-        }
-    }
     let want = count * nodes.len();
-    let watching: Vec<_> = viewers.into_iter().map(|c| tokio::spawn(collect(c, channels.clone(), want))).collect();
-    let mut senders = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let client = node.register(&format!("sender{i}")).await;
-        senders.push(tokio::spawn(send(client, channels.clone(), count, format!("from node {i}"))));
-    }
+    let (watching, senders) = start_load(&nodes, &channels, 2, count).await;
     let mut acked = vec![BTreeSet::new(); channels.len()];
     for s in senders {
         let (_, got) = s.await.expect("sender");
@@ -287,17 +301,8 @@ async fn broker_restart(kind: Kind, name: &str) {
     let rounds = if long() { 5 } else { 1 };
     let count = if long() { 200 } else { 30 };
     let channels = vec!["general".to_owned()];
-    let mut viewers = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        viewers.push(node.register(&format!("viewer{i}")).await);
-    }
     let want = count * nodes.len();
-    let watching: Vec<_> = viewers.into_iter().map(|c| tokio::spawn(collect(c, channels.clone(), want))).collect();
-    let mut senders = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let client = node.register(&format!("sender{i}")).await;
-        senders.push(tokio::spawn(send(client, channels.clone(), count, format!("from node {i}"))));
-    }
+    let (watching, senders) = start_load(&nodes, &channels, 1, count).await;
     for _ in 0..rounds {
         tokio::time::sleep(Duration::from_millis(300)).await;
         broker.kill().await;
