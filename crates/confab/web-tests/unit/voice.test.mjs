@@ -301,17 +301,30 @@ test('speaking marks follow the received audio level while in the channel, and s
   assert.equal(h.intervals.size, 0, 'nothing to sample before the join is answered');
   h.voice.handle({ cmd: 'voice_join', channel: 'lounge', participants: [{ username: 'alice', peer_id: 'x1' }], ice_servers: [] });
   assert.equal(h.intervals.size, 1);
-  let level = 0;
-  h.pcs[0].getReceivers = () => [{ getSynchronizationSources: () => [{ source: 1, audioLevel: level }] }];
+  // WebRTC's running totals: energy is the sum of level² × seconds.
+  const totals = { totalAudioEnergy: 0, totalSamplesDuration: 0 };
+  const hear = (level, seconds) => {
+    totals.totalAudioEnergy += level * level * seconds;
+    totals.totalSamplesDuration += seconds;
+  };
+  h.pcs[0].getStats = async () => new Map([['in', { type: 'inbound-rtp', kind: 'audio', ...totals }]]);
   const [tick] = h.intervals.values();
   const before = h.changes;
-  tick();
+  await tick();
+  hear(0, 0.4);
+  await tick();
   assert.equal(h.voice.peers.get('alice').speaking, false);
   assert.equal(h.changes, before, 'nothing changed, nothing redrawn');
-  level = SPEAKING_LEVEL * 10;
-  tick();
+  // A short loud sound between two samples (a tenth of the period) still marks the period.
+  hear(SPEAKING_LEVEL * 10, 0.04);
+  hear(0, 0.36);
+  await tick();
   assert.equal(h.voice.peers.get('alice').speaking, true);
   assert.equal(h.changes, before + 1);
+  hear(SPEAKING_LEVEL / 2, 0.4);
+  await tick();
+  assert.equal(h.voice.peers.get('alice').speaking, false, 'quiet again');
+  assert.equal(h.changes, before + 2);
   h.voice.leave();
   assert.equal(h.intervals.size, 0, 'the sampling stops with the membership');
 });

@@ -21,10 +21,29 @@ export function offers(mine, theirs) {
   return mine < theirs;
 }
 
-/** Audio level (0..1, of the last packet) above which a participant shows as speaking. */
+/**
+ * Audio level (0..1, the root mean square over the last sampling period) above which a
+ * participant shows as speaking.
+ */
 export const SPEAKING_LEVEL = 0.02;
 /** How often the speaking marks are refreshed while in a channel. */
 const SPEAKING_EVERY_MS = 400;
+
+/**
+ * The audio energy `pc` has received so far and over how many seconds of samples (summed over
+ * its inbound audio streams), as WebRTC's statistics count them.
+ */
+async function receivedEnergy(pc) {
+  let energy = 0;
+  let seconds = 0;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+      energy += s.totalAudioEnergy ?? 0;
+      seconds += s.totalSamplesDuration ?? 0;
+    }
+  });
+  return { energy, seconds };
+}
 
 const same = (a, b) => typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
 
@@ -42,6 +61,7 @@ export class Voice {
   constructor({ send, microphone, createPeer, onChange = () => {}, peerId = randomPeerId, timers = globalThis }) {
     Object.assign(this, { send, microphone, createPeer, onChange, peerId, timers });
     this.ticker = null;
+    this.sampling = false;
     this.me = null;
     /** Voice channels in display order: `{name, display_name, participants: [{username, muted}]}`. */
     this.channels = [];
@@ -202,19 +222,36 @@ export class Voice {
     }
     s.early.clear();
     for (const [username, peerId] of others) this.connect(username, peerId);
-    this.ticker ??= this.timers.setInterval(() => this.sampleSpeaking() && this.onChange(), SPEAKING_EVERY_MS);
+    this.ticker ??= this.timers.setInterval(() => this.tickSpeaking(), SPEAKING_EVERY_MS);
     this.onChange();
   }
 
+  /** One sampling tick; a tick that finds the previous one still reading the stats is skipped. */
+  async tickSpeaking() {
+    if (this.sampling) return;
+    this.sampling = true;
+    try {
+      if (await this.sampleSpeaking()) this.onChange();
+    } finally {
+      this.sampling = false;
+    }
+  }
+
   /**
-   * Marks the peers whose last received audio is louder than SPEAKING_LEVEL (the receivers'
-   * synchronization sources carry the level of the newest packet); true when a mark changed.
+   * Marks the peers whose received audio since the last sample was louder than SPEAKING_LEVEL;
+   * true when a mark changed. The level is the energy WebRTC accumulated over the period, not
+   * the level of the newest packet: a short sound between two samples still counts, and a
+   * sampling period that beats with a periodic sound cannot miss it every time.
    */
-  sampleSpeaking() {
+  async sampleSpeaking() {
     let changed = false;
-    for (const peer of this.peers.values()) {
-      const sources = (peer.pc.getReceivers?.() ?? []).flatMap((r) => r.getSynchronizationSources?.() ?? []);
-      const speaking = sources.some((x) => (x.audioLevel ?? 0) > SPEAKING_LEVEL);
+    for (const peer of [...this.peers.values()]) {
+      const now = await receivedEnergy(peer.pc);
+      const was = peer.energy ?? now;
+      peer.energy = now;
+      const seconds = now.seconds - was.seconds;
+      const level = seconds > 0 ? Math.sqrt(Math.max(0, now.energy - was.energy) / seconds) : 0;
+      const speaking = level > SPEAKING_LEVEL;
       if (speaking !== peer.speaking) {
         peer.speaking = speaking;
         changed = true;
@@ -253,7 +290,7 @@ export class Voice {
     const pc = this.createPeer({ iceServers: s.iceServers });
     const peer = {
       username, peerId, pc, offerer: offers(s.peerId, peerId), remoteSet: false, queued: [],
-      chain: Promise.resolve(), state: 'new', stream: null, speaking: false, closed: false,
+      chain: Promise.resolve(), state: 'new', stream: null, speaking: false, energy: null, closed: false,
     };
     this.peers.set(username, peer);
     const stream = this.local.stream;
