@@ -92,7 +92,7 @@ pub async fn complete(
     }
     if created {
         let join = wire::packet("user_join", json!({"user": identity.presence()}));
-        state.hub.to_all(&join.into(), None, false);
+        state.to_all(join, None, false);
     }
     if count == 1 && u.status != "invisible" {
         let connect = wire::packet("user_connect", json!({"user": identity.presence()}));

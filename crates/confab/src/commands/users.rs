@@ -11,6 +11,7 @@ use confab_proto::Frame;
 use serde_json::{Value, json};
 
 use crate::{
+    cluster::control::Effect,
     error::{Error, Result},
     gateway::Session,
     members::{Member, Members},
@@ -68,7 +69,13 @@ pub(crate) async fn check_hierarchy(state: &AppState, me: &Identity, target: &Us
     Ok(())
 }
 
-/// Gives every live connection of `user` the new account row (status, avatar, timeout) while
+/// [`refresh_account`] here, and on every other node from the stored row.
+pub fn account_changed(state: &AppState, user: &User) {
+    refresh_account(state, user);
+    state.everywhere(Effect::Account { user: user.id.clone() }, None);
+}
+
+/// Gives every live connection of `user` on this node the new account row (status, avatar, timeout) while
 /// keeping its roles, so presence on close, the timeout check and later commands see the change.
 /// A rename or role change needs `channels::user_changed` instead, which reloads roles too.
 pub fn refresh_account(state: &AppState, user: &User) {

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod bots;
 pub mod channels;
 mod checkpoint;
+mod control;
 mod direct;
 pub mod emoji;
 pub mod events;

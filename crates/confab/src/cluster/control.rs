@@ -1,0 +1,110 @@
+//! What one node's change does to live connections on the other nodes (docs/cluster.md, "Control
+//! log"). The node that made the change applies it to its own connections at once; every other
+//! node applies the same [`Effect`] when it arrives — over the broker, or read from the
+//! `cluster_events` log when the broker lost it. Effects that must not be lost (closes, refreshes,
+//! server-wide packets) are numbered in that log and applied exactly once, in order; ephemeral ones
+//! (typing, presence that a congested socket may skip anyway) only cross the broker.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hub::{CloseOrder, Conn, ConnId, Hub, Packet};
+
+/// The sequencer's key of the control log, beside channel ids (which are UUIDs, never this).
+pub const LOG: &str = "~control";
+
+/// Which connections a close applies to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Who {
+    /// Every connection of an account (ban, kick, deleted account, bot token regenerated).
+    User(String),
+    /// Every connection of one session family (a revoked refresh family).
+    Session(String),
+    /// An account's connections that logged in with a SAUTH2 token.
+    SauthOf(String),
+}
+
+impl Who {
+    pub fn matches(&self, conn: &Conn) -> bool {
+        match self {
+            Who::User(user) => conn.user_id == *user,
+            Who::Session(session) => conn.session_id.as_deref() == Some(session.as_str()),
+            Who::SauthOf(user) => {
+                conn.user_id == *user && conn.session_id.as_deref().is_some_and(|s| s.starts_with("sauth:"))
+            }
+        }
+    }
+}
+
+/// A change every node applies to its own connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "e", rename_all = "snake_case")]
+pub enum Effect {
+    /// Close the matching connections with `order`.
+    Close { who: Who, order: CloseOrder },
+    /// A packet for every connection, except those of `but_user`.
+    ToAll { packet: String, but_user: Option<String>, droppable: bool },
+    /// A packet for every connection of one account (but the requester's, on the node it is on).
+    ToUser { user: String, packet: String },
+    /// A typing notice for a channel's viewers.
+    Typing { channel: String, packet: String },
+    /// Roles changed: reload them, rebuild every identity, send `roles_list`; with `visibility`,
+    /// re-resolve channel audiences and send fresh channel lists too.
+    Roles { visibility: bool },
+    /// The channel list changed: reload it, re-resolve audiences, send fresh channel lists.
+    Channels,
+    /// One account's roles or name changed: rebuild its identities and audiences.
+    User { user: String },
+    /// One account's row changed (status, avatar, nickname, timeout): its connections see it.
+    Account { user: String },
+}
+
+impl Effect {
+    /// Whether the effect goes through the control log (never lost) rather than the broker only.
+    pub fn durable(&self) -> bool {
+        !matches!(self, Effect::Typing { .. } | Effect::ToAll { droppable: true, .. })
+    }
+
+    /// Applies a delivery or a close to `hub`'s connections (but `except`, the requester's on the
+    /// node that made it); `false` for a refresh, which needs the database (the caller runs it).
+    pub fn on_hub(&self, hub: &Hub, except: Option<ConnId>) -> bool {
+        match self {
+            Effect::Close { who, order } => {
+                hub.close_where(|c| who.matches(c), order);
+            }
+            Effect::ToAll { packet, but_user: None, droppable } => {
+                hub.to_all(&Packet::from(packet.as_str()), except, *droppable);
+            }
+            Effect::ToAll { packet, but_user: Some(user), droppable } => {
+                hub.to_all_but_user(&Packet::from(packet.as_str()), user, *droppable);
+            }
+            Effect::ToUser { user, packet } => {
+                let packet = Packet::from(packet.as_str());
+                for conn in hub.connections_of(user).iter().filter(|c| Some(c.id) != except) {
+                    hub.deliver(&conn.outbox, &packet, false);
+                }
+            }
+            Effect::Typing { channel, packet } => {
+                hub.to_channel_droppable(channel, &Packet::from(packet.as_str()), except)
+            }
+            Effect::Roles { .. } | Effect::Channels | Effect::User { .. } | Effect::Account { .. } => return false,
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effects_round_trip_and_typing_is_not_logged() {
+        let close = Effect::Close { who: Who::SauthOf("u1".into()), order: CloseOrder::revoked() };
+        let text = serde_json::to_string(&close).unwrap();
+        assert_eq!(serde_json::from_str::<Effect>(&text).unwrap(), close);
+        assert!(close.durable());
+        assert!(!Effect::Typing { channel: "c".into(), packet: "{}".into() }.durable());
+        assert!(!Effect::ToAll { packet: "{}".into(), but_user: None, droppable: true }.durable());
+        assert!(Effect::ToAll { packet: "{}".into(), but_user: None, droppable: false }.durable());
+    }
+}
