@@ -207,6 +207,22 @@ impl AppState {
         }
     }
 
+    /// Accounts with a live connection: on this node, or in cluster mode on any node.
+    pub async fn online_users(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(match &self.cluster {
+            None => self.hub.online_users().into_iter().collect(),
+            Some(_) => self.store.presence_online().await?.into_iter().collect(),
+        })
+    }
+
+    /// Whether an account has a live connection (on any node, in cluster mode).
+    pub async fn is_online(&self, user_id: &str) -> Result<bool> {
+        Ok(match &self.cluster {
+            None => self.hub.user_connections(user_id) > 0,
+            Some(_) => self.store.presence_total(user_id).await? > 0,
+        })
+    }
+
     /// Closes the matching connections on every node with `order`.
     pub fn close(&self, who: Who, order: CloseOrder) {
         self.everywhere(Effect::Close { who, order }, None);

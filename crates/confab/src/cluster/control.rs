@@ -1,9 +1,9 @@
 //! What one node's change does to live connections on the other nodes (docs/cluster.md, "Control
 //! log"). The node that made the change applies it to its own connections at once; every other
 //! node applies the same [`Effect`] when it arrives — over the broker, or read from the
-//! `cluster_events` log when the broker lost it. Effects that must not be lost (closes, refreshes,
-//! server-wide packets) are numbered in that log and applied exactly once, in order; ephemeral ones
-//! (typing, presence that a congested socket may skip anyway) only cross the broker.
+//! `cluster_events` log when the broker lost it. Effects that must not be lost or repeated (closes,
+//! refreshes, server-wide packets, presence) are numbered in that log and applied exactly once, in
+//! order; typing only crosses the broker.
 
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +62,7 @@ pub enum Effect {
 impl Effect {
     /// Whether the effect goes through the control log (never lost) rather than the broker only.
     pub fn durable(&self) -> bool {
-        !matches!(self, Effect::Typing { .. } | Effect::ToAll { droppable: true, .. })
+        !matches!(self, Effect::Typing { .. })
     }
 
     /// Applies a delivery or a close to `hub`'s connections (but `except`, the requester's on the
@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Effect>(&text).unwrap(), close);
         assert!(close.durable());
         assert!(!Effect::Typing { channel: "c".into(), packet: "{}".into() }.durable());
-        assert!(!Effect::ToAll { packet: "{}".into(), but_user: None, droppable: true }.durable());
+        assert!(Effect::ToAll { packet: "{}".into(), but_user: None, droppable: true }.durable());
         assert!(Effect::ToAll { packet: "{}".into(), but_user: None, droppable: false }.durable());
     }
 }

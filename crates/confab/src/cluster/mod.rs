@@ -20,6 +20,7 @@
 mod broker;
 pub mod control;
 pub mod envelope;
+pub mod presence;
 pub mod sequencer;
 
 use std::{
@@ -143,6 +144,7 @@ impl Cluster {
         let Some(ends) = cluster.ends.lock().ok().and_then(|mut e| e.take()) else { return Ok(()) };
         let seqs = positions(state).await.map_err(|e| anyhow::anyhow!("reading channel seqs: {e}"))?;
         cluster.sequencer.start_at(seqs);
+        presence::start(state, cluster.node_id()).await.map_err(|e| anyhow::anyhow!("joining the cluster: {e}"))?;
         state.metrics.gauge("confab_cluster_broker_up", String::new(), 0);
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let (url, name) = (cluster.config.broker.clone(), cluster.config.name.clone());
@@ -158,6 +160,7 @@ impl Cluster {
         tokio::spawn(gap_reads(state.clone(), ends.gaps));
         tokio::spawn(log_effects(state.clone(), ends.effects));
         tokio::spawn(timer(state.clone()));
+        tokio::spawn(presence::heartbeat(state.clone(), cluster.node_id().to_owned()));
         Ok(())
     }
 }

@@ -90,7 +90,7 @@ pub async fn status_get(s: &mut Session, frame: &Frame) -> Result<()> {
     let status = if target.id == me.user.id {
         json!({"status": target.status, "text": target.status_text})
     } else {
-        visible_status(&target, s.state.hub.user_connections(&target.id) > 0)
+        visible_status(&target, s.state.is_online(&target.id).await?)
     };
     s.reply(frame, "status_get", json!({"username": target.username, "status": status}));
     Ok(())

@@ -2,10 +2,7 @@
 //! shares: resolving a user target (§6.0), the role hierarchy every command that acts on another
 //! account obeys, and updating the account snapshot of its live connections.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use confab_proto::Frame;
 use serde_json::{Value, json};
@@ -97,7 +94,7 @@ pub fn visible_status(user: &User, online: bool) -> Value {
 /// `users_list`: every account that is not banned, sorted by name.
 pub async fn list(s: &mut Session, frame: &Frame) -> Result<()> {
     let members = members(&s.state).await?;
-    let online: HashSet<String> = s.state.hub.online_users().into_iter().collect();
+    let online = s.state.online_users().await?;
     s.send(listing(frame, "users_list", &members.listed(&online)));
     Ok(())
 }
@@ -105,7 +102,7 @@ pub async fn list(s: &mut Session, frame: &Frame) -> Result<()> {
 /// `users_online`: one entry per account with a live connection, except invisible ones.
 pub async fn online(s: &mut Session, frame: &Frame) -> Result<()> {
     let members = members(&s.state).await?;
-    let online: HashSet<String> = s.state.hub.online_users().into_iter().collect();
+    let online = s.state.online_users().await?;
     s.send(listing(frame, "users_online", &members.present(&online)));
     Ok(())
 }

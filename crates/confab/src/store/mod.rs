@@ -18,6 +18,7 @@ pub mod invites;
 pub mod messages;
 pub mod pings;
 pub mod polls;
+pub mod presence;
 pub mod push;
 pub mod read_state;
 pub mod roles;

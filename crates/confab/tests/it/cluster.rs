@@ -87,6 +87,15 @@ impl Broker {
 /// Three nodes of one cluster on a fresh schema, with the channels `extra` created before they
 /// start (each node reads the channel list at its start).
 pub(crate) async fn three_nodes(broker: &Broker, extra: &[&str]) -> Vec<TestServer> {
+    three_nodes_tuned(broker, extra, |_| {}).await
+}
+
+/// [`three_nodes`] with `tune` applied to every node's configuration.
+pub(crate) async fn three_nodes_tuned(
+    broker: &Broker,
+    extra: &[&str],
+    tune: fn(&mut confab::config::Config),
+) -> Vec<TestServer> {
     let dir = tempfile::tempdir().expect("tempdir");
     let location = fresh_location(Backend::Postgres, dir.path()).await;
     let url = broker.url();
@@ -98,6 +107,7 @@ pub(crate) async fn three_nodes(broker: &Broker, extra: &[&str]) -> Vec<TestServ
             c.cluster.broker = url;
             c.cluster.node_id = format!("node{i}");
             c.cluster.name = "test".to_owned();
+            tune(c);
         }
     };
     let first = TestServer::spawn_on(&location, node(1)).await;

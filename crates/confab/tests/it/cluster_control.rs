@@ -145,3 +145,71 @@ async fn role_channel_and_account_changes_reach_every_node() {
         node.stop().await;
     }
 }
+
+/// Counts `user_connect` / `user_disconnect` of `name` that `c` receives before the `user_join` of
+/// `barrier` (a later entry of the same control log, so everything before it has arrived).
+async fn presence_until(c: &mut Client, name: &str, barrier: &str) -> (usize, usize) {
+    let (mut connects, mut disconnects) = (0, 0);
+    loop {
+        let p = c.recv().await;
+        match p["cmd"].as_str() {
+            Some("user_connect") if p["user"]["username"] == name => connects += 1,
+            Some("user_disconnect") if p["username"] == name => disconnects += 1,
+            Some("user_join") if p["user"]["username"] == barrier => return (connects, disconnects),
+            _ => {}
+        }
+    }
+}
+
+/// A user's connections on two nodes: one `user_connect` when the first opens and one
+/// `user_disconnect` when the last closes, for observers on every node; the connection limit
+/// counts connections on every node; a node that stops takes its users' presence with it once
+/// its heartbeat is stale, except for a user who reconnected to another node meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_announced_once_across_nodes() {
+    let broker = Broker::start(Kind::Nats).await;
+    let nodes = crate::cluster::three_nodes_tuned(&broker, &[], |c| {
+        c.security.max_connections_per_user = 2;
+        c.cluster.heartbeat_ms = 100;
+        c.cluster.node_ttl_ms = 1000;
+    })
+    .await;
+    let mut watch0 = nodes[0].register("watch0").await;
+    let mut watch2 = nodes[2].register("watch2").await;
+
+    let first = nodes[0].register("alice").await;
+    let second = nodes[1].login("alice", "correct horse").await;
+    // A third connection, on the third node, is one too many for the cluster.
+    let mut third = nodes[2].connect().await;
+    let refused = third.request(json!({"cmd": "login", "username": "alice", "password": "correct horse"})).await;
+    assert_eq!((refused["cmd"].as_str(), refused["val"].as_str()), (Some("auth_error"), Some("Too many connections")));
+    drop(first);
+    drop(second);
+    let _barrier1 = nodes[0].register("barrier1").await;
+    for watch in [&mut watch0, &mut watch2] {
+        assert_eq!(presence_until(watch, "alice", "barrier1").await, (1, 1), "once each, not once per node");
+    }
+
+    // Node 1 stops (its heartbeat with it): carol, only there, goes offline once; dave, who
+    // reconnected to node 3 before node 1 was declared dead, never does.
+    let _carol = nodes[1].register("carol").await;
+    let mut dave = nodes[1].register("dave").await;
+    let mut nodes = nodes;
+    let stopping = tokio::spawn(nodes.remove(1).stop());
+    dave.closed().await;
+    let _dave_again = nodes[1].login("dave", "correct horse").await;
+    stopping.await.expect("node 2 stopped");
+    let gone = watch0.recv_cmd("user_disconnect").await;
+    assert_eq!(gone["username"], "carol", "{gone}");
+    let _barrier2 = nodes[0].register("barrier2").await;
+    let (_, carol_gone) = presence_until(&mut watch2, "carol", "barrier2").await;
+    assert_eq!(carol_gone, 1);
+    let (_, dave_gone) = presence_until(&mut watch0, "dave", "barrier2").await;
+    assert_eq!(dave_gone, 0, "dave reconnected elsewhere: no flap");
+    let online = watch2.request(json!({"cmd": "users_online"})).await;
+    let names: Vec<&str> = online["users"].as_array().unwrap().iter().filter_map(|u| u["username"].as_str()).collect();
+    assert!(names.contains(&"dave") && !names.contains(&"carol"), "{online}");
+    for node in nodes {
+        node.stop().await;
+    }
+}
