@@ -133,6 +133,7 @@ impl Cluster {
 
     fn offer(&self, state: &AppState, channel: &str, seq: i64, item: Item, wakes: &mut Wakes) {
         if self.sequencer.offer(&state.hub, channel, seq, item, wakes) {
+            state.metrics.inc("confab_cluster_gaps_total", String::new());
             let _ = self.gaps.send(channel.to_owned());
         }
     }

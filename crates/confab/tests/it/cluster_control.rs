@@ -57,6 +57,21 @@ async fn joined(c: &mut Client, name: &str) {
     while c.recv_cmd("user_join").await["user"]["username"] != name {}
 }
 
+/// Polls `/readyz` until it reports the broker `want` (`up` / `down`); the node stays ready.
+async fn broker_reported(node: &crate::support::TestServer, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = node.http.get(node.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "a node without its broker still serves");
+        let body: serde_json::Value = r.json().await.unwrap();
+        if body["cluster"]["broker"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said broker {want}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
@@ -74,6 +89,7 @@ async fn bans_close_sockets_on_every_node_with_and_without_the_broker() {
     println!("cluster-revocation broker up: {} closes, p50 {p50:?}, p99 {p99:?} (target p99 ≤ 250 ms)", up.len());
     assert!(up.iter().all(|t| *t < DOWN_BOUND), "{up:?}");
 
+    broker_reported(&nodes[1], "up").await;
     broker.kill().await;
     let down = ban_rounds(&nodes, &mut admin, "down", if long() { 20 } else { 3 }).await;
     let max = down.last().copied().unwrap_or_default();
@@ -83,6 +99,7 @@ async fn bans_close_sockets_on_every_node_with_and_without_the_broker() {
         percentile(&down, 0.5)
     );
     assert!(max < DOWN_BOUND, "a close took {max:?} with the broker down: {down:?}");
+    broker_reported(&nodes[1], "down").await;
     for node in nodes {
         node.stop().await;
     }
@@ -102,6 +119,10 @@ async fn role_channel_and_account_changes_reach_every_node() {
     let mut dave = nodes[0].register("dave").await;
     joined(&mut bob, "dave").await;
     joined(&mut carol, "dave").await;
+
+    // Typing crosses the broker without the log.
+    assert_eq!(bob.request(json!({"cmd": "typing", "channel": "general"})).await["cmd"], "typing");
+    assert_eq!(carol.recv_cmd("typing").await["user"], "bob");
 
     let reply = alice.request(json!({"cmd": "role_create", "name": "vip", "color": "#ABCDEF"})).await;
     assert_eq!(reply["cmd"], "role_create", "{reply}");
