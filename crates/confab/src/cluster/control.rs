@@ -36,6 +36,19 @@ impl Who {
     }
 }
 
+/// A voice member as the other nodes learn of it: its node and that node's connection id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoiceMember {
+    pub user_id: String,
+    pub username: String,
+    pub channel_id: String,
+    pub channel_name: String,
+    pub node: String,
+    pub conn_id: ConnId,
+    pub peer_id: String,
+    pub muted: bool,
+}
+
 /// A change every node applies to its own connections.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "e", rename_all = "snake_case")]
@@ -57,6 +70,20 @@ pub enum Effect {
     User { user: String },
     /// One account's row changed (status, avatar, nickname, timeout): its connections see it.
     Account { user: String },
+    /// A member joined a voice channel (leaving any other); `quiet`: an existing membership told
+    /// again to a node that has just started, not announced.
+    VoiceJoin { member: VoiceMember, quiet: bool },
+    /// The voice membership held by `conn_id` of `node` ended.
+    VoiceLeave { node: String, conn_id: ConnId },
+    /// The voice member held by `conn_id` of `node` (un)muted.
+    VoiceMute { node: String, conn_id: ConnId, muted: bool },
+    /// A relayed WebRTC signal for the voice member held by `conn_id` of `node`.
+    VoiceSignal { node: String, conn_id: ConnId, packet: String },
+    /// A node has just started: every other node tells it its voice members (quietly).
+    VoiceSync,
+    /// `node` stopped beating, or started again under the same id: forget what it held. Found by
+    /// each node for itself, or sent by the node itself when it starts.
+    NodeGone { node: String },
 }
 
 impl Effect {
@@ -87,7 +114,7 @@ impl Effect {
             Effect::Typing { channel, packet } => {
                 hub.to_channel_droppable(channel, &Packet::from(packet.as_str()), except)
             }
-            Effect::Roles { .. } | Effect::Channels | Effect::User { .. } | Effect::Account { .. } => return false,
+            _ => return false,
         }
         true
     }

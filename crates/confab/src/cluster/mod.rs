@@ -125,6 +125,14 @@ impl Cluster {
         }
     }
 
+    /// Has this node's effects task apply `effect` here only, in turn with the other nodes'
+    /// (what this node finds out for itself, such as another node's death).
+    pub fn apply_here(&self, effect: &Effect) {
+        if let Ok(body) = serde_json::to_string(effect) {
+            self.sequencer.apply(Packet::from(body));
+        }
+    }
+
     /// The other nodes' effects as they are to be applied here, in order; `None` after the first
     /// call (one task applies them).
     pub fn take_effects(&self) -> Option<mpsc::UnboundedReceiver<Packet>> {
@@ -146,6 +154,10 @@ impl Cluster {
         let seqs = positions(state).await.map_err(|e| anyhow::anyhow!("reading channel seqs: {e}"))?;
         cluster.sequencer.start_at(seqs);
         presence::start(state, cluster.node_id()).await.map_err(|e| anyhow::anyhow!("joining the cluster: {e}"))?;
+        // Voice members live in memory: the others forget those of an earlier run under this
+        // node's id (its connections are gone), and tell this node theirs.
+        cluster.tell(state, &Effect::NodeGone { node: cluster.node_id().to_owned() });
+        cluster.tell(state, &Effect::VoiceSync);
         state.metrics.gauge("confab_cluster_broker_up", String::new(), 0);
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let (url, name) = (cluster.config.broker.clone(), cluster.config.name.clone());

@@ -8,6 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 
+use super::control::Effect;
 use crate::{error::Result, identity::Identity, state::AppState, store::presence::Joined, wire};
 
 /// A connection of `user_id` arrives on this node: counted unless the user is at the limit.
@@ -114,8 +115,14 @@ pub async fn heartbeat(state: AppState, node: String) {
                 tracing::warn!(error = %e, node = %gone, "removing a dead node's connections");
             }
         }
-        if let Ok(n) = state.store.nodes_count().await {
-            state.metrics.gauge_set("confab_cluster_nodes", String::new(), n);
+        if let Ok(live) = state.store.nodes_list().await {
+            state.metrics.gauge_set("confab_cluster_nodes", String::new(), live.len() as i64);
+            // What a dead node held in this node's memory goes too.
+            if let Some(cluster) = &state.cluster {
+                for gone in state.voice.remote_nodes().into_iter().filter(|n| !live.contains(n)) {
+                    cluster.apply_here(&Effect::NodeGone { node: gone });
+                }
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use tokio::sync::mpsc;
 
-use super::{channels, roles, users};
+use super::{channels, roles, users, voice};
 use crate::{cluster::control::Effect, error::Result, hub::Packet, state::AppState};
 
 /// Applies each effect as it comes, until shutdown.
@@ -45,6 +45,30 @@ async fn refresh(state: &AppState, effect: Effect) -> Result<()> {
             if let Some(user) = state.store.user_by_id(&user).await? {
                 users::refresh_account(state, &user);
             }
+            Ok(())
+        }
+        Effect::VoiceJoin { member, quiet } => {
+            voice::joined_elsewhere(state, member, quiet);
+            Ok(())
+        }
+        Effect::VoiceLeave { node, conn_id } => {
+            voice::left_elsewhere(state, &node, conn_id);
+            Ok(())
+        }
+        Effect::VoiceMute { node, conn_id, muted } => {
+            voice::muted_elsewhere(state, &node, conn_id, muted);
+            Ok(())
+        }
+        Effect::VoiceSignal { node, conn_id, packet } => {
+            voice::signal_from_elsewhere(state, &node, conn_id, packet);
+            Ok(())
+        }
+        Effect::VoiceSync => {
+            voice::tell_members(state);
+            Ok(())
+        }
+        Effect::NodeGone { node } => {
+            voice::node_gone(state, &node);
             Ok(())
         }
         Effect::Close { .. } | Effect::ToAll { .. } | Effect::ToUser { .. } | Effect::Typing { .. } => Ok(()),

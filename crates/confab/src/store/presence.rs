@@ -124,9 +124,9 @@ impl Store {
     }
 
     /// The nodes with a row (alive, or not reaped yet).
-    pub async fn nodes_count(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM cluster_nodes").fetch_one(self.pg()?).await?;
-        Ok(n)
+    pub async fn nodes_list(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM cluster_nodes").fetch_all(self.pg()?).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     /// The users counted on `node`.

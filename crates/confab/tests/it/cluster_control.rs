@@ -234,3 +234,81 @@ async fn presence_is_announced_once_across_nodes() {
         node.stop().await;
     }
 }
+
+/// Waits until a `channels_get` push lists `name` (the node reloaded its directory).
+async fn lists_channel(c: &mut Client, name: &str) {
+    loop {
+        let list = c.recv_cmd("channels_get").await;
+        if list["val"].as_array().unwrap().iter().any(|ch| ch["name"] == name) {
+            return;
+        }
+    }
+}
+
+/// Voice across nodes: members on two nodes learn each other's peer ids, signals and mutes are
+/// relayed through the member's node, a node that restarts learns the members, and a node that
+/// dies takes its members out of the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_members_and_signals_cross_nodes() {
+    let broker = Broker::start(Kind::Nats).await;
+    let mut nodes = crate::cluster::three_nodes_tuned(&broker, &[], |c| {
+        c.cluster.heartbeat_ms = 100;
+        c.cluster.node_ttl_ms = 1000;
+    })
+    .await;
+    let mut root = nodes[0].member("root", &["owner", "user"]).await;
+    let mut bob = nodes[1].member("bob", &["user"]).await;
+    let mut alice = nodes[2].member("alice", &["user"]).await;
+    let perms = json!({"view": ["user"], "send": ["user"]});
+    let r =
+        root.request(json!({"cmd": "channel_create", "name": "lounge", "type": "voice", "permissions": perms})).await;
+    assert_eq!(r["cmd"], "channel_create", "{r}");
+    lists_channel(&mut bob, "lounge").await;
+    lists_channel(&mut alice, "lounge").await;
+
+    let r = bob.request(json!({"cmd": "voice_join", "channel": "lounge", "peer_id": "peer-b"})).await;
+    assert_eq!(r["participants"], json!([]), "{r}");
+    // Alice, a viewer on node 3, hears of it without the peer id, then joins and gets it.
+    let seen = alice.recv_cmd("voice_user_joined").await;
+    assert_eq!((seen["user"]["username"].as_str(), seen["user"].get("peer_id")), (Some("bob"), None), "{seen}");
+    let r = alice.request(json!({"cmd": "voice_join", "channel": "lounge", "peer_id": "peer-a"})).await;
+    assert_eq!(r["participants"], json!([{"username": "bob", "peer_id": "peer-b", "muted": false}]), "{r}");
+    let seen = bob.recv_cmd("voice_user_joined").await;
+    assert_eq!(seen["user"]["peer_id"], "peer-a", "a participant on node 2 sees the peer id: {seen}");
+
+    let r = alice.request(json!({"cmd": "voice_signal", "to": "bob", "data": {"sdp": "offer"}})).await;
+    assert_eq!(r["delivered"], true, "{r}");
+    let signal = bob.recv_cmd("voice_signal").await;
+    assert_eq!((signal["from"].as_str(), signal["from_peer_id"].as_str()), (Some("alice"), Some("peer-a")));
+    assert_eq!(signal["data"], json!({"sdp": "offer"}));
+    assert_eq!(bob.request(json!({"cmd": "voice_mute", "channel": "lounge"})).await["cmd"], "voice_mute");
+    let updated = alice.recv_cmd("voice_user_updated").await;
+    assert_eq!((updated["user"]["username"].as_str(), updated["user"]["muted"].as_bool()), (Some("bob"), Some(true)));
+
+    // Node 1 restarts: it learns the members from the others (a round trip after its start).
+    let first = nodes.remove(0);
+    drop(root);
+    nodes.insert(0, first.restart().await);
+    let mut root = nodes[0].login("root", "correct horse").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = root.request(json!({"cmd": "voice_state", "channel": "lounge"})).await;
+        let names: Vec<&str> =
+            state["participants"].as_array().unwrap().iter().filter_map(|p| p["username"].as_str()).collect();
+        if names == ["alice", "bob"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted node never learned the members: {state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Node 2 dies: bob leaves the channel for everyone else.
+    let second = nodes.remove(1);
+    second.stop().await;
+    let left = alice.recv_cmd("voice_user_left").await;
+    assert_eq!(left["username"], "bob", "{left}");
+    assert_eq!(root.recv_cmd("voice_user_left").await["username"], "bob");
+    for node in nodes {
+        node.stop().await;
+    }
+}
