@@ -185,33 +185,39 @@ async fn positions(state: &AppState) -> crate::error::Result<Vec<(String, i64)>>
     Ok(seqs)
 }
 
-/// The effects task: logs each durable effect made on this node, then publishes it with its seq
-/// and moves the sequencer past it (this node applied it already). The change itself committed
-/// before, so the database is normally there; while it is not, the effect waits and is retried
-/// (the other nodes see it late, never twice).
+/// Effects logged in one statement at most.
+const LOG_BATCH: usize = 256;
+
+/// The effects task: logs the durable effects made on this node — whatever has queued up, in one
+/// statement — then publishes each with its seq and moves the sequencer past it (this node applied
+/// it already). The change itself committed before, so the database is normally there; while it
+/// is not, the effects wait and are retried (the other nodes see them late, never twice).
 async fn log_effects(state: AppState, mut effects: mpsc::UnboundedReceiver<String>) {
     let Some(cluster) = state.cluster.clone() else { return };
     let retry = Duration::from_millis(cluster.config.degraded_poll_ms);
-    while let Some(body) = effects.recv().await {
-        let seq = loop {
-            match state.store.control_append(&cluster.config.node_id, &body).await {
-                Ok(seq) => break seq,
+    let mut batch = Vec::new();
+    while effects.recv_many(&mut batch, LOG_BATCH).await > 0 {
+        let first = loop {
+            match state.store.control_append(&cluster.config.node_id, &batch).await {
+                Ok(first) => break first,
                 Err(e) if !state.shutdown.is_cancelled() => {
-                    tracing::warn!(error = %e, "logging a cluster effect; retrying");
+                    tracing::warn!(error = %e, "logging cluster effects; retrying");
                     tokio::time::sleep(retry).await;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, effect = %body, "cluster effect not logged at shutdown");
+                    tracing::error!(error = %e, effects = batch.len(), "cluster effects not logged at shutdown");
                     return;
                 }
             }
         };
-        let envelope = envelope::encode(&cluster.config.node_id, Kind::Control { s: seq }, &body);
-        if cluster.outgoing.try_send(envelope).is_err() {
-            state.metrics.inc("confab_cluster_publish_dropped_total", String::new());
-        }
         let mut wakes = Wakes::default();
-        cluster.offer(&state, LOG, seq, Item::shared(None), &mut wakes);
+        for (seq, body) in (first..).zip(batch.drain(..)) {
+            let envelope = envelope::encode(&cluster.config.node_id, Kind::Control { s: seq }, &body);
+            if cluster.outgoing.try_send(envelope).is_err() {
+                state.metrics.inc("confab_cluster_publish_dropped_total", String::new());
+            }
+            cluster.offer(&state, LOG, seq, Item::shared(None), &mut wakes);
+        }
         wakes.wake();
     }
 }

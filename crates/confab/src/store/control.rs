@@ -1,6 +1,6 @@
 //! The cluster's control log (`cluster_events`, docs/cluster.md): effects on live connections
 //! that every node applies, numbered without a hole so a node that missed one on the broker finds
-//! it here. Written only in cluster mode, so only on PostgreSQL; the statements run on both.
+//! it here. Written only in cluster mode, so only on PostgreSQL; the reads run on both.
 
 use super::{Store, dispatch};
 use crate::error::Result;
@@ -9,22 +9,24 @@ use crate::error::Result;
 const RETENTION_S: f64 = 86_400.0;
 
 impl Store {
-    /// Appends an effect made by `node`; returns its seq. The counter row is bumped in the same
-    /// statement, so its lock is held to the commit and seqs commit in order.
-    pub async fn control_append(&self, node: &str, body: &str) -> Result<i64> {
-        let row: (i64,) = dispatch!(self, pool => {
-            sqlx::query_as(
-                "WITH head AS (UPDATE cluster_head SET seq = seq + 1 WHERE id = 1 RETURNING seq) \
-                 INSERT INTO cluster_events (seq, node, body, created_at) SELECT seq, $1, $2, $3 FROM head \
-                 RETURNING seq",
-            )
-            .bind(node)
-            .bind(body)
-            .bind(super::now())
-            .fetch_one(pool)
-            .await?
-        });
-        Ok(row.0)
+    /// Appends effects made by `node`, in order, in one statement; returns the first one's seq
+    /// (the others follow without a hole). The counter row is bumped in the same statement, so its
+    /// lock is held to the commit and seqs commit in order.
+    pub async fn control_append(&self, node: &str, bodies: &[String]) -> Result<i64> {
+        let (first,): (i64,) = sqlx::query_as(
+            "WITH head AS (UPDATE cluster_head SET seq = seq + cardinality($2::text[]) WHERE id = 1 \
+                           RETURNING seq - cardinality($2::text[]) AS base), \
+                  rows AS (INSERT INTO cluster_events (seq, node, body, created_at) \
+                           SELECT head.base + b.ord, $1, b.body, $3 \
+                           FROM head, unnest($2::text[]) WITH ORDINALITY AS b(body, ord) RETURNING seq) \
+             SELECT MIN(seq) FROM rows",
+        )
+        .bind(node)
+        .bind(bodies)
+        .bind(super::now())
+        .fetch_one(self.pg()?)
+        .await?;
+        Ok(first)
     }
 
     /// Up to `limit` control events with seq > `after`, in order: (seq, node, body).

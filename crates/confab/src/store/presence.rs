@@ -23,7 +23,8 @@ pub enum Joined {
 }
 
 impl Store {
-    fn pg(&self) -> Result<&PgPool> {
+    /// The PostgreSQL pool; cluster mode has no other.
+    pub(super) fn pg(&self) -> Result<&PgPool> {
         match self.backend() {
             Backend::Postgres(pool) => Ok(pool),
             Backend::Sqlite(_) => Err(Error::Internal("cluster presence needs PostgreSQL".into())),
