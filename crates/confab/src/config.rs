@@ -134,6 +134,12 @@ pub struct ClusterConfig {
     /// Envelopes waiting for the broker before new ones are dropped (and found by the others'
     /// gap fill or tail sync instead).
     pub publish_queue: usize,
+    /// How often a node marks itself alive in `cluster_nodes`.
+    pub heartbeat_ms: u64,
+    /// A node not heard of for this long is dead: another node removes its presence and announces
+    /// the users who are left with no connection. Longer than a quick reconnect elsewhere, so a
+    /// user whose node died and who came back on another one is never shown offline.
+    pub node_ttl_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -147,6 +153,8 @@ impl Default for ClusterConfig {
             probe_interval_ms: 1000,
             degraded_poll_ms: 200,
             publish_queue: 65_536,
+            heartbeat_ms: 1000,
+            node_ttl_ms: 10_000,
         }
     }
 }

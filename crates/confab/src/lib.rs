@@ -74,13 +74,18 @@ async fn housekeeping(state: AppState) {
     }
 }
 
-/// Prunes the resume log to its retention, expired idempotency nonces, old audit entries and push
-/// subscriptions unused for six months.
+/// Prunes the resume log to its retention, the cluster's control log, expired idempotency nonces,
+/// old audit entries and push subscriptions unused for six months.
 async fn prune_logs(state: &AppState) {
     let limits = &state.config.limits;
     let max_age = limits.event_retention_days * 86_400.0;
     if let Err(e) = state.store.events_prune(limits.event_retention as i64, max_age).await {
         tracing::warn!("pruning the event log: {e}");
+    }
+    if state.cluster.is_some()
+        && let Err(e) = state.store.control_prune().await
+    {
+        tracing::warn!("pruning the cluster's control log: {e}");
     }
     if let Err(e) = state.store.nonces_prune(limits.nonce_window_s as f64).await {
         tracing::warn!("pruning nonces: {e}");
@@ -144,6 +149,9 @@ pub async fn run_with_store(
     tracing::info!(addr = %local, store = store.kind(), public_url = %state.config.public_url, "confab serving");
     announce_setup(&state, local).await.context("looking for an owner")?;
     cluster::Cluster::start(&state).await?;
+    if let Some(effects) = state.cluster.as_ref().and_then(|c| c.take_effects()) {
+        tokio::spawn(commands::remote::apply(state.clone(), effects));
+    }
 
     prune_logs(&state).await;
     let pruner = tokio::spawn(housekeeping(state.clone()));

@@ -19,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 pub use crate::identity::Identity;
 use crate::{
     auth::{jwt::JwtKeys, password::Hasher, throttle::AuthThrottle},
+    cluster::control::{Effect, Who},
     config::Config,
     domain::permissions::{Actor, ChannelPermissions},
     error::Result,
-    hub::Hub,
+    hub::{CloseOrder, ConnId, Hub},
     metrics::Metrics,
     store::{Store, channels::Channel, roles::Role, users::User},
 };
@@ -194,6 +195,42 @@ impl AppState {
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Applies `effect` to this node's connections (but `except`) and, in cluster mode, has every
+    /// other node apply it to theirs (docs/cluster.md, "Control log"). A refresh effect does
+    /// nothing here: its caller runs the refresh on this node itself.
+    pub fn everywhere(&self, effect: Effect, except: Option<ConnId>) {
+        effect.on_hub(&self.hub, except);
+        if let Some(cluster) = &self.cluster {
+            cluster.tell(self, &effect);
+        }
+    }
+
+    /// Accounts with a live connection: on this node, or in cluster mode on any node.
+    pub async fn online_users(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(match &self.cluster {
+            None => self.hub.online_users().into_iter().collect(),
+            Some(_) => self.store.presence_online().await?.into_iter().collect(),
+        })
+    }
+
+    /// Whether an account has a live connection (on any node, in cluster mode).
+    pub async fn is_online(&self, user_id: &str) -> Result<bool> {
+        Ok(match &self.cluster {
+            None => self.hub.user_connections(user_id) > 0,
+            Some(_) => self.store.presence_total(user_id).await? > 0,
+        })
+    }
+
+    /// Closes the matching connections on every node with `order`.
+    pub fn close(&self, who: Who, order: CloseOrder) {
+        self.everywhere(Effect::Close { who, order }, None);
+    }
+
+    /// A packet for every connection on every node (but `except`, on this one).
+    pub fn to_all(&self, packet: String, except: Option<ConnId>, droppable: bool) {
+        self.everywhere(Effect::ToAll { packet, but_user: None, droppable }, except);
     }
 
     /// The current directory snapshot.

@@ -26,6 +26,12 @@ pub enum Kind {
     /// A node's probe to itself, numbered: tells it that the broker still delivers.
     #[serde(rename = "probe")]
     Probe { p: u64 },
+    /// A logged effect on live connections and its seq in the control log; the effect follows.
+    #[serde(rename = "ctl")]
+    Control { s: i64 },
+    /// An effect that is not logged (typing): applied if it arrives, forgotten if not.
+    #[serde(rename = "eph")]
+    Ephemeral,
 }
 
 /// The envelope of `kind` from `node` carrying `packet`.

@@ -10,6 +10,9 @@ use std::{
     sync::Mutex,
 };
 
+use tokio::sync::mpsc;
+
+use super::control::LOG;
 use crate::hub::{ConnId, Hub, Outbox, Packet, Wakes};
 
 /// One event for the hub: the packet for the channel's viewers (`None`: an event of a message
@@ -47,13 +50,24 @@ impl Chan {
 }
 
 /// Channel id → where it stands. A channel it has not heard of was created after the node
-/// started (the start reads every channel's seq): it starts at seq 1.
-#[derive(Default)]
+/// started (the start reads every channel's seq): it starts at seq 1. The control log is one more
+/// stream, [`LOG`], whose events go to the task that applies effects instead of to the hub.
 pub struct Sequencer {
     channels: Mutex<HashMap<String, Chan>>,
+    effects: mpsc::UnboundedSender<Packet>,
 }
 
 impl Sequencer {
+    /// A sequencer handing the control log's effects to `effects`.
+    pub fn new(effects: mpsc::UnboundedSender<Packet>) -> Sequencer {
+        Sequencer { channels: Mutex::default(), effects }
+    }
+
+    /// Hands an effect to the task that applies them (an ephemeral one, which has no seq).
+    pub fn apply(&self, effect: Packet) {
+        let _ = self.effects.send(effect);
+    }
+
     /// Starts every channel after its last committed seq.
     pub fn start_at(&self, seqs: Vec<(String, i64)>) {
         let mut channels = self.lock();
@@ -85,10 +99,10 @@ impl Sequencer {
             chan.filling = true;
             return arm;
         }
-        deliver(hub, channel, seq, item, wakes);
+        self.deliver(hub, channel, seq, item, wakes);
         chan.next += 1;
         while let Some(item) = chan.early.remove(&chan.next) {
-            deliver(hub, channel, chan.next, item, wakes);
+            self.deliver(hub, channel, chan.next, item, wakes);
             chan.next += 1;
         }
         false
@@ -101,12 +115,12 @@ impl Sequencer {
         let Some(chan) = channels.get_mut(channel) else { return };
         while chan.next < seq {
             if let Some(item) = chan.early.remove(&chan.next) {
-                deliver(hub, channel, chan.next, item, wakes);
+                self.deliver(hub, channel, chan.next, item, wakes);
             }
             chan.next += 1;
         }
         while let Some(item) = chan.early.remove(&chan.next) {
-            deliver(hub, channel, chan.next, item, wakes);
+            self.deliver(hub, channel, chan.next, item, wakes);
             chan.next += 1;
         }
     }
@@ -127,14 +141,16 @@ impl Sequencer {
     /// Tail sync: given each channel's last committed seq, the channels this node is behind on,
     /// with the seq to read up to. `now`: read everything committed (the broker is down or has
     /// just come back); otherwise only what was already committed at the previous sync (an event
-    /// committed since may still be on its way). Marks them as being read.
+    /// committed since may still be on its way; a copy read twice is dropped by seq, but each
+    /// read is a query). The control log is always read to its head. Marks them as being read.
     pub fn behind(&self, seqs: Vec<(String, i64)>, now: bool) -> Vec<(String, i64)> {
         let mut channels = self.lock();
         let mut out = Vec::new();
         for (id, last) in seqs {
             let chan = channels.entry(id.clone()).or_insert_with(|| Chan::at(0));
             let before = std::mem::replace(&mut chan.seen, last);
-            let upto = if now { last } else { before.min(last) };
+            // The control log is rare and must be quick even when the broker drops it: all of it.
+            let upto = if now || id == LOG { last } else { before.min(last) };
             if upto >= chan.next && !chan.filling {
                 chan.filling = true;
                 out.push((id, upto));
@@ -143,18 +159,20 @@ impl Sequencer {
         out
     }
 
+    fn deliver(&self, hub: &Hub, channel: &str, seq: i64, item: Item, wakes: &mut Wakes) {
+        if let Some((out, own)) = &item.own {
+            hub.deliver_later(out, own, wakes);
+        }
+        match &item.packet {
+            Some(effect) if channel == LOG => self.apply(effect.clone()),
+            Some(packet) => hub.to_channel(channel, seq, packet, item.except, wakes),
+            None => {}
+        }
+    }
+
     /// Events held back, over all channels.
     pub fn early(&self) -> usize {
         self.lock().values().map(|c| c.early.len()).sum()
-    }
-}
-
-fn deliver(hub: &Hub, channel: &str, seq: i64, item: Item, wakes: &mut Wakes) {
-    if let Some((out, own)) = &item.own {
-        hub.deliver_later(out, own, wakes);
-    }
-    if let Some(packet) = &item.packet {
-        hub.to_channel(channel, seq, packet, item.except, wakes);
     }
 }
 
@@ -172,7 +190,8 @@ mod tests {
     #[test]
     fn delivers_in_seq_order_and_reports_what_is_missing() {
         let hub = Hub::new(std::sync::Arc::new(Metrics::default()));
-        let seqr = Sequencer::default();
+        let (effects, mut applied) = mpsc::unbounded_channel();
+        let seqr = Sequencer::new(effects);
         seqr.start_at(vec![("c".into(), 10)]);
         let mut wakes = Wakes::default();
         assert!(!seqr.offer(&hub, "c", 11, item("11"), &mut wakes));
@@ -194,5 +213,12 @@ mod tests {
         // A channel created after the start begins at 1; with the broker down, all is read now.
         assert_eq!(seqr.behind(vec![("new".into(), 2)], true), vec![("new".to_owned(), 2)]);
         assert_eq!(seqr.missing("new", 2), Some((1, 2)));
+        // The control log is ordered the same way, and its events go to the effects task.
+        seqr.start_at(vec![(LOG.into(), 3)]);
+        assert!(seqr.offer(&hub, LOG, 5, item("five"), &mut wakes));
+        assert!(applied.try_recv().is_err(), "held back until 4");
+        assert!(!seqr.offer(&hub, LOG, 4, item("four"), &mut wakes));
+        assert_eq!(applied.try_recv().unwrap().as_str(), "four");
+        assert_eq!(applied.try_recv().unwrap().as_str(), "five");
     }
 }

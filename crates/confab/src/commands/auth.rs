@@ -96,7 +96,7 @@ async fn rotur_auth(s: &mut Session, frame: &Frame) -> crate::error::Result<()> 
                             "user_updated",
                             json!({"user_id": user.id, "username": user.username, "nickname": user.nickname, "old_username": old}),
                         );
-                        state.hub.to_all(&packet.into(), None, false);
+                        state.to_all(packet, None, false);
                     }
                 }
                 Err(e) => s.auth_error(frame, &e),

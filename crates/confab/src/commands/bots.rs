@@ -17,10 +17,11 @@ use super::{
 use crate::{
     accounts,
     auth::tokens::{constant_time_eq, hash_token, random_token},
+    cluster::control::Who,
     domain::{names, roles::can_manage_role},
     error::{Error, Result},
     gateway::Session,
-    hub::{CloseOrder, Packet},
+    hub::CloseOrder,
     state::{AppState, Identity},
     store::{audit::Audit, users::User},
     wire,
@@ -165,7 +166,7 @@ pub async fn create(s: &mut Session, frame: &Frame) -> Result<()> {
     s.reply(frame, "bot_create", json!({"bot": {"id": bot.id, "username": bot.username}, "bottoken": token}));
     let identity = state.identity(bot, None).await?;
     let join = wire::packet("user_join", json!({"user": identity.presence()}));
-    state.hub.to_all(&Packet::from(join), None, false);
+    state.to_all(join, None, false);
     Ok(())
 }
 
@@ -182,7 +183,7 @@ pub async fn regenerate(s: &mut Session, frame: &Frame) -> Result<()> {
         .store
         .bot_token_replace(&bot.id, &hash_token(&token), Some(&audit(&me, "bot_token_regenerate", Some(&bot))))
         .await?;
-    state.hub.close_where(|c| c.user_id == bot.id, &CloseOrder::revoked());
+    state.close(Who::User(bot.id.clone()), CloseOrder::revoked());
     s.reply(frame, "bot_token_regenerate", json!({"botusername": bot.username, "bottoken": token}));
     Ok(())
 }

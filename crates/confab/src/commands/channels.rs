@@ -11,6 +11,7 @@ use confab_proto::{ErrorCode, Frame};
 use serde_json::{Value, json};
 
 use crate::{
+    cluster::control::Effect,
     domain::{
         names::channel_name_ok,
         permissions::{ChannelPermissions, PermissionsError, default_channel_permissions, parse_channel_permissions},
@@ -82,17 +83,30 @@ pub async fn push_lists(state: &AppState, conns: &[Arc<Conn>]) -> Result<()> {
     Ok(())
 }
 
-/// After a channel or role change: reload, re-resolve audiences, push fresh lists to everyone.
+/// After a channel change: [`directory_refresh`] on every node.
 pub async fn directory_changed(state: &AppState) -> Result<()> {
+    state.everywhere(Effect::Channels, None);
+    directory_refresh(state).await
+}
+
+/// After a channel or role change: reload, re-resolve this node's audiences, push fresh lists to
+/// everyone on it.
+pub async fn directory_refresh(state: &AppState) -> Result<()> {
     state.reload_directory().await?;
     let dir = state.directory();
     state.hub.rescope(|identity| dir.viewable(&identity.actor));
     push_lists(state, &state.hub.connections()).await
 }
 
-/// After an account's roles change: refresh its connections' identities and audiences, and push
-/// them fresh lists (S→U).
+/// After an account's roles or name change: [`user_refresh`] on every node.
 pub async fn user_changed(state: &AppState, user_id: &str) -> Result<()> {
+    state.everywhere(Effect::User { user: user_id.to_owned() }, None);
+    user_refresh(state, user_id).await
+}
+
+/// Refreshes the identities and audiences of an account's connections on this node, and pushes
+/// them fresh lists (S→U).
+pub async fn user_refresh(state: &AppState, user_id: &str) -> Result<()> {
     let Some(user) = state.store.user_by_id(user_id).await? else { return Ok(()) };
     let conns = state.hub.connections_of(user_id);
     for conn in &conns {

@@ -10,10 +10,11 @@ use serde_json::json;
 use crate::{
     accounts,
     auth::tokens::random_token,
+    cluster::presence,
     error::Error,
     gateway::Session,
     hub::{CloseOrder, Conn},
-    store::users::User,
+    store::{presence::Joined, users::User},
     wire,
 };
 
@@ -35,14 +36,26 @@ pub async fn complete(
     if user.banned {
         return Err(accounts::banned());
     }
-    if state.hub.user_connections(&user.id) >= state.config.security.max_connections_per_user {
+    let refuse = |s: &mut Session| {
         s.close(CloseOrder::new(close::POLICY, "Too many connections", None));
-        return Err(too_many());
+        Err(too_many())
+    };
+    if state.hub.user_connections(&user.id) >= state.config.security.max_connections_per_user {
+        return refuse(s);
     }
     let identity = Arc::new(match role_ids {
         Some(ids) => state.identity_with(user, &ids, session_id),
         None => state.identity(user, session_id).await?,
     });
+    // In a cluster, the limit and "first connection" are the cluster's (counted in PostgreSQL);
+    // from here on the connection is counted, and `disconnected` uncounts it.
+    let first_anywhere = match &state.cluster {
+        None => None,
+        Some(cluster) => match presence::join(&state, cluster.node_id(), &identity.user.id).await? {
+            Joined::Full => return refuse(s),
+            Joined::Counted { first } => Some(first),
+        },
+    };
     let u = &identity.user;
     let ready_user = json!({
         "id": u.id, "username": u.username, "nickname": u.nickname, "roles": identity.role_names(),
@@ -92,11 +105,11 @@ pub async fn complete(
     }
     if created {
         let join = wire::packet("user_join", json!({"user": identity.presence()}));
-        state.hub.to_all(&join.into(), None, false);
+        state.to_all(join, None, false);
     }
-    if count == 1 && u.status != "invisible" {
+    if first_anywhere.unwrap_or(count == 1) && u.status != "invisible" {
         let connect = wire::packet("user_connect", json!({"user": identity.presence()}));
-        state.hub.to_all(&connect.into(), None, true);
+        state.to_all(connect, None, true);
     }
     Ok(())
 }
@@ -108,7 +121,10 @@ pub fn disconnected(s: &mut Session) {
     };
     let state = &s.state;
     state.metrics.gauge("confab_connections", "state=\"authenticated\"".into(), -1);
-    if let Some((_, 0)) = state.hub.unregister(s.conn_id)
+    let left = state.hub.unregister(s.conn_id);
+    if let Some(cluster) = &state.cluster {
+        presence::leave(state, cluster.node_id(), identity);
+    } else if let Some((_, 0)) = left
         && identity.user.status != "invisible"
     {
         let packet = wire::packet("user_disconnect", json!({"username": identity.user.username}));

@@ -10,7 +10,6 @@ use serde_json::{Map, Value, json};
 use crate::{
     error::{Error, Result},
     gateway::Session,
-    hub::Packet,
     store::{
         audit::Audit,
         emoji::{EmojiImage, EmojiRow, EmojiWrite},
@@ -76,7 +75,7 @@ pub async fn delete(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(Error::not_found("Emoji not found"));
     }
     let packet = wire::packet("emoji_delete", json!({"id": id, "deleted": true, "global": true}));
-    s.state.hub.to_all(&Packet::from(packet.clone()), Some(s.conn_id), false);
+    s.state.to_all(packet.clone(), Some(s.conn_id), false);
     s.send(wire::with_listener(&packet, frame.listener()));
     Ok(())
 }
@@ -129,7 +128,7 @@ fn broadcast(s: &Session, frame: &Frame, cmd: &str, row: &EmojiRow, flag: &str) 
         cmd,
         json!({"id": row.id, "name": row.name, "fileName": row.file_name(), flag: true, "global": true}),
     );
-    s.state.hub.to_all(&Packet::from(packet.clone()), Some(s.conn_id), false);
+    s.state.to_all(packet.clone(), Some(s.conn_id), false);
     s.send(wire::with_listener(&packet, frame.listener()));
 }
 

@@ -22,6 +22,7 @@ pub mod polls;
 pub mod presence;
 pub mod push;
 pub mod reactions;
+pub mod remote;
 pub mod resume;
 pub mod roles;
 pub mod sauth;

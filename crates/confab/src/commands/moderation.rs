@@ -11,13 +11,14 @@ use serde_json::{Map, Value, json};
 
 use super::{
     channels,
-    users::{check_hierarchy, find_user, refresh_account, target_user},
+    users::{account_changed, check_hierarchy, find_user, target_user},
 };
 use crate::{
+    cluster::control::{Effect, Who},
     domain::names,
     error::{Error, Result},
     gateway::Session,
-    hub::{CloseOrder, Packet},
+    hub::CloseOrder,
     state::{AppState, Identity},
     store::{
         audit::{Audit, AuditFilter, AuditRow},
@@ -46,11 +47,6 @@ fn audit(me: &Identity, action: &'static str, target: &User, details: Value) -> 
         target_name: Some(target.username.clone()),
         details,
     }
-}
-
-/// S→A: `packet` to every authenticated connection, requester included.
-fn to_all(state: &AppState, packet: String) {
-    state.hub.to_all(&Packet::from(packet), None, false);
 }
 
 /// The new nickname from `user_update`'s `updates.nickname`: `null` or `""` clear it.
@@ -140,7 +136,7 @@ pub async fn user_update(s: &mut Session, frame: &Frame) -> Result<()> {
     s.reply(frame, "user_update", json!({"user": target.username, "username": username, "nickname": nickname}));
     let updated =
         json!({"user_id": target.id, "username": username, "nickname": nickname, "old_username": target.username});
-    to_all(&state, wire::packet("user_updated", updated));
+    state.to_all(wire::packet("user_updated", updated), None, false);
     if nickname != target.nickname {
         announce_nickname(&state, &target.id, &username, nickname.as_deref());
     }
@@ -154,7 +150,7 @@ pub(crate) fn announce_nickname(state: &AppState, user_id: &str, username: &str,
         Some(n) => wire::packet("nickname_update", json!({"user": user_id, "username": username, "nickname": n})),
         None => wire::packet("nickname_remove", json!({"user": user_id, "username": username})),
     };
-    to_all(state, packet);
+    state.to_all(packet, None, false);
 }
 
 /// The ban of `user_ban` and `/ban` (the caller has checked `manage_users`): MH, the flag with its
@@ -164,7 +160,7 @@ pub(crate) async fn ban(state: &AppState, me: &Identity, target: &User) -> Resul
     check_hierarchy(state, me, target, "ban").await?;
     let changed = state.store.user_set_banned(&target.id, true, &audit(me, "user_ban", target, json!({}))).await?;
     let order = CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned"));
-    state.hub.close_where(|c| c.user_id == target.id, &order);
+    state.close(Who::User(target.id.clone()), order);
     state.web_logins.forget_user(&target.id);
     Ok(changed)
 }
@@ -193,7 +189,7 @@ pub(crate) async fn timeout(state: &AppState, me: &Identity, target: &User, seco
     let entry = audit(me, "user_timeout", target, json!({"seconds": seconds, "until": until}));
     set_timeout(state, target, until, &entry).await?;
     let notice = wire::packet("rate_limit", json!({"reason": "User timeout set", "length": seconds * 1000}));
-    state.hub.to_user(&target.id, &Packet::from(notice));
+    state.everywhere(Effect::ToUser { user: target.id.clone(), packet: notice }, None);
     Ok(())
 }
 
@@ -210,7 +206,7 @@ pub(crate) async fn clear_timeout(state: &AppState, me: &Identity, target: &User
 async fn set_timeout(state: &AppState, target: &User, until: f64, entry: &Audit) -> Result<()> {
     state.store.user_set_timeout(&target.id, until, entry).await?;
     if let Some(user) = state.store.user_by_id(&target.id).await? {
-        refresh_account(state, &user);
+        account_changed(state, &user);
     }
     Ok(())
 }
@@ -274,10 +270,10 @@ pub async fn user_leave(s: &mut Session, frame: &Frame) -> Result<()> {
     if current.is_some_and(|u| !u.banned) {
         state.store.user_delete(&me.user.id, None).await?;
     }
-    to_all(&state, wire::packet("user_leave", json!({"username": username})));
+    state.to_all(wire::packet("user_leave", json!({"username": username})), None, false);
     s.reply(frame, "user_leave", json!({"user": username, "val": "User left server"}));
     let order = CloseOrder::new(close::NORMAL, "User left server", None);
-    state.hub.close_where(|c| c.user_id == me.user.id, &order);
+    state.close(Who::User(me.user.id.clone()), order);
     Ok(())
 }
 
@@ -311,7 +307,7 @@ pub(crate) async fn delete_account(
         return Err(gone());
     }
     let order = CloseOrder::new(close::BANNED, "Account deleted", Some("Account deleted"));
-    state.hub.close_where(|c| c.user_id == target.id, &order);
+    state.close(Who::User(target.id.clone()), order);
     state.web_logins.forget_user(&target.id);
     Ok(())
 }
@@ -319,7 +315,7 @@ pub(crate) async fn delete_account(
 /// S→A except the deleted account's own connections: `user_leave`.
 pub(crate) fn announce_leave(state: &AppState, target: &User) {
     let leave = wire::packet("user_leave", json!({"username": target.username}));
-    state.hub.to_all_but_user(&Packet::from(leave), &target.id, false);
+    state.everywhere(Effect::ToAll { packet: leave, but_user: Some(target.id.clone()), droppable: false }, None);
 }
 
 /// Reading the audit log needs `view_audit_log` or `manage_users`.

@@ -8,12 +8,12 @@
 use confab_proto::{ErrorCode, Frame};
 use serde_json::{Value, json};
 
-use super::users::{find_user, refresh_account, target_user, visible_status};
+use super::users::{account_changed, find_user, target_user, visible_status};
 use crate::{
+    cluster::control::Effect,
     domain::urls::http_url_ok,
     error::{Error, Result},
     gateway::Session,
-    hub::Packet,
     store::users::{AccountKind, User},
     wire,
 };
@@ -29,23 +29,20 @@ const PFP_MAX: usize = 500;
 async fn reload_self(s: &Session) -> Result<User> {
     let me = s.me()?;
     let user = s.state.store.user_by_id(&me.user.id).await?.ok_or_else(|| Error::not_found("User not found"))?;
-    refresh_account(&s.state, &user);
+    account_changed(&s.state, &user);
     Ok(user)
 }
 
 /// Sends `packet` to the requester (with its `listener`) and to the user's other connections.
 fn to_self(s: &Session, frame: &Frame, user_id: &str, packet: &str) {
-    let shared = Packet::from(packet.to_owned());
-    for conn in s.state.hub.connections_of(user_id).iter().filter(|c| c.id != s.conn_id) {
-        s.state.hub.deliver(&conn.outbox, &shared, false);
-    }
+    s.state.everywhere(Effect::ToUser { user: user_id.to_owned(), packet: packet.to_owned() }, Some(s.conn_id));
     s.send(wire::with_listener(packet, frame.listener()));
 }
 
 /// The G S→A `status_get` announcing a visible status; the requester's copy carries `listener`.
 fn announce_status(s: &Session, frame: &Frame, username: &str, status: &Value) {
     let packet = wire::packet("status_get", json!({"username": username, "status": status, "global": true}));
-    s.state.hub.to_all(&Packet::from(packet.clone()), Some(s.conn_id), true);
+    s.state.to_all(packet.clone(), Some(s.conn_id), true);
     s.send(wire::with_listener(&packet, frame.listener()));
 }
 
@@ -69,17 +66,16 @@ pub async fn status_set(s: &mut Session, frame: &Frame) -> Result<()> {
     let user = reload_self(s).await?;
     let status_json = json!({"status": status, "text": text});
     let own = wire::packet("status_set", json!({"status": status_json}));
-    let hub = &s.state.hub;
     match (previous == "invisible", *status == "invisible") {
         (false, false) => announce_status(s, frame, &user.username, &status_json),
         (false, true) => {
             let gone = wire::packet("user_disconnect", json!({"username": user.username}));
-            hub.to_all_but_user(&Packet::from(gone), &user.id, true);
+            s.state.everywhere(Effect::ToAll { packet: gone, but_user: Some(user.id.clone()), droppable: true }, None);
             to_self(s, frame, &user.id, &own);
         }
         (true, false) => {
             let back = wire::packet("user_connect", json!({"user": me.presence()}));
-            hub.to_all_but_user(&Packet::from(back), &user.id, true);
+            s.state.everywhere(Effect::ToAll { packet: back, but_user: Some(user.id.clone()), droppable: true }, None);
             announce_status(s, frame, &user.username, &status_json);
         }
         (true, true) => to_self(s, frame, &user.id, &own),
@@ -94,7 +90,7 @@ pub async fn status_get(s: &mut Session, frame: &Frame) -> Result<()> {
     let status = if target.id == me.user.id {
         json!({"status": target.status, "text": target.status_text})
     } else {
-        visible_status(&target, s.state.hub.user_connections(&target.id) > 0)
+        visible_status(&target, s.state.is_online(&target.id).await?)
     };
     s.reply(frame, "status_get", json!({"username": target.username, "status": status}));
     Ok(())

@@ -17,6 +17,7 @@ use super::{
     users::{check_hierarchy, target_user},
 };
 use crate::{
+    cluster::control::Effect,
     domain::{
         names::role_name_ok,
         roles::{
@@ -52,11 +53,17 @@ fn names(roles: &[Role]) -> Vec<String> {
     roles.iter().map(|r| r.name.clone()).collect()
 }
 
-/// After a role write: reload the directory, rebuild every live identity from the stored
-/// assignments (names, colours, permissions and positions may all have changed, and the hub
-/// judges visibility by identity), and send everyone the new `roles_list`. With `visibility`, also
-/// re-resolve channel audiences and push fresh `channels_get` lists.
+/// After a role write: [`roles_refresh`] on every node.
 async fn roles_changed(state: &AppState, visibility: bool) -> Result<()> {
+    state.everywhere(Effect::Roles { visibility }, None);
+    roles_refresh(state, visibility).await
+}
+
+/// Reloads the directory, rebuilds every live identity of this node from the stored assignments
+/// (names, colours, permissions and positions may all have changed, and the hub judges visibility
+/// by identity), and sends everyone the new `roles_list`. With `visibility`, also re-resolves
+/// channel audiences and pushes fresh `channels_get` lists.
+pub async fn roles_refresh(state: &AppState, visibility: bool) -> Result<()> {
     state.reload_directory().await?;
     let dir = state.directory();
     let assigned = state.roles_by_user().await?;
@@ -69,7 +76,7 @@ async fn roles_changed(state: &AppState, visibility: bool) -> Result<()> {
     let packet = wire::packet("roles_list", json!({"roles": roles_map(&dir)}));
     state.hub.to_all(&Packet::from(packet), None, false);
     if visibility {
-        channels::directory_changed(state).await?;
+        channels::directory_refresh(state).await?;
     }
     Ok(())
 }
@@ -407,7 +414,7 @@ pub async fn self_role(s: &mut Session, frame: &Frame, add: bool) -> Result<()> 
     let roles = dir.roles_of(&state.store.user_role_ids(&me.user.id).await?);
     s.reply(frame, action, json!({"role": role.name, "success": true, "roles": names(&roles)}));
     let fields = json!({"user": me.user.username, "roles": names(&roles), "color": wire::color_of(&roles)});
-    state.hub.to_all(&Packet::from(wire::packet("user_roles_get", fields)), None, false);
+    state.to_all(wire::packet("user_roles_get", fields), None, false);
     channels::user_changed(&state, &me.user.id).await
 }
 
@@ -487,6 +494,6 @@ pub async fn user_roles_set(s: &mut Session, frame: &Frame) -> Result<()> {
         json!({"user": user.username, "roles": names(&roles), "color": wire::color_of(&roles), "global": true}),
     );
     s.send(wire::with_listener(&packet, frame.listener()));
-    state.hub.to_all(&Packet::from(packet), Some(s.conn_id), false);
+    state.to_all(packet, Some(s.conn_id), false);
     channels::user_changed(&state, &user.id).await
 }

@@ -11,6 +11,7 @@ use crate::{
         sauth::{InUse, Redeem},
         tokens::hash_token,
     },
+    cluster::control::Who,
     domain::names,
     error::{Error, Result},
     gateway::Session,
@@ -134,10 +135,7 @@ pub async fn revoke(s: &mut Session, frame: &Frame) -> Result<()> {
     let revoked = state.store.sauth_tokens_revoke(&user.id, &audit).await?;
     state.web_logins.forget_user(&user.id);
     let order = CloseOrder::new(close::REVOKED, "Session revoked", Some("Session revoked"));
-    state.hub.close_where(
-        |c| c.user_id == user.id && c.session_id.as_deref().is_some_and(|t| t.starts_with("sauth:")),
-        &order,
-    );
+    state.close(Who::SauthOf(user.id.clone()), order);
     s.reply(frame, "sauth_token_revoke", json!({"user": user.username, "revoked": revoked}));
     Ok(())
 }

@@ -10,7 +10,6 @@ use crate::{
     domain::urls::http_url_ok,
     error::{Error, Result},
     gateway::Session,
-    hub::Packet,
     store::audit::Audit,
     wire,
 };
@@ -90,7 +89,7 @@ pub async fn server_update(s: &mut Session, frame: &Frame) -> Result<()> {
     let mut fields = identity(s).await?;
     fields["global"] = json!(true);
     let packet = wire::packet("server_update", fields);
-    s.state.hub.to_all(&Packet::from(packet.clone()), Some(s.conn_id), false);
+    s.state.to_all(packet.clone(), Some(s.conn_id), false);
     s.send(wire::with_listener(&packet, frame.listener()));
     Ok(())
 }

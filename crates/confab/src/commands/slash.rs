@@ -34,7 +34,7 @@ use crate::{
 
 /// S→A: `packet` to every authenticated connection.
 fn to_all(state: &AppState, cmd: &str, fields: Value) {
-    state.hub.to_all(&Packet::from(wire::packet(cmd, fields)), None, false);
+    state.to_all(wire::packet(cmd, fields), None, false);
 }
 
 /// `slash_register {commands}`: replaces this connection's commands. The reply comes first, then

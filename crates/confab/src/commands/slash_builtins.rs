@@ -157,7 +157,7 @@ async fn nick(state: &AppState, me: &Identity, nickname: Option<&str>) -> Result
         return Ok("You don't have a nickname set. Use `/nick <name>` to set one.".to_owned());
     }
     state.store.user_set_nickname(&user.id, wanted).await?;
-    users::refresh_account(state, &User { nickname: wanted.map(str::to_owned), ..user.clone() });
+    users::account_changed(state, &User { nickname: wanted.map(str::to_owned), ..user.clone() });
     moderation::announce_nickname(state, &user.id, &user.username, wanted);
     Ok(match wanted {
         Some(n) => format!("Nickname set to **{n}**"),

@@ -4,7 +4,7 @@ use confab_proto::Frame;
 use serde_json::json;
 
 use super::target::{has_target, resolve};
-use crate::{error::Result, gateway::Session, hub::Packet, wire};
+use crate::{cluster::control::Effect, error::Result, gateway::Session, wire};
 
 /// `typing {channel|thread_id}` → G S→V(ch).
 pub async fn typing(s: &mut Session, frame: &Frame) -> Result<()> {
@@ -22,7 +22,7 @@ pub async fn typing(s: &mut Session, frame: &Frame) -> Result<()> {
         "typing",
         json!({"channel": channel.row.name, "user": me.user.username, "thread_id": target.thread_json(), "global": true}),
     );
-    s.state.hub.to_channel_droppable(&channel.row.id, &Packet::from(packet.clone()), Some(s.conn_id));
+    s.state.everywhere(Effect::Typing { channel: channel.row.id.clone(), packet: packet.clone() }, Some(s.conn_id));
     s.send(wire::with_listener(&packet, frame.listener()));
     Ok(())
 }

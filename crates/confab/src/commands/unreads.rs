@@ -9,9 +9,9 @@ use serde_json::{Map, Value, json};
 
 use super::target::{Target, has_target, resolve};
 use crate::{
+    cluster::control::Effect,
     error::{Error, Result},
     gateway::Session,
-    hub::Packet,
     store::read_state::Unread,
     wire,
 };
@@ -32,7 +32,7 @@ pub async fn mark_read(s: &Session, target: &Target<'_>, id: &str, seq: i64) -> 
     s.state.store.mark_read(&me.user.id, &target.channel.row.id, target.key(), Some(id), seq).await?;
     let (key, value) = scope_field(target);
     let update = wire::packet("unreads_update", json!({"last_read": id, key: value}));
-    s.state.hub.to_user(&me.user.id, &Packet::from(update));
+    s.state.everywhere(Effect::ToUser { user: me.user.id.clone(), packet: update }, None);
     Ok(())
 }
 

@@ -2,15 +2,13 @@
 //! shares: resolving a user target (§6.0), the role hierarchy every command that acts on another
 //! account obeys, and updating the account snapshot of its live connections.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use confab_proto::Frame;
 use serde_json::{Value, json};
 
 use crate::{
+    cluster::control::Effect,
     error::{Error, Result},
     gateway::Session,
     members::{Member, Members},
@@ -68,7 +66,13 @@ pub(crate) async fn check_hierarchy(state: &AppState, me: &Identity, target: &Us
     Ok(())
 }
 
-/// Gives every live connection of `user` the new account row (status, avatar, timeout) while
+/// [`refresh_account`] here, and on every other node from the stored row.
+pub fn account_changed(state: &AppState, user: &User) {
+    refresh_account(state, user);
+    state.everywhere(Effect::Account { user: user.id.clone() }, None);
+}
+
+/// Gives every live connection of `user` on this node the new account row (status, avatar, timeout) while
 /// keeping its roles, so presence on close, the timeout check and later commands see the change.
 /// A rename or role change needs `channels::user_changed` instead, which reloads roles too.
 pub fn refresh_account(state: &AppState, user: &User) {
@@ -90,7 +94,7 @@ pub fn visible_status(user: &User, online: bool) -> Value {
 /// `users_list`: every account that is not banned, sorted by name.
 pub async fn list(s: &mut Session, frame: &Frame) -> Result<()> {
     let members = members(&s.state).await?;
-    let online: HashSet<String> = s.state.hub.online_users().into_iter().collect();
+    let online = s.state.online_users().await?;
     s.send(listing(frame, "users_list", &members.listed(&online)));
     Ok(())
 }
@@ -98,7 +102,7 @@ pub async fn list(s: &mut Session, frame: &Frame) -> Result<()> {
 /// `users_online`: one entry per account with a live connection, except invisible ones.
 pub async fn online(s: &mut Session, frame: &Frame) -> Result<()> {
     let members = members(&s.state).await?;
-    let online: HashSet<String> = s.state.hub.online_users().into_iter().collect();
+    let online = s.state.online_users().await?;
     s.send(listing(frame, "users_online", &members.present(&online)));
     Ok(())
 }

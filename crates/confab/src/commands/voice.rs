@@ -2,11 +2,16 @@
 //! `voice_state`, the cleanup when a socket closes, and the Confab extension `voice_signal`,
 //! which relays WebRTC offers, answers and ICE candidates between participants of one voice
 //! channel (docs/voice.md). Participants see each other's `peer_id`; other viewers do not.
+//!
+//! In cluster mode every change is also told to the other nodes (`Effect::Voice*`), which apply
+//! it to their copy of the membership and announce it to their own viewers; a signal for a member
+//! on another node is relayed through its node.
 
 use confab_proto::Frame;
 use serde_json::{Value, json};
 
 use crate::{
+    cluster::control::{Effect, VoiceMember},
     error::{Error, Result},
     gateway::Session,
     hub::{ConnId, Packet, voice::Participant},
@@ -41,7 +46,8 @@ fn announce(state: &AppState, cmd: &str, p: &Participant, except: Option<ConnId>
     let fields = |with_peer| json!({"channel": p.channel_name, "user": entry(p, with_peer)});
     let (inner, outer) =
         (Packet::from(wire::packet(cmd, fields(true))), Packet::from(wire::packet(cmd, fields(false))));
-    let inside: Vec<ConnId> = state.voice.in_channel(&p.channel_id).iter().map(|q| q.conn_id).collect();
+    let inside: Vec<ConnId> =
+        state.voice.in_channel(&p.channel_id).iter().filter(|q| q.node.is_none()).map(|q| q.conn_id).collect();
     state.hub.to_channel_each(&p.channel_id, |id| match id {
         id if Some(id) == except => None,
         id if inside.contains(&id) => Some(&inner),
@@ -54,6 +60,113 @@ fn announce_left(state: &AppState, p: &Participant, except: Option<ConnId>) {
     let packet =
         Packet::from(wire::packet("voice_user_left", json!({"channel": p.channel_name, "username": p.username})));
     state.hub.to_channel_each(&p.channel_id, |id| (Some(id) != except).then_some(&packet));
+}
+
+/// Tells the other nodes of a cluster what `make` says, given this node's id.
+fn tell(state: &AppState, make: impl FnOnce(String) -> Effect) {
+    if let Some(cluster) = &state.cluster {
+        cluster.tell(state, &make(cluster.node_id().to_owned()));
+    }
+}
+
+/// Who holds a membership, as the other nodes name it: its node (this one when `None`) and that
+/// node's connection id.
+fn holder(state: &AppState, p: &Participant) -> Option<(String, ConnId)> {
+    let cluster = state.cluster.as_ref()?;
+    Some((p.node.clone().unwrap_or_else(|| cluster.node_id().to_owned()), p.conn_id))
+}
+
+/// `node` as this node's voice table names it: `None` for this node itself.
+fn here<'a>(state: &AppState, node: &'a str) -> Option<&'a str> {
+    (state.cluster.as_ref().map(|c| c.node_id()) != Some(node)).then_some(node)
+}
+
+fn member(p: &Participant, node: String) -> VoiceMember {
+    VoiceMember {
+        user_id: p.user_id.clone(),
+        username: p.username.clone(),
+        channel_id: p.channel_id.clone(),
+        channel_name: p.channel_name.clone(),
+        node,
+        conn_id: p.conn_id,
+        peer_id: p.peer_id.clone(),
+        muted: p.muted,
+    }
+}
+
+/// Another node's member joined (or, `quiet`, is told to this node after its start).
+pub fn joined_elsewhere(state: &AppState, m: VoiceMember, quiet: bool) {
+    let p = Participant {
+        user_id: m.user_id,
+        username: m.username,
+        channel_id: m.channel_id,
+        channel_name: m.channel_name,
+        conn_id: m.conn_id,
+        outbox: None,
+        node: Some(m.node),
+        peer_id: m.peer_id,
+        muted: m.muted,
+    };
+    let (before, _) = state.voice.join(p.clone());
+    if quiet {
+        return;
+    }
+    if let Some(before) = before {
+        moved_away(state, &before, None);
+    }
+    announce(state, "voice_user_joined", &p, None);
+}
+
+/// The membership held by `conn_id` of `node` ended there.
+pub fn left_elsewhere(state: &AppState, node: &str, conn_id: ConnId) {
+    if let Some(p) = state.voice.leave_conn(here(state, node), conn_id) {
+        announce_left(state, &p, None);
+    }
+}
+
+/// The member held by `conn_id` of `node` (un)muted.
+pub fn muted_elsewhere(state: &AppState, node: &str, conn_id: ConnId, muted: bool) {
+    let node = here(state, node);
+    let found = state.voice.all().into_iter().find(|p| p.conn_id == conn_id && p.node.as_deref() == node);
+    if let Some(p) = found.and_then(|p| state.voice.set_muted(&p.user_id, muted)) {
+        announce(state, "voice_user_updated", &p, None);
+    }
+}
+
+/// A signal relayed by another node for the member held by `conn_id` of `node`, if that is this
+/// node and the member is still there.
+pub fn signal_from_elsewhere(state: &AppState, node: &str, conn_id: ConnId, packet: String) {
+    if here(state, node).is_some() {
+        return;
+    }
+    let found = state.voice.local().into_iter().find(|p| p.conn_id == conn_id);
+    if let Some(out) = found.and_then(|p| p.outbox) {
+        state.hub.deliver(&out, &Packet::from(packet), false);
+    }
+}
+
+/// Tells the other nodes (a new one among them) every member connected to this node.
+pub fn tell_members(state: &AppState) {
+    for p in state.voice.local() {
+        tell(state, |node| Effect::VoiceJoin { member: member(&p, node), quiet: true });
+    }
+}
+
+/// `node` died: its members leave, and this node's viewers are told.
+pub fn node_gone(state: &AppState, node: &str) {
+    for p in state.voice.leave_node(node) {
+        announce_left(state, &p, None);
+    }
+}
+
+/// `before` was replaced by a membership elsewhere: its viewers learn it left, and its connection,
+/// if it is on this node and is not `joined_by`, gets `voice_leave`.
+fn moved_away(state: &AppState, before: &Participant, joined_by: Option<ConnId>) {
+    announce_left(state, before, None);
+    if let Some(out) = before.outbox.as_ref().filter(|_| Some(before.conn_id) != joined_by) {
+        let moved = wire::packet("voice_leave", json!({"channel": before.channel_name}));
+        state.hub.deliver(out, &Packet::from(moved), false);
+    }
 }
 
 /// The voice channel a frame names, if the requester may view it.
@@ -89,7 +202,8 @@ pub async fn join(s: &mut Session, frame: &Frame) -> Result<()> {
         channel_id: channel.row.id.clone(),
         channel_name: channel.row.name.clone(),
         conn_id: s.conn_id,
-        outbox: s.outbox.clone(),
+        outbox: Some(s.outbox.clone()),
+        node: None,
         peer_id,
         muted: false,
     };
@@ -97,13 +211,10 @@ pub async fn join(s: &mut Session, frame: &Frame) -> Result<()> {
     let others: Vec<Value> =
         others.iter().map(|p| json!({"username": p.username, "peer_id": p.peer_id, "muted": p.muted})).collect();
     if let Some(before) = before {
-        announce_left(&state, &before, None);
-        if before.conn_id != s.conn_id {
-            let moved = wire::packet("voice_leave", json!({"channel": before.channel_name}));
-            state.hub.deliver(&before.outbox, &Packet::from(moved), false);
-        }
+        moved_away(&state, &before, Some(s.conn_id));
     }
     announce(&state, "voice_user_joined", &joined, Some(s.conn_id));
+    tell(&state, |node| Effect::VoiceJoin { member: member(&joined, node), quiet: false });
     s.reply(
         frame,
         "voice_join",
@@ -133,6 +244,9 @@ pub async fn leave(s: &mut Session, frame: &Frame) -> Result<()> {
     let p = membership(s, frame)?;
     s.state.voice.leave(&p.user_id);
     announce_left(&s.state, &p, None);
+    if let Some((node, conn_id)) = holder(&s.state, &p) {
+        s.state.everywhere(Effect::VoiceLeave { node, conn_id }, None);
+    }
     s.reply(frame, "voice_leave", json!({"channel": p.channel_name}));
     Ok(())
 }
@@ -143,6 +257,9 @@ pub async fn mute(s: &mut Session, frame: &Frame, muted: bool) -> Result<()> {
     let p =
         s.state.voice.set_muted(&p.user_id, muted).ok_or_else(|| Error::not_found("You are not in a voice channel"))?;
     announce(&s.state, "voice_user_updated", &p, None);
+    if let Some((node, conn_id)) = holder(&s.state, &p) {
+        s.state.everywhere(Effect::VoiceMute { node, conn_id, muted }, None);
+    }
     let cmd = if muted { "voice_mute" } else { "voice_unmute" };
     s.reply(frame, cmd, json!({"channel": p.channel_name, "muted": muted}));
     Ok(())
@@ -163,7 +280,7 @@ pub async fn voice_state(s: &mut Session, frame: &Frame) -> Result<()> {
 /// `{"cmd":"voice_signal","channel","from","from_peer_id","data"}` on the connection that joined.
 pub async fn signal(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = s.me()?.clone();
-    let from = s.state.voice.of_user(&me.user.id).filter(|p| p.conn_id == s.conn_id);
+    let from = s.state.voice.of_user(&me.user.id).filter(|p| p.node.is_none() && p.conn_id == s.conn_id);
     let from = from.ok_or_else(|| Error::not_found("You are not in a voice channel"))?;
     let Some(to) = frame.str("to").filter(|t| !t.is_empty()) else {
         return Err(Error::bad_request("Recipient (to) is required"));
@@ -183,14 +300,19 @@ pub async fn signal(s: &mut Session, frame: &Frame) -> Result<()> {
         "voice_signal",
         json!({"channel": from.channel_name, "from": from.username, "from_peer_id": from.peer_id, "data": data}),
     );
-    s.state.hub.deliver(&target.outbox, &Packet::from(packet), false);
+    match (&target.outbox, holder(&s.state, &target)) {
+        (Some(out), _) => s.state.hub.deliver(out, &Packet::from(packet), false),
+        (None, Some((node, conn_id))) => s.state.everywhere(Effect::VoiceSignal { node, conn_id, packet }, None),
+        (None, None) => {}
+    }
     s.reply(frame, "voice_signal", json!({"to": target.username, "delivered": true}));
     Ok(())
 }
 
 /// Ends the voice membership of a closed connection and tells the channel's viewers.
 pub fn connection_closed(state: &AppState, conn_id: ConnId) {
-    if let Some(p) = state.voice.leave_conn(conn_id) {
+    if let Some(p) = state.voice.leave_conn(None, conn_id) {
         announce_left(state, &p, None);
+        tell(state, |node| Effect::VoiceLeave { node, conn_id });
     }
 }

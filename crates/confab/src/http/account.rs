@@ -17,7 +17,10 @@ use axum::{
 use serde_json::Value;
 
 use super::{Peer, bearer, body, client_ip, http_error, json_error};
-use crate::{hub::CloseOrder, state::AppState, store::users::User};
+use crate::{
+    cluster::control::Who,
+    {hub::CloseOrder, state::AppState, store::users::User},
+};
 
 /// 401 when a route that needs an access token got none.
 fn bearer_required() -> Response {
@@ -34,7 +37,7 @@ async fn authenticated(state: &AppState, ip: IpAddr, headers: &HeaderMap) -> Res
 
 /// Closes every live socket of the account with 4004 (PROTOCOL §8.5).
 fn close_account(state: &AppState, user_id: &str) {
-    state.hub.close_where(|c| c.user_id == user_id, &CloseOrder::revoked());
+    state.close(Who::User(user_id.to_owned()), CloseOrder::revoked());
 }
 
 /// `POST /auth/logout {"all": true}` with a bearer access token → 204: every session family of

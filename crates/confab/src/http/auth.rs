@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::{Peer, bearer, body, client_ip, http_error, json_error};
 use crate::{
     auth::tokens::{hash_token, random_token},
+    cluster::control::Who,
     error::Error,
     hub::CloseOrder,
     state::AppState,
@@ -26,7 +27,7 @@ fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 
 /// Closes every socket of a revoked session family with 4004 (PROTOCOL §8.5).
 pub fn close_family(state: &AppState, session_id: &str) {
-    state.hub.close_where(|c| c.session_id.as_deref() == Some(session_id), &CloseOrder::revoked());
+    state.close(Who::Session(session_id.to_owned()), CloseOrder::revoked());
 }
 
 /// `POST /auth/register` `{"username","password","invite"?}` → 201 token set; `user_join` to every
@@ -57,7 +58,7 @@ async fn created(state: &AppState, user: User) -> Response {
     };
     if let Ok(identity) = state.identity(user, None).await {
         let join = wire::packet("user_join", json!({"user": identity.presence()}));
-        state.hub.to_all(&join.into(), None, false);
+        state.to_all(join, None, false);
     }
     (StatusCode::CREATED, Json(set)).into_response()
 }

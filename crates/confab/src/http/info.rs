@@ -72,7 +72,9 @@ pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// `GET /readyz`: the database answers and the server is not draining.
+/// `GET /readyz`: the database answers and the server is not draining. In cluster mode the body
+/// also says whether the broker delivers (`cluster.broker`: `up` / `down`): a node without its
+/// broker still serves everything, from the database, so it stays ready.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let not_ready =
         |reason: &str| (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": reason})));
@@ -83,6 +85,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         return not_ready("database").into_response();
     }
     let mut body = json!({"status": "ready"});
+    if let Some(cluster) = &state.cluster {
+        let broker = if cluster.broker_up() { "up" } else { "down" };
+        body["cluster"] = json!({"node": cluster.node_id(), "broker": broker});
+    }
     if state.config.dev {
         body["warning"] = json!("development mode (--dev): do not use in production");
     }

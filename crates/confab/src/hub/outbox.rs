@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 pub type Packet = axum::extract::ws::Utf8Bytes;
 
 /// How the server closes a connection: an optional `disconnect` packet, then the close frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CloseOrder {
     pub code: u16,
     pub reason: String,

@@ -1,5 +1,6 @@
 //! Who is in which voice channel (PROTOCOL §6.6): at most one channel per account, bound to the
-//! connection that joined. Kept in memory only: membership ends with the connection.
+//! connection that joined. Kept in memory only: membership ends with the connection. In cluster
+//! mode it holds the members of every node; those on other nodes have no queue here (`node`).
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -13,9 +14,11 @@ pub struct Participant {
     pub channel_id: String,
     pub channel_name: String,
     /// The connection that joined, and its queue (for `voice_leave` on a move and for relayed
-    /// signalling).
+    /// signalling): `None` for a member on another node, whose connection ids are that node's.
     pub conn_id: ConnId,
-    pub outbox: Outbox,
+    pub outbox: Option<Outbox>,
+    /// The node the member is connected to; `None` = this one.
+    pub node: Option<String>,
     pub peer_id: String,
     pub muted: bool,
 }
@@ -52,10 +55,11 @@ impl Voice {
         self.members().remove(user_id)
     }
 
-    /// Ends the membership bound to connection `conn_id`.
-    pub fn leave_conn(&self, conn_id: ConnId) -> Option<Participant> {
+    /// Ends the membership bound to connection `conn_id` of `node` (`None` = this node).
+    pub fn leave_conn(&self, node: Option<&str>, conn_id: ConnId) -> Option<Participant> {
         let mut members = self.members();
-        let user = members.values().find(|p| p.conn_id == conn_id).map(|p| p.user_id.clone())?;
+        let user =
+            members.values().find(|p| p.conn_id == conn_id && p.node.as_deref() == node).map(|p| p.user_id.clone())?;
         members.remove(&user)
     }
 
@@ -65,6 +69,32 @@ impl Voice {
         let p = members.get_mut(user_id)?;
         p.muted = muted;
         Some(p.clone())
+    }
+
+    /// Every member.
+    pub fn all(&self) -> Vec<Participant> {
+        self.members().values().cloned().collect()
+    }
+
+    /// The members connected to this node.
+    pub fn local(&self) -> Vec<Participant> {
+        self.members().values().filter(|p| p.node.is_none()).cloned().collect()
+    }
+
+    /// The other nodes members are connected to.
+    pub fn remote_nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self.members().values().filter_map(|p| p.node.clone()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+
+    /// Ends the memberships of the members on `node` (it died); the memberships ended.
+    pub fn leave_node(&self, node: &str) -> Vec<Participant> {
+        let mut members = self.members();
+        let gone: Vec<String> =
+            members.values().filter(|p| p.node.as_deref() == Some(node)).map(|p| p.user_id.clone()).collect();
+        gone.iter().filter_map(|user| members.remove(user)).collect()
     }
 
     /// The participants of `channel_id`, by name.

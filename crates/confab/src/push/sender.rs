@@ -95,7 +95,15 @@ async fn plan(state: &AppState, job: &Job) -> Result<Vec<(PushSubscription, Reas
         roles_of.entry(user).or_default().push(role);
     }
     let role_name = |id: &str| dir.roles.iter().find(|r| r.id == id).map(|r| r.name.clone());
-    let online = |user: &str| state.hub.user_connections(user) > 0;
+    // A cluster's online set is in PostgreSQL (one query); one node asks its hub per user.
+    let cluster_online = match &state.cluster {
+        Some(_) => Some(state.online_users().await?),
+        None => None,
+    };
+    let online = |user: &str| match &cluster_online {
+        Some(set) => set.contains(user),
+        None => state.hub.user_connections(user) > 0,
+    };
     let can_view = |roles: &[String]| dir.actor(&dir.roles_of(roles)).channel_allows(&channel.perms, "view");
     Ok(recipients(job, subs, &roles_of, role_name, online, can_view))
 }

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use crate::support::{Backend, Client, TestServer, free_port, fresh_location, postgres_url};
 
 /// A long run was asked for (`CONFAB_CLUSTER_LONG=1`).
-fn long() -> bool {
+pub(crate) fn long() -> bool {
     std::env::var("CONFAB_CLUSTER_LONG").is_ok_and(|v| v == "1")
 }
 
@@ -21,20 +21,20 @@ fn long() -> bool {
 const SECRET: &str = "cluster-test-secret-of-at-least-32-chars";
 
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Nats,
     Redis,
 }
 
 /// A private broker process on its own port, killed when dropped.
-struct Broker {
+pub(crate) struct Broker {
     kind: Kind,
     port: u16,
     child: Option<Child>,
 }
 
 impl Broker {
-    async fn start(kind: Kind) -> Broker {
+    pub(crate) async fn start(kind: Kind) -> Broker {
         let mut broker = Broker { kind, port: free_port(), child: None };
         broker.up().await;
         broker
@@ -77,7 +77,7 @@ impl Broker {
     }
 
     /// SIGKILL, and wait until it is gone.
-    async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill broker");
         }
@@ -86,7 +86,16 @@ impl Broker {
 
 /// Three nodes of one cluster on a fresh schema, with the channels `extra` created before they
 /// start (each node reads the channel list at its start).
-async fn three_nodes(broker: &Broker, extra: &[&str]) -> Vec<TestServer> {
+pub(crate) async fn three_nodes(broker: &Broker, extra: &[&str]) -> Vec<TestServer> {
+    three_nodes_tuned(broker, extra, |_| {}).await
+}
+
+/// [`three_nodes`] with `tune` applied to every node's configuration.
+pub(crate) async fn three_nodes_tuned(
+    broker: &Broker,
+    extra: &[&str],
+    tune: fn(&mut confab::config::Config),
+) -> Vec<TestServer> {
     let dir = tempfile::tempdir().expect("tempdir");
     let location = fresh_location(Backend::Postgres, dir.path()).await;
     let url = broker.url();
@@ -98,6 +107,7 @@ async fn three_nodes(broker: &Broker, extra: &[&str]) -> Vec<TestServer> {
             c.cluster.broker = url;
             c.cluster.node_id = format!("node{i}");
             c.cluster.name = "test".to_owned();
+            tune(c);
         }
     };
     let first = TestServer::spawn_on(&location, node(1)).await;

@@ -24,6 +24,7 @@ mod bots;
 mod channels;
 mod cli;
 mod cluster;
+mod cluster_control;
 mod durability;
 mod emoji;
 mod gateway;

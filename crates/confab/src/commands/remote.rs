@@ -1,0 +1,76 @@
+//! Other nodes' changes, applied to this node's connections (cluster mode, docs/cluster.md
+//! "Control log"). The node that made a change has applied it to its own connections already;
+//! here the same [`Effect`] reaches the rest, in the control log's order, through one task.
+//! Deliveries and closes go straight to the hub; refreshes reread what changed from the database,
+//! as the origin did.
+
+use tokio::sync::mpsc;
+
+use super::{channels, roles, users, voice};
+use crate::{cluster::control::Effect, error::Result, hub::Packet, state::AppState};
+
+/// Applies each effect as it comes, until shutdown.
+pub async fn apply(state: AppState, mut effects: mpsc::UnboundedReceiver<Packet>) {
+    loop {
+        let next = tokio::select! {
+            next = effects.recv() => next,
+            () = state.shutdown.cancelled() => None,
+        };
+        let Some(body) = next else { break };
+        let effect = match serde_json::from_str::<Effect>(&body) {
+            Ok(effect) => effect,
+            Err(e) => {
+                tracing::warn!(error = %e, "an effect from another node that this node cannot read");
+                continue;
+            }
+        };
+        if let Err(e) = refresh(&state, effect).await {
+            tracing::error!(error = %e, "applying another node's change");
+        }
+    }
+}
+
+/// Applies one effect here. Any of them may follow a change to accounts or roles, which this
+/// node's cached member list cannot see: it is rebuilt on next use.
+async fn refresh(state: &AppState, effect: Effect) -> Result<()> {
+    state.store.members_changed();
+    if effect.on_hub(&state.hub, None) {
+        return Ok(());
+    }
+    match effect {
+        Effect::Roles { visibility } => roles::roles_refresh(state, visibility).await,
+        Effect::Channels => channels::directory_refresh(state).await,
+        Effect::User { user } => channels::user_refresh(state, &user).await,
+        Effect::Account { user } => {
+            if let Some(user) = state.store.user_by_id(&user).await? {
+                users::refresh_account(state, &user);
+            }
+            Ok(())
+        }
+        Effect::VoiceJoin { member, quiet } => {
+            voice::joined_elsewhere(state, member, quiet);
+            Ok(())
+        }
+        Effect::VoiceLeave { node, conn_id } => {
+            voice::left_elsewhere(state, &node, conn_id);
+            Ok(())
+        }
+        Effect::VoiceMute { node, conn_id, muted } => {
+            voice::muted_elsewhere(state, &node, conn_id, muted);
+            Ok(())
+        }
+        Effect::VoiceSignal { node, conn_id, packet } => {
+            voice::signal_from_elsewhere(state, &node, conn_id, packet);
+            Ok(())
+        }
+        Effect::VoiceSync => {
+            voice::tell_members(state);
+            Ok(())
+        }
+        Effect::NodeGone { node } => {
+            voice::node_gone(state, &node);
+            Ok(())
+        }
+        Effect::Close { .. } | Effect::ToAll { .. } | Effect::ToUser { .. } | Effect::Typing { .. } => Ok(()),
+    }
+}
