@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hub::{CloseOrder, Conn, ConnId, Hub, Packet};
+use crate::hub::{CloseOrder, Conn, ConnId, Hub, Packet, slash::PendingCall};
 
 /// The sequencer's key of the control log, beside channel ids (which are UUIDs, never this).
 pub const LOG: &str = "~control";
@@ -84,6 +84,13 @@ pub enum Effect {
     /// `node` stopped beating, or started again under the same id: forget what it held. Found by
     /// each node for itself, or sent by the node itself when it starts.
     NodeGone { node: String },
+    /// A call of a slash command registered by connection `conn` of node `node`: that node
+    /// records `call` as pending on the connection (so its `slash_response` is matched there)
+    /// and sends it `packet`, or tells the invoker's connection `from` of node `from_node` that the
+    /// handler is gone. Logged, so the call is delivered once even if the broker drops it.
+    SlashCall { node: String, conn: ConnId, call: PendingCall, packet: String, from_node: String, from: ConnId },
+    /// A packet for connection `conn` of node `node` (connection ids are per node).
+    ToConn { node: String, conn: ConnId, packet: String },
 }
 
 impl Effect {
@@ -93,7 +100,8 @@ impl Effect {
     }
 
     /// Applies a delivery or a close to `hub`'s connections (but `except`, the requester's on the
-    /// node that made it); `false` for a refresh, which needs the database (the caller runs it).
+    /// node that made it); `false` for the rest — refreshes, which need the database, and effects
+    /// on one node's connections or memory, which need more than the hub (the caller runs them).
     pub fn on_hub(&self, hub: &Hub, except: Option<ConnId>) -> bool {
         match self {
             Effect::Close { who, order } => {
@@ -133,5 +141,23 @@ mod tests {
         assert!(!Effect::Typing { channel: "c".into(), packet: "{}".into() }.durable());
         assert!(Effect::ToAll { packet: "{}".into(), but_user: None, droppable: true }.durable());
         assert!(Effect::ToAll { packet: "{}".into(), but_user: None, droppable: false }.durable());
+        let call = PendingCall {
+            call_id: "c1".into(),
+            invoker_id: "u1".into(),
+            invoker_name: "alice".into(),
+            channel_id: "general".into(),
+            command: "roll".into(),
+        };
+        let routed = Effect::SlashCall {
+            node: "n1".into(),
+            conn: 7,
+            call,
+            packet: "{}".into(),
+            from_node: "n2".into(),
+            from: 3,
+        };
+        let text = serde_json::to_string(&routed).unwrap();
+        assert_eq!(serde_json::from_str::<Effect>(&text).unwrap(), routed);
+        assert!(routed.durable(), "a call is delivered once");
     }
 }

@@ -22,6 +22,7 @@ pub mod control;
 pub mod envelope;
 pub mod presence;
 pub mod sequencer;
+pub mod slash;
 
 use std::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering},

@@ -44,10 +44,11 @@ fn announce_gone(state: &AppState, username: &str) {
     state.to_all(wire::packet("user_disconnect", json!({"username": username})), None, true);
 }
 
-/// Before serving: marks the node alive and drops the rows an earlier run under the same
-/// `cluster.node_id` left behind (its connections are gone).
+/// Before serving: marks the node alive and drops the rows (presence, slash commands) an earlier
+/// run under the same `cluster.node_id` left behind (its connections are gone).
 pub async fn start(state: &AppState, node: &str) -> Result<()> {
     state.store.node_beat(node).await?;
+    super::slash::reap(state, Some(node)).await?;
     reap(state, node).await
 }
 
@@ -96,6 +97,9 @@ pub async fn heartbeat(state: AppState, node: String) {
                 if let Err(e) = recount(&state, &node).await {
                     tracing::warn!(error = %e, "recounting this node's connections");
                 }
+                if let Err(e) = super::slash::rejoin(&state, &node).await {
+                    tracing::warn!(error = %e, "putting back this node's slash commands");
+                }
             }
             Err(e) => tracing::warn!(error = %e, "cluster heartbeat"),
         }
@@ -114,6 +118,10 @@ pub async fn heartbeat(state: AppState, node: String) {
             if let Err(e) = reap(&state, &gone).await {
                 tracing::warn!(error = %e, node = %gone, "removing a dead node's connections");
             }
+        }
+        // Likewise their slash commands: each row is deleted, and announced, by one node.
+        if let Err(e) = super::slash::reap(&state, None).await {
+            tracing::warn!(error = %e, "removing dead nodes' slash commands");
         }
         if let Ok(live) = state.store.nodes_list().await {
             state.metrics.gauge_set("confab_cluster_nodes", String::new(), live.len() as i64);

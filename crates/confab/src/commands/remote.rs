@@ -2,11 +2,11 @@
 //! "Control log"). The node that made a change has applied it to its own connections already;
 //! here the same [`Effect`] reaches the rest, in the control log's order, through one task.
 //! Deliveries and closes go straight to the hub; refreshes reread what changed from the database,
-//! as the origin did.
+//! as the origin did; a slash call is routed by the node whose connection registered the command.
 
 use tokio::sync::mpsc;
 
-use super::{channels, roles, users, voice};
+use super::{channels, roles, slash, users, voice};
 use crate::{cluster::control::Effect, error::Result, hub::Packet, state::AppState};
 
 /// Applies each effect as it comes, until shutdown.
@@ -28,6 +28,11 @@ pub async fn apply(state: AppState, mut effects: mpsc::UnboundedReceiver<Packet>
             tracing::error!(error = %e, "applying another node's change");
         }
     }
+}
+
+/// Whether `node` is this node.
+fn here(state: &AppState, node: &str) -> bool {
+    state.cluster.as_ref().is_some_and(|c| c.node_id() == node)
 }
 
 /// Applies one effect here. Any of them may follow a change to accounts or roles, which this
@@ -71,6 +76,17 @@ async fn refresh(state: &AppState, effect: Effect) -> Result<()> {
             voice::node_gone(state, &node);
             Ok(())
         }
+        Effect::SlashCall { node, conn, call, packet, from_node, from } if here(state, &node) => {
+            slash::routed_here(state, conn, call, &packet, from_node, from);
+            Ok(())
+        }
+        Effect::ToConn { node, conn, packet } if here(state, &node) => {
+            if let Some(conn) = state.hub.connection(conn) {
+                state.hub.deliver(&conn.outbox, &Packet::from(packet), false);
+            }
+            Ok(())
+        }
+        Effect::SlashCall { .. } | Effect::ToConn { .. } => Ok(()),
         Effect::Close { .. } | Effect::ToAll { .. } | Effect::ToUser { .. } | Effect::Typing { .. } => Ok(()),
     }
 }

@@ -6,6 +6,8 @@
 //! connection that registered it, which answers with `slash_response`. Answers are stored and
 //! published exactly like `message_new` (through [`super::messages::post`]), except the answers
 //! of `ephemeral` commands, which only the invoker's connections see and which are never stored.
+//! In cluster mode the commands of every node are known through [`crate::cluster::slash`], and a
+//! call to another node's command goes there as [`Effect::SlashCall`].
 
 use confab_proto::{ErrorCode, Frame};
 use serde_json::{Map, Value, json};
@@ -17,14 +19,15 @@ use super::{
     target::Target,
 };
 use crate::{
+    cluster::{self, control::Effect},
     domain::{
         embeds,
-        slash::{check_args, check_roles, parse_commands},
+        slash::{SlashCommand, check_args, check_roles, parse_commands},
     },
     error::{Error, Result},
     gateway::Session,
     hub::{
-        ConnId, Packet, Pushed,
+        ConnId, Outbox, Packet, Pushed,
         slash::{CallQuery, Handler, PendingCall, Refused, Unmatched},
     },
     state::AppState,
@@ -54,10 +57,17 @@ pub async fn register(s: &mut Session, frame: &Frame) -> Result<()> {
         username: me.user.username.clone(),
         outbox: s.outbox.clone(),
     };
-    let dropped = state.slash.register(handler, commands).map_err(|refused| match refused {
+    let refused = |refused| match refused {
         Refused::OtherSession => Error::conflict("You already have slash commands registered from another session"),
         Refused::Taken(name) => Error::conflict(format!("Slash command /{name} is already registered by another user")),
-    })?;
+    };
+    // In cluster mode the table judges clashes with every node first. Each connection of this node
+    // is in it from before its registration reaches the registry until after it left it, so the
+    // registry below then refuses nothing the table let through.
+    if let Some(cluster) = &state.cluster {
+        cluster::slash::claim(&state, cluster.node_id(), &handler, &commands).await?.map_err(refused)?;
+    }
+    let dropped = state.slash.register(handler, commands).map_err(refused)?;
     s.reply(frame, "slash_register", json!({"val": format!("{count} commands registered successfully")}));
     if !dropped.is_empty() {
         to_all(&state, "slash_remove", json!({"commands": dropped}));
@@ -68,12 +78,28 @@ pub async fn register(s: &mut Session, frame: &Frame) -> Result<()> {
     Ok(())
 }
 
-/// After a connection closed: its commands are gone, S→A `slash_remove` (PROTOCOL §2.11).
+/// After a connection closed: its commands are gone, S→A `slash_remove` (PROTOCOL §2.11); in
+/// cluster mode once its row is gone from the cluster's table too.
 pub fn connection_closed(state: &AppState, conn_id: ConnId) {
     let names = state.slash.release(conn_id);
-    if !names.is_empty() {
-        to_all(state, "slash_remove", json!({"commands": names}));
+    if names.is_empty() {
+        return;
     }
+    match &state.cluster {
+        Some(cluster) => cluster::slash::release(state, cluster.node_id(), conn_id, names),
+        None => to_all(state, "slash_remove", json!({"commands": names})),
+    }
+}
+
+/// Every registered command with who registered it, sorted by name: this node's, and in cluster
+/// mode every other node's.
+pub async fn registered(state: &AppState) -> Result<Vec<(SlashCommand, String)>> {
+    let mut all = state.slash.all();
+    if let Some(cluster) = &state.cluster {
+        all.extend(cluster::slash::elsewhere(state, cluster.node_id()).await?);
+        all.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    }
+    Ok(all)
 }
 
 /// `slash_list` → the built-in commands (registered by the system username) and every
@@ -84,7 +110,7 @@ pub async fn list(s: &mut Session, frame: &Frame) -> Result<()> {
     let commands: Vec<Value> = builtins::all()
         .iter()
         .map(|c| c.to_json(system))
-        .chain(state.slash.all().iter().map(|(c, by)| c.to_json(by)))
+        .chain(registered(state).await?.iter().map(|(c, by)| c.to_json(by)))
         .collect();
     s.reply(frame, "slash_list", json!({"commands": commands}));
     Ok(())
@@ -132,15 +158,27 @@ pub async fn call(s: &mut Session, frame: &Frame) -> Result<()> {
         return answer(s, frame, &target, draft, builtin.ephemeral, &me.user.id).await;
     }
 
-    let (command, handler) =
-        state.slash.find(name).ok_or_else(|| Error::not_found(format!("Unknown slash command: /{name}")))?;
+    let (command, route) = match state.slash.find(name) {
+        Some((command, handler)) => (command, Route::Here(handler)),
+        None => match &state.cluster {
+            Some(cluster) => match cluster::slash::find(&state, cluster.node_id(), name).await? {
+                Some(remote) => (remote.command.clone(), Route::Node(remote)),
+                None => return Err(unknown(name)),
+            },
+            None => return Err(unknown(name)),
+        },
+    };
     check_roles(&command, &me.role_names()).map_err(Error::forbidden)?;
     check_args(&command, &args).map_err(Error::bad_request)?;
     let call_id = uuid::Uuid::now_v7().to_string();
+    let commander = match &route {
+        Route::Here(handler) => &handler.username,
+        Route::Node(remote) => &remote.username,
+    };
     let packet = wire::packet(
         "slash_call",
         json!({
-            "val": {"command": name, "args": args, "commander": handler.username},
+            "val": {"command": name, "args": args, "commander": commander},
             "invoker": me.user.id, "invokerUsername": me.user.username,
             "channel": target.channel.row.name, "call_id": call_id,
         }),
@@ -152,19 +190,61 @@ pub async fn call(s: &mut Session, frame: &Frame) -> Result<()> {
         channel_id: target.channel.row.id.clone(),
         command: name.to_owned(),
     };
-    state.slash.call_routed(handler.conn_id, pending);
-    if handler.conn_id != s.conn_id {
-        let pushed = handler.outbox.push(&Packet::from(packet.clone()), false);
-        if pushed == Pushed::Closed {
-            return Err(Error::new(
-                ErrorCode::Unavailable,
-                format!("Command handler for /{name} is not currently connected"),
-            ));
+    match route {
+        Route::Here(handler) => {
+            state.slash.call_routed(handler.conn_id, pending);
+            if handler.conn_id != s.conn_id && !push_call(&state, &handler.outbox, &packet) {
+                return Err(handler_gone(name));
+            }
         }
-        state.hub.account(&handler.outbox, pushed);
+        Route::Node(remote) => {
+            let from_node = state.cluster.as_ref().map(|c| c.node_id().to_owned()).unwrap_or_default();
+            let (node, conn, packet, from) = (remote.node, remote.conn, packet.clone(), s.conn_id);
+            state.everywhere(Effect::SlashCall { node, conn, call: pending, packet, from_node, from }, None);
+        }
     }
     s.send(wire::with_listener(&packet, frame.listener()));
     Ok(())
+}
+
+/// Where a call to a registered command goes.
+enum Route {
+    /// A connection of this node.
+    Here(Handler),
+    /// A connection of another node (cluster mode).
+    Node(cluster::slash::Remote),
+}
+
+fn unknown(name: &str) -> Error {
+    Error::not_found(format!("Unknown slash command: /{name}"))
+}
+
+fn handler_gone(name: &str) -> Error {
+    Error::new(ErrorCode::Unavailable, format!("Command handler for /{name} is not currently connected"))
+}
+
+/// Sends a routed call to its handler's connection; `false` when that connection is closing.
+fn push_call(state: &AppState, outbox: &Outbox, packet: &str) -> bool {
+    let pushed = outbox.push(&Packet::from(packet), false);
+    if pushed == Pushed::Closed {
+        return false;
+    }
+    state.hub.account(outbox, pushed);
+    true
+}
+
+/// Another node's call of a command registered by connection `conn` of this one
+/// ([`Effect::SlashCall`]): recorded as pending there and sent. When that connection closed after
+/// the caller's node read its registration, the invoker's connection `from` of node `from_node`
+/// gets the error a call on one node gets (after its `slash_call` reply, so without a listener).
+pub fn routed_here(state: &AppState, conn: ConnId, call: PendingCall, packet: &str, from_node: String, from: ConnId) {
+    let name = call.command.clone();
+    if state.slash.call_routed(conn, call).is_some_and(|outbox| push_call(state, &outbox, packet)) {
+        return;
+    }
+    let err = handler_gone(&name);
+    let packet = wire::packet("error", json!({"src": "slash_call", "val": err.text(), "code": err.code().as_str()}));
+    state.everywhere(Effect::ToConn { node: from_node, conn: from, packet }, None);
 }
 
 /// `slash_response {channel, command?, response?, embeds?, invoker?, call_id?}` from the connection a
@@ -248,10 +328,8 @@ async fn answer(
     }
     let state = &s.state;
     let packet = render_unstored(&messages::prepare(state, target, draft).await?);
-    let shared = Packet::from(packet.clone());
-    for conn in state.hub.connections_of(invoker_id).iter().filter(|c| c.id != s.conn_id) {
-        state.hub.deliver(&conn.outbox, &shared, false);
-    }
+    // On every node: the invoker may be connected to another one than the handler.
+    state.everywhere(Effect::ToUser { user: invoker_id.to_owned(), packet: packet.clone() }, Some(s.conn_id));
     s.send(wire::with_listener(&packet, frame.listener()));
     Ok(())
 }

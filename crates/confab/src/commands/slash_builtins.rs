@@ -90,7 +90,7 @@ fn moderation_text(emoji: &str, username: &str, action: &str, reason: Option<&st
 pub async fn run(state: &AppState, me: &Identity, name: &str, args: &Map<String, Value>) -> Result<String> {
     let reason = || Some(arg(args, "reason").filter(|r| !r.trim().is_empty()).unwrap_or(NO_REASON));
     match name {
-        "help" => Ok(help(state, me)),
+        "help" => help(state, me).await,
         "nick" => nick(state, me, arg(args, "nickname")).await,
         "ban" => {
             let target = target(state, args).await?;
@@ -127,18 +127,19 @@ pub async fn run(state: &AppState, me: &Identity, name: &str, args: &Map<String,
 }
 
 /// `/help`: the commands `me` may use (built-in and registered), sorted by name.
-fn help(state: &AppState, me: &Identity) -> String {
+async fn help(state: &AppState, me: &Identity) -> Result<String> {
+    let registered = super::slash::registered(state).await?;
     let roles = me.role_names();
     let mut usable: Vec<(String, String)> = all()
         .into_iter()
-        .chain(state.slash.all().into_iter().map(|(c, _)| c))
+        .chain(registered.into_iter().map(|(c, _)| c))
         .filter(|c| c.permission.is_none_or(|p| me.actor.has(p)) && check_roles(c, &roles).is_ok())
         .map(|c| (c.name, c.description))
         .collect();
     usable.sort();
     let mut lines = vec!["**Available Commands:**".to_owned()];
     lines.extend(usable.iter().map(|(name, description)| format!("• `/{name}` - {description}")));
-    lines.join("\n")
+    Ok(lines.join("\n"))
 }
 
 /// `/nick [nickname]`: sets the invoker's nickname, or clears it when none (or only spaces) is

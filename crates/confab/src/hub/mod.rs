@@ -147,6 +147,11 @@ impl Hub {
         self.conns.iter().filter(|c| c.user_id == user_id).map(|c| c.clone()).collect()
     }
 
+    /// One live authenticated connection.
+    pub fn connection(&self, id: ConnId) -> Option<Arc<Conn>> {
+        self.conns.get(&id).map(|c| c.clone())
+    }
+
     /// Every live authenticated connection.
     pub fn connections(&self) -> Vec<Arc<Conn>> {
         self.conns.iter().map(|c| c.clone()).collect()

@@ -3,11 +3,15 @@
 //! A registration belongs to the connection that made it, not to the account: it is replaced by
 //! that connection's next `slash_register` and dropped when the connection closes, so a call is
 //! always routed to a socket that can answer it. One short lock guards it; nothing awaits under it.
+//! In cluster mode the other nodes' registrations are in PostgreSQL ([`crate::cluster::slash`]);
+//! this registry still holds the calls routed to this node's connections.
 
 use std::{
     collections::{HashMap, VecDeque},
     sync::Mutex,
 };
+
+use serde::{Deserialize, Serialize};
 
 use super::{ConnId, Outbox};
 use crate::domain::slash::SlashCommand;
@@ -33,7 +37,7 @@ struct Registration {
 }
 
 /// A call routed to a handler connection: the only thing a `slash_response` may answer, once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingCall {
     pub call_id: String,
     pub invoker_id: String,
@@ -92,6 +96,21 @@ pub enum Refused {
     Taken(String),
 }
 
+/// Whether a registration of `commands` by `user_id` clashes with another connection's, held by
+/// `other_user` with the command names `other_names`: one account registers from one connection
+/// only, and a name belongs to one connection.
+pub fn clash<'a>(
+    user_id: &str,
+    commands: &[SlashCommand],
+    other_user: &str,
+    mut other_names: impl Iterator<Item = &'a str>,
+) -> Option<Refused> {
+    if other_user == user_id {
+        return Some(Refused::OtherSession);
+    }
+    other_names.find(|n| commands.iter().any(|c| c.name == *n)).map(|n| Refused::Taken(n.to_owned()))
+}
+
 /// Registrations by connection.
 #[derive(Default)]
 pub struct SlashRegistry {
@@ -111,11 +130,9 @@ impl SlashRegistry {
             if *conn == handler.conn_id {
                 continue;
             }
-            if reg.handler.user_id == handler.user_id {
-                return Err(Refused::OtherSession);
-            }
-            if let Some(c) = commands.iter().find(|c| reg.commands.iter().any(|r| r.name == c.name)) {
-                return Err(Refused::Taken(c.name.clone()));
+            let names = reg.commands.iter().map(|c| c.name.as_str());
+            if let Some(refused) = clash(&handler.user_id, &commands, &reg.handler.user_id, names) {
+                return Err(refused);
             }
         }
         let old = map.remove(&handler.conn_id);
@@ -164,15 +181,22 @@ impl SlashRegistry {
             .find_map(|r| r.commands.iter().find(|c| c.name == name).cloned())
     }
 
-    /// Remembers that `call` was routed to connection `conn_id`. Done before the call is sent, so
-    /// an answer can never arrive before the call is known.
-    pub fn call_routed(&self, conn_id: ConnId, call: PendingCall) {
-        if let Some(reg) = self.lock().get_mut(&conn_id) {
-            if reg.calls.len() >= PENDING_CALLS {
-                reg.calls.pop_front();
-            }
-            reg.calls.push_back(call);
+    /// Every registration with its handler, for putting them back in the cluster's table.
+    pub fn registrations(&self) -> Vec<(Handler, Vec<SlashCommand>)> {
+        self.lock().values().map(|r| (r.handler.clone(), r.commands.clone())).collect()
+    }
+
+    /// Remembers that `call` was routed to connection `conn_id`; returns where to send it, or
+    /// `None` when the connection has no registration (it closed). Done before the call is sent,
+    /// so an answer can never arrive before the call is known.
+    pub fn call_routed(&self, conn_id: ConnId, call: PendingCall) -> Option<Outbox> {
+        let mut map = self.lock();
+        let reg = map.get_mut(&conn_id)?;
+        if reg.calls.len() >= PENDING_CALLS {
+            reg.calls.pop_front();
         }
+        reg.calls.push_back(call);
+        Some(reg.handler.outbox.clone())
     }
 
     /// Takes the pending call of connection `conn_id` that `query` answers (see [`pick`]); a call

@@ -27,6 +27,7 @@ mod script;
 pub mod search;
 pub mod sessions;
 pub mod settings;
+pub mod slash;
 pub mod threads;
 pub mod users;
 pub mod webhooks;

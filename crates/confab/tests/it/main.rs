@@ -25,6 +25,7 @@ mod channels;
 mod cli;
 mod cluster;
 mod cluster_control;
+mod cluster_slash;
 mod durability;
 mod emoji;
 mod gateway;

@@ -101,6 +101,18 @@ impl TestServer {
         Self::spawn_in(location.clone(), tempfile::tempdir().expect("tempdir"), tweak).await
     }
 
+    /// Another node of this server's cluster started now, on the same database with the same
+    /// configuration but its own address, data folder and `cluster.node_id`.
+    pub async fn sibling(&self, node_id: &str) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = self.config.clone();
+        config.listen = listener.local_addr().expect("addr");
+        config.data_dir = dir.path().to_owned();
+        config.cluster.node_id = node_id.to_owned();
+        Self::start(listener, config, self.location.clone(), dir).await
+    }
+
     /// A server on `location` with `dir` as its data folder.
     async fn spawn_in(location: Location, dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
