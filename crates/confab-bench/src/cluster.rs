@@ -1,10 +1,10 @@
 //! `cluster`: the `fanout` workload across the nodes of one Confab cluster against one node, in
 //! the same run. The cluster is N `confab serve` processes on one fresh PostgreSQL schema, with a
-//! shared `auth.jwt_secret` and `public_url` and a private NATS broker this mode starts on a free port (never a
-//! shared one); the reference is one node on the same PostgreSQL, in a fresh schema of its own, with
-//! no broker (single-node mode). Clients and senders are spread round-robin over the nodes, so a
-//! delivery is cross-node when its sender is on another node than its viewer; that latency is
-//! reported beside the single node's (docs/cluster.md).
+//! shared `auth.jwt_secret` and `public_url` and a private NATS broker this mode starts on a free
+//! port (never a shared one); the reference is one node on the same PostgreSQL, in a fresh schema
+//! of its own, with no broker (single-node mode). Clients and senders are spread round-robin over
+//! the nodes, so a delivery is cross-node when its sender is on another node than its viewer; that
+//! latency is reported beside the single node's (docs/cluster.md).
 
 use std::path::PathBuf;
 
