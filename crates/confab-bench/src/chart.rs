@@ -39,6 +39,8 @@ pub fn run(args: &ChartArgs) -> Result<()> {
             let text = std::fs::read_to_string(&path)?;
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             match serde_json::from_str::<Report>(&text) {
+                // Only Confab ÷ floor ratios share the chart's scale and title (`cluster` compares nodes).
+                Ok(r) if !r.against_floor() => eprintln!("skipping {}: not against the floor", path.display()),
                 Ok(r) => reports.push((stem, r)),
                 Err(e) => eprintln!("skipping {}: {e}", path.display()),
             }

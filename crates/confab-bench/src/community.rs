@@ -107,10 +107,7 @@ enum Seen {
 
 async fn measure(a: &CommunityArgs, accounts: usize, online: usize) -> Result<Sized> {
     let common = Common { users: accounts, ..a.common.clone() };
-    let target = Target::start(Kind::Confab, "community", &common).await?;
-    let result = sized(&target, a, accounts, online).await.map_err(|e| target.explain(e));
-    target.stop().await;
-    result
+    Target::start(Kind::Confab, "community", &common).await?.run(async |t| sized(t, a, accounts, online).await).await
 }
 
 async fn sized(target: &Target, a: &CommunityArgs, accounts: usize, online: usize) -> Result<Sized> {

@@ -1,6 +1,8 @@
 //! `fanout`: N clients in #general, S of them sending; deliveries/s, messages/s, send→receipt
 //! latency at every receiver, and loss. The send time travels in the message content, so latency
-//! is measured where the message lands, with one clock (the bench's).
+//! is measured where the message lands, with one clock (the bench's). Against several nodes
+//! (`cluster`), clients are spread over them and deliveries from a sender on another node are also
+//! summarised on their own (the cross-node latency).
 
 use std::{
     sync::{
@@ -26,12 +28,12 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::{
     Common,
     client::{self, Ws},
-    procfs::{self, CpuMeter, CpuUse},
+    procfs::{CpuMeter, CpuUse},
     progress::Progress,
     report::{Better, Metric, Report},
     scrape::ServerMetrics,
     stats::{self, Summary},
-    target::{Target, floor_then_confab},
+    target::{self, Target, floor_then_confab},
 };
 
 /// A closed-loop sender gives up waiting for its echo after this long and counts a timeout.
@@ -43,6 +45,19 @@ const CONNECT_CONCURRENCY: usize = 32;
 pub struct FanoutArgs {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: Load,
+    /// Pairs of runs (floor, then Confab, each on fresh servers). On a shared machine one pair
+    /// can be lucky or unlucky either way: the pair with the median deliveries ratio is reported,
+    /// and every pair's ratio is listed in the notes.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+}
+
+/// The workload, shared by `fanout` and `cluster`.
+#[derive(clap::Args, Debug, Clone, Serialize)]
+pub struct Load {
     /// Connected clients, all in #general (every one receives every message).
     #[arg(short = 'n', long, default_value_t = 100)]
     pub clients: usize,
@@ -61,11 +76,19 @@ pub struct FanoutArgs {
     /// Longest wait, after sending stops, for messages still in flight (seconds).
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
-    /// Pairs of runs (floor, then Confab, each on fresh servers). On a shared machine one pair
-    /// can be lucky or unlucky either way: the pair with the median deliveries ratio is reported,
-    /// and every pair's ratio is listed in the notes.
-    #[arg(long, default_value_t = 1)]
-    pub rounds: usize,
+}
+
+impl Load {
+    /// Refuses a workload that cannot run (`rounds` is the caller's number of pairs).
+    pub fn check(&self, rounds: usize) -> Result<()> {
+        if self.senders == 0 || self.senders > self.clients {
+            bail!("--senders must be between 1 and --clients");
+        }
+        if self.duration <= 0.0 || self.warmup < 0.0 || rounds == 0 {
+            bail!("--duration and --rounds must be positive and --warmup not negative");
+        }
+        Ok(())
+    }
 }
 
 /// The measured window, in µs since the run's epoch.
@@ -97,6 +120,12 @@ pub struct FanoutResult {
     pub deliveries_per_s: f64,
     /// Send → receipt at every receiver.
     pub latency: Summary,
+    /// Send → receipt where sender and receiver are on different nodes (empty on one node).
+    pub cross_node_latency: Summary,
+    /// Send → receipt where they are on the same node (all of `latency` on one node).
+    pub same_node_latency: Summary,
+    /// How many nodes the clients were spread over.
+    pub nodes: usize,
     pub echo_timeouts: u64,
     /// Connections that ended before the run did, with the reason of the first few.
     pub disconnected: usize,
@@ -133,40 +162,60 @@ fn frame(sender: usize, n: u64, t_us: u64) -> String {
 
 /// Runs the workload against the floor, then Confab, and reports.
 pub async fn run(args: FanoutArgs) -> Result<()> {
-    if args.senders == 0 || args.senders > args.clients {
-        bail!("--senders must be between 1 and --clients");
-    }
-    if args.duration <= 0.0 || args.warmup < 0.0 || args.rounds == 0 {
-        bail!("--duration and --rounds must be positive and --warmup not negative");
-    }
+    args.load.check(args.rounds)?;
     let mut pairs = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         if args.rounds > 1 {
             eprintln!("[fanout] round {round} of {}", args.rounds);
         }
-        pairs.push(floor_then_confab("fanout", &args.common, async |t| measure(t, &args).await).await?);
+        pairs.push(floor_then_confab("fanout", &args.common, async |t| measure(t, &args.load).await).await?);
     }
-    let ratios: Vec<f64> = pairs.iter().map(|[f, c]| c.deliveries_per_s / f.deliveries_per_s).collect();
-    // Every pair as "ratio (Confab / floor deliveries/s)", in the order they ran.
-    let listed: Vec<String> = pairs
-        .iter()
-        .zip(&ratios)
-        .map(|([f, c], r)| format!("{r:.3} ({:.0}k / {:.0}k)", c.deliveries_per_s / 1e3, f.deliveries_per_s / 1e3))
-        .collect();
-    let [floor, confab] = pairs.swap_remove(median_at(&ratios));
-    let metrics = vec![
-        Metric::new("deliveries/s", "1/s", Better::Higher, floor.deliveries_per_s, confab.deliveries_per_s),
-        Metric::new("messages/s", "1/s", Better::Higher, floor.messages_per_s, confab.messages_per_s),
-        Metric::new("latency p50", "ms", Better::Lower, floor.latency.p50_ms, confab.latency.p50_ms),
-        Metric::new("latency p99", "ms", Better::Lower, floor.latency.p99_ms, confab.latency.p99_ms),
-        Metric::new("latency max", "ms", Better::Lower, floor.latency.max_ms, confab.latency.max_ms),
-        Metric::new("loss", "deliveries", Better::Lower, floor.loss as f64, confab.loss as f64),
+    let names = ["floor", "Confab"];
+    let ([floor, confab], mut notes) = median_pair(pairs, names);
+    notes.extend(notes_for(names, &args.load, [&floor, &confab]));
+    Report::new("fanout", &args, metrics(&floor, &confab), &floor, &confab, notes)?.finish(args.common.out.as_deref())
+}
+
+/// Of several `[reference, measured]` pairs, the one with the median deliveries ratio, and (for
+/// more than one) a note listing every pair's ratio in the order they ran. `names` are the two
+/// sides' names, reference first.
+pub fn median_pair(mut pairs: Vec<[FanoutResult; 2]>, names: [&str; 2]) -> ([FanoutResult; 2], Vec<String>) {
+    let ratios: Vec<f64> = pairs.iter().map(|[r, m]| m.deliveries_per_s / r.deliveries_per_s).collect();
+    let mut notes = Vec::new();
+    if pairs.len() > 1 {
+        // Every pair as "ratio (measured / reference deliveries/s)".
+        let listed: Vec<String> = pairs
+            .iter()
+            .zip(&ratios)
+            .map(|([r, m], x)| format!("{x:.3} ({:.0}k / {:.0}k)", m.deliveries_per_s / 1e3, r.deliveries_per_s / 1e3))
+            .collect();
+        notes.push(format!(
+            "{} rounds; {} ÷ {} deliveries/s per round, in order run: {} — the median round is reported",
+            pairs.len(),
+            names[1],
+            names[0],
+            listed.join(", ")
+        ));
+    }
+    (pairs.swap_remove(median_at(&ratios)), notes)
+}
+
+/// The figures every fan-out report compares, `reference` first.
+pub fn metrics(reference: &FanoutResult, measured: &FanoutResult) -> Vec<Metric> {
+    let (r, m) = (reference, measured);
+    vec![
+        Metric::new("deliveries/s", "1/s", Better::Higher, r.deliveries_per_s, m.deliveries_per_s),
+        Metric::new("messages/s", "1/s", Better::Higher, r.messages_per_s, m.messages_per_s),
+        Metric::new("latency p50", "ms", Better::Lower, r.latency.p50_ms, m.latency.p50_ms),
+        Metric::new("latency p99", "ms", Better::Lower, r.latency.p99_ms, m.latency.p99_ms),
+        Metric::new("latency max", "ms", Better::Lower, r.latency.max_ms, m.latency.max_ms),
+        Metric::new("loss", "deliveries", Better::Lower, r.loss as f64, m.loss as f64),
         Metric::new(
             "server CPU per 1000 deliveries",
             "ms",
             Better::Lower,
-            floor.server_cpu_ms_per_k_deliveries,
-            confab.server_cpu_ms_per_k_deliveries,
+            r.server_cpu_ms_per_k_deliveries,
+            m.server_cpu_ms_per_k_deliveries,
         ),
         // Growth, not the absolute size: Confab's baseline is dominated by what the allocator keeps
         // after the Argon2 hashes of account registration, which says nothing about fan-out.
@@ -174,46 +223,55 @@ pub async fn run(args: FanoutArgs) -> Result<()> {
             "server RSS growth (clients + traffic)",
             "KiB",
             Better::Lower,
-            floor.server_rss_kib.saturating_sub(floor.server_rss_before_kib) as f64,
-            confab.server_rss_kib.saturating_sub(confab.server_rss_before_kib) as f64,
+            r.server_rss_kib.saturating_sub(r.server_rss_before_kib) as f64,
+            m.server_rss_kib.saturating_sub(m.server_rss_before_kib) as f64,
+        ),
+    ]
+}
+
+/// The notes every fan-out report carries: what limited the client, memory before and after,
+/// Confab's own view of the window, dropped connections. `names` and `results`: reference first.
+pub fn notes_for(names: [&str; 2], load: &Load, results: [&FanoutResult; 2]) -> Vec<String> {
+    let [(rn, r), (mn, m)] = [(names[0], results[0]), (names[1], results[1])];
+    let mut notes = vec![
+        format!(
+            "{} loop; bench CPU {:.0}% ({rn} run) / {:.0}% ({mn} run) of one core — near 100% × cores means the \
+             client, not the server, was the limit",
+            if load.rate.is_some() { "open" } else { "closed" },
+            r.cpu.bench_pct,
+            m.cpu.bench_pct
+        ),
+        format!(
+            "server RSS before clients connected (after start-up and registering accounts) → at the end of the \
+             window: {rn} {} → {} KiB, {mn} {} → {} KiB",
+            r.server_rss_before_kib, r.server_rss_kib, m.server_rss_before_kib, m.server_rss_kib
         ),
     ];
-    let mut notes = Vec::new();
-    if args.rounds > 1 {
-        notes.push(format!(
-            "{} rounds; Confab ÷ floor deliveries/s per round, in order run: {} — the median round is reported",
-            args.rounds,
-            listed.join(", ")
-        ));
+    for (name, result) in [(rn, r), (mn, m)] {
+        if let Some(s) = &result.server_metrics {
+            let mut line = format!(
+                "{name} during the window: {:.0} group commits, {:.2} ms each on average, {:.1} messages per \
+                 commit; message_new handled in {:.2} ms on average",
+                s.commits, s.commit_mean_ms, s.commit_batch_mean, s.message_new_mean_ms
+            );
+            if result.nodes > 1 {
+                line += &format!(
+                    "; {:.0} events read from PostgreSQL for gaps, {:.0} publishes dropped",
+                    s.cluster_filled, s.cluster_publish_dropped
+                );
+            }
+            notes.push(line);
+        }
     }
-    notes.push(format!(
-        "{} loop; bench CPU {:.0}% (floor run) / {:.0}% (Confab run) of one core — near 100% × cores means the \
-         client, not the server, was the limit",
-        if args.rate.is_some() { "open" } else { "closed" },
-        floor.cpu.bench_pct,
-        confab.cpu.bench_pct
-    ));
-    notes.push(format!(
-        "server RSS before clients connected (after start-up and registering accounts) → at the end of the window: \
-         floor {} → {} KiB, Confab {} → {} KiB",
-        floor.server_rss_before_kib, floor.server_rss_kib, confab.server_rss_before_kib, confab.server_rss_kib
-    ));
-    if let Some(m) = &confab.server_metrics {
-        notes.push(format!(
-            "Confab during the window: {:.0} group commits, {:.2} ms each on average, {:.1} messages per commit; \
-             message_new handled in {:.2} ms on average",
-            m.commits, m.commit_mean_ms, m.commit_batch_mean, m.message_new_mean_ms
-        ));
-    }
-    for (name, r) in [("floor", &floor), ("confab", &confab)] {
-        if r.disconnected > 0 || r.echo_timeouts > 0 {
+    for (name, result) in [(rn, r), (mn, m)] {
+        if result.disconnected > 0 || result.echo_timeouts > 0 {
             notes.push(format!(
                 "{name}: {} connections dropped ({:?}), {} echo timeouts",
-                r.disconnected, r.disconnect_reasons, r.echo_timeouts
+                result.disconnected, result.disconnect_reasons, result.echo_timeouts
             ));
         }
     }
-    Report::new("fanout", &args, metrics, &floor, &confab, notes)?.finish(args.common.out.as_deref())
+    notes
 }
 
 /// Where the median of `values` (not empty) is: the lower of the middle two for an even count.
@@ -223,9 +281,10 @@ fn median_at(values: &[f64]) -> usize {
     order[(order.len() - 1) / 2]
 }
 
-/// One run against one server.
-async fn measure(target: &Target, a: &FanoutArgs) -> Result<FanoutResult> {
-    let server_rss_before_kib = procfs::rss_kib(target.pid())?;
+/// One run against one server, or against every node of a cluster (clients and senders spread
+/// round-robin over the nodes).
+pub async fn measure(target: &Target, a: &Load) -> Result<FanoutResult> {
+    let server_rss_before_kib = target.rss_kib()?;
     let clients = target.connect_many(a.clients, client::spread_for(a.clients), CONNECT_CONCURRENCY).await?;
     let epoch = Instant::now() + Duration::from_millis(100);
     let start = epoch + Duration::from_secs_f64(a.warmup);
@@ -243,7 +302,15 @@ async fn measure(target: &Target, a: &FanoutArgs) -> Result<FanoutResult> {
         let (sink, stream) = ws.split();
         let (echo_tx, echo_rx) = mpsc::unbounded_channel();
         let is_sender = i < a.senders;
-        let reader = Reader { id: i, epoch, window, echo: is_sender.then_some(echo_tx), received: received.clone() };
+        let reader = Reader {
+            id: i,
+            node: target.node_of(i),
+            nodes: target.nodes.len(),
+            epoch,
+            window,
+            echo: is_sender.then_some(echo_tx),
+            received: received.clone(),
+        };
         readers.push(tokio::spawn(reader.run(stream, stop_rx.clone())));
         if is_sender {
             let sender = Sender {
@@ -271,7 +338,7 @@ async fn measure(target: &Target, a: &FanoutArgs) -> Result<FanoutResult> {
         )
     });
     tokio::time::sleep_until(start).await;
-    let meter = CpuMeter::start(target.pid())?;
+    let meter = CpuMeter::start_all(&target.pids())?;
     let before = target.snapshot().await;
     tokio::time::sleep_until(end).await;
     let cpu = meter.finish()?;
@@ -279,7 +346,7 @@ async fn measure(target: &Target, a: &FanoutArgs) -> Result<FanoutResult> {
         (Some(b), Some(a)) => Some(a.since(&b)),
         _ => None,
     };
-    let server_rss_kib = procfs::rss_kib(target.pid())?;
+    let server_rss_kib = target.rss_kib()?;
 
     let mut sent = 0;
     let mut echo_timeouts = 0;
@@ -301,14 +368,15 @@ async fn measure(target: &Target, a: &FanoutArgs) -> Result<FanoutResult> {
     drop(progress);
     let _ = stop_tx.send(true);
 
-    let mut latencies = Vec::new();
+    let (mut same_latencies, mut cross_latencies) = (Vec::new(), Vec::new());
     let mut got = 0;
     let mut disconnect_reasons = sender_errors;
     let mut disconnected = 0;
     for task in readers {
         let r = task.await.context("reader task")?;
         got += r.in_window;
-        latencies.extend(r.latencies_us);
+        same_latencies.extend(r.same_node_us);
+        cross_latencies.extend(r.cross_node_us);
         if let Some(reason) = r.ended {
             disconnected += 1;
             if disconnect_reasons.len() < 5 {
@@ -327,7 +395,10 @@ async fn measure(target: &Target, a: &FanoutArgs) -> Result<FanoutResult> {
         loss: expected.saturating_sub(got),
         messages_per_s: sent as f64 / secs,
         deliveries_per_s: got as f64 / secs,
-        latency: stats::summarize(latencies),
+        same_node_latency: stats::summarize(same_latencies.clone()),
+        cross_node_latency: stats::summarize(cross_latencies.clone()),
+        latency: stats::summarize([same_latencies, cross_latencies].concat()),
+        nodes: target.nodes.len(),
         echo_timeouts,
         disconnected,
         disconnect_reasons,
@@ -335,7 +406,7 @@ async fn measure(target: &Target, a: &FanoutArgs) -> Result<FanoutResult> {
         cpu,
         server_rss_kib,
         server_rss_before_kib,
-        server_log_warnings: target.server.logged_errors(),
+        server_log_warnings: target.logged_errors(),
         server_metrics,
     })
 }
@@ -347,6 +418,10 @@ fn micros(d: Duration) -> u64 {
 /// One client's receiving side: timestamps every `message_new` and forwards its own echoes.
 struct Reader {
     id: usize,
+    /// The node this client is connected to, of `nodes`; sender `s` is on node
+    /// [`target::node_of`]`(s, nodes)`.
+    node: usize,
+    nodes: usize,
     epoch: Instant,
     window: Window,
     /// For senders: the `n` of each of their own messages as it comes back.
@@ -358,14 +433,17 @@ struct Reader {
 /// What one reader saw.
 struct ReaderResult {
     in_window: u64,
-    latencies_us: Vec<u64>,
+    /// Send → receipt of each window delivery, by where the sender was: this node, another one.
+    same_node_us: Vec<u64>,
+    cross_node_us: Vec<u64>,
     /// Why the connection ended early, if it did.
     ended: Option<String>,
 }
 
 impl Reader {
     async fn run(self, mut stream: SplitStream<Ws>, mut stop: watch::Receiver<bool>) -> ReaderResult {
-        let mut result = ReaderResult { in_window: 0, latencies_us: Vec::new(), ended: None };
+        let mut result =
+            ReaderResult { in_window: 0, cross_node_us: Vec::new(), same_node_us: Vec::new(), ended: None };
         loop {
             let text = tokio::select! {
                 biased;
@@ -391,8 +469,13 @@ impl Reader {
                 continue;
             };
             if self.window.contains(t_us) {
+                let latency = now_us.saturating_sub(t_us);
                 result.in_window += 1;
-                result.latencies_us.push(now_us.saturating_sub(t_us));
+                if target::node_of(sender, self.nodes) == self.node {
+                    result.same_node_us.push(latency);
+                } else {
+                    result.cross_node_us.push(latency);
+                }
                 self.received.fetch_add(1, Ordering::Relaxed);
             }
             if sender == self.id

@@ -3,11 +3,13 @@
 //!
 //! `fanout`, `idle`, `auth`, `history` and `storm` each start the floor server (this binary re-executed with
 //! the hidden `floor` subcommand) and then Confab as child processes, run the same workload against
-//! both, print a summary and write JSON. `chart` draws the ratios from those JSON files as SVG.
+//! both, print a summary and write JSON. `community` and `cluster` compare Confab with itself (a small
+//! community; one node against a cluster). `chart` draws the floor ratios from those JSON files as SVG.
 
 mod auth;
 mod chart;
 mod client;
+mod cluster;
 mod community;
 mod fanout;
 mod floor;
@@ -17,6 +19,7 @@ mod process;
 mod procfs;
 mod progress;
 mod report;
+mod schema;
 mod scrape;
 mod stats;
 mod storm;
@@ -48,6 +51,8 @@ struct Cli {
 enum Command {
     /// Broadcast throughput and latency: N clients in #general, S of them sending.
     Fanout(fanout::FanoutArgs),
+    /// The fanout workload on a cluster of Confab nodes (PostgreSQL + a private NATS) against one node.
+    Cluster(cluster::ClusterArgs),
     /// Server memory per authenticated idle connection.
     Idle(idle::IdleArgs),
     /// Authenticated connects per second, by JWT on the upgrade URL and by `login` frame.
@@ -95,6 +100,7 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Fanout(args) => fanout::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
             Command::Idle(args) => idle::run(args).await,
             Command::Auth(args) => auth::run(args).await,
             Command::History(args) => history::run(args).await,

@@ -1,5 +1,6 @@
-//! Server child processes: Confab from `--confab-bin` and the floor server (this binary re-executed
-//! with `floor`), each on a free 127.0.0.1 port with its own temporary folder, log and data.
+//! Server child processes: Confab from `--confab-bin`, the floor server (this binary re-executed
+//! with `floor`) and, for `cluster`, a private `nats-server`, each on a free 127.0.0.1 port with its
+//! own temporary folder, log and data.
 
 use std::{
     net::SocketAddr,
@@ -51,8 +52,9 @@ impl ServerProcess {
         ServerProcess::spawn(cmd, addr, dir).await?.wait_tcp().await
     }
 
-    /// Starts Confab with a fresh data folder.
-    pub async fn confab(bin: &Path) -> Result<ServerProcess> {
+    /// Starts Confab with a fresh data folder and, on top of [`CONFAB_ENV`], the variables `env`
+    /// (a cluster node's database, shared secret and broker).
+    pub async fn confab(bin: &Path, env: &[(&str, String)]) -> Result<ServerProcess> {
         let bin = std::fs::canonicalize(bin).with_context(|| {
             format!("Confab binary {} not found (build it: cargo build --release -p confab)", bin.display())
         })?;
@@ -63,8 +65,25 @@ impl ServerProcess {
         for (k, v) in CONFAB_ENV {
             cmd.env(k, v);
         }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.stdin(Stdio::null());
         ServerProcess::spawn(cmd, addr, dir).await?.wait_ready(&format!("http://{addr}/readyz")).await
+    }
+
+    /// Starts a private NATS broker (`bin`, e.g. `nats-server` from PATH) on a free port: the
+    /// cluster's own, never a shared one, so nothing else's traffic is measured with it.
+    pub async fn nats(bin: &Path) -> Result<ServerProcess> {
+        let addr = free_port()?;
+        let dir = temp_dir("nats")?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["-a", "127.0.0.1", "-p", &addr.port().to_string()]).stdin(Stdio::null());
+        ServerProcess::spawn(cmd, addr, dir)
+            .await
+            .with_context(|| format!("{} is required for the cluster mode", bin.display()))?
+            .wait_tcp()
+            .await
     }
 
     /// Spawns `cmd` in `dir` (so no stray `confab.toml` is picked up) with output to `dir/server.log`.

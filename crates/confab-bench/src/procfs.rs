@@ -46,6 +46,18 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     }
 }
 
+/// The machine's load averages over 1, 5 and 15 minutes, as `/proc/loadavg` gives them: what the
+/// other processes sharing the cores were doing around a run.
+pub fn load_average() -> Result<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    Ok(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// CPU seconds of several processes together.
+fn cpu_seconds_of(pids: &[u32]) -> Result<f64> {
+    pids.iter().map(|&p| cpu_seconds(p)).sum()
+}
+
 /// utime + stime: fields 14 and 15, counted after the parenthesised command name (which may hold spaces).
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -56,9 +68,10 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU use of the server and of the bench itself over a measured window.
+/// CPU use of the server (every node of a cluster, together) and of the bench itself over a
+/// measured window.
 pub struct CpuMeter {
-    server_pid: u32,
+    server_pids: Vec<u32>,
     started: Instant,
     server0: f64,
     bench0: f64,
@@ -75,10 +88,15 @@ pub struct CpuUse {
 impl CpuMeter {
     /// Starts the window now.
     pub fn start(server_pid: u32) -> Result<CpuMeter> {
+        CpuMeter::start_all(&[server_pid])
+    }
+
+    /// Starts the window now, for several server processes counted together.
+    pub fn start_all(server_pids: &[u32]) -> Result<CpuMeter> {
         Ok(CpuMeter {
-            server_pid,
+            server_pids: server_pids.to_vec(),
             started: Instant::now(),
-            server0: cpu_seconds(server_pid)?,
+            server0: cpu_seconds_of(server_pids)?,
             bench0: cpu_seconds(std::process::id())?,
         })
     }
@@ -86,7 +104,7 @@ impl CpuMeter {
     /// Ends the window now.
     pub fn finish(&self) -> Result<CpuUse> {
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
-        let server = cpu_seconds(self.server_pid)? - self.server0;
+        let server = cpu_seconds_of(&self.server_pids)? - self.server0;
         let bench = cpu_seconds(std::process::id())? - self.bench0;
         Ok(CpuUse { server_pct: 100.0 * server / wall, bench_pct: 100.0 * bench / wall, server_cpu_s: server })
     }
@@ -110,5 +128,6 @@ mod tests {
         assert!(rss_kib(std::process::id()).unwrap() > 0);
         assert!(peak_rss_kib(std::process::id()).unwrap() >= rss_kib(std::process::id()).unwrap() / 2);
         assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
+        assert_eq!(load_average().unwrap().split(' ').filter(|v| v.parse::<f64>().is_ok()).count(), 3);
     }
 }

@@ -18,7 +18,9 @@ pub enum Better {
     Lower,
 }
 
-/// One number measured on both servers.
+/// One number measured on both servers. In a report whose [`Report::columns`] are not the floor
+/// and Confab (`cluster`: one node, then N nodes), `floor` holds the reference and `confab` what
+/// is measured against it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     pub name: String,
@@ -26,7 +28,7 @@ pub struct Metric {
     pub better: Better,
     pub floor: f64,
     pub confab: f64,
-    /// Confab ÷ floor; absent when the floor's value is zero (e.g. no loss on either).
+    /// Confab ÷ floor (measured ÷ reference); absent when the floor's value is zero (e.g. no loss on either).
     pub ratio: Option<f64>,
 }
 
@@ -57,6 +59,9 @@ impl Better {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub mode: String,
+    /// The names of the two sides, reference first: the floor and Confab unless a mode says otherwise.
+    #[serde(default = "floor_and_confab")]
+    pub columns: [String; 2],
     pub created_unix: u64,
     /// Cores of the machine both servers and the bench shared.
     pub cores: usize,
@@ -78,6 +83,7 @@ impl Report {
     ) -> Result<Report> {
         Ok(Report {
             mode: mode.to_owned(),
+            columns: floor_and_confab(),
             created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             params: serde_json::to_value(params)?,
@@ -86,6 +92,16 @@ impl Report {
             confab: serde_json::to_value(confab)?,
             notes,
         })
+    }
+
+    /// The same report with other names for its two sides (reference first).
+    pub fn with_columns(self, reference: &str, measured: &str) -> Report {
+        Report { columns: [reference.to_owned(), measured.to_owned()], ..self }
+    }
+
+    /// Whether this report compares Confab with the floor (the chart draws only those).
+    pub fn against_floor(&self) -> bool {
+        self.columns == floor_and_confab()
     }
 
     /// Writes the JSON (to `out`, or `bench-results/<mode>.json`) and prints the summary.
@@ -105,8 +121,20 @@ impl Report {
     /// The human summary: one line per metric with both absolute values and the ratio.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "\n== {}: Confab vs floor ({} cores, same machine, same run) ==", self.mode, self.cores);
-        let _ = writeln!(s, "{:<44} {:>14} {:>14} {:>10}", "metric", "floor", "confab", "confab÷floor");
+        let [reference, measured] = &self.columns;
+        let _ = writeln!(
+            s,
+            "\n== {}: {measured} vs {reference} ({} cores, same machine, same run) ==",
+            self.mode, self.cores
+        );
+        let _ = writeln!(
+            s,
+            "{:<44} {:>14} {:>14} {:>10}",
+            "metric",
+            reference,
+            measured,
+            format!("{measured}÷{reference}")
+        );
         for m in &self.metrics {
             let ratio = m.ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.3}"));
             let hint = match m.better {
@@ -127,6 +155,10 @@ impl Report {
         }
         s
     }
+}
+
+fn floor_and_confab() -> [String; 2] {
+    ["floor".to_owned(), "confab".to_owned()]
 }
 
 /// A number with sensible precision for a table.
@@ -165,5 +197,13 @@ mod tests {
         assert!(s.contains("deliveries/s [1/s]"));
         assert!(s.contains("0.800"));
         assert!(s.contains("note: a note"));
+        assert!(r.against_floor() && back.against_floor());
+        let cluster = r.with_columns("1 node", "3 nodes");
+        assert!(!cluster.against_floor());
+        assert!(cluster.summary().contains("3 nodes vs 1 node"));
+        // Results written before the columns existed read as floor and Confab.
+        let mut old = serde_json::to_value(&back).unwrap();
+        old.as_object_mut().unwrap().remove("columns");
+        assert!(serde_json::from_value::<Report>(old).unwrap().against_floor());
     }
 }

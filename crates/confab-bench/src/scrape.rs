@@ -1,5 +1,6 @@
 //! Confab's own `/metrics` (Prometheus text), reduced to the few figures that explain a result:
-//! how long group commits took and how big they were, how long commands took, queue overflows.
+//! how long group commits took and how big they were, how long commands took, queue overflows, and
+//! in cluster mode what the broker lost.
 
 use std::time::Duration;
 
@@ -16,6 +17,10 @@ pub struct ServerMetrics {
     pub message_new_mean_ms: f64,
     pub messages_get_mean_ms: f64,
     pub queue_overflows: f64,
+    /// Cluster mode: events a node read from PostgreSQL because the broker lost or delayed them.
+    pub cluster_filled: f64,
+    /// Cluster mode: envelopes dropped before the broker (a full publish queue).
+    pub cluster_publish_dropped: f64,
 }
 
 /// The raw counters `ServerMetrics` is derived from, so a window can be taken as a difference.
@@ -29,6 +34,8 @@ pub struct Snapshot {
     get_sum: f64,
     get_count: f64,
     overflows: f64,
+    filled: f64,
+    publish_dropped: f64,
 }
 
 /// Fetches `http://<addr>/metrics` (allowed from loopback by default).
@@ -66,6 +73,24 @@ impl Snapshot {
             get_sum: sum(text, "confab_command_seconds_sum", get),
             get_count: sum(text, "confab_command_seconds_count", get),
             overflows: sum(text, "confab_queue_overflows_total", ""),
+            filled: sum(text, "confab_cluster_filled_total", ""),
+            publish_dropped: sum(text, "confab_cluster_publish_dropped_total", ""),
+        }
+    }
+
+    /// Both snapshots' counters added: the figures of several nodes taken together.
+    pub fn plus(&self, other: &Snapshot) -> Snapshot {
+        Snapshot {
+            commit_sum: self.commit_sum + other.commit_sum,
+            commit_count: self.commit_count + other.commit_count,
+            batch_total: self.batch_total + other.batch_total,
+            new_sum: self.new_sum + other.new_sum,
+            new_count: self.new_count + other.new_count,
+            get_sum: self.get_sum + other.get_sum,
+            get_count: self.get_count + other.get_count,
+            overflows: self.overflows + other.overflows,
+            filled: self.filled + other.filled,
+            publish_dropped: self.publish_dropped + other.publish_dropped,
         }
     }
 
@@ -81,6 +106,8 @@ impl Snapshot {
             messages_get_mean_ms: 1000.0
                 * ratio(d(self.get_sum, earlier.get_sum), d(self.get_count, earlier.get_count)),
             queue_overflows: d(self.overflows, earlier.overflows),
+            cluster_filled: d(self.filled, earlier.filled),
+            cluster_publish_dropped: d(self.publish_dropped, earlier.publish_dropped),
         }
     }
 }
@@ -108,5 +135,10 @@ mod tests {
         assert_eq!(m.messages_get_mean_ms, 2.0);
         assert_eq!(m.queue_overflows, 0.0);
         assert_eq!(Snapshot::parse(text).since(&Snapshot::parse(text)), ServerMetrics::default());
+        let two = Snapshot::parse(text).plus(&Snapshot::parse(text)).since(&Snapshot::default());
+        assert_eq!((two.commits, two.commit_mean_ms, two.commit_batch_mean), (200.0, 5.0, 8.0));
+        let cluster = "confab_cluster_filled_total 7\nconfab_cluster_publish_dropped_total 2\n";
+        let c = Snapshot::parse(cluster).since(&Snapshot::default());
+        assert_eq!((c.cluster_filled, c.cluster_publish_dropped), (7.0, 2.0));
     }
 }
