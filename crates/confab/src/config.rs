@@ -564,6 +564,15 @@ impl Config {
     /// Checks cross-field rules that serde cannot express, and fills derived defaults.
     pub fn validated(mut self) -> Result<Config, ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
+        // Tokens name `public_url` as issuer and audience unless `auth.jwt_*` say otherwise: nodes
+        // of a cluster must agree on it, so there it may not be left to each node's own address.
+        let own_address = self.public_url.is_empty() && self.auth.jwt_issuer.is_empty();
+        if self.cluster.enabled() && own_address {
+            return bad(
+                "public_url",
+                "cluster mode needs one public_url (the load balancer's address) on every node: tokens name it",
+            );
+        }
         if self.public_url.is_empty() {
             let scheme = if self.tls.cert_file.is_some() { "https" } else { "http" };
             self.public_url = format!("{scheme}://{}", self.listen);

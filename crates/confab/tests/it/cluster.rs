@@ -104,6 +104,7 @@ pub(crate) async fn three_nodes_tuned(
         move |c: &mut confab::config::Config| {
             c.database_url = postgres_url();
             c.auth.jwt_secret = SECRET.to_owned();
+            c.public_url = "http://cluster.test".to_owned();
             c.cluster.broker = url;
             c.cluster.node_id = format!("node{i}");
             c.cluster.name = "test".to_owned();
@@ -347,19 +348,23 @@ async fn broker_killed_and_restarted_under_load_redis() {
     broker_restart(Kind::Redis, "chaos-redis").await;
 }
 
-/// Cluster mode needs what every node must share: `confab serve` with a broker and a SQLite
-/// database, or without `auth.jwt_secret`, stops before serving with a message naming the key.
+/// Cluster mode needs what every node must share: `confab serve` with a broker and no
+/// `public_url`, a SQLite database, or no `auth.jwt_secret` stops before serving with a message
+/// naming the key.
 #[test]
-fn cluster_mode_refuses_sqlite_and_a_missing_jwt_secret() {
+fn cluster_mode_refuses_sqlite_and_a_missing_jwt_secret_or_public_url() {
     let cwd = tempfile::tempdir().expect("tempdir");
     let serve = ["serve", "--listen", "127.0.0.1:0"];
     let broker = ("CONFAB_CLUSTER__BROKER", "nats://127.0.0.1:1");
     let secret = ("CONFAB_AUTH__JWT_SECRET", SECRET);
-    crate::cli::confab(cwd.path(), &serve, &[broker, secret], None)
-        .fails_with("key `database_url`: cluster mode needs database_url = postgres://");
+    let url = ("CONFAB_PUBLIC_URL", "http://chat.example");
     let pg = ("CONFAB_DATABASE_URL", "postgres://root@127.0.0.1:1/none");
-    crate::cli::confab(cwd.path(), &serve, &[broker, pg], None)
+    crate::cli::confab(cwd.path(), &serve, &[broker, secret, pg], None)
+        .fails_with("key `public_url`: cluster mode needs one public_url (the load balancer's address) on every node");
+    crate::cli::confab(cwd.path(), &serve, &[broker, secret, url], None)
+        .fails_with("key `database_url`: cluster mode needs database_url = postgres://");
+    crate::cli::confab(cwd.path(), &serve, &[broker, pg, url], None)
         .fails_with("key `auth.jwt_secret`: cluster mode needs one auth.jwt_secret shared by every node");
-    crate::cli::confab(cwd.path(), &serve, &[("CONFAB_CLUSTER__BROKER", "kafka://x"), pg, secret], None)
+    crate::cli::confab(cwd.path(), &serve, &[("CONFAB_CLUSTER__BROKER", "kafka://x"), pg, secret, url], None)
         .fails_with("key `cluster.broker`");
 }
