@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
 
-use crate::support::{Client, WAIT, free_port, open_location, pg_schema, postgres_url};
+use crate::support::{Client, WAIT, free_port, open_location, pg_schema, postgres_url, postgres_url_in};
 
 /// How long a started server may take to answer `/healthz` (migrations on a slow, shared machine).
 const START_WAIT: Duration = Duration::from_secs(60);
@@ -185,9 +185,7 @@ fn user_admin_sqlite() {
 #[tokio::test]
 async fn user_admin_postgres() {
     let schema = pg_schema().await;
-    let base = postgres_url();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let url = postgres_url_in(&schema);
     let cwd = tempfile::tempdir().unwrap();
     let rows = {
         let cwd = cwd.path().to_owned();
@@ -370,7 +368,7 @@ fn bad_configuration_names_the_key() {
 }
 
 /// A `confab serve` child process; killed if the test fails before it stops.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
     logs: tempfile::TempDir,
@@ -383,10 +381,16 @@ impl Server {
 
     /// `confab serve` with more arguments (e.g. `--database`).
     async fn start_with(cwd: &Path, port: u16, args: &[&str]) -> Server {
+        Self::start_env(cwd, port, args, &[]).await
+    }
+
+    /// `confab serve` with more arguments and `CONFAB_*` variables (a cluster node's settings).
+    pub(crate) async fn start_env(cwd: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Server {
         let logs = tempfile::tempdir().unwrap();
         let mut cmd = command(cwd);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(logs.path().join("stdout")).unwrap())
@@ -397,7 +401,7 @@ impl Server {
         server
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let read = |name: &str| std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default();
         format!("stdout:\n{}\nstderr:\n{}", read("stdout"), read("stderr"))
     }
@@ -424,10 +428,24 @@ impl Server {
         }
     }
 
+    /// The server's WebSocket URL.
+    pub(crate) fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
     async fn connect(&self) -> Client {
-        let mut c = Client::open(&format!("ws://127.0.0.1:{}/", self.port), &[]).await.expect("connect");
-        c.handshake = c.recv_cmd("handshake").await;
-        c
+        Client::connect(&self.ws_url()).await
+    }
+
+    /// Whether the process still runs.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL (a crash: no graceful shutdown, no flush), and wait until the process is gone.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL confab serve");
+        self.child.wait().expect("wait for confab serve");
     }
 
     /// Sends SIGTERM and waits for the process to end.
@@ -637,10 +655,8 @@ async fn setup_link_sqlite() {
 
 #[tokio::test]
 async fn setup_link_postgres() {
-    let base = postgres_url();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let first = format!("{base}{sep}options=-csearch_path%3D{}", pg_schema().await);
-    let fresh = format!("{base}{sep}options=-csearch_path%3D{}", pg_schema().await);
+    let first = postgres_url_in(&pg_schema().await);
+    let fresh = postgres_url_in(&pg_schema().await);
     setup_link(&["--database", &first], &["--database", &fresh]).await;
 }
 

@@ -18,7 +18,7 @@ pub(crate) fn long() -> bool {
 }
 
 /// The shared secret every node signs and checks tokens with.
-const SECRET: &str = "cluster-test-secret-of-at-least-32-chars";
+pub(crate) const SECRET: &str = "cluster-test-secret-of-at-least-32-chars";
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
@@ -29,7 +29,7 @@ pub(crate) enum Kind {
 /// A private broker process on its own port, killed when dropped.
 pub(crate) struct Broker {
     kind: Kind,
-    port: u16,
+    pub(crate) port: u16,
     child: Option<Child>,
 }
 
@@ -40,7 +40,7 @@ impl Broker {
         broker
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         match self.kind {
             Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
             Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
@@ -76,6 +76,13 @@ impl Broker {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the running process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("the broker runs").to_string();
+        let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGKILL, and wait until it is gone.
     pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -96,11 +103,22 @@ pub(crate) async fn three_nodes_tuned(
     extra: &[&str],
     tune: fn(&mut confab::config::Config),
 ) -> Vec<TestServer> {
+    let url = broker.url();
+    nodes_on(&[url.clone(), url.clone(), url], extra, tune).await
+}
+
+/// One node per broker URL in `brokers` (one broker, reached directly or through a proxy), on a
+/// fresh schema, with the channels `extra` created before the second starts and `tune` applied to
+/// every node's configuration.
+pub(crate) async fn nodes_on(
+    brokers: &[String],
+    extra: &[&str],
+    tune: fn(&mut confab::config::Config),
+) -> Vec<TestServer> {
     let dir = tempfile::tempdir().expect("tempdir");
     let location = fresh_location(Backend::Postgres, dir.path()).await;
-    let url = broker.url();
     let node = |i: usize| {
-        let url = url.clone();
+        let url = brokers[i - 1].clone();
         move |c: &mut confab::config::Config| {
             c.database_url = postgres_url();
             c.auth.jwt_secret = SECRET.to_owned();
@@ -122,18 +140,18 @@ pub(crate) async fn three_nodes_tuned(
         assert_eq!(reply["cmd"], "channel_create", "{reply}");
     }
     let mut nodes = vec![first];
-    for i in 2..=3 {
+    for i in 2..=brokers.len() {
         nodes.push(TestServer::spawn_on(&location, node(i)).await);
     }
     nodes
 }
 
 /// What one client saw of one channel: seqs of `message_new` in arrival order.
-type Seen = Vec<i64>;
+pub(crate) type Seen = Vec<i64>;
 
 /// Reads `client`'s packets until it has seen `want` messages in every channel of `channels`
 /// (or `WAIT` passes with nothing new), returning the seqs per channel.
-async fn collect(mut client: Client, channels: Vec<String>, want: usize) -> (Client, Vec<Seen>) {
+pub(crate) async fn collect(mut client: Client, channels: Vec<String>, want: usize) -> (Client, Vec<Seen>) {
     let mut seen: Vec<Seen> = vec![Vec::new(); channels.len()];
     while seen.iter().any(|s| s.len() < want) {
         let p = client.recv().await;
@@ -148,7 +166,13 @@ async fn collect(mut client: Client, channels: Vec<String>, want: usize) -> (Cli
 
 /// Checks what every client saw against the channel's history: strictly increasing, the same list
 /// everywhere, nothing missing. Returns the last line of the check.
-async fn check(reader: &mut Client, channel: &str, seen: &[Seen], acked: &BTreeSet<i64>, name: &str) -> String {
+pub(crate) async fn check(
+    reader: &mut Client,
+    channel: &str,
+    seen: &[Seen],
+    acked: &BTreeSet<i64>,
+    name: &str,
+) -> String {
     let mut history: Vec<i64> = Vec::new();
     loop {
         let frame = json!({"cmd": "messages_get", "channel": channel, "limit": 200, "start": history.len()});
@@ -177,12 +201,20 @@ async fn check(reader: &mut Client, channel: &str, seen: &[Seen], acked: &BTreeS
     );
     println!("{line}");
     assert_eq!((lost, duplicated, gaps, missing), (0, 0, 0, 0), "{line}");
+    // Every send was acknowledged: a message stored that no ack names was stored twice (a resent
+    // nonce the cluster did not recognise).
+    assert_eq!(written.len(), acked.len(), "{line}: {} stored", written.len());
     line
 }
 
 /// One sender: `count` messages to each of `channels` in turn, pipelined `window` at a time,
 /// waiting for every acknowledgement; returns the acked seqs per channel.
-async fn send(mut client: Client, channels: Vec<String>, count: usize, tag: String) -> (Client, Vec<BTreeSet<i64>>) {
+pub(crate) async fn send(
+    mut client: Client,
+    channels: Vec<String>,
+    count: usize,
+    tag: String,
+) -> (Client, Vec<BTreeSet<i64>>) {
     let mut acked = vec![BTreeSet::new(); channels.len()];
     for i in 0..count {
         for (k, channel) in channels.iter().enumerate() {

@@ -24,6 +24,7 @@ mod bots;
 mod channels;
 mod cli;
 mod cluster;
+mod cluster_chaos;
 mod cluster_control;
 mod cluster_slash;
 mod durability;

@@ -42,6 +42,14 @@ pub fn postgres_url() -> String {
     std::env::var("CONFAB_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
 }
 
+/// The test PostgreSQL server's URL with `schema` as its search path, for a `confab` process
+/// (which takes one `database_url`).
+pub fn postgres_url_in(schema: &str) -> String {
+    let base = postgres_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-csearch_path%3D{schema}")
+}
+
 /// A fresh schema on the test PostgreSQL server; panics if the server is unreachable.
 pub async fn pg_schema() -> String {
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
@@ -200,25 +208,17 @@ impl TestServer {
 
     /// Opens a socket on `/` and reads the handshake.
     pub async fn connect(&self) -> Client {
-        let mut c = Client::open(&self.ws_url("/"), &[]).await.expect("connect");
-        c.handshake = c.recv_cmd("handshake").await;
-        c
+        Client::connect(&self.ws_url("/")).await
     }
 
     /// Registers `name` over a new socket; returns the client after `ready`.
     pub async fn register(&self, name: &str) -> Client {
-        let mut c = self.connect().await;
-        c.send(json!({"cmd": "register", "username": name, "password": "correct horse"})).await;
-        c.expect_auth().await;
-        c
+        Client::register(&self.ws_url("/"), name).await
     }
 
     /// Logs `name` in over a new socket.
     pub async fn login(&self, name: &str, password: &str) -> Client {
-        let mut c = self.connect().await;
-        c.send(json!({"cmd": "login", "username": name, "password": password})).await;
-        c.expect_auth().await;
-        c
+        Client::login(&self.ws_url("/"), name, password).await
     }
 
     /// Gives the account `name` exactly the roles `roles` (by name) in the store, for setting up.
@@ -353,9 +353,38 @@ impl Client {
         Ok(Client { ws, handshake: Value::Null, next_listener: 0 })
     }
 
+    /// Opens a socket on `url` (any server, a `confab` process too) and reads the handshake.
+    pub async fn connect(url: &str) -> Client {
+        let mut c = Client::open(url, &[]).await.expect("connect");
+        c.handshake = c.recv_cmd("handshake").await;
+        c
+    }
+
+    /// Registers `name` (password `correct horse`) over a new socket on `url`; returns the client
+    /// after `ready`.
+    pub async fn register(url: &str, name: &str) -> Client {
+        let mut c = Client::connect(url).await;
+        c.send(json!({"cmd": "register", "username": name, "password": "correct horse"})).await;
+        c.expect_auth().await;
+        c
+    }
+
+    /// Logs `name` in over a new socket on `url`.
+    pub async fn login(url: &str, name: &str, password: &str) -> Client {
+        let mut c = Client::connect(url).await;
+        c.send(json!({"cmd": "login", "username": name, "password": password})).await;
+        c.expect_auth().await;
+        c
+    }
+
     /// Sends a JSON frame.
     pub async fn send(&mut self, v: Value) {
         self.send_raw(&v.to_string()).await;
+    }
+
+    /// Sends a JSON frame; `false` when the connection is gone (its server was killed).
+    pub async fn send_or_gone(&mut self, v: Value) -> bool {
+        self.ws.send(Message::text(v.to_string())).await.is_ok()
     }
 
     /// Sends a raw text frame.
@@ -365,12 +394,23 @@ impl Client {
 
     /// The next JSON packet; fails the test after [`WAIT`] or if the socket closes.
     pub async fn recv(&mut self) -> Value {
+        self.next_packet().await.unwrap_or_else(|end| panic!("expected a packet, got {end}"))
+    }
+
+    /// The next JSON packet, or `None` once the connection is gone (its server was killed);
+    /// fails the test after [`WAIT`] without either.
+    pub async fn recv_or_gone(&mut self) -> Option<Value> {
+        self.next_packet().await.ok()
+    }
+
+    /// The next JSON packet, or how the connection ended.
+    async fn next_packet(&mut self) -> Result<Value, String> {
         loop {
             let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for a packet");
             match msg {
-                Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).expect("server sent JSON"),
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str()).expect("server sent JSON")),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected a packet, got {other:?}"),
+                other => return Err(format!("{other:?}")),
             }
         }
     }

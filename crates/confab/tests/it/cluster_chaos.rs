@@ -1,0 +1,476 @@
+//! Cluster chaos rounds (docs/cluster.md, issue 16): the broker paused, one node cut off from the
+//! broker, a node SIGKILLed, each under load, each ending in the verdict of `cluster::check`:
+//! `0 acked lost, 0 duplicated, 0 gaps, 0 missing`.
+//!
+//! The short versions run in `cargo test`; `CONFAB_CLUSTER_LONG=1` runs the long ones (more
+//! rounds, more messages).
+
+use std::{
+    collections::{BTreeSet, VecDeque},
+    future::Future,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{oneshot, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+
+use crate::{
+    cli::Server,
+    cluster::{Broker, Kind, SECRET, Seen, check, collect, long, nodes_on, send, three_nodes},
+    support::{Client, TestServer, free_port, pg_schema, postgres_url_in},
+};
+
+/// The one channel every chaos round writes to.
+const CHANNEL: &str = "general";
+/// How long the broker stays paused, or a node cut off, at the least.
+const OUTAGE: Duration = Duration::from_secs(3);
+/// How long a node may take to notice the broker going or coming back (two probes a second apart,
+/// on a slow shared machine).
+const NOTICE: Duration = Duration::from_secs(20);
+
+/// A counter or gauge of the Prometheus text `metrics` (0 when absent).
+fn metric(metrics: &str, name: &str) -> i64 {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}
+
+/// `node`'s `/metrics`.
+async fn metrics(node: &TestServer) -> String {
+    node.http.get(node.url("/metrics")).send().await.expect("GET /metrics").text().await.expect("metrics text")
+}
+
+/// Whether `node` hears its own probes over the broker (`confab_cluster_broker_up`).
+async fn broker_up(node: &TestServer) -> bool {
+    metric(&metrics(node).await, "confab_cluster_broker_up") == 1
+}
+
+/// Waits until every node of `nodes` reports the broker `up` (or down).
+async fn until_broker(nodes: &[&TestServer], up: bool) {
+    let deadline = Instant::now() + NOTICE;
+    for node in nodes {
+        while broker_up(node).await != up {
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not see the broker {}",
+                node.addr,
+                ["down", "up"][up as usize]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A viewer and a sender on every node, kept over rounds; what each viewer saw and every
+/// acknowledged seq add up across rounds for the verdict.
+struct Load {
+    viewers: Vec<(Client, Seen)>,
+    senders: Vec<Client>,
+    acked: BTreeSet<i64>,
+    rounds: usize,
+}
+
+impl Load {
+    async fn on(nodes: &[TestServer]) -> Load {
+        let mut load = Load { viewers: Vec::new(), senders: Vec::new(), acked: BTreeSet::new(), rounds: 0 };
+        for (i, node) in nodes.iter().enumerate() {
+            load.viewers.push((node.register(&format!("viewer{i}")).await, Seen::new()));
+            load.senders.push(node.register(&format!("sender{i}")).await);
+        }
+        load
+    }
+
+    /// One round: every sender sends `count` messages while `chaos` runs, and every viewer waits
+    /// until it has all of them.
+    async fn round(&mut self, count: usize, chaos: impl Future<Output = ()>) {
+        let channels = vec![CHANNEL.to_owned()];
+        let want = count * self.senders.len();
+        self.rounds += 1;
+        let watching: Vec<JoinHandle<(Client, Seen)>> = self
+            .viewers
+            .drain(..)
+            .map(|(client, mut seen)| {
+                let channels = channels.clone();
+                tokio::spawn(async move {
+                    let (client, got) = collect(client, channels, want).await;
+                    seen.extend(got.into_iter().flatten());
+                    (client, seen)
+                })
+            })
+            .collect();
+        let round = self.rounds;
+        let sending: Vec<_> = (self.senders.drain(..).enumerate())
+            .map(|(i, c)| tokio::spawn(send(c, channels.clone(), count, format!("round {round} from node {i}"))))
+            .collect();
+        chaos.await;
+        for s in sending {
+            let (client, got) = s.await.expect("sender");
+            self.acked.extend(got.into_iter().flatten());
+            self.senders.push(client);
+        }
+        for w in watching {
+            self.viewers.push(w.await.expect("viewer"));
+        }
+    }
+
+    /// Every viewer has every acked message once, in seq order, and everything in the history;
+    /// then the nodes stop.
+    async fn verdict(self, nodes: Vec<TestServer>, name: &str) {
+        let seen: Vec<Seen> = self.viewers.into_iter().map(|(_, seen)| seen).collect();
+        let mut reader = nodes[0].register("reader").await;
+        check(&mut reader, CHANNEL, &seen, &self.acked, name).await;
+        for node in nodes {
+            node.stop().await;
+        }
+    }
+}
+
+/// The broker is SIGSTOPped while every node's sender is sending: its TCP connections stay open
+/// and silent, so only the missing probes tell. Every node must notice (`broker_up` 0), go on
+/// committing and deliver from PostgreSQL while it is still paused, and after SIGCONT push again;
+/// every viewer ends with every acked message once, in order.
+async fn broker_paused(kind: Kind, name: &str) {
+    let broker = Broker::start(kind).await;
+    let nodes = three_nodes(&broker, &[]).await;
+    let all: Vec<&TestServer> = nodes.iter().collect();
+    let (rounds, count) = if long() { (5, 150) } else { (1, 20) };
+    until_broker(&all, true).await;
+    let mut load = Load::on(&nodes).await;
+    for _ in 0..rounds {
+        let paused = Instant::now();
+        load.round(count, async {
+            broker.signal("STOP");
+            until_broker(&all, false).await;
+        })
+        .await;
+        // Still paused: sent, committed and delivered with PostgreSQL alone.
+        load.round(count, async {}).await;
+        for node in &nodes {
+            assert!(!broker_up(node).await, "{name}: a paused broker answered a probe");
+        }
+        tokio::time::sleep_until(paused + OUTAGE).await;
+        broker.signal("CONT");
+        load.round(count, until_broker(&all, true)).await;
+    }
+    for node in &nodes {
+        assert!(metric(&metrics(node).await, "confab_cluster_degraded_polls_total") > 0, "{name}: no degraded poll");
+    }
+    load.verdict(nodes, name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_paused_under_load_nats() {
+    broker_paused(Kind::Nats, "paused-nats").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_paused_under_load_redis() {
+    broker_paused(Kind::Redis, "paused-redis").await;
+}
+
+/// A TCP proxy between one node and the broker: forwards bytes both ways until it is cut; while
+/// cut, it drops every connection it carried and closes new ones as soon as they are accepted.
+struct Proxy {
+    port: u16,
+    cut: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let (cut, state) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *state.borrow() {
+                    continue;
+                }
+                let mut state = state.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut, task }
+    }
+
+    /// Cuts the link (`true`) or lets connections through again.
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The third node reaches the broker through a [`Proxy`], which is cut while every node's sender
+/// sends: that node alone sees the broker down and polls PostgreSQL, so it still delivers
+/// everything; the other two stay up and read the cut-off node's messages (never published) from
+/// PostgreSQL. When the link is back, the node pushes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_cut_off_from_broker() {
+    let name = "cut-off";
+    let broker = Broker::start(Kind::Nats).await;
+    let proxy = Proxy::start(broker.port).await;
+    let direct = broker.url();
+    let nodes = nodes_on(&[direct.clone(), direct, format!("nats://127.0.0.1:{}", proxy.port)], &[], |_| {}).await;
+    let (rounds, count) = if long() { (5, 150) } else { (1, 20) };
+    let (others, cut_off) = (vec![&nodes[0], &nodes[1]], &nodes[2]);
+    until_broker(&[&nodes[0], &nodes[1], cut_off], true).await;
+    let mut load = Load::on(&nodes).await;
+    for _ in 0..rounds {
+        let cut = Instant::now();
+        load.round(count, async {
+            proxy.set_cut(true);
+            until_broker(&[cut_off], false).await;
+        })
+        .await;
+        load.round(count, async {}).await;
+        assert!(!broker_up(cut_off).await, "{name}: the cut-off node heard its probes");
+        until_broker(&others, true).await;
+        tokio::time::sleep_until(cut + OUTAGE).await;
+        proxy.set_cut(false);
+        load.round(count, until_broker(&[cut_off], true)).await;
+    }
+    assert!(metric(&metrics(cut_off).await, "confab_cluster_degraded_polls_total") > 0, "{name}: no degraded poll");
+    for node in &others {
+        let filled = metric(&metrics(node).await, "confab_cluster_filled_total");
+        assert!(filled > 0, "{name}: {} never read the cut-off node's messages from PostgreSQL", node.addr);
+    }
+    load.verdict(nodes, name).await;
+}
+
+/// A `confab serve` process of the cluster, with its working folder (its data folder is in it).
+struct Node {
+    server: Server,
+    _cwd: tempfile::TempDir,
+}
+
+/// Three `confab serve` processes on a fresh schema and `broker`, configured as an operator would
+/// (docs/cluster.md: environment variables), on free ports.
+async fn three_processes(broker: &Broker) -> Vec<Node> {
+    let database = postgres_url_in(&pg_schema().await);
+    let url = broker.url();
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        let cwd = tempfile::tempdir().expect("tempdir");
+        let id = format!("node{i}");
+        let env = [
+            ("CONFAB_DATABASE_URL", database.as_str()),
+            ("CONFAB_AUTH__JWT_SECRET", SECRET),
+            ("CONFAB_PUBLIC_URL", "http://cluster.test"),
+            ("CONFAB_CLUSTER__BROKER", url.as_str()),
+            ("CONFAB_CLUSTER__NAME", "test"),
+            ("CONFAB_CLUSTER__NODE_ID", id.as_str()),
+            // Every test client comes from 127.0.0.1.
+            ("CONFAB_RATE_LIMITS__ENABLED", "false"),
+        ];
+        let server = Server::start_env(cwd.path(), free_port(), &[], &env).await;
+        nodes.push(Node { server, _cwd: cwd });
+    }
+    nodes
+}
+
+/// What a client does when its node is gone: log in on the next node of `urls`.
+async fn fail_over(urls: &[String], node: &mut usize, name: &str) -> Client {
+    *node = (*node + 1) % urls.len();
+    Client::login(&urls[*node], name, "correct horse").await
+}
+
+/// A viewer that survives its node: collects the seqs of `want` messages of [`CHANNEL`]; when
+/// the connection is gone, logs in on the next node and `resume`s from the last seq it saw
+/// (PROTOCOL §7.2: the replay, then `resumed`, then live events; live events before `resumed`
+/// are replayed anyway, so they are left out). `start` is the channel's seq when the viewer
+/// joined. Returns the seqs and how many times the viewer moved.
+async fn watch_across(
+    urls: Vec<String>,
+    home: usize,
+    name: String,
+    mut client: Client,
+    start: i64,
+    want: usize,
+) -> (Seen, usize) {
+    let (mut seen, mut failovers) = (Seen::new(), 0);
+    let mut node = home;
+    while seen.len() < want {
+        let Some(p) = client.recv_or_gone().await else {
+            client = fail_over(&urls, &mut node, &name).await;
+            failovers += 1;
+            let last = seen.last().copied().unwrap_or(start);
+            let (resumed, before) = client.request_seeing(json!({"cmd": "resume", "channels": {CHANNEL: last}})).await;
+            assert_eq!(resumed["cmd"], "resumed", "{resumed}");
+            assert_eq!(resumed["stale"], json!([]), "{name}: {resumed}");
+            seen.extend(before.iter().filter(|p| p["replay"] == true).filter_map(message_seq));
+            continue;
+        };
+        seen.extend(message_seq(&p));
+    }
+    (seen, failovers)
+}
+
+/// The seq of a `message_new` of [`CHANNEL`].
+fn message_seq(p: &Value) -> Option<i64> {
+    (p["cmd"] == "message_new" && p["channel"] == CHANNEL).then(|| p["seq"].as_i64().expect("seq"))
+}
+
+/// Messages a sender keeps unacknowledged at once.
+const WINDOW: usize = 4;
+
+/// Where the victim's sender stops reading, so that its node dies with messages committed and
+/// their acknowledgements unread (the acks a crash loses in flight).
+struct Stall {
+    /// Stop once this many messages are acked and the window is sent again.
+    at: usize,
+    /// The content of the last message sent before stopping, for the test to wait until it is
+    /// committed.
+    stalled: oneshot::Sender<String>,
+    /// The node is dead: whatever it still sent is treated as lost.
+    release: oneshot::Receiver<()>,
+}
+
+/// A sender that survives its node: `count` messages to [`CHANNEL`], each with a nonce, up to
+/// [`WINDOW`] unacknowledged; when the connection is gone it logs in on the next node and sends
+/// the unacknowledged ones again with the same nonces (PROTOCOL §7.4: one that was committed
+/// comes back as the original, `duplicate`).
+async fn send_across(
+    urls: Vec<String>,
+    home: usize,
+    name: String,
+    mut client: Client,
+    count: usize,
+    mut stall: Option<Stall>,
+) -> Sent {
+    let mut unacked: VecDeque<Value> = VecDeque::new();
+    let mut sent = Sent::default();
+    let (mut next, mut node) = (0, home);
+    while sent.acked.len() < count {
+        while unacked.len() < WINDOW && next < count {
+            let nonce = format!("{name}-{next}");
+            let frame = json!({"cmd": "message_new", "channel": CHANNEL, "content": format!("{name} {next}"), "nonce": nonce, "listener": nonce});
+            next += 1;
+            unacked.push_back(frame.clone());
+            // A send into a dead connection is noticed by the read below.
+            client.send_or_gone(frame).await;
+        }
+        let stalled = match stall.take_if(|s| sent.acked.len() >= s.at) {
+            Some(Stall { stalled, release, .. }) => {
+                let last = unacked.back().map(|f| f["content"].as_str().unwrap_or_default().to_owned());
+                stalled.send(last.unwrap_or_default()).expect("the test waits");
+                release.await.expect("the test releases");
+                true
+            }
+            None => false,
+        };
+        // After the stall the connection counts as gone, with whatever it still holds unread.
+        let p = if stalled { None } else { client.recv_or_gone().await };
+        let Some(p) = p else {
+            client = fail_over(&urls, &mut node, &name).await;
+            sent.failovers += 1;
+            sent.resent += unacked.len();
+            for frame in &unacked {
+                assert!(client.send_or_gone(frame.clone()).await, "{name}: the new node is gone too");
+            }
+            continue;
+        };
+        let Some(at) = unacked.iter().position(|f| f["listener"] == p["listener"]) else { continue };
+        assert_eq!(p["cmd"], "message_new", "{name}: {p}");
+        unacked.remove(at);
+        sent.acked.insert(p["message"]["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {p}")));
+        sent.duplicates += usize::from(p["duplicate"] == true);
+    }
+    sent
+}
+
+/// What [`send_across`] did.
+#[derive(Default)]
+struct Sent {
+    /// The seqs of the acknowledged messages.
+    acked: BTreeSet<i64>,
+    /// Times the connection was gone and the sender moved to another node.
+    failovers: usize,
+    /// Unacknowledged messages sent again after a move.
+    resent: usize,
+    /// Replies that were the original of a message sent again (committed before the kill).
+    duplicates: usize,
+}
+
+/// Three `confab serve` processes, a viewer and a sender on each, all sending; the third is
+/// SIGKILLed once its sender has a third of its messages acked and a window of them committed,
+/// unacknowledged. Its viewer and sender log in on another node; the viewer resumes, the sender
+/// sends its unacknowledged messages again with the same nonces. Every viewer ends with every
+/// acked message once, in order, and nothing is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sigkilled_under_load() {
+    let name = "sigkill";
+    let broker = Broker::start(Kind::Nats).await;
+    let mut nodes = three_processes(&broker).await;
+    let urls: Vec<String> = nodes.iter().map(|n| n.server.ws_url()).collect();
+    let count = if long() { 400 } else { 40 };
+    let want = count * nodes.len();
+    let victim = nodes.len() - 1;
+    let mut viewers = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let viewer = format!("viewer{i}");
+        let mut client = Client::register(url, &viewer).await;
+        let page = client.request(json!({"cmd": "messages_get", "channel": CHANNEL, "limit": 1})).await;
+        let start = page["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {page}"));
+        viewers.push(tokio::spawn(watch_across(urls.clone(), i, viewer, client, start, want)));
+    }
+    let (stalled, mut last_sent) = oneshot::channel();
+    let (release, stall_release) = oneshot::channel();
+    let mut stall = Some(Stall { at: count / 3, stalled, release: stall_release });
+    let mut reader = Client::register(&urls[0], "reader").await;
+    let mut senders = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let sender = format!("sender{i}");
+        let client = Client::register(url, &sender).await;
+        let stall = if i == victim { stall.take() } else { None };
+        senders.push(tokio::spawn(send_across(urls.clone(), i, sender, client, count, stall)));
+    }
+    let last_sent = (&mut last_sent).await.expect("the victim's sender stalls");
+    let deadline = Instant::now() + NOTICE;
+    loop {
+        let page = reader.request(json!({"cmd": "messages_get", "channel": CHANNEL, "limit": 20})).await;
+        if page["messages"].as_array().expect("messages").iter().any(|m| m["content"] == last_sent.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{name}: {last_sent:?} never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes[victim].server.kill();
+    release.send(()).expect("the victim's sender waits");
+    let mut acked = BTreeSet::new();
+    let (mut resent, mut duplicates) = (0, 0);
+    for (i, s) in senders.into_iter().enumerate() {
+        let sent = s.await.expect("sender");
+        assert_eq!(sent.acked.len(), count, "{name}: one seq per message");
+        assert_eq!(sent.failovers, usize::from(i == victim), "{name}: sender {i} moved {} times", sent.failovers);
+        acked.extend(sent.acked);
+        (resent, duplicates) = (resent + sent.resent, duplicates + sent.duplicates);
+    }
+    let mut seen = Vec::new();
+    for (i, v) in viewers.into_iter().enumerate() {
+        let (got, failovers) = v.await.expect("viewer");
+        assert_eq!(failovers, usize::from(i == victim), "{name}: viewer {i} moved {failovers} times");
+        seen.push(got);
+    }
+    assert!(duplicates > 0, "{name}: the message committed before the kill was not recognised");
+    assert_eq!(acked.len(), want, "{name}: every message stored once");
+    check(&mut reader, CHANNEL, &seen, &acked, name).await;
+    println!("cluster-{name}: {resent} messages sent again after the kill, {duplicates} of them committed before it");
+    drop(broker);
+    for mut node in nodes.drain(..victim) {
+        assert!(node.server.alive(), "{name}: a surviving node died\n{}", node.server.logs());
+    }
+}
