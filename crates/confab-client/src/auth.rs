@@ -116,7 +116,12 @@ pub async fn refresh(http: &reqwest::Client, server: &Server, refresh_token: &st
 pub async fn logout(http: &reqwest::Client, server: &Server, refresh_token: &str) -> Result<(), ClientError> {
     let url = format!("{}/auth/logout", server.http);
     let response = http.post(&url).json(&json!({"refresh_token": refresh_token})).send().await;
-    response.map(drop).map_err(|e| unreachable(&server.http, &e))
+    let response = response.map_err(|e| unreachable(&server.http, &e))?;
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        return Ok(());
+    }
+    Err(http_refusal(status, &response.json().await.unwrap_or(Value::Null)))
 }
 
 async fn post(http: &reqwest::Client, server: &Server, path: &str, body: Value) -> Result<Tokens, ClientError> {
@@ -140,13 +145,23 @@ pub fn http_refusal(status: u16, body: &Value) -> ClientError {
     }
 }
 
-/// A transport failure, named without the URL's query (which may hold a token).
-pub fn unreachable(base: &str, e: &dyn std::fmt::Display) -> ClientError {
-    let detail = e.to_string();
-    let detail = match detail.find("?token=") {
-        Some(i) => format!("{}…", &detail[..i]),
-        None => detail,
+/// A transport failure with its causes (a refused certificate is two or three levels down in a
+/// `reqwest` error), named without the URL's query (which may hold a token).
+pub fn unreachable(base: &str, e: &(dyn std::error::Error + 'static)) -> ClientError {
+    // Everything from `?token=` to the end of a message goes, the causes after it stay.
+    let redacted = |text: String| match text.find("?token=") {
+        Some(i) => format!("{}…", &text[..i]),
+        None => text,
     };
+    let mut detail = redacted(e.to_string());
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = redacted(c.to_string());
+        if !detail.contains(&text) {
+            detail = format!("{detail}: {text}");
+        }
+        cause = c.source();
+    }
     ClientError::Unreachable { url: base.to_owned(), detail }
 }
 
@@ -187,9 +202,28 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = http_refusal(429, &json!({"error":"Too many requests. Try again in 3 seconds","code":"rate_limited"}));
         assert_eq!(e.exit_code(), 3);
-        let e = unreachable("http://h", &"error sending request for url (http://h/ws?token=secret)");
+        let cause = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let top = std::io::Error::other(Wrapped("error sending request for url (http://h/ws?token=secret)", cause));
+        let e = unreachable("http://h", &top);
         assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(e.to_string().contains("UnknownIssuer"), "the cause is named: {e}");
         assert_eq!(e.exit_code(), 4);
         assert!(!format!("{:?}", Credentials::Token("secret".into())).contains("secret"));
+    }
+
+    /// An error with a cause, as `reqwest` reports a failed TLS handshake.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
     }
 }

@@ -43,13 +43,16 @@ pub struct Session {
 
 impl Session {
     /// Starts the session task on the current tokio runtime; its events arrive on the receiver.
-    pub fn start(server: Server, credentials: Credentials) -> (Session, mpsc::UnboundedReceiver<Event>) {
+    pub fn start(
+        server: Server,
+        credentials: Credentials,
+    ) -> Result<(Session, mpsc::UnboundedReceiver<Event>), ClientError> {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events, event_rx) = mpsc::unbounded_channel();
         let task = Task {
+            http: server.http_client()?,
             server,
             credentials,
-            http: reqwest::Client::new(),
             tokens: None,
             core: Core::new(),
             events,
@@ -57,7 +60,7 @@ impl Session {
             backoff: Backoff::default(),
         };
         tokio::spawn(task.run());
-        (Session { commands, nonce_prefix: random_prefix(), sent: AtomicU64::new(0) }, event_rx)
+        Ok((Session { commands, nonce_prefix: random_prefix(), sent: AtomicU64::new(0) }, event_rx))
     }
 
     /// Sends a `message_new` (`fields`: `channel` or `thread_id`, `content`, `reply_to`, …) with a new
@@ -222,8 +225,8 @@ impl Task {
             Err(e) => return Outcome::Stop(Some(e)),
         };
         let url = self.server.ws_with_token(&tokens.access_token);
-        let ws = match tokio::time::timeout(STEP_TIMEOUT, tokio_tungstenite::connect_async(url.as_str())).await {
-            Ok(Ok((ws, _))) => ws,
+        let ws = match tokio::time::timeout(STEP_TIMEOUT, self.server.connect(&url)).await {
+            Ok(Ok(ws)) => ws,
             Ok(Err(e)) => return Outcome::Retry(auth::unreachable(&self.server.http, &e).to_string()),
             Err(_) => return Outcome::Retry(format!("{}: no answer to the upgrade", self.server.ws)),
         };

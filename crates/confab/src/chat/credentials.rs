@@ -9,7 +9,16 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:5613";
 
 /// The server named by the flags or the environment, else the default.
 pub fn server(login: &LoginArgs) -> Result<Server, ClientError> {
-    Server::parse(login.server.as_deref().unwrap_or(DEFAULT_SERVER))
+    server_at(login.server.as_deref().unwrap_or(DEFAULT_SERVER), login)
+}
+
+/// The server at `url`, trusting the CA certificate of `--ca-cert` as well when one is given.
+pub fn server_at(url: &str, login: &LoginArgs) -> Result<Server, ClientError> {
+    let server = Server::parse(url)?;
+    match &login.ca_cert {
+        Some(ca) => server.trusting(ca),
+        None => Ok(server),
+    }
 }
 
 /// Credentials from the flags or the environment alone: a token, or a user with a password.

@@ -27,9 +27,13 @@ pub struct ChatArgs {
 /// Where to connect and as whom. Flags win over the environment.
 #[derive(Args, Clone)]
 pub struct LoginArgs {
-    /// Server URL, e.g. http://127.0.0.1:5613.
+    /// Server URL, e.g. http://127.0.0.1:5613 or https://chat.example.com.
     #[arg(long, env = "CONFAB_CHAT_SERVER", global = true)]
     server: Option<String>,
+    /// PEM file of a CA (or a self-signed certificate) to trust for an https:// server, beside the
+    /// usual public roots.
+    #[arg(long, env = "CONFAB_CHAT_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
     /// Account name (the password is asked for, or read from CONFAB_CHAT_PASSWORD).
     #[arg(long, env = "CONFAB_CHAT_USER", global = true)]
     user: Option<String>,
@@ -71,6 +75,9 @@ enum Mode {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Sign out of the server: revoke the stored login at the server (its refresh token and the
+    /// whole rotation family) and forget it here.
+    Logout,
 }
 
 /// Runs `confab chat`; returns the process exit status (0 ok, 1 other, 2 credentials, 3 refused
@@ -90,6 +97,7 @@ pub fn main(args: ChatArgs) -> i32 {
         Some(Mode::Tail { channel, since_seq, state }) => {
             ("tail", runtime.block_on(script::tail(&args.login, &channel, since_seq, state.as_deref())))
         }
+        Some(Mode::Logout) => ("logout", tui::logout(&runtime, &args.login)),
         None => ("chat", tui::run(&runtime, &args.login)),
     };
     // Pending tasks (a session's socket) end with the runtime, without waiting for them.

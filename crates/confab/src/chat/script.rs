@@ -29,7 +29,7 @@ pub async fn send(
     } else {
         text.to_owned()
     };
-    let (session, mut events) = Session::start(server.clone(), creds);
+    let (session, mut events) = Session::start(server.clone(), creds)?;
     let mut fields = json!({"channel": channel, "content": content});
     if let Some(id) = reply_to {
         fields["reply_to"] = json!(id);
@@ -88,7 +88,7 @@ pub async fn tail(
         Some(path) => read_state(path)?,
         None => since_seq,
     };
-    let (session, mut events) = Session::start(server.clone(), creds);
+    let (session, mut events) = Session::start(server.clone(), creds)?;
     if let Some(seq) = start {
         session.track(channel, seq);
     }

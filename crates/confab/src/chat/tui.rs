@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use confab_client::{ClientError, Event, Link, Server, Session, auth::Credentials, auth::Tokens};
+use confab_client::{
+    ClientError, Event, Link, Server, Session,
+    auth::{self, Credentials, Tokens},
+};
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use ratatui::{Terminal, backend::CrosstermBackend};
@@ -54,6 +57,24 @@ impl TokenFile {
     }
 }
 
+/// `confab chat logout`: revokes the server's stored login at the server (so the token file, if
+/// copied, is worth nothing) and then forgets it. A server that cannot be reached keeps the login
+/// here, so that running it again later still revokes it.
+pub fn logout(runtime: &tokio::runtime::Runtime, login: &LoginArgs) -> Result<(), ClientError> {
+    let path = stored::default_path();
+    let stored = path.as_deref().map(stored::load).unwrap_or_default();
+    let url = login.server.clone().or_else(|| stored.last.clone()).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let server = credentials::server_at(&url, login)?;
+    let mut file = TokenFile { path, stored, server: server.http.clone() };
+    let Some(saved) = file.stored.servers.get(&server.http).cloned() else {
+        return Err(ClientError::Invalid(format!("no stored login for {}", server.http)));
+    };
+    runtime.block_on(auth::logout(&server.http_client()?, &server, &saved.refresh_token))?;
+    file.forget();
+    println!("Logged {} out of {}", saved.username, server.http);
+    Ok(())
+}
+
 pub fn run(runtime: &tokio::runtime::Runtime, login: &LoginArgs) -> Result<(), ClientError> {
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         return Err(ClientError::Invalid(
@@ -67,7 +88,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, login: &LoginArgs) -> Result<(), C
         (None, Some(last)) => last.clone(),
         (None, None) => prompt_line("Server", Some(DEFAULT_SERVER))?,
     };
-    let server = Server::parse(&url)?;
+    let server = credentials::server_at(&url, login)?;
     let mut file = TokenFile { path, stored, server: server.http.clone() };
     // Flags and environment first (a user without a password is asked for it), then the token file.
     let given = match (&login.user, &login.password, &login.token) {
@@ -84,7 +105,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, login: &LoginArgs) -> Result<(), C
     runtime.block_on(async {
         let mut attempt = 1;
         loop {
-            let (session, mut events) = Session::start(server.clone(), creds.clone());
+            let (session, mut events) = Session::start(server.clone(), creds.clone())?;
             match first_ready(&mut events, &mut file, &server).await {
                 Ok(ready) => return chat(&session, events, ready, &mut file, &url).await,
                 Err(ClientError::Credentials(why)) if attempt < ATTEMPTS => {

@@ -334,5 +334,20 @@ async fn the_terminal_client_chats_live_and_gives_the_terminal_back() {
     tmux.type_text("/quit");
     tmux.keys(&["Enter"]);
     tmux.wait_for("exit=0").await;
+
+    // `logout` revokes the stored login at the server, then forgets it: the refresh token it held
+    // no longer refreshes, and the next start asks for the password again.
+    let stored: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let refresh = stored["servers"][server.url("")]["refresh_token"].as_str().expect("a stored login").to_owned();
+    tmux.keys(&["clear", "Enter"]);
+    tmux.wait_until("a cleared shell", |s| !s.contains("exit=0")).await;
+    tmux.type_text(&format!("{} chat logout; echo \"exit=$?\"", env!("CARGO_BIN_EXE_confab")));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("exit=0").await;
+    assert!(screen.contains(&format!("Logged alice out of {}", server.url(""))), "{screen}");
+    let (status, body) = server.post_json("/auth/refresh", json!({"refresh_token": refresh})).await;
+    assert_eq!(status, 401, "the stored refresh token was revoked: {body}");
+    let stored: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(stored["servers"].as_object().is_some_and(serde_json::Map::is_empty), "forgotten: {stored}");
     server.stop().await;
 }

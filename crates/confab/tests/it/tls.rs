@@ -156,3 +156,40 @@ fn tls_misconfiguration_stops_the_start() {
     )
     .fails_with("loading the TLS certificate");
 }
+
+/// `confab chat` over `https://` / `wss://`: refused with the certificate named when the server's
+/// certificate chains to nothing it trusts, accepted once `--ca-cert` names it; the login (HTTP)
+/// and the socket (WebSocket) trust the same roots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_speaks_tls_and_trusts_only_what_it_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cert) = tls_server(dir.path()).await;
+    let url = format!("https://127.0.0.1:{}", server.addr.port());
+    let pem = std::fs::read(&cert).unwrap();
+    let https =
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap();
+    let r = https
+        .post(format!("{url}/auth/register"))
+        .json(&json!({"username": "alice", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    let cert = cert.to_str().unwrap().to_owned();
+    let (untrusted, trusted) = tokio::task::spawn_blocking(move || {
+        let cwd = tempfile::tempdir().unwrap();
+        let env = [("CONFAB_CHAT_USER", "alice"), ("CONFAB_CHAT_PASSWORD", "correct horse")];
+        let untrusted = confab(cwd.path(), &["chat", "--server", &url, "send", "nope"], &env, None);
+        let wss = url.replace("https://", "wss://");
+        let args = ["chat", "--server", &wss, "--ca-cert", &cert, "send", "over tls from the terminal"];
+        (untrusted, confab(cwd.path(), &args, &env, None).ok())
+    })
+    .await
+    .unwrap();
+    assert_eq!(untrusted.fails_with("certificate").code(), Some(4), "an unknown issuer is a network failure");
+    let sent: Value = serde_json::from_str(trusted.stdout.trim()).expect("the stored message as JSON");
+    assert_eq!(sent["content"], "over tls from the terminal");
+    assert_eq!(sent["user"], "alice");
+    server.stop().await;
+}
