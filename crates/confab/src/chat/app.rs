@@ -17,6 +17,8 @@ const TYPING_SHOWN: Duration = Duration::from_secs(5);
 const TYPING_EVERY: Duration = Duration::from_secs(3);
 /// Lines scrolled by PageUp / PageDown.
 pub const PAGE: usize = 10;
+/// Messages per history request; a shorter page means the channel's beginning was reached.
+const HISTORY_PAGE: usize = 100;
 
 /// What the loop must do for the state's sake.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +74,17 @@ pub struct PendingMsg {
     pub content: String,
 }
 
+/// What lies before a channel's oldest loaded message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Older {
+    /// More history: the last page was full.
+    More,
+    /// The page before the oldest loaded message was asked for.
+    Loading,
+    /// The channel's first message is loaded.
+    Beginning,
+}
+
 /// What Enter does with the input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Compose {
@@ -92,6 +105,8 @@ pub struct App {
     pub current: usize,
     /// Per channel, ordered by seq, each id once.
     pub messages: HashMap<String, Vec<Msg>>,
+    /// Per channel with history, whether older pages remain.
+    older: HashMap<String, Older>,
     pub pending: Vec<PendingMsg>,
     /// (channel, user, shown until).
     pub typing: Vec<(String, String, Instant)>,
@@ -115,6 +130,7 @@ impl App {
             channels: Vec::new(),
             current: 0,
             messages: HashMap::new(),
+            older: HashMap::new(),
             pending: Vec::new(),
             typing: Vec::new(),
             input: String::new(),
@@ -134,6 +150,30 @@ impl App {
     /// The current channel's messages.
     pub fn timeline(&self) -> &[Msg] {
         self.channel().and_then(|c| self.messages.get(c)).map_or(&[], Vec::as_slice)
+    }
+
+    /// What lies before the current channel's oldest loaded message (`None`: no history yet).
+    pub fn older(&self) -> Option<Older> {
+        self.channel().and_then(|c| self.older.get(c)).copied()
+    }
+
+    /// Called after every draw with how far the timeline can scroll: keeps the scroll inside it,
+    /// and when the oldest loaded message is on screen asks once for the page before it, so that
+    /// scrolling up reads the whole channel. New lines above do not move what is on screen (the
+    /// scroll counts from the newest line).
+    pub fn drawn(&mut self, max_scroll: usize) -> Vec<Effect> {
+        self.scroll = self.scroll.min(max_scroll);
+        let Some(channel) = self.channel().map(str::to_owned) else { return Vec::new() };
+        if self.scroll < max_scroll || self.older.get(&channel) != Some(&Older::More) {
+            return Vec::new();
+        }
+        let Some(oldest) = self.messages.get(&channel).and_then(|l| l.first()).map(|m| m.id.clone()) else {
+            return Vec::new();
+        };
+        self.older.insert(channel.clone(), Older::Loading);
+        vec![Effect::Request(
+            json!({"cmd": "messages_get", "channel": channel, "start": oldest, "limit": HISTORY_PAGE}),
+        )]
     }
 
     /// Who is typing in the current channel now.
@@ -171,6 +211,9 @@ impl App {
                 return stale
                     .into_iter()
                     .filter_map(|c| self.messages.remove(&c).map(|_| c))
+                    .inspect(|c| {
+                        self.older.remove(c);
+                    })
                     .map(|c| history(&c))
                     .collect();
             }
@@ -213,8 +256,12 @@ impl App {
                 }
             }
             "messages_get" if p.get("thread_id").is_none() => {
+                let page: Vec<Msg> =
+                    p["messages"].as_array().into_iter().flatten().filter_map(Msg::from_wire).collect();
+                let older = if page.len() < HISTORY_PAGE { Older::Beginning } else { Older::More };
+                self.older.insert(channel.clone(), older);
                 let list = self.messages.entry(channel).or_default();
-                for m in p["messages"].as_array().into_iter().flatten().filter_map(Msg::from_wire) {
+                for m in page {
                     insert(list, m);
                 }
             }
@@ -392,7 +439,7 @@ impl App {
 
 /// The newest page of a channel's history.
 fn history(channel: &str) -> Effect {
-    Effect::Request(json!({"cmd": "messages_get", "channel": channel, "limit": 100}))
+    Effect::Request(json!({"cmd": "messages_get", "channel": channel, "limit": HISTORY_PAGE}))
 }
 
 /// Inserts in seq order; a message already there (by id) is replaced, never doubled.
@@ -436,6 +483,24 @@ pub mod tests {
             {"id":"m2","user":"alice","content":"hi bob","seq":2}]});
         app.on_event(Event::Packet(page), now);
         app
+    }
+
+    /// Alice in #general whose newest page is full: messages `m{first}`..=`m{last}`, seq = number.
+    pub fn long_channel(now: Instant, first: u64, last: u64) -> App {
+        let mut app = App::new("http://127.0.0.1:5613");
+        app.on_event(Event::Ready { user: json!({"username": "alice"}) }, now);
+        let list = json!({"cmd":"channels_get","val":[{"name":"general","type":"text","seq":last}]});
+        app.on_event(Event::Packet(list), now);
+        app.on_event(Event::Packet(page(first, last, json!(0))), now);
+        app
+    }
+
+    /// A `messages_get` answer holding `m{first}`..=`m{last}`.
+    pub fn page(first: u64, last: u64, start: Value) -> Value {
+        let messages: Vec<Value> = (first..=last)
+            .map(|n| json!({"id":format!("m{n}"),"user":"bob","content":format!("#{n}"),"seq":n}))
+            .collect();
+        json!({"cmd":"messages_get","channel":"general","messages":messages,"range":{"start":start}})
     }
 
     fn type_text(app: &mut App, text: &str, now: Instant) -> Vec<Effect> {
@@ -570,5 +635,30 @@ pub mod tests {
         type_text(&mut app, "x", now);
         app.on_key(key(KeyCode::Enter), now);
         assert_eq!(app.scroll, 0);
+    }
+
+    #[test]
+    fn scrolling_back_reads_the_channel_page_by_page_until_its_beginning() {
+        let now = Instant::now();
+        let mut app = long_channel(now, 101, 200);
+        assert_eq!(app.older(), Some(Older::More));
+        assert!(app.drawn(50).is_empty(), "the newest lines are on screen: nothing to load");
+        for _ in 0..6 {
+            app.on_key(key(KeyCode::PageUp), now);
+        }
+        let effects = app.drawn(50);
+        assert_eq!(app.scroll, 50, "the scroll stays inside the timeline");
+        let before = json!({"cmd":"messages_get","channel":"general","start":"m101","limit":HISTORY_PAGE});
+        assert_eq!(effects, vec![Effect::Request(before)]);
+        assert_eq!(app.older(), Some(Older::Loading));
+        assert!(app.drawn(50).is_empty(), "asked once");
+
+        // A short page: the beginning. Both pages form one timeline, oldest first, each id once.
+        app.on_event(Event::Packet(page(61, 100, json!("m101"))), now);
+        app.on_event(Event::Packet(page(150, 150, json!("m151"))), now);
+        assert_eq!(app.older(), Some(Older::Beginning));
+        let seqs: Vec<u64> = app.timeline().iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (61..=200).collect::<Vec<_>>());
+        assert!(app.drawn(50).is_empty(), "nothing before the beginning");
     }
 }

@@ -187,7 +187,12 @@ async fn chat(
                 }
             }
         }
-        screen.draw(|f| view::render(&app, f, Instant::now())).map_err(io_error)?;
+        let mut max_scroll = 0;
+        screen.draw(|f| max_scroll = view::render(&app, f, Instant::now())).map_err(io_error)?;
+        pending = app.drawn(max_scroll);
+        if !pending.is_empty() {
+            continue;
+        }
         pending = tokio::select! {
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(k))) if k.kind == KeyEventKind::Press => app.on_key(k, Instant::now()),

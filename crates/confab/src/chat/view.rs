@@ -12,7 +12,7 @@ use ratatui::{
     widgets::{Block, Paragraph},
 };
 
-use super::app::{App, Compose, Msg};
+use super::app::{App, Compose, Msg, Older};
 
 /// The keys, always on screen.
 pub const HELP: &str =
@@ -21,7 +21,8 @@ pub const HELP: &str =
 /// Width of the channel list.
 const SIDEBAR: u16 = 22;
 
-pub fn render(app: &App, frame: &mut Frame, now: Instant) {
+/// Draws the screen; returns how many lines the timeline can scroll up (for [`App::drawn`]).
+pub fn render(app: &App, frame: &mut Frame, now: Instant) -> usize {
     let [title, main, help] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
     let [sidebar, chat] = Layout::horizontal([Constraint::Length(SIDEBAR), Constraint::Min(10)]).areas(main);
@@ -30,7 +31,8 @@ pub fn render(app: &App, frame: &mut Frame, now: Instant) {
 
     frame.render_widget(title_bar(app, title.width), title);
     frame.render_widget(channel_list(app), sidebar);
-    frame.render_widget(timeline_view(app, timeline), timeline);
+    let (timeline_text, max_scroll) = timeline_view(app, timeline);
+    frame.render_widget(timeline_text, timeline);
     let names = app.typing_here(now);
     let typing_text = match names.as_slice() {
         [] => String::new(),
@@ -59,6 +61,7 @@ pub fn render(app: &App, frame: &mut Frame, now: Instant) {
         None => Line::styled(HELP, Style::new().fg(Color::DarkGray)),
     };
     frame.render_widget(Paragraph::new(help_line), help);
+    max_scroll
 }
 
 fn title_bar(app: &App, width: u16) -> Paragraph<'static> {
@@ -157,30 +160,41 @@ fn message_lines(m: &Msg, all: &[Msg], width: usize, selected: bool) -> Vec<Line
     lines
 }
 
-fn timeline_view(app: &App, area: Rect) -> Paragraph<'static> {
+/// The timeline's visible lines and how far it can scroll up.
+fn timeline_view(app: &App, area: Rect) -> (Paragraph<'static>, usize) {
     let width = usize::from(area.width);
     let timeline = app.timeline();
+    let channel = app.channel().unwrap_or_default();
     let mut lines: Vec<Line> = Vec::new();
+    // One line above the history in every state, so that a change of state moves nothing.
+    let above = app.older().map(|older| match older {
+        Older::More => "· older messages above ·".to_owned(),
+        Older::Loading => "· loading older messages… ·".to_owned(),
+        Older::Beginning => format!("· the beginning of #{channel} ·"),
+    });
+    if let Some(above) = above {
+        lines.push(Line::styled(above, Style::new().fg(Color::DarkGray)));
+    }
     for (i, m) in timeline.iter().enumerate() {
         lines.extend(message_lines(m, timeline, width, app.selected == Some(i)));
     }
-    let channel = app.channel().unwrap_or_default();
     for p in app.pending.iter().filter(|p| p.channel == channel) {
         for row in wrap(&format!("{}: {} (sending…)", app.me, p.content), width) {
             lines.push(Line::styled(row, Style::new().fg(Color::DarkGray)));
         }
     }
     let height = usize::from(area.height);
-    let scroll = app.scroll.min(lines.len().saturating_sub(height));
+    let max_scroll = lines.len().saturating_sub(height);
+    let scroll = app.scroll.min(max_scroll);
     let end = lines.len() - scroll;
     let start = end.saturating_sub(height);
     let mut shown: Vec<Line> = lines.drain(start..end).collect();
     if scroll > 0
-        && let Some(first) = shown.first_mut()
+        && let Some(last) = shown.last_mut()
     {
-        *first = Line::styled(format!("↑ {scroll} more lines below · PgDn"), Style::new().fg(Color::DarkGray));
+        *last = Line::styled(format!("↓ {scroll} more lines below · PgDn"), Style::new().fg(Color::DarkGray));
     }
-    Paragraph::new(shown)
+    (Paragraph::new(shown), max_scroll)
 }
 
 #[cfg(test)]
@@ -192,12 +206,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::chat::app::tests::{ctrl, key, message, signed_in};
+    use crate::chat::app::tests::{ctrl, key, long_channel, message, signed_in};
 
     /// The screen as text rows.
     fn draw(app: &App, width: u16, height: u16, now: Instant) -> Vec<String> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-        terminal.draw(|f| render(app, f, now)).unwrap();
+        terminal
+            .draw(|f| {
+                render(app, f, now);
+            })
+            .unwrap();
         let buffer = terminal.backend().buffer().clone();
         (0..height).map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect::<String>()).collect()
     }
@@ -220,6 +238,7 @@ mod tests {
         let bob = rows.iter().position(|r| r.contains("bob: hello alice")).unwrap();
         assert_eq!(rows[bob + 1][..].split('│').nth(2).unwrap().trim_end(), "alice: hi bob");
         assert!(row_with(&rows, "Message #general").contains('┌'));
+        row_with(&rows, "· the beginning of #general ·");
         assert_eq!(rows[13].trim_end(), HELP);
     }
 
@@ -260,8 +279,23 @@ mod tests {
         assert!(wrapped >= 4, "a 200-character message takes several rows:\n{}", rows.join("\n"));
         app.on_key(key(KeyCode::PageUp), now);
         let rows = draw(&app, 60, 14, now);
-        row_with(&rows, "line 25");
-        row_with(&rows, "more lines below");
+        row_with(&rows, "line 20");
+        assert!(row_with(&rows, "more lines below").contains("↓ 10 more lines below"), "{}", rows.join("\n"));
+    }
+
+    #[test]
+    fn scrolled_to_the_top_the_timeline_says_it_is_loading_older_messages() {
+        let now = Instant::now();
+        let mut app = long_channel(now, 101, 200);
+        let mut terminal = Terminal::new(TestBackend::new(80, 20)).unwrap();
+        let mut max_scroll = 0;
+        terminal.draw(|f| max_scroll = render(&app, f, now)).unwrap();
+        assert_eq!(max_scroll, 101 - 14, "100 one-line messages and the line above them in a 14-line timeline");
+        app.scroll = 1000;
+        assert_eq!(app.drawn(max_scroll).len(), 1, "the page before is asked for");
+        let rows = draw(&app, 80, 20, now);
+        row_with(&rows, "· loading older messages… ·");
+        row_with(&rows, "bob: #101");
     }
 
     #[test]

@@ -654,7 +654,7 @@ on_both! { search_queue_scenario => search_queue_sqlite, search_queue_postgres; 
 /// Appends `messages` (content, who it pings) by `author` to `channel` through the group-commit
 /// writer, many at once so that the writer commits full batches; they commit in no particular
 /// order. Returns the message ids.
-async fn append_many(
+pub(crate) async fn append_many(
     store: &Store,
     channel: &str,
     author: &str,

@@ -351,3 +351,40 @@ async fn the_terminal_client_chats_live_and_gives_the_terminal_back() {
     assert!(stored["servers"].as_object().is_some_and(serde_json::Map::is_empty), "forgotten: {stored}");
     server.stop().await;
 }
+
+/// PgUp past the oldest loaded message reads the page before it from the server, page after page,
+/// until the channel's first message (the welcome) and the beginning marker are on screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_scrolls_back_to_the_beginning_of_a_long_channel() {
+    let server = TestServer::spawn().await;
+    server.http_register("alice").await;
+    server.http_register("bob").await;
+    let old = (0..250).map(|i| (format!("old message {i}"), Default::default()));
+    crate::reads::append_many(&server.store, "general", "bob", old).await;
+    let tmux = Tmux::start();
+    let chat = format!(
+        "CONFAB_CHAT_PASSWORD='{PASSWORD}' {} chat --server {} --user alice; echo \"exit=$?\"",
+        env!("CARGO_BIN_EXE_confab"),
+        server.url("")
+    );
+    tmux.type_text(&chat);
+    tmux.keys(&["Enter"]);
+    tmux.wait_until("the newest page", |s| s.contains("● online") && s.contains("old message")).await;
+    // 251 one-line messages and 23 timeline rows: about 25 pages of 10 lines, two older requests.
+    let mut presses = 0;
+    let screen = loop {
+        let screen = tmux.screen();
+        if screen.contains("· the beginning of #general ·") {
+            break screen;
+        }
+        assert!(presses < 60, "never reached the beginning:\n{screen}");
+        tmux.keys(&["PPage"]);
+        presses += 1;
+        tmux.wait_until("the scroll to move or a page to load", |s| s != screen).await;
+    };
+    assert!(screen.contains(confab::store::bootstrap::WELCOME), "the first message is on screen:\n{screen}");
+    assert!(presses >= 20, "the whole channel was scrolled through ({presses} presses)");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("exit=0").await;
+    server.stop().await;
+}
