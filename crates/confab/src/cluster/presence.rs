@@ -4,7 +4,11 @@
 //! keeps the node's row fresh; a node that stops beating is reaped by another, which announces the
 //! users it leaves with no connection anywhere.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use serde_json::json;
 
@@ -85,6 +89,7 @@ pub async fn heartbeat(state: AppState, node: String) {
     let config = &state.config.cluster;
     let ttl_s = config.node_ttl_ms as f64 / 1000.0;
     let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_ms));
+    let mut known = HashSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -125,12 +130,22 @@ pub async fn heartbeat(state: AppState, node: String) {
         }
         if let Ok(live) = state.store.nodes_list().await {
             state.metrics.gauge_set("confab_cluster_nodes", String::new(), live.len() as i64);
-            // What a dead node held in this node's memory goes too.
+            let live: HashSet<String> = live.into_iter().collect();
+            // A node live at the last beat, or holding voice members here, that has no row now:
+            // what it held in this node's memory goes, and what it may have changed without
+            // telling anyone is read again (`commands::remote`).
             if let Some(cluster) = &state.cluster {
-                for gone in state.voice.remote_nodes().into_iter().filter(|n| !live.contains(n)) {
+                let gone: BTreeSet<String> = known
+                    .iter()
+                    .cloned()
+                    .chain(state.voice.remote_nodes())
+                    .filter(|n| !live.contains(n) && *n != node)
+                    .collect();
+                for gone in gone {
                     cluster.apply_here(&Effect::NodeGone { node: gone });
                 }
             }
+            known = live;
         }
     }
 }

@@ -11,9 +11,11 @@ use crate::{
     accounts,
     auth::tokens::random_token,
     cluster::presence,
-    error::Error,
+    error::{Error, Result},
     gateway::Session,
     hub::{CloseOrder, Conn},
+    identity::Identity,
+    state::AppState,
     store::{presence::Joined, users::User},
     wire,
 };
@@ -82,26 +84,15 @@ pub async fn complete(
     // after it: read the account again now that the hub knows the connection.
     // Likewise a logout, refresh reuse or password change that closed this session's sockets just
     // before it registered.
-    let jwt_session = identity.session_id.as_deref().filter(|sid| !sid.starts_with("sauth:"));
-    let fresh = match jwt_session {
-        Some(sid) => match state.store.user_with_session(&identity.user.id, sid).await? {
-            Some(found) if !found.session_live => {
-                s.close(CloseOrder::revoked());
-                return Ok(());
-            }
-            found => found.map(|f| f.user),
-        },
-        None => state.store.user_by_id(&identity.user.id).await?,
-    };
-    match fresh {
-        Some(fresh) if fresh.banned => {
-            s.close(CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned")));
+    match standing(&state, &identity).await? {
+        Standing::Closed(order) => {
+            s.close(order);
             return Ok(());
         }
-        Some(fresh) if fresh.timeout_until != identity.user.timeout_until => {
+        Standing::Live(fresh) if fresh.timeout_until != identity.user.timeout_until => {
             super::users::refresh_account(&state, &fresh);
         }
-        _ => {}
+        Standing::Live(_) => {}
     }
     if created {
         let join = wire::packet("user_join", json!({"user": identity.presence()}));
@@ -112,6 +103,40 @@ pub async fn complete(
         state.to_all(connect, None, true);
     }
     Ok(())
+}
+
+/// Where a connection's account and credential stand in the database now.
+pub enum Standing {
+    /// Still allowed in: the account as stored.
+    Live(User),
+    /// To be closed with this order: banned, deleted, or its session family or SAUTH2 token revoked.
+    Closed(CloseOrder),
+}
+
+/// Reads a connection's account, and the session family or SAUTH2 token it logged in with, again
+/// (two queries at most): for a connection that may have missed the change that ended it — one
+/// saved while its login was in flight, or on a cluster node that died before telling the others.
+/// A bot whose token was regenerated is not caught here (connections do not record which token).
+pub async fn standing(state: &AppState, identity: &Identity) -> Result<Standing> {
+    let user_id = &identity.user.id;
+    let fresh = match identity.session_id.as_deref() {
+        Some(sid) if let Some(hash) = super::sauth::tagged_token(sid) => {
+            if !state.store.sauth_token_valid(user_id, hash).await? {
+                return Ok(Standing::Closed(CloseOrder::revoked()));
+            }
+            state.store.user_by_id(user_id).await?
+        }
+        Some(sid) => match state.store.user_with_session(user_id, sid).await? {
+            Some(found) if !found.session_live => return Ok(Standing::Closed(CloseOrder::revoked())),
+            found => found.map(|f| f.user),
+        },
+        None => state.store.user_by_id(user_id).await?,
+    };
+    Ok(match fresh {
+        None => Standing::Closed(CloseOrder::revoked()),
+        Some(fresh) if fresh.banned => Standing::Closed(CloseOrder::banned()),
+        Some(fresh) => Standing::Live(fresh),
+    })
 }
 
 /// Cleans up after a connection closes: hub, presence (PROTOCOL §2.11).

@@ -159,7 +159,7 @@ pub(crate) fn announce_nickname(state: &AppState, user_id: &str, username: &str,
 pub(crate) async fn ban(state: &AppState, me: &Identity, target: &User) -> Result<bool> {
     check_hierarchy(state, me, target, "ban").await?;
     let changed = state.store.user_set_banned(&target.id, true, &audit(me, "user_ban", target, json!({}))).await?;
-    let order = CloseOrder::new(close::BANNED, "You have been banned", Some("You have been banned"));
+    let order = CloseOrder::banned();
     state.close(Who::User(target.id.clone()), order);
     state.web_logins.forget_user(&target.id);
     Ok(changed)

@@ -6,7 +6,11 @@
 
 use tokio::sync::mpsc;
 
-use super::{channels, roles, slash, users, voice};
+use super::{
+    channels,
+    connection::{self, Standing},
+    roles, slash, users, voice,
+};
 use crate::{cluster::control::Effect, error::Result, hub::Packet, state::AppState};
 
 /// Applies each effect as it comes, until shutdown.
@@ -74,7 +78,7 @@ async fn refresh(state: &AppState, effect: Effect) -> Result<()> {
         }
         Effect::NodeGone { node } => {
             voice::node_gone(state, &node);
-            Ok(())
+            recheck(state).await
         }
         Effect::SlashCall { node, conn, call, packet, from_node, from } if here(state, &node) => {
             slash::routed_here(state, conn, call, &packet, from_node, from);
@@ -89,4 +93,28 @@ async fn refresh(state: &AppState, effect: Effect) -> Result<()> {
         Effect::SlashCall { .. } | Effect::ToConn { .. } => Ok(()),
         Effect::Close { .. } | Effect::ToAll { .. } | Effect::ToUser { .. } | Effect::Typing { .. } => Ok(()),
     }
+}
+
+/// After another node died: it may have committed a change and died before logging it
+/// (docs/cluster.md, "Control log"), so this node rereads what such a change could have touched —
+/// roles and channels (fresh lists to every connection), and each connected account with the
+/// credential it logged in with, closing the connections a ban, a deletion or a revocation ended.
+/// One or two queries per distinct account and credential; a node dies rarely.
+async fn recheck(state: &AppState) -> Result<()> {
+    roles::roles_refresh(state, true).await?;
+    let mut seen = std::collections::HashSet::new();
+    for conn in state.hub.connections() {
+        if !seen.insert((conn.user_id.clone(), conn.session_id.clone())) {
+            continue;
+        }
+        let identity = conn.identity();
+        match connection::standing(state, &identity).await? {
+            Standing::Closed(order) => {
+                let (user, session) = (&conn.user_id, &conn.session_id);
+                state.hub.close_where(|c| &c.user_id == user && &c.session_id == session, &order);
+            }
+            Standing::Live(fresh) => users::refresh_account(state, &fresh),
+        }
+    }
+    Ok(())
 }

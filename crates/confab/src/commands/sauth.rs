@@ -2,7 +2,7 @@
 //! the page shows a web token once → `tokenauth` on the same socket. Plus the administrator
 //! commands that issue and revoke generic tokens.
 
-use confab_proto::{ErrorCode, Frame, close};
+use confab_proto::{ErrorCode, Frame};
 use serde_json::json;
 
 use crate::{
@@ -22,6 +22,11 @@ use crate::{
 /// The session id carried by connections opened with a generic token, so revocation finds them.
 pub fn session_tag(token_hash: &str) -> String {
     format!("sauth:{token_hash}")
+}
+
+/// The token hash in a [`session_tag`], if `session_id` is one.
+pub fn tagged_token(session_id: &str) -> Option<&str> {
+    session_id.strip_prefix("sauth:")
 }
 
 fn invalid() -> Error {
@@ -134,8 +139,7 @@ pub async fn revoke(s: &mut Session, frame: &Frame) -> Result<()> {
     };
     let revoked = state.store.sauth_tokens_revoke(&user.id, &audit).await?;
     state.web_logins.forget_user(&user.id);
-    let order = CloseOrder::new(close::REVOKED, "Session revoked", Some("Session revoked"));
-    state.close(Who::SauthOf(user.id.clone()), order);
+    state.close(Who::SauthOf(user.id.clone()), CloseOrder::revoked());
     s.reply(frame, "sauth_token_revoke", json!({"user": user.username, "revoked": revoked}));
     Ok(())
 }

@@ -35,6 +35,10 @@ impl CloseOrder {
     pub fn revoked() -> CloseOrder {
         CloseOrder::new(confab_proto::close::REVOKED, "Session revoked", Some("Session revoked"))
     }
+    /// 4003 after `{"cmd":"disconnect","reason":"You have been banned"}` (PROTOCOL §8.5).
+    pub fn banned() -> CloseOrder {
+        CloseOrder::new(confab_proto::close::BANNED, "You have been banned", Some("You have been banned"))
+    }
     /// 4009: the outbound queue overflowed.
     pub fn slow_consumer() -> CloseOrder {
         CloseOrder::new(confab_proto::close::SLOW_CONSUMER, "Slow consumer", None)

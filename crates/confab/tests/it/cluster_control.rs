@@ -325,3 +325,44 @@ async fn voice_members_and_signals_cross_nodes() {
         node.stop().await;
     }
 }
+
+/// A node may commit a change and die before logging it (docs/cluster.md, "Control log"). Here
+/// the change is written straight into PostgreSQL, as that node would have: a ban and a revoked
+/// session family that no node was told of. Once the node is declared dead, the others reread the
+/// accounts and credentials of their connections and close exactly the ones the change ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dying_nodes_untold_changes_are_found_by_the_others() {
+    let broker = Broker::start(Kind::Nats).await;
+    let mut nodes = crate::cluster::three_nodes_tuned(&broker, &[], |c| {
+        c.cluster.heartbeat_ms = 100;
+        c.cluster.node_ttl_ms = 1000;
+    })
+    .await;
+    let mallory = nodes[1].register("mallory").await;
+    let set = nodes[1].http_register("erin").await;
+    let access = set["access_token"].as_str().expect("access token");
+    let mut erin = crate::support::Client::connect(&nodes[2].ws_url(&format!("/ws?token={access}"))).await;
+    erin.expect_auth().await;
+    let mut bob = nodes[2].register("bob").await;
+    nodes[0]
+        .raw_sql(
+            "UPDATE users SET banned = TRUE WHERE username = 'mallory'; \
+             UPDATE sessions SET revoked = TRUE WHERE user_id = (SELECT id FROM users WHERE username = 'erin');",
+        )
+        .await;
+
+    let stopped = Instant::now();
+    nodes.remove(0).stop().await;
+    let mallory_closed = tokio::spawn(banned(mallory));
+    match erin.closed().await {
+        Closed::Frame(code, _) => assert_eq!(code, 4004, "the revoked session closes with 4004"),
+        Closed::Dropped => panic!("the revoked session was dropped without its close frame"),
+    }
+    let took = mallory_closed.await.expect("mallory's socket").duration_since(stopped);
+    assert!(took < Duration::from_secs(5), "closed {took:?} after the node stopped (ttl 1 s)");
+    let reply = bob.request(json!({"cmd": "users_online"})).await;
+    assert_eq!(reply["cmd"], "users_online", "bob, whom the change did not touch, is still served: {reply}");
+    for node in nodes {
+        node.stop().await;
+    }
+}
