@@ -669,6 +669,9 @@ impl Config {
         if self.store.batch_max == 0 || self.store.pool_size == 0 {
             return bad("store", "batch_max and pool_size must be at least 1");
         }
+        if self.store.timeout_ms < 100 {
+            return bad("store.timeout_ms", "must be at least 100");
+        }
         for cidr in &self.metrics.allow {
             if crate::domain::net::Cidr::parse(cidr).is_none() {
                 return bad("metrics.allow", &format!("`{cidr}` is not a CIDR"));

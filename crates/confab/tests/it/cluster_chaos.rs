@@ -408,8 +408,9 @@ async fn node_cut_off_from_database_by(link: Link, name: &str) {
         assert!(refused <= BOUND, "{name}: first refusal {refused:?} after the cut");
         let back = mine.back.expect("acknowledged again").saturating_duration_since(restored);
         let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+        let elsewhere = first.slowest.max(second.slowest);
         println!(
-            "cluster-{name}: first refusal {} after the cut, /readyz 503 after {}; link back: ready after {}, first ack after {}, every viewer caught up after {}; {} refusals, {} committed after all, slowest refusal {}",
+            "cluster-{name}: first refusal {} after the cut, /readyz 503 after {}; link back: ready after {}, first ack after {}, every viewer caught up after {}; {} refusals, {} committed after all, slowest refusal {}, slowest ack on the other nodes {}",
             secs(refused),
             secs(not_ready - cut),
             secs(ready - restored),
@@ -418,6 +419,7 @@ async fn node_cut_off_from_database_by(link: Link, name: &str) {
             mine.refused.len(),
             mine.duplicates,
             secs(mine.refused.iter().map(|r| r.after).max().unwrap_or_default()),
+            secs(elsewhere),
         );
         let after = load.round(count, async {}).await;
         assert!(after.iter().all(|s| s.refused.is_empty()), "{name}: refused after the link came back");
