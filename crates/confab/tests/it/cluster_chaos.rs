@@ -332,8 +332,8 @@ struct Outage {
 /// The third node reaches PostgreSQL through a [`Proxy`], whose link is cut (or stalled) for at
 /// least [`OUTAGE`] while every node's sender sends. That node refuses messages with
 /// `unavailable` within [`BOUND`] of each send and its `/readyz` answers 503, while the other two
-/// stay ready, acknowledge every message within [`BOUND`] and the cut-off node still delivers
-/// theirs. Once the link is back the node is ready again by itself, the refused messages sent
+/// stay ready, answer every message within [`BOUND`] (acknowledging all of them when the link was
+/// reset) and the cut-off node still delivers theirs. Once the link is back the node is ready again by itself, the refused messages sent
 /// again with their nonces are acknowledged (as the original where a refused one had committed
 /// after all), and every viewer ends with every acked message once, in order.
 async fn node_cut_off_from_database_by(link: Link, name: &str) {
@@ -390,9 +390,20 @@ async fn node_cut_off_from_database_by(link: Link, name: &str) {
         let caught_up = Instant::now();
         let Outage { cut, not_ready, restored, ready } = outage.expect("the outage ran");
         let [first, second, mine] = &sent[..] else { unreachable!("three senders") };
+        // A silent link that catches the cut-off node in the middle of a statement of its commit
+        // leaves its session holding the channel's counter row (PostgreSQL's idle-in-transaction
+        // time-out runs only between statements): the others' commits to that channel wait and are
+        // refused until the link answers (docs/cluster.md, "Faults"). A reset link frees it at once.
+        let elsewhere_refused = first.refused.len() + second.refused.len();
         for other in [first, second] {
-            assert!(other.refused.is_empty(), "{name}: a node with its database refused {}", other.refused[0].reply);
-            assert!(other.slowest <= BOUND, "{name}: an acknowledgement took {:?}", other.slowest);
+            if link == Link::Cut {
+                assert!(
+                    other.refused.is_empty(),
+                    "{name}: a node with its database refused {}",
+                    other.refused[0].reply
+                );
+            }
+            assert!(other.slowest <= BOUND, "{name}: a reply took {:?}", other.slowest);
         }
         assert!(!mine.refused.is_empty(), "{name}: the cut-off node refused nothing");
         for r in &mine.refused {
@@ -410,7 +421,7 @@ async fn node_cut_off_from_database_by(link: Link, name: &str) {
         let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         let elsewhere = first.slowest.max(second.slowest);
         println!(
-            "cluster-{name}: first refusal {} after the cut, /readyz 503 after {}; link back: ready after {}, first ack after {}, every viewer caught up after {}; {} refusals, {} committed after all, slowest refusal {}, slowest ack on the other nodes {}",
+            "cluster-{name}: first refusal {} after the cut, /readyz 503 after {}; link back: ready after {}, first ack after {}, every viewer caught up after {}; {} refusals, {} committed after all, slowest refusal {}, slowest reply on the other nodes {} ({} refusals there)",
             secs(refused),
             secs(not_ready - cut),
             secs(ready - restored),
@@ -420,6 +431,7 @@ async fn node_cut_off_from_database_by(link: Link, name: &str) {
             mine.duplicates,
             secs(mine.refused.iter().map(|r| r.after).max().unwrap_or_default()),
             secs(elsewhere),
+            elsewhere_refused,
         );
         let after = load.round(count, async {}).await;
         assert!(after.iter().all(|s| s.refused.is_empty()), "{name}: refused after the link came back");
