@@ -123,7 +123,7 @@ impl AppState {
                 self.metrics.inc("confab_auth_attempts_total", "method=\"register\",outcome=\"success\"".into());
                 Ok(user)
             }
-            Err(e @ Error::Internal(_)) => Err(e),
+            Err(e) if e.is_failure() => Err(e),
             Err(e) if e.code() == ErrorCode::Busy => {
                 self.auth_refund(ip);
                 Err(e)
@@ -354,7 +354,7 @@ impl AppState {
                 self.metrics.inc("confab_auth_attempts_total", "method=\"token\",outcome=\"success\"".into());
                 Ok(ok)
             }
-            Err(e @ Error::Internal(_)) => Err(e),
+            Err(e) if e.is_failure() => Err(e),
             Err(e) => Err(self.auth_failed(ip, "token", e)),
         }
     }

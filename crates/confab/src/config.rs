@@ -280,6 +280,11 @@ pub struct StoreConfig {
     /// messages to the search index (it also does when 256 are waiting). Searches find messages
     /// that are not indexed yet all the same.
     pub search_index_idle_ms: u64,
+    /// PostgreSQL: the longest the server waits for the database on one step — a connection from
+    /// the pool, one group commit, the `/readyz` probe — before it gives up and answers
+    /// `unavailable` (or 503). Sessions also end a transaction left idle for half of it, so a
+    /// node cut off mid-commit holds no lock the other nodes wait for any longer.
+    pub timeout_ms: u64,
 }
 
 /// How hard SQLite pushes each commit to disk.
@@ -479,7 +484,13 @@ impl Default for MetricsConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { batch_max: 512, pool_size: 8, sqlite_synchronous: SqliteSync::Normal, search_index_idle_ms: 20 }
+        StoreConfig {
+            batch_max: 512,
+            pool_size: 8,
+            sqlite_synchronous: SqliteSync::Normal,
+            search_index_idle_ms: 20,
+            timeout_ms: 5000,
+        }
     }
 }
 
@@ -657,6 +668,9 @@ impl Config {
         }
         if self.store.batch_max == 0 || self.store.pool_size == 0 {
             return bad("store", "batch_max and pool_size must be at least 1");
+        }
+        if self.store.timeout_ms < 100 {
+            return bad("store.timeout_ms", "must be at least 100");
         }
         for cidr in &self.metrics.allow {
             if crate::domain::net::Cidr::parse(cidr).is_none() {

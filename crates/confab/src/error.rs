@@ -15,6 +15,11 @@ pub enum Error {
     /// Storage or another internal part failed; nothing was changed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The database did not answer in time (`store.timeout_ms`) or its connection broke. Nothing
+    /// was acknowledged; a write cut off at its commit may still have committed, which is why a
+    /// message refused so is sent again with its nonce (PROTOCOL §7.4).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Shorthand for handler results.
@@ -42,11 +47,17 @@ impl Error {
         Error::forbidden(format!("Access denied: '{perm}' permission required"))
     }
 
+    /// The server failed, not the request: no fault of the client's to count against it.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Error::Internal(_) | Error::Unavailable(_))
+    }
+
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Client { code, .. } => *code,
             Error::Internal(_) => ErrorCode::Internal,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -55,6 +66,7 @@ impl Error {
         match self {
             Error::Client { text, .. } => text,
             Error::Internal(_) => "Internal error",
+            Error::Unavailable(_) => "Database unavailable, try again",
         }
     }
 
@@ -84,8 +96,18 @@ impl Error {
 }
 
 impl From<sqlx::Error> for Error {
+    /// A lost or refused connection, or a pool that gave none in time, is [`Error::Unavailable`];
+    /// anything the database answered is [`Error::Internal`].
     fn from(e: sqlx::Error) -> Error {
-        Error::Internal(format!("storage: {e}"))
+        use sqlx::Error::*;
+        let lost = match &e {
+            Io(_) | Tls(_) | PoolTimedOut | PoolClosed | WorkerCrashed => true,
+            // Connection exceptions (class 08), the server shutting down or not yet up (57P0x),
+            // and a session ended for idling in its transaction (25P03).
+            Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "25P03"),
+            _ => false,
+        };
+        if lost { Error::Unavailable(format!("storage: {e}")) } else { Error::Internal(format!("storage: {e}")) }
     }
 }
 

@@ -103,7 +103,10 @@ async fn rotur_auth(s: &mut Session, frame: &Frame) -> crate::error::Result<()> 
             }
         }
         Err(e) => {
-            if !matches!(e.code(), ErrorCode::AuthUnavailable | ErrorCode::AuthRateLimited | ErrorCode::Internal) {
+            if !matches!(
+                e.code(),
+                ErrorCode::AuthUnavailable | ErrorCode::AuthRateLimited | ErrorCode::Internal | ErrorCode::Unavailable
+            ) {
                 s.validator_key_used = true;
             }
             s.auth_error(frame, &e);
@@ -130,7 +133,7 @@ pub async fn upgrade_token(s: &Session, token: &str) -> Result<TokenLogin, Close
             ErrorCode::Banned => CloseOrder::new(close::BANNED, e.text(), None),
             ErrorCode::InvalidTokenPayload => policy("Invalid token payload"),
             ErrorCode::AuthRateLimited => policy("Too many authentication attempts"),
-            ErrorCode::Internal => CloseOrder::new(1011, "Internal error", None),
+            ErrorCode::Internal | ErrorCode::Unavailable => CloseOrder::new(1011, e.text(), None),
             _ => policy("Invalid or expired token"),
         }),
     }

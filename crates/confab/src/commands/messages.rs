@@ -196,8 +196,17 @@ pub async fn post(s: &Session, frame: &Frame, target: &Target<'_>, draft: Draft)
         }
         Err(e) => {
             tracing::error!(conn = s.conn_id, cmd = %frame.cmd, "storing a message: {e}");
-            Err(Error::new(ErrorCode::Internal, "Failed to save message"))
+            Err(not_saved(e))
         }
+    }
+}
+
+/// What the sender of a message that was not stored is told: that the database is out of reach
+/// (send it again with its nonce), or only that it failed (PROTOCOL §7.3).
+pub fn not_saved(e: Error) -> Error {
+    match e {
+        Error::Unavailable(_) => e,
+        _ => Error::new(ErrorCode::Internal, "Failed to save message"),
     }
 }
 

@@ -266,7 +266,7 @@ pub async fn post(state: &AppState, hook: &WebhookRow, post: Post) -> Result<()>
         Ok(_) => Err(Error::not_found("Channel not found")),
         Err(e) => {
             tracing::error!(webhook = %hook.id, "webhook post: {e}");
-            Err(Error::new(ErrorCode::Internal, "Failed to save message"))
+            Err(super::messages::not_saved(e))
         }
     }
 }

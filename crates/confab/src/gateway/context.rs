@@ -70,8 +70,10 @@ impl Session {
 
     /// Queues an `error` (or, for auth codes, `auth_error`) answering `frame`.
     pub fn error(&self, frame: &Frame, err: &Error) {
-        if let Error::Internal(detail) = err {
-            tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}");
+        match err {
+            Error::Internal(detail) => tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}"),
+            Error::Unavailable(detail) => tracing::warn!(cmd = %frame.cmd, conn = self.conn_id, "{detail}"),
+            Error::Client { .. } => {}
         }
         let fields = json!({"src": frame.cmd, "val": err.text(), "code": err.code().as_str()});
         self.reply(frame, "error", fields);
@@ -117,8 +119,10 @@ impl Session {
         if err.code() == ErrorCode::AuthRateLimited {
             self.count_refusal();
         }
-        if let Error::Internal(detail) = err {
-            tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}");
+        match err {
+            Error::Internal(detail) => tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}"),
+            Error::Unavailable(detail) => tracing::warn!(cmd = %frame.cmd, conn = self.conn_id, "{detail}"),
+            Error::Client { .. } => {}
         }
         self.reply(frame, "auth_error", json!({"val": err.text(), "code": err.code().as_str()}));
     }

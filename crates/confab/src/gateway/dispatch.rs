@@ -146,6 +146,7 @@ pub async fn handle(s: &mut Session, frame: Frame) {
     let outcome = match &result {
         Ok(()) => "ok",
         Err(Error::Internal(_)) => "internal",
+        Err(Error::Unavailable(_)) => "unavailable",
         Err(_) => "error",
     };
     if let Err(e) = result {

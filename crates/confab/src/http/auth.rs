@@ -200,7 +200,12 @@ pub async fn token(State(state): State<AppState>, ConnectInfo(peer): Peer, heade
             }
             Err(e) => e.into_response(),
         },
-        Err(e) if matches!(e.code(), ErrorCode::AuthRateLimited | ErrorCode::Busy | ErrorCode::Internal) => {
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::AuthRateLimited | ErrorCode::Busy | ErrorCode::Internal | ErrorCode::Unavailable
+            ) =>
+        {
             http_error(e)
         }
         Err(_) => {

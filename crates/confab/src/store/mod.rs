@@ -41,7 +41,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
 };
 
-use crate::{error::Result, metrics::Metrics};
+use crate::{
+    error::{Error, Result},
+    metrics::Metrics,
+};
 
 /// Runs `$body` with `$pool` bound to whichever pool the store uses.
 macro_rules! dispatch {
@@ -100,6 +103,8 @@ pub struct Store {
     /// this handle, so a listing built from them (`users_list`) knows when it is stale without a
     /// query. Shared by clones: every clone writes to the same database.
     members: Arc<std::sync::atomic::AtomicU64>,
+    /// PostgreSQL: the longest one wait for the database may take (`store.timeout_ms`).
+    timeout: Option<Duration>,
 }
 
 /// Where to store data: the resolved form of `database_url` + `data_dir`.
@@ -143,6 +148,7 @@ impl Store {
         metrics: Arc<Metrics>,
     ) -> Result<Store> {
         let pool_size = options.pool_size;
+        let timeout = Duration::from_millis(options.timeout_ms);
         let backend = match location {
             Location::SqliteFile(path) => {
                 private_file(path)
@@ -165,13 +171,18 @@ impl Store {
                 Backend::Sqlite(pool)
             }
             Location::Postgres { url, schema } => {
-                let mut options = PgConnectOptions::from_str(url)?;
+                // A session whose transaction waits on its client for half the time-out is ended
+                // by the server: a node cut off in the middle of a commit would otherwise hold its
+                // channel rows locked, and every other node's commits to them would wait with it.
+                let idle = format!("{}ms", (timeout / 2).as_millis());
+                let mut options =
+                    PgConnectOptions::from_str(url)?.options([("idle_in_transaction_session_timeout", idle.as_str())]);
                 if let Some(schema) = schema {
                     options = options.options([("search_path", schema.as_str())]);
                 }
                 let pool = PgPoolOptions::new()
                     .max_connections(pool_size)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(timeout)
                     .connect_with(options)
                     .await?;
                 Backend::Postgres(pool)
@@ -184,8 +195,9 @@ impl Store {
         .map_err(|e| crate::error::Error::Internal(format!("migrations: {e}")))?;
         // The search index (and its queue) exists before the writer, which indexes the queue.
         search::ensure_search_index(&backend).await?;
-        let writer = writer::Writer::start(backend.clone(), options, metrics)?;
-        Ok(Store { backend, writer, members: Arc::default() })
+        let timeout = matches!(backend, Backend::Postgres(_)).then_some(timeout);
+        let writer = writer::Writer::start(backend.clone(), options, timeout, metrics)?;
+        Ok(Store { backend, writer, members: Arc::default(), timeout })
     }
 
     /// How many account, role or role-assignment changes this store has committed: equal values
@@ -219,9 +231,12 @@ impl Store {
         &self.writer
     }
 
-    /// Whether the database answers (for `/readyz`).
+    /// Whether the database answers, within `store.timeout_ms` on PostgreSQL (for `/readyz`).
     pub async fn ping(&self) -> bool {
-        dispatch!(self, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
+        let ping = async {
+            dispatch!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())).map_err(Error::from)
+        };
+        bounded(self.timeout, ping).await.is_ok()
     }
 
     /// Drains the writer and closes the pool; acknowledged writes are all committed after this.
@@ -237,6 +252,15 @@ impl Store {
             Backend::Postgres(_) => "postgres",
         }
     }
+}
+
+/// `wait` for the database, given up as [`Error::Unavailable`] after `limit` (PostgreSQL's
+/// `store.timeout_ms`; `None`: as long as it takes). A write given up on may still commit.
+pub(crate) async fn bounded<T>(limit: Option<Duration>, wait: impl Future<Output = Result<T>>) -> Result<T> {
+    let Some(limit) = limit else { return wait.await };
+    tokio::time::timeout(limit, wait)
+        .await
+        .unwrap_or_else(|_| Err(Error::Unavailable(format!("no answer from the database within {limit:?}"))))
 }
 
 /// How long a SQLite connection waits for another's write lock before it fails.

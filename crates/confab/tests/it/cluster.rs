@@ -7,10 +7,14 @@
 
 use std::{collections::BTreeSet, process::Stdio, time::Duration};
 
+use tokio::time::Instant;
+
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::support::{Backend, Client, TestServer, free_port, fresh_location, postgres_url};
+use confab::store::Location;
+
+use crate::support::{Client, TestServer, free_port, pg_schema, postgres_url};
 
 /// A long run was asked for (`CONFAB_CLUSTER_LONG=1`).
 pub(crate) fn long() -> bool {
@@ -103,24 +107,24 @@ pub(crate) async fn three_nodes_tuned(
     extra: &[&str],
     tune: fn(&mut confab::config::Config),
 ) -> Vec<TestServer> {
-    let url = broker.url();
-    nodes_on(&[url.clone(), url.clone(), url], extra, tune).await
+    let route = (broker.url(), postgres_url());
+    nodes_on(&[route.clone(), route.clone(), route], extra, tune).await
 }
 
-/// One node per broker URL in `brokers` (one broker, reached directly or through a proxy), on a
-/// fresh schema, with the channels `extra` created before the second starts and `tune` applied to
-/// every node's configuration.
+/// One node per (broker URL, PostgreSQL URL) of `routes` (one broker and one PostgreSQL server,
+/// each reached directly or through a proxy), on a fresh schema, with the channels `extra` created
+/// before the second starts and `tune` applied to every node's configuration.
 pub(crate) async fn nodes_on(
-    brokers: &[String],
+    routes: &[(String, String)],
     extra: &[&str],
     tune: fn(&mut confab::config::Config),
 ) -> Vec<TestServer> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let location = fresh_location(Backend::Postgres, dir.path()).await;
+    let schema = Some(pg_schema().await);
+    let location = |i: usize| Location::Postgres { url: routes[i - 1].1.clone(), schema: schema.clone() };
     let node = |i: usize| {
-        let url = brokers[i - 1].clone();
+        let (url, database) = routes[i - 1].clone();
         move |c: &mut confab::config::Config| {
-            c.database_url = postgres_url();
+            c.database_url = database;
             c.auth.jwt_secret = SECRET.to_owned();
             c.public_url = "http://cluster.test".to_owned();
             c.cluster.broker = url;
@@ -129,7 +133,7 @@ pub(crate) async fn nodes_on(
             tune(c);
         }
     };
-    let first = TestServer::spawn_on(&location, node(1)).await;
+    let first = TestServer::spawn_on(&location(1), node(1)).await;
     for name in extra {
         let mut owner = first.member(&format!("owner_{name}"), &["owner"]).await;
         let reply = owner
@@ -140,8 +144,8 @@ pub(crate) async fn nodes_on(
         assert_eq!(reply["cmd"], "channel_create", "{reply}");
     }
     let mut nodes = vec![first];
-    for i in 2..=brokers.len() {
-        nodes.push(TestServer::spawn_on(&location, node(i)).await);
+    for i in 2..=routes.len() {
+        nodes.push(TestServer::spawn_on(&location(i), node(i)).await);
     }
     nodes
 }
@@ -201,31 +205,75 @@ pub(crate) async fn check(
     );
     println!("{line}");
     assert_eq!((lost, duplicated, gaps, missing), (0, 0, 0, 0), "{line}");
-    // Every send was acknowledged: a message stored that no ack names was stored twice (a resent
-    // nonce the cluster did not recognise).
-    assert_eq!(written.len(), acked.len(), "{line}: {} stored", written.len());
+    // Every ack names a stored message (nothing acknowledged that is not committed), and every send
+    // was acknowledged: a message stored that no ack names was stored twice (a resent nonce the
+    // cluster did not recognise).
+    let (unstored, unacked) = (acked.difference(&written).count(), written.difference(acked).count());
+    assert_eq!((unstored, unacked), (0, 0), "{line}: (acked but not stored, stored but not acked)");
     line
 }
 
-/// One sender: `count` messages to each of `channels` in turn, pipelined `window` at a time,
-/// waiting for every acknowledgement; returns the acked seqs per channel.
-pub(crate) async fn send(
-    mut client: Client,
-    channels: Vec<String>,
-    count: usize,
-    tag: String,
-) -> (Client, Vec<BTreeSet<i64>>) {
-    let mut acked = vec![BTreeSet::new(); channels.len()];
+/// A reply refusing a message because the node's database was out of reach (`unavailable`).
+pub(crate) struct Refusal {
+    /// When it came.
+    pub(crate) at: Instant,
+    /// How long after the send.
+    pub(crate) after: Duration,
+    pub(crate) reply: Value,
+}
+
+/// What one sender of [`send`] did.
+pub(crate) struct Sending {
+    /// The acked seqs per channel.
+    pub(crate) acked: Vec<BTreeSet<i64>>,
+    /// The replies that refused a message, each sent again with its nonce.
+    pub(crate) refused: Vec<Refusal>,
+    /// The slowest reply, acknowledgement or refusal.
+    pub(crate) slowest: Duration,
+    /// Acknowledgements that were the original of a message sent again: refused, yet committed.
+    pub(crate) duplicates: usize,
+    /// When the first acknowledgement after the last refusal came.
+    pub(crate) back: Option<Instant>,
+}
+
+/// How long a sender waits before it sends a refused message again.
+const RESEND: Duration = Duration::from_millis(100);
+
+/// One sender: `count` messages to each of `channels` in turn, each with a nonce, waiting for
+/// every acknowledgement; a message refused as `unavailable` is sent again with the same nonce
+/// (PROTOCOL §7.4) until it is acknowledged.
+pub(crate) async fn send(mut client: Client, channels: Vec<String>, count: usize, tag: String) -> (Client, Sending) {
+    let mut sending = Sending {
+        acked: vec![BTreeSet::new(); channels.len()],
+        refused: Vec::new(),
+        slowest: Duration::ZERO,
+        duplicates: 0,
+        back: None,
+    };
     for i in 0..count {
         for (k, channel) in channels.iter().enumerate() {
-            let reply = client
-                .request(json!({"cmd": "message_new", "channel": channel, "content": format!("{tag} {i}")}))
-                .await;
-            assert_eq!(reply["cmd"], "message_new", "{reply}");
-            acked[k].insert(reply["message"]["seq"].as_i64().expect("acked seq"));
+            let frame = json!({"cmd": "message_new", "channel": channel, "content": format!("{tag} {i}"), "nonce": format!("{tag} {i} {k}")});
+            loop {
+                let sent = Instant::now();
+                let reply = client.request(frame.clone()).await;
+                let after = sent.elapsed();
+                sending.slowest = sending.slowest.max(after);
+                if reply["cmd"] == "error" && reply["code"] == "unavailable" {
+                    sending.refused.push(Refusal { at: Instant::now(), after, reply });
+                    tokio::time::sleep(RESEND).await;
+                    continue;
+                }
+                assert_eq!(reply["cmd"], "message_new", "{reply}");
+                sending.duplicates += usize::from(reply["duplicate"] == true);
+                if sending.refused.last().is_some_and(|r| sending.back.is_none_or(|b| b < r.at)) {
+                    sending.back = Some(Instant::now());
+                }
+                sending.acked[k].insert(reply["message"]["seq"].as_i64().expect("acked seq"));
+                break;
+            }
         }
     }
-    (client, acked)
+    (client, sending)
 }
 
 /// Viewers (`per_node` on every node) collecting `count` messages from each sender, and one sender
@@ -236,7 +284,7 @@ async fn start_load(
     channels: &[String],
     per_node: usize,
     count: usize,
-) -> (Vec<tokio::task::JoinHandle<(Client, Vec<Seen>)>>, Vec<tokio::task::JoinHandle<(Client, Vec<BTreeSet<i64>>)>>) {
+) -> (Vec<tokio::task::JoinHandle<(Client, Vec<Seen>)>>, Vec<tokio::task::JoinHandle<(Client, Sending)>>) {
     let mut viewers = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         for k in 0..per_node {
@@ -266,7 +314,8 @@ async fn delivery(kind: Kind, channels: &[&str], name: &str) {
     let mut acked = vec![BTreeSet::new(); channels.len()];
     for s in senders {
         let (_, got) = s.await.expect("sender");
-        for (k, set) in got.into_iter().enumerate() {
+        assert!(got.refused.is_empty(), "{name}: a message refused");
+        for (k, set) in got.acked.into_iter().enumerate() {
             acked[k].extend(set);
         }
     }
@@ -355,7 +404,8 @@ async fn broker_restart(kind: Kind, name: &str) {
     let mut acked = BTreeSet::new();
     for s in senders {
         let (_, got) = s.await.expect("sender");
-        acked.extend(got.into_iter().flatten());
+        assert!(got.refused.is_empty(), "{name}: a message refused");
+        acked.extend(got.acked.into_iter().flatten());
     }
     let mut seen = Vec::new();
     for w in watching {

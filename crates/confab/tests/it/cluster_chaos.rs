@@ -13,7 +13,11 @@ use std::{
 
 use serde_json::{Value, json};
 use tokio::{
-    net::{TcpListener, TcpStream},
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        TcpListener, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::{oneshot, watch},
     task::JoinHandle,
     time::Instant,
@@ -21,8 +25,8 @@ use tokio::{
 
 use crate::{
     cli::Server,
-    cluster::{Broker, Kind, SECRET, Seen, check, collect, long, nodes_on, send, three_nodes},
-    support::{Client, TestServer, free_port, pg_schema, postgres_url_in},
+    cluster::{Broker, Kind, SECRET, Seen, Sending, check, collect, long, nodes_on, send, three_nodes},
+    support::{Client, TestServer, free_port, pg_schema, postgres_url, postgres_url_in},
 };
 
 /// The one channel every chaos round writes to.
@@ -84,8 +88,8 @@ impl Load {
     }
 
     /// One round: every sender sends `count` messages while `chaos` runs, and every viewer waits
-    /// until it has all of them.
-    async fn round(&mut self, count: usize, chaos: impl Future<Output = ()>) {
+    /// until it has all of them. Returns what each sender did (refused messages were sent again).
+    async fn round(&mut self, count: usize, chaos: impl Future<Output = ()>) -> Vec<Sending> {
         let channels = vec![CHANNEL.to_owned()];
         let want = count * self.senders.len();
         self.rounds += 1;
@@ -106,14 +110,17 @@ impl Load {
             .map(|(i, c)| tokio::spawn(send(c, channels.clone(), count, format!("round {round} from node {i}"))))
             .collect();
         chaos.await;
+        let mut sent = Vec::new();
         for s in sending {
             let (client, got) = s.await.expect("sender");
-            self.acked.extend(got.into_iter().flatten());
+            self.acked.extend(got.acked.iter().flatten());
             self.senders.push(client);
+            sent.push(got);
         }
         for w in watching {
             self.viewers.push(w.await.expect("viewer"));
         }
+        sent
     }
 
     /// Every viewer has every acked message once, in seq order, and everything in the history;
@@ -171,40 +178,73 @@ async fn broker_paused_under_load_redis() {
     broker_paused(Kind::Redis, "paused-redis").await;
 }
 
-/// A TCP proxy between one node and the broker: forwards bytes both ways until it is cut; while
-/// cut, it drops every connection it carried and closes new ones as soon as they are accepted.
+/// What a [`Proxy`] does with the bytes of its link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// Forwards them both ways.
+    Open,
+    /// Drops every connection it carried and closes new ones as soon as they are accepted.
+    Cut,
+    /// Forwards nothing and closes nothing: connections old and new stay open and silent (a
+    /// network that loses every packet); opened again, they deliver what they held.
+    Stalled,
+}
+
+/// A TCP proxy between one node and the broker or PostgreSQL (`upstream`, `host:port`): forwards
+/// bytes both ways while its [`Link`] is open.
 struct Proxy {
     port: u16,
-    cut: watch::Sender<bool>,
+    link: watch::Sender<Link>,
     task: JoinHandle<()>,
 }
 
 impl Proxy {
-    async fn start(upstream: u16) -> Proxy {
+    async fn start(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        let (cut, state) = watch::channel(false);
+        let (link, state) = watch::channel(Link::Open);
         let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if *state.borrow() {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if *state.borrow() == Link::Cut {
                     continue;
                 }
-                let mut state = state.clone();
+                let (mut state, upstream) = (state.clone(), upstream.clone());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = state.wait_for(|cut| *cut) => {}
+                    if !open(&mut state).await {
+                        return;
                     }
+                    let Ok(outbound) = TcpStream::connect(upstream.as_str()).await else { return };
+                    let ((from_in, to_in), (from_out, to_out)) = (inbound.into_split(), outbound.into_split());
+                    tokio::join!(pump(from_in, to_out, state.clone()), pump(from_out, to_in, state));
                 });
             }
         });
-        Proxy { port, cut, task }
+        Proxy { port, link, task }
     }
 
-    /// Cuts the link (`true`) or lets connections through again.
-    fn set_cut(&self, cut: bool) {
-        self.cut.send_replace(cut);
+    fn set(&self, link: Link) {
+        self.link.send_replace(link);
+    }
+}
+
+/// Waits while the link is stalled: `true` once it is open, `false` once it is cut.
+async fn open(state: &mut watch::Receiver<Link>) -> bool {
+    state.wait_for(|l| *l != Link::Stalled).await.is_ok_and(|l| *l == Link::Open)
+}
+
+/// Forwards `from` to `to` while the link is open, holding what it read while it is stalled;
+/// returns when either side closes or the link is cut (dropping `to` closes it).
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut state: watch::Receiver<Link>) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = from.read(&mut buf) => read,
+            _ = state.wait_for(|l| *l == Link::Cut) => return,
+        };
+        let Ok(n @ 1..) = read else { return };
+        if !open(&mut state).await || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -222,9 +262,10 @@ impl Drop for Proxy {
 async fn node_cut_off_from_broker() {
     let name = "cut-off";
     let broker = Broker::start(Kind::Nats).await;
-    let proxy = Proxy::start(broker.port).await;
-    let direct = broker.url();
-    let nodes = nodes_on(&[direct.clone(), direct, format!("nats://127.0.0.1:{}", proxy.port)], &[], |_| {}).await;
+    let proxy = Proxy::start(format!("127.0.0.1:{}", broker.port)).await;
+    let direct = (broker.url(), postgres_url());
+    let through = (format!("nats://127.0.0.1:{}", proxy.port), postgres_url());
+    let nodes = nodes_on(&[direct.clone(), direct, through], &[], |_| {}).await;
     let (rounds, count) = if long() { (5, 150) } else { (1, 20) };
     let (others, cut_off) = (vec![&nodes[0], &nodes[1]], &nodes[2]);
     until_broker(&[&nodes[0], &nodes[1], cut_off], true).await;
@@ -232,7 +273,7 @@ async fn node_cut_off_from_broker() {
     for _ in 0..rounds {
         let cut = Instant::now();
         load.round(count, async {
-            proxy.set_cut(true);
+            proxy.set(Link::Cut);
             until_broker(&[cut_off], false).await;
         })
         .await;
@@ -240,7 +281,7 @@ async fn node_cut_off_from_broker() {
         assert!(!broker_up(cut_off).await, "{name}: the cut-off node heard its probes");
         until_broker(&others, true).await;
         tokio::time::sleep_until(cut + OUTAGE).await;
-        proxy.set_cut(false);
+        proxy.set(Link::Open);
         load.round(count, until_broker(&[cut_off], true)).await;
     }
     assert!(metric(&metrics(cut_off).await, "confab_cluster_degraded_polls_total") > 0, "{name}: no degraded poll");
@@ -249,6 +290,163 @@ async fn node_cut_off_from_broker() {
         assert!(filled > 0, "{name}: {} never read the cut-off node's messages from PostgreSQL", node.addr);
     }
     load.verdict(nodes, name).await;
+}
+
+/// How long the stores of the database rounds wait for PostgreSQL (`store.timeout_ms`).
+const STORE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// The longest a refusal or a `/readyz` answer may take: a wait for PostgreSQL that times out
+/// behind another that does, and a slow shared machine.
+const BOUND: Duration = Duration::from_millis(3000);
+/// What a message refused for want of PostgreSQL says.
+const UNAVAILABLE: &str = "Database unavailable, try again";
+
+/// `node`'s `/readyz` status (0: no answer within [`NOTICE`]) and how long it took.
+async fn readyz(node: &TestServer) -> (u16, Duration) {
+    let asked = Instant::now();
+    let answer = node.http.get(node.url("/readyz")).timeout(NOTICE).send().await;
+    (answer.map_or(0, |r| r.status().as_u16()), asked.elapsed())
+}
+
+/// Polls `node`'s `/readyz` until it answers `status`, each answer within [`BOUND`]; returns when.
+async fn until_ready(node: &TestServer, status: u16, name: &str) -> Instant {
+    let deadline = Instant::now() + NOTICE;
+    loop {
+        let (got, took) = readyz(node).await;
+        assert!(took <= BOUND, "{name}: /readyz of {} took {took:?}", node.addr);
+        if got == status {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "{name}: /readyz of {} never answered {status} (last {got})", node.addr);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What one outage of [`node_cut_off_from_database_by`] looked like, in the order it happened.
+struct Outage {
+    cut: Instant,
+    not_ready: Instant,
+    restored: Instant,
+    ready: Instant,
+}
+
+/// The third node reaches PostgreSQL through a [`Proxy`], whose link is cut (or stalled) for at
+/// least [`OUTAGE`] while every node's sender sends. That node refuses messages with
+/// `unavailable` within [`BOUND`] of each send and its `/readyz` answers 503, while the other two
+/// stay ready, answer every message within [`BOUND`] (acknowledging all of them when the link was
+/// reset) and the cut-off node still delivers theirs. Once the link is back the node is ready again by itself, the refused messages sent
+/// again with their nonces are acknowledged (as the original where a refused one had committed
+/// after all), and every viewer ends with every acked message once, in order.
+async fn node_cut_off_from_database_by(link: Link, name: &str) {
+    let broker = Broker::start(Kind::Nats).await;
+    let direct = postgres_url();
+    let mut through = reqwest::Url::parse(&direct).expect("the PostgreSQL URL");
+    let upstream = format!("{}:{}", through.host_str().unwrap_or("127.0.0.1"), through.port().unwrap_or(5432));
+    let proxy = Proxy::start(upstream).await;
+    through.set_host(Some("127.0.0.1")).expect("a host");
+    through.set_port(Some(proxy.port)).expect("a port");
+    let routes = [(broker.url(), direct.clone()), (broker.url(), direct), (broker.url(), through.to_string())];
+    let nodes = nodes_on(&routes, &["random"], |c| c.store.timeout_ms = STORE_TIMEOUT.as_millis() as u64).await;
+    let (rounds, count) = if long() { (5, 150) } else { (1, 20) };
+    let cut_off = &nodes[2];
+    // Witnesses: one on each other node writes to another channel while the link is down, one on
+    // the cut-off node sees each message arrive.
+    let mut writers = [nodes[0].register("witness0").await, nodes[1].register("witness1").await];
+    let mut watcher = cut_off.register("watcher").await;
+    let mut load = Load::on(&nodes).await;
+    for round in 0..rounds {
+        let mut outage = None;
+        let sent = load
+            .round(count, async {
+                let cut = Instant::now();
+                proxy.set(link);
+                let not_ready = until_ready(cut_off, 503, name).await;
+                let mut k = 0;
+                while cut.elapsed() < OUTAGE {
+                    for (node, writer) in nodes.iter().zip(&mut writers) {
+                        assert_eq!(readyz(node).await.0, 200, "{name}: {} not ready", node.addr);
+                        let content = format!("witness {round} {k}");
+                        let asked = Instant::now();
+                        let reply = writer
+                            .request(json!({"cmd": "message_new", "channel": "random", "content": content}))
+                            .await;
+                        assert_eq!(reply["cmd"], "message_new", "{name}: {reply}");
+                        assert!(
+                            asked.elapsed() <= BOUND,
+                            "{name}: {} acknowledged after {:?}",
+                            node.addr,
+                            asked.elapsed()
+                        );
+                        while watcher.recv_cmd("message_new").await["message"]["content"] != content.as_str() {}
+                        k += 1;
+                    }
+                    assert_eq!(readyz(cut_off).await.0, 503, "{name}: the cut-off node said it was ready");
+                }
+                proxy.set(Link::Open);
+                let restored = Instant::now();
+                let ready = until_ready(cut_off, 200, name).await;
+                outage = Some(Outage { cut, not_ready, restored, ready });
+            })
+            .await;
+        let caught_up = Instant::now();
+        let Outage { cut, not_ready, restored, ready } = outage.expect("the outage ran");
+        let [first, second, mine] = &sent[..] else { unreachable!("three senders") };
+        // A silent link that catches the cut-off node in the middle of a statement of its commit
+        // leaves its session holding the channel's counter row (PostgreSQL's idle-in-transaction
+        // time-out runs only between statements): the others' commits to that channel wait and are
+        // refused until the link answers (docs/cluster.md, "Faults"). A reset link frees it at once.
+        let elsewhere_refused = first.refused.len() + second.refused.len();
+        for other in [first, second] {
+            if link == Link::Cut {
+                assert!(
+                    other.refused.is_empty(),
+                    "{name}: a node with its database refused {}",
+                    other.refused[0].reply
+                );
+            }
+            assert!(other.slowest <= BOUND, "{name}: a reply took {:?}", other.slowest);
+        }
+        assert!(!mine.refused.is_empty(), "{name}: the cut-off node refused nothing");
+        for r in &mine.refused {
+            assert_eq!(
+                (r.reply["code"].as_str(), r.reply["val"].as_str()),
+                (Some("unavailable"), Some(UNAVAILABLE)),
+                "{name}: {}",
+                r.reply
+            );
+            assert!(r.after <= BOUND, "{name}: refused after {:?}", r.after);
+        }
+        let refused = mine.refused[0].at.saturating_duration_since(cut);
+        assert!(refused <= BOUND, "{name}: first refusal {refused:?} after the cut");
+        let back = mine.back.expect("acknowledged again").saturating_duration_since(restored);
+        let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+        let elsewhere = first.slowest.max(second.slowest);
+        println!(
+            "cluster-{name}: first refusal {} after the cut, /readyz 503 after {}; link back: ready after {}, first ack after {}, every viewer caught up after {}; {} refusals, {} committed after all, slowest refusal {}, slowest reply on the other nodes {} ({} refusals there)",
+            secs(refused),
+            secs(not_ready - cut),
+            secs(ready - restored),
+            secs(back),
+            secs(caught_up - restored),
+            mine.refused.len(),
+            mine.duplicates,
+            secs(mine.refused.iter().map(|r| r.after).max().unwrap_or_default()),
+            secs(elsewhere),
+            elsewhere_refused,
+        );
+        let after = load.round(count, async {}).await;
+        assert!(after.iter().all(|s| s.refused.is_empty()), "{name}: refused after the link came back");
+    }
+    load.verdict(nodes, name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_cut_off_from_database() {
+    node_cut_off_from_database_by(Link::Cut, "db-cut").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_stalled_from_database() {
+    node_cut_off_from_database_by(Link::Stalled, "db-stalled").await;
 }
 
 /// A `confab serve` process of the cluster, with its working folder (its data folder is in it).

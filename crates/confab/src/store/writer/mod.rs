@@ -37,7 +37,7 @@ use crate::{
     error::{Error, Result},
     hub::Wakes,
     metrics::Metrics,
-    store::{Backend, direct::Direct, search},
+    store::{Backend, bounded, direct::Direct, search},
 };
 
 /// Runs inside the writer after the commit, before the next batch's: publishes in seq order,
@@ -66,7 +66,13 @@ impl Writer {
     /// that thread while SQLite commits on the [`Direct`] connection, and where a commit is round
     /// trips to a connection's thread (PostgreSQL, sqlx), each return to the writer would queue on
     /// the server's runtime behind the connection tasks with packets to write.
-    pub(super) fn start(backend: Backend, options: &StoreConfig, metrics: Arc<Metrics>) -> Result<Writer> {
+    /// Each commit is given up after `timeout` (PostgreSQL's `store.timeout_ms`).
+    pub(super) fn start(
+        backend: Backend,
+        options: &StoreConfig,
+        timeout: Option<Duration>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel(8192);
         let stop = CancellationToken::new();
         let (finished, done) = oneshot::channel();
@@ -90,7 +96,7 @@ impl Writer {
                     if let Backend::Sqlite(pool) = &backend {
                         tokio::spawn(crate::store::checkpoint::run(pool.clone()));
                     }
-                    run(backend, direct, rx, stopping, batch_max, index_idle, metrics).await;
+                    run(backend, direct, rx, stopping, (batch_max, index_idle, timeout), metrics).await;
                 });
                 let _ = finished.send(());
             })
@@ -130,8 +136,7 @@ async fn run(
     mut direct: Option<Direct>,
     mut rx: mpsc::Receiver<Op>,
     stop: CancellationToken,
-    batch_max: usize,
-    index_idle: Duration,
+    (batch_max, index_idle, timeout): (usize, Duration, Option<Duration>),
     metrics: Arc<Metrics>,
 ) {
     let search = match &backend {
@@ -187,7 +192,8 @@ async fn run(
         let started = Instant::now();
         let (committed, overlapped) = {
             let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
-            let mut committing = std::pin::pin!(commit(&backend, direct.as_mut(), &changes, &mut seqs, &mut own));
+            let committing = commit(&backend, direct.as_mut(), &changes, &mut seqs, &mut own);
+            let mut committing = std::pin::pin!(bounded(timeout, committing));
             // Once this batch's statements are on their way to the database, the previous batch
             // is published: fanning out to every viewer no longer delays the next commit. (A
             // commit on the direct connection is done by the time its first poll returns.)
@@ -213,11 +219,22 @@ async fn run(
                     publish(Some(done));
                 }
             }
+            // The database is out of reach: every change of the batch is refused at once (each
+            // alone would wait as long again), and may have committed (its sender resends it with
+            // its nonce). This node's sequencer reads such a commit from the log like a lost one.
+            Err(e @ Error::Unavailable(_)) => {
+                tracing::warn!(error = %e, size = batch.len(), "batch commit failed: database unavailable");
+                metrics.inc("confab_db_unavailable_total", String::new());
+                for op in batch {
+                    let _ = op.reply.send((Err(Error::Unavailable(e.to_string())), Wakes::default()));
+                }
+            }
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, size = batch.len(), "batch commit failed; retrying one by one");
                 metrics.inc("confab_db_batch_retries_total", String::new());
                 for op in batch {
-                    match commit(&backend, direct.as_mut(), &[&op.change], &mut seqs, &mut own).await {
+                    let alone = [&op.change];
+                    match bounded(timeout, commit(&backend, direct.as_mut(), &alone, &mut seqs, &mut own)).await {
                         Ok(outcomes) => publish(Some(Committed { ops: vec![op], outcomes })),
                         Err(e) => {
                             tracing::error!(error = %e, "append failed");
