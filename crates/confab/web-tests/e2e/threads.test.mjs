@@ -117,10 +117,35 @@ test('in a thread, one user reacts, edits, deletes and replies and the other see
     assert.deepEqual([...alice.problems, ...bob.problems, ...mod.problems], []);
   }));
 
-test('a thread of 250 messages scrolls back to its first message, in order, with no duplicates', () =>
+/** The ids and texts of the thread's message elements, in DOM order. */
+const shownMessages = (page) => page.$$eval('.thread-messages li.msg[data-msg-id]', (ns) => ns.map((n) => [n.dataset.msgId, n.querySelector('.content').textContent]));
+
+/** Scrolls the thread to its top (`top`) or bottom until `done` (a Playwright selector) shows, a page at a time. */
+async function scrollUntil(page, top, done) {
+  for (let round = 0; round < 20 && !(await page.locator(done).count()); round++) {
+    const before = JSON.stringify(await shownMessages(page));
+    await page.evaluate((top) => {
+      const s = document.querySelector('.thread-scroll');
+      s.scrollTop = top ? 0 : s.scrollHeight;
+    }, top);
+    // Each scroll to an end brings a page, until the end is reached.
+    await page.waitForFunction((before) => JSON.stringify([...document.querySelectorAll('.thread-messages li.msg[data-msg-id]')]
+      .map((n) => [n.dataset.msgId, n.querySelector('.content').textContent])) !== before, before);
+  }
+  await page.waitForSelector(done);
+}
+
+/** Asserts that `shown` is `post from` … `post to`, each once. */
+function assertRun(shown, from, to) {
+  assert.equal(new Set(shown.map(([id]) => id)).size, shown.length, 'no message twice');
+  assert.deepEqual(shown.map(([, text]) => text), Array.from({ length: to - from + 1 }, (_, i) => `post ${from + i}`));
+}
+
+test('a long thread scrolls back to its first message and forward again, in order, with no duplicates and a bounded DOM', () =>
   withServer(async (server) => {
     const { boss, thread } = await forumThread(server, 'Long');
-    const N = 250;
+    // More than the 250 messages (state.mjs WINDOW) a view holds.
+    const N = 320;
     await boss.page.evaluate(async ([id, n]) => {
       for (let i = 1; i <= n; i++) {
         const p = await window.rpc({ cmd: 'message_new', thread_id: id, content: `post ${i}` });
@@ -134,18 +159,15 @@ test('a thread of 250 messages scrolls back to its first message, in order, with
     // The newest page first, scrolled to its end.
     assert.ok(await alice.locator('.thread-messages li.msg[data-msg-id]').count() < N);
     assert.equal(await alice.locator('.thread-start').count(), 0);
-    for (let round = 0; round < 10 && !(await alice.locator('.thread-start').count()); round++) {
-      const before = await alice.locator('.thread-messages li.msg[data-msg-id]').count();
-      await alice.evaluate(() => {
-        document.querySelector('.thread-scroll').scrollTop = 0;
-      });
-      await alice.waitForFunction((n) => document.querySelector('.thread-start') || document.querySelectorAll('.thread-messages li.msg[data-msg-id]').length > n, before);
-    }
-    await alice.waitForSelector('.thread-start');
-    const shown = await alice.$$eval('.thread-messages li.msg[data-msg-id]', (ns) => ns.map((n) => [n.dataset.msgId, n.querySelector('.content').textContent]));
-    assert.equal(new Set(shown.map(([id]) => id)).size, shown.length, 'no message twice');
-    assert.deepEqual(shown.map(([, text]) => text), Array.from({ length: N }, (_, i) => `post ${i + 1}`));
+    await scrollUntil(alice, true, '.thread-start');
+    // The window holds 250 messages: the first 250.
+    assertRun(await shownMessages(alice), 1, 250);
     // Loading older pages kept the reader where they were: the first message is in view.
     assert.ok(await alice.locator(msg('post 1')).isVisible());
+    // And forward again to the newest, which sends now show after.
+    await scrollUntil(alice, false, msg(`post ${N}`));
+    assertRun(await shownMessages(alice), N - 249, N);
+    await post(alice, 'the end');
+    await alice.waitForSelector(msg('the end'));
     assert.deepEqual(alice.problems, []);
   }, NO_LIMITS));

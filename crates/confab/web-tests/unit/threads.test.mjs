@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { WINDOW } from '../../web/js/state.mjs';
 import { Threads, THREAD_PAGE } from '../../web/js/threads.mjs';
 
 function setup() {
@@ -146,4 +147,27 @@ test('a failed older-page request can be asked again', () => {
   assert.equal(threads.loadingOlder, false);
   assert.equal(threads.loadOlder(), true);
   assert.equal(sent.length, 2);
+});
+
+test('a long thread holds at most WINDOW messages: paging back drops the newest, paging forward brings them back', () => {
+  const { threads, sent } = opened(page(220, 320));
+  const rows = (from, to) => page(from, to).map((id) => ({ id, user: 'bob', timestamp: 1 }));
+  threads.loadOlder();
+  threads.handle({ cmd: 'thread_messages', thread_id: 't1', listener: 'thread-older', messages: rows(120, 220) });
+  threads.loadOlder();
+  threads.handle({ cmd: 'thread_messages', thread_id: 't1', listener: 'thread-older', messages: rows(20, 120) });
+  assert.equal(threads.messages.length, WINDOW);
+  assert.deepEqual([threads.messages[0].id, threads.messages.at(-1).id, threads.hasNewer], ['m020', 'm269', true]);
+  // A live message past the window's end waits for the newer pages.
+  threads.handle({ cmd: 'message_new', channel: 'ideas', thread_id: 't1', message: { id: 'm320', user: 'bob', timestamp: 2 }, seq: 9 });
+  assert.equal(threads.messages.at(-1).id, 'm269');
+  sent.length = 0;
+  assert.equal(threads.loadNewer(), true);
+  assert.deepEqual(sent.pop(), { cmd: 'messages_around', thread_id: 't1', around: 'm269', bounds: { above: THREAD_PAGE, below: 0 }, listener: 'thread-newer' });
+  assert.equal(threads.loadNewer(), false, 'one request at a time');
+  threads.handle({ cmd: 'messages_around', channel: 'ideas', thread_id: 't1', listener: 'thread-newer', messages: rows(269, 321) });
+  assert.equal(threads.messages.length, WINDOW);
+  assert.deepEqual([threads.messages[0].id, threads.messages.at(-1).id, threads.hasNewer, threads.hasOlder], ['m071', 'm320', false, true]);
+  assert.equal(new Set(threads.messages.map((m) => m.id)).size, WINDOW, 'no message twice');
+  assert.equal(threads.loadNewer(), false);
 });

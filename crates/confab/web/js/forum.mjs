@@ -77,6 +77,7 @@ export class ConfabForum extends HTMLElement {
     const scroller = el('div', { class: 'thread-scroll' }, list);
     scroller.addEventListener('scroll', () => {
       if (scroller.scrollTop < 200) threads.loadOlder();
+      if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 200) threads.loadNewer();
     });
     this.nodes = new WeakMap();
     this.parts = { input, form, extras, list, scroller, head: el('div', { class: 'forum-head' }), error: el('p', { class: 'error', role: 'alert' }) };
@@ -101,8 +102,10 @@ export class ConfabForum extends HTMLElement {
     error.textContent = threads.error ?? '';
     error.hidden = !threads.error;
     input.placeholder = `Reply in ${t?.name ?? 'thread'}`;
-    // Keep the message at the top of the view where it is while older pages come in above it.
-    const stick = switched || scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+    // Keep the message at the top of the view where it is while pages come and go around it; stay
+    // at the bottom only while the window ends at the newest message.
+    const stick = switched || (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48 && !this.hadNewer);
+    this.hadNewer = threads.hasNewer;
     const anchor = stick ? null : [...list.children].find((c) => c.offsetTop + c.offsetHeight > scroller.scrollTop);
     const offset = anchor ? anchor.offsetTop - scroller.scrollTop : 0;
     const messages = threads.messages;
@@ -126,12 +129,13 @@ export class ConfabForum extends HTMLElement {
       if (!node) this.nodes.set(m, (node = renderMessage(m, messages, chat, ctl, acts)));
       items.push(node);
     }
-    for (const p of threads.pending()) items.push(renderPending(p, chat, threads));
+    if (threads.loadingNewer) items.push(el('li', { class: 'note', text: 'Loading newer messages…' }));
+    if (!threads.hasNewer) for (const p of threads.pending()) items.push(renderPending(p, chat, threads));
     list.replaceChildren(...items);
     if (stick) scroller.scrollTop = scroller.scrollHeight;
     else if (anchor?.isConnected) scroller.scrollTop = anchor.offsetTop - offset;
     // A short first page leaves no scrollbar to pull older pages with.
-    if (messages && scroller.scrollHeight <= scroller.clientHeight) threads.loadOlder();
+    if (messages && scroller.scrollHeight <= scroller.clientHeight) threads.loadOlder() || threads.loadNewer();
   }
 }
 

@@ -1,11 +1,12 @@
 // Forum channels and their threads (PROTOCOL §6.3): the forums from channels_get with their thread
 // lists kept current by thread events, and the open thread's messages, posted with a nonce like
 // channel messages (§7.4), replied to, reacted to, edited and deleted like them (state.mjs's helpers),
-// with older pages loaded on request. The newest page is refetched after a reconnect (`resume` covers
-// channels only), so nothing is missed and, keyed by id, nothing shows twice. No DOM.
+// with older and newer pages loaded on request, at most WINDOW messages held as in a channel. The
+// newest page is refetched after a reconnect (`resume` covers channels only), so nothing is missed
+// and, keyed by id, nothing shows twice. No DOM.
 
 import { mentionsMe } from './markdown.mjs';
-import { changed, randomNonce, reactCommand, withOlder } from './state.mjs';
+import { changed, randomNonce, reactCommand, WINDOW, withOlder } from './state.mjs';
 
 /** Messages per thread page. */
 export const THREAD_PAGE = 100;
@@ -28,9 +29,12 @@ export class Threads {
     this.open = null;
     /** Messages of the open thread, oldest first, or null while loading. */
     this.messages = null;
-    /** Whether the open thread has messages before the oldest held, and whether they are being fetched. */
+    /** Whether the open thread has messages before the oldest held / after the newest held (at most
+     * WINDOW are held, as in a channel), and whether they are being fetched. */
     this.hasOlder = false;
     this.loadingOlder = false;
+    this.hasNewer = false;
+    this.loadingNewer = false;
     /** Sends in the open thread not yet echoed: {nonce, thread, content, extra, state, error}. */
     this.outbox = [];
     /** The name of a thread this user asked to create, to open it when it exists. */
@@ -75,6 +79,9 @@ export class Threads {
       case 'thread_messages':
         if (this.open?.thread !== p.thread_id) return;
         return this.page(p);
+      case 'messages_around':
+        if (p.listener !== 'thread-newer' || this.open?.thread !== p.thread_id) return;
+        return this.newer(p);
       case 'error':
       case 'rate_limit':
         if (p.listener?.startsWith('thread')) {
@@ -83,6 +90,7 @@ export class Threads {
           if (e) Object.assign(e, { state: 'failed', error });
           else this.error = error;
           if (p.listener === 'thread-older') this.loadingOlder = false;
+          if (p.listener === 'thread-newer') this.loadingNewer = false;
           this.creating = null;
           return this.onChange('threads');
         }
@@ -125,9 +133,13 @@ export class Threads {
       this.loadingOlder = false;
       if (!this.messages) return;
       this.messages = withOlder(list, this.messages);
+      if (this.messages.length > WINDOW) {
+        this.messages = this.messages.slice(0, WINDOW);
+        this.hasNewer = true;
+      }
     } else {
       this.messages = list.slice();
-      this.loadingOlder = false;
+      Object.assign(this, { loadingOlder: false, hasNewer: false, loadingNewer: false });
     }
     this.hasOlder = list.length >= THREAD_PAGE;
     this.error = null;
@@ -142,6 +154,30 @@ export class Threads {
     return this.loadingOlder;
   }
 
+  /** The page after the newest message held (`messages_around` it): the window moves forward. */
+  newer(p) {
+    this.loadingNewer = false;
+    if (!this.messages) return;
+    const list = Array.isArray(p.messages) ? p.messages : [];
+    const known = new Set(this.messages.map((m) => m.id));
+    this.messages = this.messages.concat(list.filter((m) => !known.has(m.id)));
+    // The answer holds the message asked around plus up to a page after it.
+    this.hasNewer = list.length > THREAD_PAGE;
+    if (this.messages.length > WINDOW) {
+      this.messages = this.messages.slice(-WINDOW);
+      this.hasOlder = true;
+    }
+    this.onChange('threads');
+  }
+
+  /** Asks for the page after the newest message held; false when the window already ends at the newest. */
+  loadNewer() {
+    const thread = this.open?.thread;
+    if (!thread || !this.messages?.length || !this.hasNewer || this.loadingNewer) return false;
+    this.loadingNewer = this.send({ cmd: 'messages_around', thread_id: thread, around: this.messages[this.messages.length - 1].id, bounds: { above: THREAD_PAGE, below: 0 }, listener: 'thread-newer' });
+    return this.loadingNewer;
+  }
+
   openForum(name) {
     this.open = { forum: name };
     this.messages = null;
@@ -154,8 +190,7 @@ export class Threads {
     if (!t) return;
     this.open = { forum: t.parent_channel, thread: id };
     this.messages = null;
-    this.hasOlder = false;
-    this.loadingOlder = false;
+    Object.assign(this, { hasOlder: false, loadingOlder: false, hasNewer: false, loadingNewer: false });
     this.error = null;
     this.load(id);
     this.onChange('all');
@@ -237,7 +272,8 @@ export class Threads {
     const i = this.messages.findIndex((x) => x.id === (m?.id ?? p.id));
     switch (p.cmd) {
       case 'message_new':
-        if (m && i < 0) this.messages.push(m);
+        // Past the window's end (the reader paged back): it comes with the newer pages.
+        if (m && i < 0 && !this.hasNewer) this.messages.push(m);
         break;
       case 'message_edit':
       case 'message_react_add':
