@@ -34,7 +34,7 @@ macro_rules! web_files {
 }
 
 /// Every file of the app; a unit test checks that this list and the folder agree.
-const FILES: [(&str, &[u8]); 22] = web_files![
+const FILES: [(&str, &[u8]); 23] = web_files![
     "index.html",
     "app.css",
     "admin.css",
@@ -48,6 +48,7 @@ const FILES: [(&str, &[u8]); 22] = web_files![
     "js/forum.mjs",
     "js/main.mjs",
     "js/markdown.mjs",
+    "js/message.mjs",
     "js/notify.mjs",
     "js/panel.mjs",
     "js/render.mjs",

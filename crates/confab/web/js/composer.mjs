@@ -45,10 +45,10 @@ function fileToDataUrl(file) {
 
 /**
  * Adds the extras to the composer `form` (holding `input`). `ctl.token()` gives an access token.
- * Returns `{extra(), clear(), reply(m), busy(), dialogs}`: the send path's hooks, and the dialogs to
+ * `attachments` and `polls` false leave those out (a thread's composer). Returns `{extra(), clear(), reply(m), busy(), dialogs}`: the send path's hooks, and the dialogs to
  * place outside the form.
  */
-export function enhanceComposer(form, input, ctl) {
+export function enhanceComposer(form, input, ctl, { attachments = true, polls = true } = {}) {
   const chat = ctl.chat;
   let replyTo = null;
   /** {file, state: 'uploading'|'ready'|'failed', attachment?, error?} */
@@ -64,7 +64,7 @@ export function enhanceComposer(form, input, ctl) {
   const pollBtn = el('button', { type: 'button', class: 'secondary tool poll-button', title: 'New poll', 'aria-label': 'New poll', text: '📊', onclick: () => pollDialog.open() });
   const pollDialog = makePollDialog(chat);
   form.prepend(el('div', { class: 'composer-top' }, replyBar, chips, list, picker));
-  input.before(el('div', { class: 'tools' }, attach, emojiBtn, pollBtn));
+  input.before(el('div', { class: 'tools' }, attachments ? attach : null, emojiBtn, polls ? pollBtn : null));
   form.append(fileInput);
 
   const drawReply = () => {
@@ -225,7 +225,7 @@ export function enhanceComposer(form, input, ctl) {
   });
 
   return {
-    dialogs: [pollDialog.dialog],
+    dialogs: polls ? [pollDialog.dialog] : [],
     /** Redraws an open completion whose candidates changed (the member list arrived). */
     refresh() {
       if (!at || document.activeElement !== input) return;

@@ -172,8 +172,8 @@ export function renderEmbeds(m, chat, ctl) {
   return list.map((e) => (e?.type === 'poll' && e.poll?.id ? renderPoll(e.poll, chat.polls.get(e.poll.id), chat, ctl, m.user) : renderEmbed(e ?? {}, chat)));
 }
 
-/** The quoted line above a reply; clicking it opens the original. */
-export function renderReply(m, messages, chat) {
+/** The quoted line above a reply; clicking it opens the original (`jump(id)`). */
+export function renderReply(m, messages, jump) {
   if (!m.reply_to?.id) return null;
   const orig = messages.find((x) => x.id === m.reply_to.id);
   const snippet = orig ? (orig.content || (orig.attachments?.length ? '📎 attachment' : '')).slice(0, 120) : 'original message';
@@ -181,7 +181,7 @@ export function renderReply(m, messages, chat) {
     class: 'reply-quote',
     type: 'button',
     dataset: { replyTo: m.reply_to.id },
-    onclick: () => chat.jumpTo(chat.current, m.reply_to.id),
+    onclick: () => jump(m.reply_to.id),
   }, el('span', { class: 'reply-author', text: `↪ @${m.reply_to.user ?? orig?.user ?? ''}` }), ' ', el('span', { class: 'reply-text', text: snippet }));
 }
 
@@ -194,7 +194,7 @@ export function may(chat, channel, key, permissions = chat.channels.find((c) => 
   if (roles.some((r) => (info[r]?.permissions ?? []).includes('administrator'))) return true;
   const defaults = { view: ['owner'], send: ['owner'], delete: ['owner'], pin: ['owner'], create_thread: ['owner'], delete_own: ['user'], edit_own: ['user'], react: ['user'] };
   const list = permissions?.[key] ?? defaults[key] ?? [];
-  if (key === 'pin' && roles.some((r) => (info[r]?.permissions ?? []).includes('manage_messages'))) return true;
+  if ((key === 'pin' || key === 'delete') && roles.some((r) => (info[r]?.permissions ?? []).includes('manage_messages'))) return true;
   for (const r of roles) {
     if (list.includes(`!${r}`)) return false;
     if (list.includes(r)) return true;

@@ -24,6 +24,28 @@ const TIMELINE = new Set(['message_new', 'message_edit', 'message_delete', 'mess
 /** Poll packets: they carry the poll's whole current result, so they apply in any order. */
 const POLL = new Set(['poll_vote', 'poll_vote_update', 'poll_end', 'poll_results']);
 
+/** `page` (older messages, oldest first) before `messages`, leaving out any already there. */
+export function withOlder(page, messages) {
+  const known = new Set(messages.map((m) => m.id));
+  return page.filter((m) => !known.has(m.id)).concat(messages);
+}
+
+/** `m` changed by a `message_edit` (`p`) or a `message_react_add` / `message_react_remove` event. */
+export function changed(m, p) {
+  if (p.cmd === 'message_edit') return { ...m, ...(p.message ?? {}), content: p.content ?? p.message?.content, edited: true };
+  const reactions = { ...(m.reactions ?? {}) };
+  const users = (reactions[p.emoji] ?? []).filter((u) => u !== p.from);
+  if (p.cmd === 'message_react_add') users.push(p.from);
+  if (users.length) reactions[p.emoji] = users;
+  else delete reactions[p.emoji];
+  return { ...m, reactions };
+}
+
+/** The command that toggles `me`'s `emoji` on `m`: takes it back when already there. */
+export function reactCommand(m, emoji, me) {
+  return m?.reactions?.[emoji]?.includes(me) ? 'message_react_remove' : 'message_react_add';
+}
+
 /** A random nonce (hex); `crypto.getRandomValues` exists on plain-HTTP pages too. */
 export function randomNonce() {
   const b = new Uint8Array(16);
@@ -316,8 +338,7 @@ export class Chat {
     if (p.listener?.startsWith('older:')) {
       this.collectPolls(messages);
       r.loadingOlder = false;
-      const known = new Set(r.messages.map((m) => m.id));
-      r.messages = messages.filter((m) => !known.has(m.id)).concat(r.messages);
+      r.messages = withOlder(messages, r.messages);
       r.hasOlder = messages.length >= PAGE;
       if (r.messages.length > WINDOW) {
         r.messages = r.messages.slice(0, WINDOW);
@@ -432,7 +453,7 @@ export class Chat {
       case 'message_edit': {
         const i = find(p.id);
         if (i < 0) return;
-        r.messages[i] = { ...r.messages[i], ...(p.message ?? {}), content: p.content ?? p.message?.content, edited: true };
+        r.messages[i] = changed(r.messages[i], p);
         break;
       }
       case 'message_delete': {
@@ -444,12 +465,7 @@ export class Chat {
       case 'message_react_remove': {
         const i = find(p.id);
         if (i < 0) return;
-        const reactions = { ...(r.messages[i].reactions ?? {}) };
-        const users = (reactions[p.emoji] ?? []).filter((u) => u !== p.from);
-        if (p.cmd === 'message_react_add') users.push(p.from);
-        if (users.length) reactions[p.emoji] = users;
-        else delete reactions[p.emoji];
-        r.messages[i] = { ...r.messages[i], reactions };
+        r.messages[i] = changed(r.messages[i], p);
         break;
       }
     }
@@ -600,8 +616,7 @@ export class Chat {
   /** Adds `emoji` to a message, or takes it back when this user already reacted with it. */
   react(id, emoji) {
     const m = this.room(this.current).messages.find((x) => x.id === id);
-    const mine = m?.reactions?.[emoji]?.includes(this.me);
-    this.send({ cmd: mine ? 'message_react_remove' : 'message_react_add', id, emoji, channel: this.current, listener: 'react' });
+    this.send({ cmd: reactCommand(m, emoji, this.me), id, emoji, channel: this.current, listener: 'react' });
   }
 
   // Pins, search and polls: requests whose answers land in `panel` and `polls`.

@@ -1,10 +1,12 @@
 // Forum channels and their threads (PROTOCOL §6.3): the forums from channels_get with their thread
 // lists kept current by thread events, and the open thread's messages, posted with a nonce like
-// channel messages (§7.4). A thread's history is refetched whole after a reconnect (threads are short
-// and `resume` covers channels), so nothing is missed and, keyed by id, nothing shows twice. No DOM.
+// channel messages (§7.4), replied to, reacted to, edited and deleted like them (state.mjs's helpers),
+// with older and newer pages loaded on request, at most WINDOW messages held as in a channel. The
+// newest page is refetched after a reconnect (`resume` covers channels only), so nothing is missed
+// and, keyed by id, nothing shows twice. No DOM.
 
 import { mentionsMe } from './markdown.mjs';
-import { randomNonce } from './state.mjs';
+import { changed, randomNonce, reactCommand, WINDOW, withOlder } from './state.mjs';
 
 /** Messages per thread page. */
 export const THREAD_PAGE = 100;
@@ -27,7 +29,13 @@ export class Threads {
     this.open = null;
     /** Messages of the open thread, oldest first, or null while loading. */
     this.messages = null;
-    /** Sends in the open thread not yet echoed: {nonce, thread, content, state, error}. */
+    /** Whether the open thread has messages before the oldest held / after the newest held (at most
+     * WINDOW are held, as in a channel), and whether they are being fetched. */
+    this.hasOlder = false;
+    this.loadingOlder = false;
+    this.hasNewer = false;
+    this.loadingNewer = false;
+    /** Sends in the open thread not yet echoed: {nonce, thread, content, extra, state, error}. */
     this.outbox = [];
     /** The name of a thread this user asked to create, to open it when it exists. */
     this.creating = null;
@@ -70,14 +78,19 @@ export class Threads {
         return this.onChange('threads');
       case 'thread_messages':
         if (this.open?.thread !== p.thread_id) return;
-        this.messages = Array.isArray(p.messages) ? p.messages.slice() : [];
-        this.error = null;
-        return this.onChange('threads');
+        return this.page(p);
+      case 'messages_around':
+        if (p.listener !== 'thread-newer' || this.open?.thread !== p.thread_id) return;
+        return this.newer(p);
       case 'error':
+      case 'rate_limit':
         if (p.listener?.startsWith('thread')) {
+          const error = p.cmd === 'rate_limit' ? 'Rate limited; try again' : p.val ?? 'Error';
           const e = this.outbox.find((x) => `thread-send:${x.nonce}` === p.listener);
-          if (e) Object.assign(e, { state: 'failed', error: p.val });
-          else this.error = p.val ?? 'Error';
+          if (e) Object.assign(e, { state: 'failed', error });
+          else this.error = error;
+          if (p.listener === 'thread-older') this.loadingOlder = false;
+          if (p.listener === 'thread-newer') this.loadingNewer = false;
           this.creating = null;
           return this.onChange('threads');
         }
@@ -113,6 +126,58 @@ export class Threads {
     this.onChange('threads');
   }
 
+  /** A page of the open thread: the newest (replacing what is held) or the one before the oldest held. */
+  page(p) {
+    const list = Array.isArray(p.messages) ? p.messages : [];
+    if (p.listener === 'thread-older') {
+      this.loadingOlder = false;
+      if (!this.messages) return;
+      this.messages = withOlder(list, this.messages);
+      if (this.messages.length > WINDOW) {
+        this.messages = this.messages.slice(0, WINDOW);
+        this.hasNewer = true;
+      }
+    } else {
+      this.messages = list.slice();
+      Object.assign(this, { loadingOlder: false, hasNewer: false, loadingNewer: false });
+    }
+    this.hasOlder = list.length >= THREAD_PAGE;
+    this.error = null;
+    this.onChange('threads');
+  }
+
+  /** Asks for the page before the oldest message held; false when there is nothing to ask. */
+  loadOlder() {
+    const thread = this.open?.thread;
+    if (!thread || !this.messages?.length || !this.hasOlder || this.loadingOlder) return false;
+    this.loadingOlder = this.send({ cmd: 'thread_messages', thread_id: thread, start: this.messages[0].id, limit: THREAD_PAGE, listener: 'thread-older' });
+    return this.loadingOlder;
+  }
+
+  /** The page after the newest message held (`messages_around` it): the window moves forward. */
+  newer(p) {
+    this.loadingNewer = false;
+    if (!this.messages) return;
+    const list = Array.isArray(p.messages) ? p.messages : [];
+    const known = new Set(this.messages.map((m) => m.id));
+    this.messages = this.messages.concat(list.filter((m) => !known.has(m.id)));
+    // The answer holds the message asked around plus up to a page after it.
+    this.hasNewer = list.length > THREAD_PAGE;
+    if (this.messages.length > WINDOW) {
+      this.messages = this.messages.slice(-WINDOW);
+      this.hasOlder = true;
+    }
+    this.onChange('threads');
+  }
+
+  /** Asks for the page after the newest message held; false when the window already ends at the newest. */
+  loadNewer() {
+    const thread = this.open?.thread;
+    if (!thread || !this.messages?.length || !this.hasNewer || this.loadingNewer) return false;
+    this.loadingNewer = this.send({ cmd: 'messages_around', thread_id: thread, around: this.messages[this.messages.length - 1].id, bounds: { above: THREAD_PAGE, below: 0 }, listener: 'thread-newer' });
+    return this.loadingNewer;
+  }
+
   openForum(name) {
     this.open = { forum: name };
     this.messages = null;
@@ -125,6 +190,7 @@ export class Threads {
     if (!t) return;
     this.open = { forum: t.parent_channel, thread: id };
     this.messages = null;
+    Object.assign(this, { hasOlder: false, loadingOlder: false, hasNewer: false, loadingNewer: false });
     this.error = null;
     this.load(id);
     this.onChange('all');
@@ -147,10 +213,11 @@ export class Threads {
     this.send({ cmd: 'thread_create', channel: forum, name: this.creating, listener: 'thread-create' });
   }
 
-  post(content) {
+  /** Sends `content` to the open thread; `extra` adds fields such as `reply_to`. */
+  post(content, extra = {}) {
     const thread = this.open?.thread;
     if (!thread || !content.trim()) return null;
-    const e = { nonce: this.nonce(), thread, content, state: 'pending', error: null };
+    const e = { nonce: this.nonce(), thread, content, extra, state: 'pending', error: null };
     this.outbox.push(e);
     this.transmit(e);
     this.onChange('threads');
@@ -158,7 +225,34 @@ export class Threads {
   }
 
   transmit(e) {
-    return this.send({ cmd: 'message_new', thread_id: e.thread, channel: this.thread(e.thread)?.parent_channel, content: e.content, nonce: e.nonce, listener: `thread-send:${e.nonce}` });
+    return this.send({ cmd: 'message_new', thread_id: e.thread, channel: this.thread(e.thread)?.parent_channel, content: e.content, ...e.extra, nonce: e.nonce, listener: `thread-send:${e.nonce}` });
+  }
+
+  retry(nonce) {
+    const e = this.outbox.find((x) => x.nonce === nonce);
+    if (!e) return;
+    Object.assign(e, { state: 'pending', error: null });
+    this.transmit(e);
+    this.onChange('threads');
+  }
+
+  discard(nonce) {
+    this.outbox = this.outbox.filter((e) => e.nonce !== nonce);
+    this.onChange('threads');
+  }
+
+  /** Adds `emoji` to a message of the open thread, or takes it back when this user already reacted with it. */
+  react(id, emoji) {
+    const m = this.messages?.find((x) => x.id === id);
+    this.send({ cmd: reactCommand(m, emoji, this.me), id, emoji, thread_id: this.open?.thread, listener: 'thread-react' });
+  }
+
+  edit(id, content) {
+    if (content.trim()) this.send({ cmd: 'message_edit', id, thread_id: this.open?.thread, content, listener: 'thread-edit' });
+  }
+
+  remove(id) {
+    this.send({ cmd: 'message_delete', id, thread_id: this.open?.thread, listener: 'thread-delete' });
   }
 
   /** Unconfirmed sends in the open thread. */
@@ -178,10 +272,13 @@ export class Threads {
     const i = this.messages.findIndex((x) => x.id === (m?.id ?? p.id));
     switch (p.cmd) {
       case 'message_new':
-        if (m && i < 0) this.messages.push(m);
+        // Past the window's end (the reader paged back): it comes with the newer pages.
+        if (m && i < 0 && !this.hasNewer) this.messages.push(m);
         break;
       case 'message_edit':
-        if (i >= 0) this.messages[i] = { ...this.messages[i], ...(m ?? {}), content: p.content ?? m?.content, edited: true };
+      case 'message_react_add':
+      case 'message_react_remove':
+        if (i >= 0) this.messages[i] = changed(this.messages[i], p);
         break;
       case 'message_delete':
         if (i >= 0) this.messages.splice(i, 1);

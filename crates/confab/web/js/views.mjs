@@ -4,13 +4,11 @@
 
 import { el } from './dom.mjs';
 import { ask, canAsk } from './notify.mjs';
-import { emojiGrid, enhanceComposer } from './composer.mjs';
-import { mentionsMe } from './markdown.mjs';
+import { enhanceComposer } from './composer.mjs';
 import './forum.mjs';
+import { mayOnMessages, renderMessage, renderPending } from './message.mjs';
 import './panel.mjs';
-import { encodeEmoji, may, renderAttachments, renderContent, renderEmbeds, renderReactionEmoji, renderReply } from './render.mjs';
-
-const EMOJI = '👍';
+import { encodeEmoji, may } from './render.mjs';
 const CONN_TEXT = { connecting: 'Connecting…', online: 'Online', offline: 'Reconnecting…', stopped: 'Disconnected' };
 
 function time(ts) {
@@ -141,7 +139,7 @@ class ConfabTimeline extends HTMLElement {
       items.push(node);
     }
     if (r?.loadingNewer) items.push(el('li', { class: 'note', text: 'Loading newer messages…' }));
-    if (!r?.hasNewer) for (const p of chat.pending()) items.push(this.pendingNode(p));
+    if (!r?.hasNewer) for (const p of chat.pending()) items.push(renderPending(p, chat, chat));
     this.list.replaceChildren(...items);
     this.dataset.channel = chat.current ?? '';
     this.dataset.loaded = String(Boolean(r?.loaded));
@@ -163,71 +161,16 @@ class ConfabTimeline extends HTMLElement {
 
   message(m, chat, messages) {
     const { ctl } = this;
-    const me = chat.me;
-    const own = m.user === me;
-    const reactions = Object.entries(m.reactions ?? {}).map(([emoji, users]) =>
-      el('button', {
-        class: users.includes(me) ? 'reaction mine' : 'reaction',
-        dataset: { emoji },
-        title: users.join(', '),
-        'aria-pressed': String(users.includes(me)),
-        onclick: () => chat.react(m.id, emoji),
-      }, renderReactionEmoji(emoji, chat), ` ${users.length}`),
-    );
-    const classes = ['msg'];
-    if (own) classes.push('own');
-    if (!own && mentionsMe(m, me, chat.roles)) classes.push('mentioned');
-    const li = el(
-      'li',
-      { class: classes.join(' '), dataset: { msgId: m.id, seq: String(m.seq ?? ''), state: 'sent', user: m.user, pinned: String(Boolean(m.pinned)) } },
-      renderReply(m, messages, chat),
-      el('div', { class: 'meta' },
-        el('span', { class: 'author', text: m.user }),
-        el('time', { text: time(m.timestamp) }),
-        m.edited ? el('span', { class: 'edited', text: '(edited)' }) : null,
-        m.pinned ? el('span', { class: 'pinned', text: '📌 pinned' }) : null),
-      m.content ? el('div', { class: 'content' }, renderContent(m.content, chat)) : null,
-      renderAttachments(m.attachments),
-      renderEmbeds(m, chat, ctl),
-      reactions.length ? el('div', { class: 'reactions' }, reactions) : null,
-    );
-    const picker = el('div', { class: 'react-picker', hidden: true });
-    const canPin = may(chat, chat.current, 'pin');
-    li.append(picker, el('div', { class: 'actions' },
-      el('button', { class: 'act react', title: 'React', 'aria-label': 'React', onclick: () => chat.react(m.id, EMOJI) }, EMOJI),
-      el('button', { class: 'act react-more', title: 'More reactions', 'aria-label': 'More reactions', text: '+', onclick: () => {
-        picker.hidden = !picker.hidden;
-        if (picker.hidden) return;
-        const host = location.host;
-        picker.replaceChildren(emojiGrid(chat, (e) => {
-          picker.hidden = true;
-          chat.react(m.id, e.custom ? `originChats://${host}/emojis/${e.id}` : e.text);
-        }));
-        picker.querySelector('button')?.focus();
-      } }),
-      el('button', { class: 'act reply', text: 'Reply', onclick: () => ctl.reply(m) }),
-      canPin ? el('button', { class: 'act pin', text: m.pinned ? 'Unpin' : 'Pin', onclick: () => chat.pin(m.id, m.pinned) }) : null,
-      own ? el('button', { class: 'act edit', text: 'Edit', onclick: () => ctl.editDialog(m) }) : null,
-      own ? el('button', { class: 'act delete', text: 'Delete', onclick: () => chat.remove(m.id) }) : null));
-    return li;
-  }
-
-  pendingNode(p) {
-    const { chat } = this.ctl;
-    return el(
-      'li',
-      { class: 'msg own', dataset: { nonce: p.nonce, state: p.state } },
-      el('div', { class: 'meta' },
-        el('span', { class: 'author', text: chat.me ?? '' }),
-        el('span', { class: 'status', text: p.state === 'failed' ? `Not sent: ${p.error}` : 'Sending…' })),
-      el('p', { class: 'content', text: p.content }),
-      p.extra?.attachments?.length ? el('p', { class: 'note', text: p.extra.attachments.map((a) => `📎 ${a.name}`).join(' ') }) : null,
-      p.state === 'failed'
-        ? el('div', { class: 'actions shown' },
-          el('button', { class: 'act retry', text: 'Retry', onclick: () => chat.retry(p.nonce) }),
-          el('button', { class: 'act discard', text: 'Discard', onclick: () => chat.discard(p.nonce) }))
-        : null,
-    );
+    return renderMessage(m, messages, chat, ctl, {
+      react: (id, emoji) => chat.react(id, emoji),
+      reply: (msg) => ctl.reply(msg),
+      edit: (msg) => ctl.editDialog(msg, (content) => chat.edit(msg.id, content)),
+      remove: (id) => chat.remove(id),
+      pin: may(chat, chat.current, 'pin') ? (msg) => chat.pin(msg.id, msg.pinned) : null,
+      may: mayOnMessages(chat, chat.current),
+      jump: (id) => chat.jumpTo(chat.current, id),
+      time,
+    });
   }
 }
 
@@ -324,11 +267,12 @@ class ConfabChat extends HTMLElement {
         el('button', { value: 'save', text: 'Save' })));
     const dialog = el('dialog', { class: 'edit-dialog' }, form);
     dialog.addEventListener('close', () => {
-      if (dialog.returnValue === 'save' && this.editing) this.ctl.chat.edit(this.editing, text.value);
+      if (dialog.returnValue === 'save' && this.editing) this.editing(text.value);
       this.editing = null;
     });
-    this.ctl.editDialog = (m) => {
-      this.editing = m.id;
+    /** Edits `m` in the dialog; `save(content)` sends the edit. */
+    this.ctl.editDialog = (m, save) => {
+      this.editing = save;
       text.value = m.content;
       dialog.showModal();
       text.focus();
