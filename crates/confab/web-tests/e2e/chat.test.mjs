@@ -255,6 +255,48 @@ test('unread counts arrive live, survive a reload, and clear when the channel is
     assert.deepEqual(page.problems, []);
   }));
 
+test('mention badges survive a reload: counted by the server while away, cleared by opening the channel', () =>
+  withServer(async (server) => {
+    await server.cli(['user', 'add', 'boss', '--role', 'owner'], 'correct horse');
+    const boss = await rawUser(browser, server, 'boss', { login: true });
+    const page = await newPage(browser);
+    await signUp(page, server, 'alice');
+    const made = await boss.rpc({ cmd: 'channel_create', name: 'dev', type: 'text', permissions: { view: ['user'], send: ['user'] } });
+    assert.equal(made.created, true, JSON.stringify(made));
+    await page.click('.channel[data-channel=dev]');
+    await send(page, 'a question');
+    await expectContents(page, ['a question']);
+    const history = await boss.rpc({ cmd: 'messages_get', channel: 'dev', start: 0, limit: 10 });
+    const question = history.messages.find((m) => m.content === 'a question');
+    await page.click('.channel[data-channel=general]');
+    await page.waitForSelector('.bar .title:has-text("#general")');
+
+    // Alice is away: a mention, a reply to her, a mention of her role, and a plain message.
+    await page.goto('about:blank');
+    await boss.post('hey @alice', 'dev');
+    const reply = await boss.rpc({ cmd: 'message_new', channel: 'dev', content: 'an answer', reply_to: question.id });
+    assert.equal(reply.cmd, 'message_new', JSON.stringify(reply));
+    await boss.post('@&user standup', 'dev');
+    await boss.post('no ping here', 'dev');
+
+    await page.goto(server.url + '/');
+    await online(page);
+    await page.waitForSelector('.channel[data-channel=dev] .mention-badge[data-mentions="3"]');
+    await page.reload();
+    await online(page);
+    await page.waitForSelector('.channel[data-channel=dev] .mention-badge[data-mentions="3"]');
+    await page.click('.channel[data-channel=dev]');
+    await expectContents(page, ['a question', 'hey @alice', 'an answer', '@&user standup', 'no ping here']);
+    await page.waitForSelector('.channel[data-channel=dev][data-unread="0"]');
+    assert.equal(await page.locator('.channel[data-channel=dev] .mention-badge').count(), 0);
+    // Reading it was stored: after a reload the badge stays gone.
+    await page.reload();
+    await online(page);
+    await page.waitForSelector('.channel[data-channel=dev][data-unread="0"]');
+    assert.equal(await page.locator('.mention-badge').count(), 0);
+    assert.deepEqual(page.problems, []);
+  }));
+
 test('two tabs whose token was refused at the same moment refresh once and both stay signed in', () =>
   withServer(async (server) => {
     const tab1 = await newPage(browser);
