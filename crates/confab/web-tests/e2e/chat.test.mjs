@@ -124,17 +124,39 @@ test('a send whose echo was lost is re-sent with its nonce after reconnect and n
     assert.deepEqual(page.problems, []);
   }));
 
-test('a restarted server: the app reconnects by itself and catches up', () =>
+test('two users across a server restart: both reconnect by themselves, nothing missed, nothing twice', () =>
   withServer(async (server) => {
-    const page = await newPage(browser);
-    await signUp(page, server, 'alice');
-    await send(page, 'before restart');
-    await expectContents(page, ['before restart']);
-    await server.restart();
-    await page.waitForSelector('.conn[data-conn=online]', { timeout: 30_000 });
-    const bob = await rawUser(browser, server, 'bob');
-    await bob.post('after restart');
-    await expectContents(page, ['before restart', 'after restart']);
+    const alice = await newPage(browser);
+    const bob = await newPage(browser);
+    await signUp(alice, server, 'alice');
+    await signUp(bob, server, 'bob');
+    await send(alice, 'a1');
+    await expectContents(bob, ['a1']);
+    await send(bob, 'b1');
+    await expectContents(alice, ['a1', 'b1']);
+
+    await server.stop();
+    await alice.waitForSelector('.conn[data-conn=offline]');
+    await bob.waitForSelector('.conn[data-conn=offline]');
+    // Typed while the server is down: pending until the app is back online.
+    await send(bob, 'typed while down');
+    await bob.waitForSelector('li.msg[data-state=pending]');
+    await server.start();
+
+    await alice.waitForSelector('.conn[data-conn=online]', { timeout: 30_000 });
+    await bob.waitForSelector('.conn[data-conn=online]', { timeout: 30_000 });
+    await bob.waitForSelector('li.msg[data-state=pending]', { state: 'detached' });
+    await send(bob, 'b2');
+    await send(bob, 'b3');
+    const all = ['a1', 'b1', 'typed while down', 'b2', 'b3'];
+    await expectContents(alice, all);
+    await send(alice, 'a2');
+    await expectContents(bob, [...all, 'a2']);
+    await expectContents(alice, [...all, 'a2']);
+    const carol = await rawUser(browser, server, 'carol');
+    const history = await carol.rpc({ cmd: 'messages_get', channel: 'general', start: 0, limit: 50 });
+    assert.deepEqual(history.messages.map((m) => m.content).filter((c) => c !== WELCOME), [...all, 'a2'], 'stored once each, in order');
+    assert.deepEqual([...alice.problems, ...bob.problems].filter((p) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(p)), []);
   }));
 
 test('markup in a message is shown as text and never runs', () =>
