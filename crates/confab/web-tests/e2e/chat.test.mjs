@@ -247,14 +247,20 @@ test('screenshots at desktop and phone sizes, light and dark', () =>
     assert.notEqual(backgrounds.light, backgrounds.dark, 'the theme follows prefers-color-scheme');
   }));
 
+/** An owner `boss` (a raw socket) who creates the text channel `dev`, and alice in the app, signed up before it exists. */
+async function withDev(server) {
+  await server.cli(['user', 'add', 'boss', '--role', 'owner'], 'correct horse');
+  const boss = await rawUser(browser, server, 'boss', { login: true });
+  const page = await newPage(browser);
+  await signUp(page, server, 'alice');
+  const made = await boss.rpc({ cmd: 'channel_create', name: 'dev', type: 'text', permissions: { view: ['user'], send: ['user'] } });
+  assert.equal(made.created, true, JSON.stringify(made));
+  return { boss, page };
+}
+
 test('unread counts arrive live, survive a reload, and clear when the channel is read', () =>
   withServer(async (server) => {
-    await server.cli(['user', 'add', 'boss', '--role', 'owner'], 'correct horse');
-    const boss = await rawUser(browser, server, 'boss', { login: true });
-    const page = await newPage(browser);
-    await signUp(page, server, 'alice');
-    const made = await boss.rpc({ cmd: 'channel_create', name: 'dev', type: 'text', permissions: { view: ['user'], send: ['user'] } });
-    assert.equal(made.created, true, JSON.stringify(made));
+    const { boss, page } = await withDev(server);
     // The new channel appears without a reload (the server pushes channels_get).
     await page.waitForSelector('.channel[data-channel=dev][data-unread="0"]');
     await boss.post('one', 'dev');
@@ -279,12 +285,7 @@ test('unread counts arrive live, survive a reload, and clear when the channel is
 
 test('mention badges survive a reload: counted by the server while away, cleared by opening the channel', () =>
   withServer(async (server) => {
-    await server.cli(['user', 'add', 'boss', '--role', 'owner'], 'correct horse');
-    const boss = await rawUser(browser, server, 'boss', { login: true });
-    const page = await newPage(browser);
-    await signUp(page, server, 'alice');
-    const made = await boss.rpc({ cmd: 'channel_create', name: 'dev', type: 'text', permissions: { view: ['user'], send: ['user'] } });
-    assert.equal(made.created, true, JSON.stringify(made));
+    const { boss, page } = await withDev(server);
     await page.click('.channel[data-channel=dev]');
     await send(page, 'a question');
     await expectContents(page, ['a question']);
