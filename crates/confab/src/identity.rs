@@ -24,6 +24,11 @@ impl Identity {
         self.roles.iter().map(|r| r.name.clone()).collect()
     }
 
+    /// Role ids, as the `mentions` index names the roles a message pings.
+    pub fn role_ids(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.id.clone()).collect()
+    }
+
     /// `{"username","roles","color"}` for presence events.
     pub fn presence(&self) -> Value {
         json!({"username": self.user.username, "roles": self.role_names(), "color": crate::wire::color_of(&self.roles)})

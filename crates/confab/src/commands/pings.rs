@@ -35,7 +35,7 @@ pub async fn pings_get(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = s.me()?;
     let dir = s.state.directory();
     let channels = dir.viewable(&me.actor);
-    let roles: Vec<String> = me.roles.iter().map(|r| r.id.clone()).collect();
+    let roles = me.role_ids();
     let (rows, total) = s.state.store.pings_page(&me.user.id, &roles, &channels, limit, offset).await?;
     let messages: Vec<Value> = rows
         .iter()

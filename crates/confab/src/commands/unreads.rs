@@ -72,6 +72,8 @@ fn counts(unread: &Unread) -> Map<String, Value> {
     entry.insert("last_read".into(), json!(unread.last_read));
     entry.insert("unread_count".into(), json!(unread.unread));
     entry.insert("total_messages".into(), json!(unread.total));
+    // [ext] Official clients ignore it; Confab's web app shows it as the mention badge.
+    entry.insert("mention_count".into(), json!(unread.mentions));
     entry
 }
 
@@ -81,7 +83,8 @@ pub async fn unreads_get(s: &mut Session, frame: &Frame) -> Result<()> {
     let me = s.me()?;
     let state = s.state.clone();
     let dir = state.directory();
-    let mut all = state.store.unreads(&me.user.id).await?;
+    let roles = me.role_ids();
+    let mut all = state.store.unreads(&me.user.id, &roles).await?;
     let mut take = |channel_id: &str, thread_id: &str| {
         all.remove(&(channel_id.to_owned(), thread_id.to_owned())).unwrap_or_default()
     };
@@ -114,7 +117,8 @@ pub async fn unreads_count(s: &mut Session, frame: &Frame) -> Result<()> {
     let state = s.state.clone();
     let dir = state.directory();
     let target = resolve(s, frame, &dir).await?;
-    let unread = state.store.unread(&me.user.id, &target.channel.row.id, target.key()).await?;
+    let roles = me.role_ids();
+    let unread = state.store.unread(&me.user.id, &roles, &target.channel.row.id, target.key()).await?;
     let mut reply = counts(&unread);
     let (field, value) = scope_field(&target);
     reply.insert(field.into(), value);

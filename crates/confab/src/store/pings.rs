@@ -24,17 +24,9 @@ impl Store {
             return Ok((Vec::new(), 0));
         }
         let mut binds = vec![Bind::Text(user_id)];
-        let roles = placeholders(&mut binds, role_ids);
+        let pinged = pinged(&mut binds, role_ids);
         let channels = placeholders(&mut binds, channel_ids);
-        let by_role = if role_ids.is_empty() {
-            String::new()
-        } else {
-            format!(" OR (target_kind = 'role' AND target_id IN ({roles}))")
-        };
-        let filter = format!(
-            "FROM mentions WHERE ((target_kind IN ('user', 'reply') AND target_id = $1){by_role}) \
-             AND channel_id IN ({channels}) AND (author_id IS NULL OR author_id <> $1)"
-        );
+        let filter = format!("FROM mentions WHERE {pinged} AND channel_id IN ({channels})");
         let count = format!("SELECT COUNT(DISTINCT message_id) {filter}");
         let total: (i64,) = dispatch!(self, pool => {
             bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(count.as_str())), &binds).fetch_one(pool).await?
@@ -50,6 +42,22 @@ impl Store {
         binds.extend([Bind::Int(limit), Bind::Int(offset)]);
         Ok((self.select_messages(&tail, &binds).await?, total.0))
     }
+}
+
+/// The condition on `mentions` rows (unqualified `target_kind`, `target_id`, `author_id`) that a
+/// message pings the account bound as `$1` — a mention or reply ping of it, or a mention of one of
+/// `role_ids`, appended to `binds` — and was not written by it. `pings_get` and the unread mention
+/// counts ([`crate::store::read_state`]) share it, so both count the same messages.
+pub(super) fn pinged<'a>(binds: &mut Vec<Bind<'a>>, role_ids: &'a [String]) -> String {
+    let roles = placeholders(binds, role_ids);
+    let by_role = if role_ids.is_empty() {
+        String::new()
+    } else {
+        format!(" OR (target_kind = 'role' AND target_id IN ({roles}))")
+    };
+    format!(
+        "((target_kind IN ('user', 'reply') AND target_id = $1){by_role}) AND (author_id IS NULL OR author_id <> $1)"
+    )
 }
 
 /// Appends `values` to `binds` and returns their `$n` placeholders, comma-separated.

@@ -5,10 +5,19 @@
 //! last-read message is deleted. Counting is an index range on `messages (channel_id, thread_id,
 //! seq)` above that seq — its cost follows the unread messages, never the size of the channel —
 //! and the total comes from the `message_counts` row the writer keeps.
+//!
+//! The unread mention count (a Confab extension, `mention_count`) reads the account's range of the
+//! `mentions` index — the rows `pings_get` reads — and keeps those above each scope's read seq: its
+//! cost follows the number of messages that ever pinged the account or its roles, never the
+//! number of messages, and it is one query for every scope.
 
 use std::collections::HashMap;
 
-use super::{Store, dispatch};
+use super::{
+    Store, dispatch,
+    messages::{Bind, bind_all},
+    pings::pinged,
+};
 use crate::error::Result;
 
 /// A read position and the counts it implies, for one channel or thread.
@@ -18,6 +27,8 @@ pub struct Unread {
     pub last_read: Option<String>,
     pub unread: i64,
     pub total: i64,
+    /// Unread messages that ping the account, as `pings_get` counts them.
+    pub mentions: i64,
 }
 
 /// A channel (thread `""`) or thread: `(channel_id, thread_id)`.
@@ -56,8 +67,14 @@ impl Store {
         Ok(())
     }
 
-    /// The read state of `user_id` in one channel (thread `""`) or thread.
-    pub async fn unread(&self, user_id: &str, channel_id: &str, thread_id: &str) -> Result<Unread> {
+    /// The read state of `user_id` (holding `role_ids`) in one channel (thread `""`) or thread.
+    pub async fn unread(
+        &self,
+        user_id: &str,
+        role_ids: &[String],
+        channel_id: &str,
+        thread_id: &str,
+    ) -> Result<Unread> {
         let totals: Vec<(String, String, i64)> = dispatch!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!("{TOTALS} WHERE channel_id = $1 AND thread_id = $2")))
                 .bind(channel_id)
@@ -73,33 +90,71 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
+        let mentions = self.unread_mentions(user_id, role_ids, Some((channel_id, thread_id))).await?;
         let scope = (channel_id.to_owned(), thread_id.to_owned());
-        Ok(combine(totals, reads).remove(&scope).unwrap_or_default())
+        Ok(combine(totals, reads, mentions).remove(&scope).unwrap_or_default())
     }
 
-    /// The read state of `user_id` in every channel and thread that has messages or a read
-    /// position; any other is all zero. One query per table, whatever the number of channels.
-    pub async fn unreads(&self, user_id: &str) -> Result<HashMap<Scope, Unread>> {
+    /// The read state of `user_id` (holding `role_ids`) in every channel and thread that has
+    /// messages or a read position; any other is all zero. One query per table, whatever the
+    /// number of channels.
+    pub async fn unreads(&self, user_id: &str, role_ids: &[String]) -> Result<HashMap<Scope, Unread>> {
         let totals: Vec<(String, String, i64)> = dispatch!(self, pool => sqlx::query_as(TOTALS).fetch_all(pool).await?);
         let reads: Vec<(String, String, Option<String>, i64)> =
             dispatch!(self, pool => sqlx::query_as(READS).bind(user_id).fetch_all(pool).await?);
-        Ok(combine(totals, reads))
+        let mentions = self.unread_mentions(user_id, role_ids, None).await?;
+        Ok(combine(totals, reads, mentions))
+    }
+
+    /// Per scope (or in `only` that one), how many messages after the read position ping
+    /// `user_id` or one of `role_ids`. Reads the account's rows of `mentions_by_target`, so it
+    /// costs what `pings_get`'s `total` costs.
+    async fn unread_mentions(
+        &self,
+        user_id: &str,
+        role_ids: &[String],
+        only: Option<(&str, &str)>,
+    ) -> Result<Vec<(String, String, i64)>> {
+        let mut binds = vec![Bind::Text(user_id)];
+        let pinged = pinged(&mut binds, role_ids);
+        let scope = match only {
+            Some((channel_id, thread_id)) => {
+                binds.extend([Bind::Text(channel_id), Bind::Text(thread_id)]);
+                format!(" AND m.channel_id = ${} AND m.thread_id = ${}", binds.len() - 1, binds.len())
+            }
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT m.channel_id, m.thread_id, COUNT(DISTINCT m.message_id) FROM mentions m \
+             LEFT JOIN read_state r ON r.user_id = $1 AND r.channel_id = m.channel_id AND r.thread_id = m.thread_id \
+             WHERE {pinged} AND m.seq > COALESCE(r.last_read_seq, -1){scope} GROUP BY m.channel_id, m.thread_id"
+        );
+        Ok(dispatch!(self, pool => {
+            bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())), &binds).fetch_all(pool).await?
+        }))
     }
 }
 
-/// Joins message totals with read positions: a scope never read is unread in full.
+/// Joins message totals with read positions and unread mention counts: a scope never read is
+/// unread in full.
 fn combine(
     totals: Vec<(String, String, i64)>,
     reads: Vec<(String, String, Option<String>, i64)>,
+    mentions: Vec<(String, String, i64)>,
 ) -> HashMap<Scope, Unread> {
     let mut map: HashMap<Scope, Unread> = totals
         .into_iter()
-        .map(|(channel, thread, total)| ((channel, thread), Unread { last_read: None, unread: total, total }))
+        .map(|(channel, thread, total)| {
+            ((channel, thread), Unread { last_read: None, unread: total, total, mentions: 0 })
+        })
         .collect();
     for (channel, thread, last_read, unread) in reads {
         let entry = map.entry((channel, thread)).or_default();
         entry.last_read = last_read;
         entry.unread = unread;
+    }
+    for (channel, thread, count) in mentions {
+        map.entry((channel, thread)).or_default().mentions = count;
     }
     map
 }

@@ -92,10 +92,13 @@ async fn unreads_scenario(backend: Backend) {
     assert_eq!(
         r,
         json!({"cmd": "unreads_count", "channel": "general", "unread_count": 4, "last_read": null,
-               "total_messages": 4, "listener": r["listener"]})
+               "total_messages": 4, "mention_count": 0, "listener": r["listener"]})
     );
     let all = bob.request(json!({"cmd": "unreads_get"})).await;
-    assert_eq!(all["unreads"], json!({"general": {"last_read": null, "unread_count": 4, "total_messages": 4}}));
+    assert_eq!(
+        all["unreads"],
+        json!({"general": {"last_read": null, "unread_count": 4, "total_messages": 4, "mention_count": 0}})
+    );
 
     // Ack an older message: the reply, and unreads_update on every connection of the account.
     let r = bob.request(json!({"cmd": "unreads_ack", "channel": "general", "message_id": m1["id"]})).await;
@@ -167,9 +170,10 @@ async fn unreads_scenario(backend: Backend) {
     assert_eq!(
         all["unreads"],
         json!({
-            "general": {"last_read": m2["id"], "unread_count": 2, "total_messages": 4},
-            "empty": {"last_read": null, "unread_count": 0, "total_messages": 0},
-            key.clone(): {"last_read": null, "unread_count": 2, "total_messages": 2, "parent_channel": "forum"},
+            "general": {"last_read": m2["id"], "unread_count": 2, "total_messages": 4, "mention_count": 0},
+            "empty": {"last_read": null, "unread_count": 0, "total_messages": 0, "mention_count": 0},
+            key.clone(): {"last_read": null, "unread_count": 2, "total_messages": 2, "mention_count": 0,
+                          "parent_channel": "forum"},
         })
     );
     let admin_view = admin.request(json!({"cmd": "unreads_get"})).await;
@@ -186,7 +190,7 @@ async fn unreads_scenario(backend: Backend) {
     assert_eq!(
         r,
         json!({"cmd": "unreads_count", "thread_id": tid, "unread_count": 1, "last_read": t1["id"],
-               "total_messages": 2, "listener": r["listener"]})
+               "total_messages": 2, "mention_count": 0, "listener": r["listener"]})
     );
     // Reading the thread with messages_get marks it read.
     bob.request(json!({"cmd": "messages_get", "thread_id": tid})).await;
@@ -210,6 +214,53 @@ async fn unreads_scenario(backend: Backend) {
 }
 
 on_both! { unreads_scenario => unreads_sqlite, unreads_postgres; }
+
+/// [ext] `mention_count`: unread messages that ping the account as `pings_get` counts them — a
+/// mention, a mention of a role it holds, a reply to it — counted once each, never its own; reading
+/// the channel resets it.
+async fn unread_mentions_scenario(backend: Backend) {
+    let server = spawn(backend).await;
+    let mut admin = server.member("root", &["owner"]).await;
+    let mut alice = server.register("alice").await;
+    let r = admin.request(json!({"cmd": "role_create", "name": "crew"})).await;
+    assert_eq!(r["cmd"], "role_create", "{r}");
+    let mut bob = server.member("bob", &["user", "crew"]).await;
+    channel(&mut admin, "forum", "forum", Some(open())).await;
+    let tid = thread(&mut alice, "forum", "t").await;
+
+    let question = send(&mut bob, general(), "a question").await;
+    bob.request(json!({"cmd": "unreads_ack", "channel": "general"})).await;
+    let mentions = |r: &Value, key: &str| r["unreads"][key]["mention_count"].clone();
+    let all = bob.request(json!({"cmd": "unreads_get"})).await;
+    assert_eq!(mentions(&all, "general"), 0, "{all}");
+
+    send(&mut alice, general(), "hi @bob").await;
+    send(&mut alice, general(), "@&crew meeting").await;
+    send(&mut alice, json!({"channel": "general", "reply_to": question["id"]}), "answer, @bob").await;
+    send(&mut alice, json!({"channel": "general", "reply_to": question["id"], "ping": false}), "quiet").await;
+    send(&mut alice, general(), "@alice not bob").await;
+    send(&mut bob, general(), "@bob talking to myself").await;
+    send(&mut alice, json!({"thread_id": tid}), "in the thread, @bob").await;
+
+    let all = bob.request(json!({"cmd": "unreads_get"})).await;
+    assert_eq!(mentions(&all, "general"), 3, "{all}");
+    assert_eq!(mentions(&all, &format!("thread/{}", tid.as_str().unwrap())), 1, "{all}");
+    let count = json!({"cmd": "unreads_count", "channel": "general"});
+    assert_eq!(bob.request(count.clone()).await["mention_count"], 3);
+    // The same definition as pings_get: every ping counted here is a ping there.
+    assert_eq!(bob.request(json!({"cmd": "pings_get"})).await["total"], 4);
+
+    // Reading the channel resets it; a later mention counts again.
+    bob.request(json!({"cmd": "messages_get", "channel": "general"})).await;
+    assert_eq!(bob.request(count.clone()).await["mention_count"], 0);
+    send(&mut alice, general(), "@bob again").await;
+    assert_eq!(bob.request(count.clone()).await["mention_count"], 1);
+    bob.request(json!({"cmd": "unreads_ack", "channel": "general"})).await;
+    assert_eq!(bob.request(json!({"cmd": "unreads_get"})).await["unreads"]["general"]["mention_count"], 0);
+    server.stop().await;
+}
+
+on_both! { unread_mentions_scenario => unread_mentions_sqlite, unread_mentions_postgres; }
 
 // ---------------------------------------------------------------------------------------------
 // Pings (PROTOCOL §6.1 `pings_get`)

@@ -124,17 +124,39 @@ test('a send whose echo was lost is re-sent with its nonce after reconnect and n
     assert.deepEqual(page.problems, []);
   }));
 
-test('a restarted server: the app reconnects by itself and catches up', () =>
+test('two users across a server restart: both reconnect by themselves, nothing missed, nothing twice', () =>
   withServer(async (server) => {
-    const page = await newPage(browser);
-    await signUp(page, server, 'alice');
-    await send(page, 'before restart');
-    await expectContents(page, ['before restart']);
-    await server.restart();
-    await page.waitForSelector('.conn[data-conn=online]', { timeout: 30_000 });
-    const bob = await rawUser(browser, server, 'bob');
-    await bob.post('after restart');
-    await expectContents(page, ['before restart', 'after restart']);
+    const alice = await newPage(browser);
+    const bob = await newPage(browser);
+    await signUp(alice, server, 'alice');
+    await signUp(bob, server, 'bob');
+    await send(alice, 'a1');
+    await expectContents(bob, ['a1']);
+    await send(bob, 'b1');
+    await expectContents(alice, ['a1', 'b1']);
+
+    await server.stop();
+    await alice.waitForSelector('.conn[data-conn=offline]');
+    await bob.waitForSelector('.conn[data-conn=offline]');
+    // Typed while the server is down: pending until the app is back online.
+    await send(bob, 'typed while down');
+    await bob.waitForSelector('li.msg[data-state=pending]');
+    await server.start();
+
+    await alice.waitForSelector('.conn[data-conn=online]', { timeout: 30_000 });
+    await bob.waitForSelector('.conn[data-conn=online]', { timeout: 30_000 });
+    await bob.waitForSelector('li.msg[data-state=pending]', { state: 'detached' });
+    await send(bob, 'b2');
+    await send(bob, 'b3');
+    const all = ['a1', 'b1', 'typed while down', 'b2', 'b3'];
+    await expectContents(alice, all);
+    await send(alice, 'a2');
+    await expectContents(bob, [...all, 'a2']);
+    await expectContents(alice, [...all, 'a2']);
+    const carol = await rawUser(browser, server, 'carol');
+    const history = await carol.rpc({ cmd: 'messages_get', channel: 'general', start: 0, limit: 50 });
+    assert.deepEqual(history.messages.map((m) => m.content).filter((c) => c !== WELCOME), [...all, 'a2'], 'stored once each, in order');
+    assert.deepEqual([...alice.problems, ...bob.problems].filter((p) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(p)), []);
   }));
 
 test('markup in a message is shown as text and never runs', () =>
@@ -225,14 +247,20 @@ test('screenshots at desktop and phone sizes, light and dark', () =>
     assert.notEqual(backgrounds.light, backgrounds.dark, 'the theme follows prefers-color-scheme');
   }));
 
+/** An owner `boss` (a raw socket) who creates the text channel `dev`, and alice in the app, signed up before it exists. */
+async function withDev(server) {
+  await server.cli(['user', 'add', 'boss', '--role', 'owner'], 'correct horse');
+  const boss = await rawUser(browser, server, 'boss', { login: true });
+  const page = await newPage(browser);
+  await signUp(page, server, 'alice');
+  const made = await boss.rpc({ cmd: 'channel_create', name: 'dev', type: 'text', permissions: { view: ['user'], send: ['user'] } });
+  assert.equal(made.created, true, JSON.stringify(made));
+  return { boss, page };
+}
+
 test('unread counts arrive live, survive a reload, and clear when the channel is read', () =>
   withServer(async (server) => {
-    await server.cli(['user', 'add', 'boss', '--role', 'owner'], 'correct horse');
-    const boss = await rawUser(browser, server, 'boss', { login: true });
-    const page = await newPage(browser);
-    await signUp(page, server, 'alice');
-    const made = await boss.rpc({ cmd: 'channel_create', name: 'dev', type: 'text', permissions: { view: ['user'], send: ['user'] } });
-    assert.equal(made.created, true, JSON.stringify(made));
+    const { boss, page } = await withDev(server);
     // The new channel appears without a reload (the server pushes channels_get).
     await page.waitForSelector('.channel[data-channel=dev][data-unread="0"]');
     await boss.post('one', 'dev');
@@ -252,6 +280,43 @@ test('unread counts arrive live, survive a reload, and clear when the channel is
     await boss.post('three', 'general');
     await page.waitForSelector('.channel[data-channel=general][data-unread="1"]');
     assert.equal(await page.getAttribute('.channel[data-channel=dev]', 'data-unread'), '0');
+    assert.deepEqual(page.problems, []);
+  }));
+
+test('mention badges survive a reload: counted by the server while away, cleared by opening the channel', () =>
+  withServer(async (server) => {
+    const { boss, page } = await withDev(server);
+    await page.click('.channel[data-channel=dev]');
+    await send(page, 'a question');
+    await expectContents(page, ['a question']);
+    const history = await boss.rpc({ cmd: 'messages_get', channel: 'dev', start: 0, limit: 10 });
+    const question = history.messages.find((m) => m.content === 'a question');
+    await page.click('.channel[data-channel=general]');
+    await page.waitForSelector('.bar .title:has-text("#general")');
+
+    // Alice is away: a mention, a reply to her, a mention of her role, and a plain message.
+    await page.goto('about:blank');
+    await boss.post('hey @alice', 'dev');
+    const reply = await boss.rpc({ cmd: 'message_new', channel: 'dev', content: 'an answer', reply_to: question.id });
+    assert.equal(reply.cmd, 'message_new', JSON.stringify(reply));
+    await boss.post('@&user standup', 'dev');
+    await boss.post('no ping here', 'dev');
+
+    await page.goto(server.url + '/');
+    await online(page);
+    await page.waitForSelector('.channel[data-channel=dev] .mention-badge[data-mentions="3"]');
+    await page.reload();
+    await online(page);
+    await page.waitForSelector('.channel[data-channel=dev] .mention-badge[data-mentions="3"]');
+    await page.click('.channel[data-channel=dev]');
+    await expectContents(page, ['a question', 'hey @alice', 'an answer', '@&user standup', 'no ping here']);
+    await page.waitForSelector('.channel[data-channel=dev][data-unread="0"]');
+    assert.equal(await page.locator('.channel[data-channel=dev] .mention-badge').count(), 0);
+    // Reading it was stored: after a reload the badge stays gone.
+    await page.reload();
+    await online(page);
+    await page.waitForSelector('.channel[data-channel=dev][data-unread="0"]');
+    assert.equal(await page.locator('.mention-badge').count(), 0);
     assert.deepEqual(page.problems, []);
   }));
 

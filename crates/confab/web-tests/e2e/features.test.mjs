@@ -5,10 +5,15 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
+import { PAGE, WINDOW } from '../../web/js/state.mjs';
 import { launch, newPage, online, rawUser, screenshot, send, signUp, WELCOME, withServer } from './harness.mjs';
 
-/** The most message elements the timeline may hold (state.mjs WINDOW is 250; notes and pending sends are few). */
-const DOM_BOUND = 300;
+/** The most message elements the timeline may hold: the app's window, plus room for notes and pending sends. */
+const DOM_BOUND = WINDOW + 50;
+/** Messages in the long-history test. */
+const HISTORY = 10_000;
+/** How far the JS heap (after a forced GC) may grow between the newest page before and after the trip through all of history. */
+const HEAP_GROWTH = 4 * 1024 * 1024;
 /** An 8×8 orange PNG. */
 const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEklEQVR4nGP4X8GAFWEXHbQSAOGkXcFq3LySAAAAAElFTkSuQmCC', 'base64');
 const NO_LIMITS = { CONFAB_RATE_LIMITS__ENABLED: 'false' };
@@ -21,14 +26,23 @@ after(async () => {
   await browser?.close();
 });
 
-/** Posts `n` messages `prefix 1` … `prefix n` from a raw user's socket, in order, in one page script. */
+/** Posts `n` messages `prefix 1` … `prefix n` from a raw user's socket, in order (one socket's frames are
+ * handled in order), a hundred in flight at a time, in one page script. */
 function seed(user, n, prefix = 'message') {
   return user.page.evaluate(async ([n, prefix]) => {
-    for (let i = 1; i <= n; i++) {
-      const p = await window.rpc({ cmd: 'message_new', channel: 'general', content: `${prefix} ${i}` });
-      if (p.cmd !== 'message_new') throw new Error(JSON.stringify(p));
+    for (let first = 1; first <= n; first += 100) {
+      const batch = [];
+      for (let i = first; i < Math.min(first + 100, n + 1); i++) batch.push(window.rpc({ cmd: 'message_new', channel: 'general', content: `${prefix} ${i}` }));
+      for (const p of await Promise.all(batch)) if (p.cmd !== 'message_new') throw new Error(JSON.stringify(p));
     }
   }, [n, prefix]);
+}
+
+/** The JS heap in use after a forced garbage collection, in bytes (CDP `Performance` must be enabled). */
+async function heapUsed(cdp) {
+  await cdp.send('HeapProfiler.collectGarbage');
+  const { metrics } = await cdp.send('Performance.getMetrics');
+  return metrics.find((m) => m.name === 'JSHeapUsedSize').value;
 }
 
 /** The seqs of the message elements on screen, in DOM order. */
@@ -39,58 +53,74 @@ function assertWindow(list, where) {
   for (let i = 1; i < list.length; i++) assert.ok(list[i - 1] < list[i], `${where}: seq ${list[i - 1]} before ${list[i]}`);
 }
 
-test('1 000 messages: scrolling to the top and back keeps order, no duplicates, and a bounded DOM', () =>
+test('10 000 messages: scrolling to the top and back keeps order, no duplicates, a bounded DOM and a flat heap', (t) =>
   withServer(async (server) => {
+    const started = Date.now();
     const bob = await rawUser(browser, server, 'bob');
-    await seed(bob, 1000);
+    await seed(bob, HISTORY);
+    const seeded = Date.now();
     const page = await newPage(browser);
     await signUp(page, server, 'alice');
-    await page.waitForSelector('li.msg[data-msg-id] .content:text-is("message 1000")');
+    await page.waitForSelector(`li.msg[data-msg-id] .content:text-is("message ${HISTORY}")`);
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Performance.enable');
+    const heapFirst = await heapUsed(cdp);
     const seen = new Map();
-    const record = async (where) => {
-      const list = await seqs(page);
+    let maxNodes = 0;
+    // One call a step: read the window, then scroll `toward` 'up' or 'down' unless that end is reached.
+    const record = async (where, toward = null) => {
+      const view = await page.$eval('confab-timeline', (t, toward) => {
+        const texts = [...t.querySelectorAll('li.msg[data-msg-id]')].map((n) => [Number(n.dataset.seq), n.querySelector('.content')?.textContent]);
+        const atStart = [...t.querySelectorAll('li.note')].some((n) => n.textContent.includes('This is the start of #general'));
+        const hasNewer = t.dataset.hasNewer === 'true';
+        if (toward === 'up' && !atStart) t.scrollTop = 0;
+        if (toward === 'down' && hasNewer) t.scrollTop = t.scrollHeight;
+        return { texts, atStart, hasNewer };
+      }, toward);
+      const list = view.texts.map(([seq]) => seq);
       assertWindow(list, where);
-      const texts = await page.$$eval('li.msg[data-msg-id]', (ns) => ns.map((n) => [Number(n.dataset.seq), n.querySelector('.content')?.textContent]));
-      for (const [seq, text] of texts) {
+      for (const [seq, text] of view.texts) {
         if (seen.has(seq)) assert.equal(seen.get(seq), text, `seq ${seq} changed`);
         seen.set(seq, text);
       }
-      return list;
+      maxNodes = Math.max(maxNodes, list.length);
+      return { list, atStart: view.atStart, hasNewer: view.hasNewer };
     };
-    let maxNodes = 0;
+    const steps = Math.ceil(HISTORY / PAGE) + 20;
     // Up: pull older pages until the start of the channel.
     for (let step = 0; ; step++) {
-      assert.ok(step < 60, 'reached the start');
-      const before = await record(`up ${step}`);
-      maxNodes = Math.max(maxNodes, before.length);
-      if (await page.locator('li.note:has-text("This is the start of #general")').count()) break;
-      await page.$eval('confab-timeline', (t) => { t.scrollTop = 0; });
+      assert.ok(step < steps, 'reached the start');
+      const { list, atStart } = await record(`up ${step}`, 'up');
+      if (atStart) break;
       await page.waitForFunction((first) => {
         const n = document.querySelector('li.msg[data-msg-id]');
         return (n && Number(n.dataset.seq) < first) || document.querySelector('li.note')?.textContent.includes('start of');
-      }, before[0]);
+      }, list[0]);
     }
     const top = await record('top');
+    const heapTop = await heapUsed(cdp);
     assert.equal(await page.textContent('li.msg[data-msg-id] .content'), WELCOME);
-    assert.equal(await page.getAttribute('confab-timeline', 'data-has-newer'), 'true', 'the newest end was dropped');
-    assert.ok(top.length <= DOM_BOUND);
+    assert.equal(top.hasNewer, true, 'the newest end was dropped');
     await screenshot(page, 'desktop-history-top');
     // Down again by scrolling (not the jump button) until the newest message.
     for (let step = 0; ; step++) {
-      assert.ok(step < 60, 'reached the newest');
-      const before = await record(`down ${step}`);
-      maxNodes = Math.max(maxNodes, before.length);
-      if ((await page.getAttribute('confab-timeline', 'data-has-newer')) === 'false') break;
-      await page.$eval('confab-timeline', (t) => { t.scrollTop = t.scrollHeight; });
+      assert.ok(step < steps, 'reached the newest');
+      const { list, hasNewer } = await record(`down ${step}`, 'down');
+      if (!hasNewer) break;
       await page.waitForFunction((last) => {
         const ns = document.querySelectorAll('li.msg[data-msg-id]');
         return Number(ns[ns.length - 1]?.dataset.seq) > last || document.querySelector('confab-timeline').dataset.hasNewer === 'false';
-      }, before[before.length - 1]);
+      }, list[list.length - 1]);
     }
     await record('bottom');
+    const heapLast = await heapUsed(cdp);
     const contents = [...seen.keys()].sort((a, b) => a - b).map((s) => seen.get(s)).filter((t) => t !== WELCOME);
-    assert.deepEqual(contents, Array.from({ length: 1000 }, (_, i) => `message ${i + 1}`), 'every message was shown, in seq order');
+    assert.deepEqual(contents, Array.from({ length: HISTORY }, (_, i) => `message ${i + 1}`), 'every message was shown, in seq order');
     assert.ok(maxNodes <= DOM_BOUND, `at most ${maxNodes} message elements`);
+    const mb = (n) => (n / 1024 / 1024).toFixed(1);
+    t.diagnostic(`heap ${mb(heapFirst)} MB at the newest page, ${mb(heapTop)} MB at the top, ${mb(heapLast)} MB back at the newest; ` +
+      `at most ${maxNodes} message elements (bound ${DOM_BOUND}); seeding ${seeded - started} ms, scrolling ${Date.now() - seeded} ms`);
+    assert.ok(heapLast - heapFirst <= HEAP_GROWTH, `heap grew ${mb(heapLast - heapFirst)} MB over the trip`);
     // Live messages show again at the bottom.
     await bob.post('live after the trip');
     await page.waitForSelector('li.msg[data-msg-id] .content:text-is("live after the trip")');

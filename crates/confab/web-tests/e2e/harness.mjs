@@ -52,7 +52,8 @@ function serve(dir, listen, env) {
 }
 
 /**
- * A running server with its own data folder; `restart()` keeps the port and the data. `env` adds
+ * A running server with its own data folder; `stop()` then `start()`, or `restart()`, keep the port
+ * and the data. `env` adds
  * configuration (`CONFAB_SECTION__KEY`).
  */
 export async function startServer(env = {}) {
@@ -71,10 +72,13 @@ export async function startServer(env = {}) {
       proc.child.kill('SIGTERM');
       await exited;
     },
+    /** Starts the stopped server again, on the same port and data folder. */
+    async start() {
+      proc = await serve(dir, proc.addr, env);
+    },
     async restart() {
-      const addr = proc.addr;
       await server.stop();
-      proc = await serve(dir, addr, env);
+      await server.start();
     },
     /** Runs `confab <args> --data-dir <its folder>` (the admin CLI works while the server runs). */
     cli(args, input = '') {

@@ -312,6 +312,27 @@ test('a live mention of me in another channel counts a mention badge and is repo
   assert.equal(h.chat.room('dev').mentions, 0);
 });
 
+test('mention badges come from the server\'s mention_count at start and after a reconnect', () => {
+  const h = setup();
+  h.connect();
+  h.chat.handle(page('general', [], 0));
+  h.chat.handle({ cmd: 'unreads_get', unreads: { general: { unread_count: 4, mention_count: 2 }, dev: { unread_count: 3, mention_count: 2 } } });
+  assert.equal(h.chat.room('general').mentions, 0, 'the open channel is read');
+  assert.equal(h.chat.room('dev').mentions, 2);
+  h.chat.handle({ ...live(1, 'dev'), message: { ...msg(1), content: 'hey @alice', pings: { users: ['alice'], roles: [], replies: [] } } });
+  assert.equal(h.chat.room('dev').mentions, 3, 'then counted live');
+  // After a reconnect the server's count replaces the live one; a server without the extension leaves it.
+  h.chat.handle({ cmd: 'unreads_get', unreads: { dev: { unread_count: 5, mention_count: 1 } } });
+  assert.equal(h.chat.room('dev').mentions, 1);
+  h.chat.handle({ cmd: 'unreads_count', channel: 'dev', unread_count: 5 });
+  assert.deepEqual([h.chat.room('dev').unread, h.chat.room('dev').mentions], [5, 1]);
+  h.chat.handle({ cmd: 'unreads_count', channel: 'dev', unread_count: 0, mention_count: 0 });
+  assert.equal(h.chat.room('dev').mentions, 0, 'read on another device');
+  h.chat.handle({ cmd: 'unreads_get', unreads: { dev: { unread_count: 3, mention_count: 2 } } });
+  h.chat.open('dev');
+  assert.equal(h.chat.room('dev').mentions, 0, 'opening the channel clears it');
+});
+
 test('post with a reply and attachments sends them, and re-sends them with the same nonce', () => {
   const h = setup();
   h.connect();

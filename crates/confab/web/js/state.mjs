@@ -65,7 +65,7 @@ function newRoom(name) {
     /** Newer messages exist past the window's end (the reader paged far back, or opened a search hit). */
     hasNewer: false,
     loadingNewer: false,
-    /** Unread messages that mention this user, counted live. */
+    /** Unread messages that mention this user: the server's `mention_count` [ext], then counted live. */
     mentions: 0,
     /** A message to scroll to and mark once drawn (a search hit or pin), or null. */
     focus: null,
@@ -145,7 +145,7 @@ export class Chat {
         return this.setUnreads(p.unreads ?? {});
       case 'unreads_count':
         if (p.channel && p.channel !== this.current) {
-          this.room(p.channel).unread = p.unread_count ?? 0;
+          this.counts(this.room(p.channel), p);
           this.onChange('channels');
         }
         return;
@@ -236,9 +236,17 @@ export class Chat {
   setUnreads(unreads) {
     for (const [name, u] of Object.entries(unreads)) {
       if (name.startsWith('thread/') || !this.rooms.has(name)) continue;
-      this.room(name).unread = name === this.current ? 0 : (u?.unread_count ?? 0);
+      const r = this.room(name);
+      if (name === this.current) Object.assign(r, { unread: 0, mentions: 0 });
+      else this.counts(r, u ?? {});
     }
     this.onChange('channels');
+  }
+
+  /** Takes a channel's unread count, and its mention count where the server sends one (a Confab extension). */
+  counts(r, u) {
+    r.unread = u.unread_count ?? 0;
+    if (typeof u.mention_count === 'number') r.mentions = u.mention_count;
   }
 
   /** Switches to a channel, loading its newest page (which also marks it read) the first time. */
