@@ -103,10 +103,7 @@ async fn rotur_auth(s: &mut Session, frame: &Frame) -> crate::error::Result<()> 
             }
         }
         Err(e) => {
-            if !matches!(
-                e.code(),
-                ErrorCode::AuthUnavailable | ErrorCode::AuthRateLimited | ErrorCode::Internal | ErrorCode::Unavailable
-            ) {
+            if !(e.is_failure() || matches!(e.code(), ErrorCode::AuthUnavailable | ErrorCode::AuthRateLimited)) {
                 s.validator_key_used = true;
             }
             s.auth_error(frame, &e);

@@ -68,13 +68,18 @@ impl Session {
         self.send(wire::with_listener(&wire::packet(cmd, fields), frame.listener()));
     }
 
-    /// Queues an `error` (or, for auth codes, `auth_error`) answering `frame`.
-    pub fn error(&self, frame: &Frame, err: &Error) {
+    /// Logs a failure of the server's (the client is told only its stable text).
+    fn log_failure(&self, frame: &Frame, err: &Error) {
         match err {
             Error::Internal(detail) => tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}"),
             Error::Unavailable(detail) => tracing::warn!(cmd = %frame.cmd, conn = self.conn_id, "{detail}"),
             Error::Client { .. } => {}
         }
+    }
+
+    /// Queues an `error` (or, for auth codes, `auth_error`) answering `frame`.
+    pub fn error(&self, frame: &Frame, err: &Error) {
+        self.log_failure(frame, err);
         let fields = json!({"src": frame.cmd, "val": err.text(), "code": err.code().as_str()});
         self.reply(frame, "error", fields);
     }
@@ -119,11 +124,7 @@ impl Session {
         if err.code() == ErrorCode::AuthRateLimited {
             self.count_refusal();
         }
-        match err {
-            Error::Internal(detail) => tracing::error!(cmd = %frame.cmd, conn = self.conn_id, "{detail}"),
-            Error::Unavailable(detail) => tracing::warn!(cmd = %frame.cmd, conn = self.conn_id, "{detail}"),
-            Error::Client { .. } => {}
-        }
+        self.log_failure(frame, err);
         self.reply(frame, "auth_error", json!({"val": err.text(), "code": err.code().as_str()}));
     }
 

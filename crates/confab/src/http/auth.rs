@@ -200,14 +200,7 @@ pub async fn token(State(state): State<AppState>, ConnectInfo(peer): Peer, heade
             }
             Err(e) => e.into_response(),
         },
-        Err(e)
-            if matches!(
-                e.code(),
-                ErrorCode::AuthRateLimited | ErrorCode::Busy | ErrorCode::Internal | ErrorCode::Unavailable
-            ) =>
-        {
-            http_error(e)
-        }
+        Err(e) if e.is_failure() || matches!(e.code(), ErrorCode::AuthRateLimited | ErrorCode::Busy) => http_error(e),
         Err(_) => {
             let mut r = (
                 StatusCode::UNAUTHORIZED,
