@@ -10,12 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use confab_proto::close;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tungstenite::{Message, protocol::CloseFrame};
 
-use super::context::Session;
+use super::{
+    context::Session,
+    socket::{Socket, flush, queue_text},
+};
 use crate::{
     hub::{CloseOrder, Inbox, Outbox, Packet},
     peer::IpSlot,
@@ -31,7 +34,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Runs one connection from upgrade to close.
 pub async fn run(
     state: AppState,
-    mut socket: WebSocket,
+    mut socket: Socket,
     ip: IpAddr,
     slot: Option<IpSlot>,
     origin_ok: bool,
@@ -94,7 +97,7 @@ async fn open(session: &mut Session, token: Option<String>) -> Option<CloseOrder
     None
 }
 
-async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) {
+async fn serve(session: &mut Session, socket: &mut Socket, mut inbox: Inbox) {
     let state = session.state.clone();
     let sec = &state.config.security;
     let beat = Duration::from_secs(sec.heartbeat_s);
@@ -127,7 +130,7 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                     return;
                 }
             }
-            incoming = socket.recv() => {
+            incoming = socket.next() => {
                 let Some(incoming) = incoming else { return };
                 last_seen = Instant::now();
                 match incoming {
@@ -143,11 +146,11 @@ async fn serve(session: &mut Session, socket: &mut WebSocket, mut inbox: Inbox) 
                         }
                     }
                     Ok(Message::Binary(_)) => bad_frame(session, "Invalid JSON".to_owned()),
-                    Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
                     Ok(Message::Close(_)) => {
                         // The library queued the answering Close frame (RFC 6455 §5.5.1); it
                         // leaves only on the next write, so flush it before the socket is dropped.
-                        let _ = tokio::time::timeout(CLOSE_GRACE, socket.flush()).await;
+                        let _ = tokio::time::timeout(CLOSE_GRACE, flush(socket)).await;
                         return;
                     }
                     Err(e) => match read_error(e) {
@@ -202,24 +205,24 @@ enum ReadError {
     Fatal,
 }
 
-fn read_error(e: axum::Error) -> ReadError {
-    match e.into_inner().downcast::<tungstenite::Error>().map(|b| *b) {
-        Ok(tungstenite::Error::Capacity(_)) => ReadError::TooBig,
-        Ok(tungstenite::Error::Utf8(_)) => ReadError::BadUtf8,
+fn read_error(e: tungstenite::Error) -> ReadError {
+    match e {
+        tungstenite::Error::Capacity(_) => ReadError::TooBig,
+        tungstenite::Error::Utf8(_) => ReadError::BadUtf8,
         _ => ReadError::Fatal,
     }
 }
 
 /// Writes `first` and whatever else is queued, then flushes once.
-async fn write_batch(socket: &mut WebSocket, inbox: &mut Inbox, first: Packet) -> Result<(), axum::Error> {
-    socket.feed(Message::Text(first)).await?;
+async fn write_batch(socket: &mut Socket, inbox: &mut Inbox, first: Packet) -> Result<(), tungstenite::Error> {
+    queue_text(socket, &first);
     for _ in 1..WRITE_BATCH {
         match inbox.try_recv() {
-            Some(p) => socket.feed(Message::Text(p)).await?,
+            Some(p) => queue_text(socket, &p),
             None => break,
         }
     }
-    socket.flush().await
+    flush(socket).await
 }
 
 /// Runs one socket write; `false` when it failed, took longer than `limit` or was overtaken by a
@@ -227,7 +230,7 @@ async fn write_batch(socket: &mut WebSocket, inbox: &mut Inbox, first: Packet) -
 /// the connection is then abandoned (its queue and socket released) rather than left waiting,
 /// deaf to the close orders, heartbeats and shutdown that only the session loop looks at.
 async fn guarded(
-    write: impl Future<Output = Result<(), axum::Error>>,
+    write: impl Future<Output = Result<(), tungstenite::Error>>,
     control: &crate::hub::Control,
     limit: Duration,
 ) -> bool {
@@ -238,20 +241,20 @@ async fn guarded(
 }
 
 /// Sends what a close order asks for (disconnect packet, close frame), each within a grace period.
-async fn finish(socket: &mut WebSocket, state: &AppState, inbox: &mut Inbox, order: CloseOrder) {
+async fn finish(socket: &mut Socket, state: &AppState, inbox: &mut Inbox, order: CloseOrder) {
     if order.code != close::SLOW_CONSUMER {
         // Deliver what was already queued (e.g. the reply that caused a close), within the grace period.
         let drain = async {
             while let Some(p) = inbox.try_recv() {
-                socket.feed(Message::Text(p)).await?;
+                queue_text(socket, &p);
             }
-            socket.flush().await
+            flush(socket).await
         };
         let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
     }
     if let Some(reason) = &order.disconnect {
-        let packet = wire::packet("disconnect", json!({"reason": reason}));
-        let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Text(packet.into()))).await;
+        queue_text(socket, &wire::packet("disconnect", json!({"reason": reason})));
+        let _ = tokio::time::timeout(CLOSE_GRACE, flush(socket)).await;
     }
     send_close(socket, state, order.code, &order.reason).await;
 }
@@ -259,17 +262,17 @@ async fn finish(socket: &mut WebSocket, state: &AppState, inbox: &mut Inbox, ord
 /// Sends the close frame, then waits (briefly) for the peer's own close before the TCP connection
 /// is dropped: dropping at once would make the peer's next write (a Pong, say) draw a reset, and a
 /// reset discards whatever it had not read yet — the close frame included.
-async fn send_close(socket: &mut WebSocket, state: &AppState, code: u16, reason: &str) {
+async fn send_close(socket: &mut Socket, state: &AppState, code: u16, reason: &str) {
     state.metrics.inc("confab_closes_total", format!("code=\"{code}\""));
-    let frame = CloseFrame { code, reason: reason.to_owned().into() };
+    let frame = CloseFrame { code: code.into(), reason: reason.into() };
     let handshake = async {
         socket.send(Message::Close(Some(frame))).await?;
-        while let Some(msg) = socket.recv().await {
+        while let Some(msg) = socket.next().await {
             if matches!(msg?, Message::Close(_)) {
                 break;
             }
         }
-        Ok::<_, axum::Error>(())
+        Ok::<_, tungstenite::Error>(())
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, handshake).await;
 }

@@ -1,18 +1,58 @@
-//! The HTTP → WebSocket upgrade on `/` and `/ws` (PROTOCOL §1.1, §2.6, §8.1, §8.2).
+//! The HTTP → WebSocket upgrade on `/` and `/ws` (RFC 6455 §4.2; PROTOCOL §1.1, §2.6, §8.1, §8.2).
+//!
+//! The request is checked and answered here rather than by axum's extractor, so that the socket is
+//! built on Confab's own write buffer (`socket`).
 
 use std::{collections::HashMap, net::SocketAddr};
 
 use axum::{
-    extract::{ConnectInfo, Query, State, ws::WebSocketUpgrade},
-    http::{HeaderMap, StatusCode, header},
+    extract::{ConnectInfo, FromRequestParts, Query, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
+use hyper::upgrade::OnUpgrade;
 use serde_json::json;
 
 use crate::{
     peer::{IpSlot, client_ip, origin_allowed, trusted},
     state::AppState,
 };
+
+/// A valid WebSocket upgrade request (RFC 6455 §4.2.1) on an HTTP/1.1 connection.
+pub struct WsRequest {
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+/// The request is not a WebSocket upgrade; the route serves it as a plain request.
+pub struct NotUpgrade;
+
+impl IntoResponse for NotUpgrade {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, "Not a WebSocket upgrade request").into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WsRequest {
+    type Rejection = NotUpgrade;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, NotUpgrade> {
+        let headers = &parts.headers;
+        let has_token = |name, token: &str| {
+            headers
+                .get_all(name)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+        };
+        let upgrade = parts.method == Method::GET
+            && has_token(header::CONNECTION, "upgrade")
+            && has_token(header::UPGRADE, "websocket")
+            && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+        let key = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| upgrade).cloned().ok_or(NotUpgrade)?;
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(NotUpgrade)?;
+        Ok(WsRequest { key, on_upgrade })
+    }
+}
 
 /// Handles `GET /ws`: upgrades WebSocket requests, describes the server otherwise. (`GET /` upgrades
 /// the same way but serves the web app to a plain request: `http::web::root`.)
@@ -21,7 +61,7 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Result<WsRequest, NotUpgrade>,
 ) -> Response {
     let Ok(ws) = ws else {
         return (
@@ -39,7 +79,7 @@ pub fn upgrade(
     peer: SocketAddr,
     headers: HeaderMap,
     query: HashMap<String, String>,
-    ws: WebSocketUpgrade,
+    ws: WsRequest,
 ) -> Response {
     let ip = client_ip(&state, peer.ip(), &headers);
     // A direct client's connection was counted when it was accepted (`http::listener`); behind a
@@ -60,17 +100,20 @@ pub fn upgrade(
     let origin_ok = origin_allowed(&state, &headers);
     let token = query.get("token").cloned();
     let frame_max = state.config.security.frame_max;
-    // Both buffers keep the capacity they once grew to for the life of the connection, so they
-    // are most of what an idle connection costs: 4 KiB + 8 KiB made 15.9 KiB per idle connection,
-    // 1 KiB + 2 KiB makes 10.5 KiB (confab-bench idle). Client frames are small, a bigger one
-    // reserves its own length, and a fan-out burst still leaves in writes of about 2 KiB. The
-    // write buffer is not capped: a frame larger than a cap fails to write and drops the socket,
-    // and every reply the server built must reach a reader that keeps up. What waits there is
-    // bounded anyway, by the outbound queue (PROTOCOL §1.6) and the sink's back-pressure.
-    ws.read_buffer_size(1024)
-        .write_buffer_size(2 * 1024)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(frame_max)
-        .max_frame_size(frame_max)
-        .on_upgrade(move |socket| super::session::run(state, socket, ip, slot, origin_ok, token))
+    let accept = tungstenite::handshake::derive_accept_key(ws.key.as_bytes());
+    tokio::spawn(async move {
+        // The client went away before the switch completed: nothing to serve.
+        let Ok(upgraded) = ws.on_upgrade.await else { return };
+        let socket = super::socket::open(upgraded, frame_max).await;
+        super::session::run(state, socket, ip, slot, origin_ok, token).await;
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, "upgrade"),
+            (header::UPGRADE, "websocket"),
+            (header::SEC_WEBSOCKET_ACCEPT, accept.as_str()),
+        ],
+    )
+        .into_response()
 }

@@ -14,10 +14,7 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{
-        Path, State,
-        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
-    },
+    extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -179,7 +176,7 @@ pub async fn root(
     peer: SocketAddr,
     headers: HeaderMap,
     query: HashMap<String, String>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<gateway::upgrade::WsRequest, gateway::upgrade::NotUpgrade>,
 ) -> Response {
     match ws {
         Ok(ws) => gateway::upgrade::upgrade(state, peer, headers, query, ws),

@@ -15,7 +15,7 @@ use std::{
 use tokio::sync::Notify;
 
 /// A serialised packet, shared by every recipient (cloning is a reference-count increment).
-pub type Packet = axum::extract::ws::Utf8Bytes;
+pub type Packet = tungstenite::Utf8Bytes;
 
 /// How the server closes a connection: an optional `disconnect` packet, then the close frame.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
