@@ -53,7 +53,8 @@ const PONG: &str = r#"{"cmd":"pong","val":"pong"}"#;
 /// The floor's WebSocket buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Buffers {
-    /// The sizes Confab configures, so idle memory and write batching compare like for like.
+    /// Small buffers (1 KiB read, 2 KiB write): low idle memory, and writes of about 2 KiB in a
+    /// burst. Confab used these sizes until its write buffer became its own (freed when idle).
     Tuned,
     /// tungstenite's defaults (128 KiB read and write buffers, no write-buffer cap): what an
     /// untuned server gets, and faster under load than small buffers.
@@ -69,7 +70,7 @@ impl Buffers {
     }
 }
 
-/// The same buffer sizes Confab configures.
+/// The small buffers of [`Buffers::Tuned`].
 fn tuned_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)

@@ -88,7 +88,7 @@ pub struct Common {
     /// Argon2 hash (tens of ms), so keep this small.
     #[arg(long, default_value_t = 100)]
     pub users: usize,
-    /// The floor's WebSocket buffers: Confab's sizes (`tuned`), or tungstenite's defaults
+    /// The floor's WebSocket buffers: small ones (`tuned`: 1 KiB read, 2 KiB write), or tungstenite's defaults
     /// (`default`), the reference an untuned server gives.
     #[arg(long, value_enum, default_value = "tuned")]
     pub floor_buffers: floor::Buffers,
