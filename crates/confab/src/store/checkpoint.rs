@@ -4,7 +4,9 @@
 //! commit copies the pages into the database file and syncs it, and every message waiting for it
 //! waits too (the group commit's slowest percentile was such commits). Connections are opened
 //! with automatic checkpoints off, and this task runs a `PASSIVE` checkpoint on a connection of
-//! the pool every [`EVERY`], which runs beside the writer's commits instead of inside one.
+//! the pool every [`EVERY`], which runs beside the writer's commits instead of inside one. Under
+//! sustained writes it never quite catches up, and the WAL would never start over: the writer's
+//! own connection finishes the job past a bound (`direct::WAL_BOUND_PAGES`).
 
 use std::time::Duration;
 

@@ -266,9 +266,13 @@ pub(crate) async fn bounded<T>(limit: Option<Duration>, wait: impl Future<Output
 /// How long a SQLite connection waits for another's write lock before it fails.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The size the WAL file is cut back to when it starts over (64 MiB): a burst may grow it, and
+/// without a limit SQLite keeps the file at its largest size for good.
+const WAL_FILE_LIMIT: i64 = 64 << 20;
+
 /// The settings of every SQLite connection: the pool's and the writer's direct one. (The WAL
 /// journal mode belongs to the database file; the pool sets it.)
-fn sqlite_pragmas(sync: crate::config::SqliteSync) -> [(&'static str, &'static str); 3] {
+fn sqlite_pragmas(sync: crate::config::SqliteSync) -> [(&'static str, String); 4] {
     [
         // NORMAL survives any process crash; FULL also survives power loss (one fsync per group
         // commit). See `store.sqlite_synchronous`.
@@ -277,11 +281,14 @@ fn sqlite_pragmas(sync: crate::config::SqliteSync) -> [(&'static str, &'static s
             match sync {
                 crate::config::SqliteSync::Normal => "NORMAL",
                 crate::config::SqliteSync::Full => "FULL",
-            },
+            }
+            .to_owned(),
         ),
-        // The writer's thread checkpoints instead (see `checkpoint`).
-        ("wal_autocheckpoint", "0"),
-        ("foreign_keys", "ON"),
+        // A background task checkpoints instead (see `checkpoint`), and the writer's own
+        // connection past a bound (`direct`).
+        ("wal_autocheckpoint", "0".to_owned()),
+        ("journal_size_limit", WAL_FILE_LIMIT.to_string()),
+        ("foreign_keys", "ON".to_owned()),
     ]
 }
 

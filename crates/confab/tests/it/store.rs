@@ -1121,3 +1121,56 @@ async fn control_log_batches_from_two_nodes_leave_no_hole_postgres() {
     assert_eq!(seqs, (1..=appended as i64).collect::<Vec<_>>(), "no hole, nothing twice");
     assert_eq!(nodes.db.store.control_head().await.expect("head"), appended as i64);
 }
+
+/// Under writes that never pause, SQLite's WAL still starts over. The background checkpoint alone
+/// never caught up with the writer, so the WAL grew for as long as the writes went on (70 MB a
+/// second in the fan-out bench); the writer now finishes the checkpoint itself past a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_starts_over_under_writes_that_never_pause() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    /// Enough single-message commits to write well over 100 MiB of WAL frames.
+    const MESSAGES: usize = 6_000;
+    const SENDERS: usize = 32;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let location = fresh_location(Backend::Sqlite, dir.path()).await;
+    // One message per commit: the most WAL pages per message, and commits back to back.
+    let options = confab::config::StoreConfig { batch_max: 1, ..Default::default() };
+    let store =
+        Store::open_with(&location, &options, Arc::new(confab::metrics::Metrics::default())).await.expect("open store");
+    store.bootstrap(SYSTEM).await.expect("bootstrap");
+    let channel = general_channel(&store).await;
+    let author = user(&store, "writer").await;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let (store, channel, author, sent) = (store.clone(), channel.clone(), author.clone(), sent.clone());
+        senders.push(tokio::spawn(async move {
+            while sent.fetch_add(1, Ordering::Relaxed) < MESSAGES {
+                append(&store, message(&channel, &author, "keep going")).await;
+            }
+        }));
+    }
+    // The WAL's size, sampled while the writes go on.
+    let wal = dir.path().join("confab.db-wal");
+    let watcher = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut largest = 0;
+            while !done.load(Ordering::Relaxed) {
+                largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            largest
+        })
+    };
+    for s in senders {
+        s.await.expect("sender");
+    }
+    done.store(true, Ordering::Relaxed);
+    let largest = watcher.await.expect("watcher");
+    // The bound is 4 096 pages of 4 KiB (16 MiB); allow as much again for the frames that arrive
+    // while the checkpoint that starts the WAL over runs.
+    assert!(largest < 32 << 20, "the WAL reached {} MiB", largest >> 20);
+    store.close().await;
+}
