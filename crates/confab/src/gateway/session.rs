@@ -235,6 +235,9 @@ async fn guarded(
     limit: Duration,
 ) -> bool {
     tokio::select! {
+        // The write first: most complete at once, and then neither the close signal's waiter
+        // list nor the timer wheel is touched. One that blocks still loses to a close order.
+        biased;
         r = tokio::time::timeout(limit, write) => matches!(r, Ok(Ok(()))),
         _ = control.wait() => false,
     }
