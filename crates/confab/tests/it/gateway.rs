@@ -1658,3 +1658,44 @@ async fn a_slow_consumer_is_closed_and_delays_no_one() {
     assert_eq!(prefix, acked[..prefix.len()], "the silent client's stream has a gap");
     server.stop().await;
 }
+
+/// Sends `request` on a fresh TCP connection and returns the response head.
+async fn raw_upgrade(server: &TestServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(request.as_bytes()).await.expect("send request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut byte)).await.expect("response head in time").expect("read");
+        assert_eq!(n, 1, "the connection closed inside the response head: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).expect("ASCII head")
+}
+
+/// The upgrade is Confab's own (so the socket can sit on its own write buffer): it must accept
+/// what browsers send — Firefox lists `keep-alive, Upgrade` — answer with RFC 6455's accept key,
+/// and leave anything that is not a version-13 upgrade to the plain route.
+#[tokio::test]
+async fn upgrades_follow_rfc_6455_and_other_requests_are_served_plainly() {
+    let server = TestServer::spawn().await;
+    let host = server.addr;
+    let request = |connection: &str, version: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: {connection}\r\nUpgrade: WebSocket\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+        )
+    };
+    let head = raw_upgrade(&server, &request("keep-alive, Upgrade", "13")).await;
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 101"), "{head}");
+    assert!(lower.contains("upgrade: websocket"), "{head}");
+    // RFC 6455 §1.3's worked example (the key is case-sensitive base64).
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{head}");
+    for (connection, version) in [("keep-alive, Upgrade", "8"), ("keep-alive", "13"), ("upgraded", "13")] {
+        let head = raw_upgrade(&server, &request(connection, version)).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{connection} / {version}: {head}");
+    }
+    server.stop().await;
+}
