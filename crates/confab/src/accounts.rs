@@ -14,7 +14,7 @@ use crate::{
         jwt::JwtError,
         password::{Busy, Verified},
         rotur::Verdict,
-        tokens::{hash_token, random_token},
+        tokens::{constant_time_eq, hash_token, random_token},
     },
     config::RegistrationMode,
     domain::{names, throttle::whole_seconds},
@@ -64,6 +64,11 @@ pub fn banned() -> Error {
 }
 
 impl AppState {
+    /// Whether `token_hash` is bot `user_id`'s live token (compared in constant time).
+    pub async fn bot_token_live(&self, user_id: &str, token_hash: &str) -> Result<bool> {
+        Ok(self.store.bot_token_hash(user_id).await?.is_some_and(|live| constant_time_eq(&live, token_hash)))
+    }
+
     /// Refuses the attempt while `ip`'s auth bucket is empty.
     pub fn auth_gate(&self, ip: IpAddr) -> Result<()> {
         self.throttle.check_ip(ip).map_err(rate_limited)

@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hub::{CloseOrder, Conn, ConnId, Hub, Packet, slash::PendingCall};
+use crate::{
+    hub::{CloseOrder, Conn, ConnId, Hub, Packet, slash::PendingCall},
+    identity::{Credential, credential},
+};
 
 /// The sequencer's key of the control log, beside channel ids (which are UUIDs, never this).
 pub const LOG: &str = "~control";
@@ -30,7 +33,8 @@ impl Who {
             Who::User(user) => conn.user_id == *user,
             Who::Session(session) => conn.session_id.as_deref() == Some(session.as_str()),
             Who::SauthOf(user) => {
-                conn.user_id == *user && conn.session_id.as_deref().is_some_and(|s| s.starts_with("sauth:"))
+                conn.user_id == *user
+                    && conn.session_id.as_deref().is_some_and(|s| matches!(credential(s), Credential::Sauth(_)))
             }
         }
     }

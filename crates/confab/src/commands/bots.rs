@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     accounts,
-    auth::tokens::{constant_time_eq, hash_token, random_token},
+    auth::tokens::{hash_token, random_token},
     cluster::control::Who,
     domain::{names, roles::can_manage_role},
     error::{Error, Result},
@@ -37,11 +37,6 @@ fn disabled(code: ErrorCode) -> Error {
     Error::new(code, "Bot authentication is disabled")
 }
 
-/// Whether `token_hash` is the bot's live token.
-async fn token_is_live(state: &AppState, user_id: &str, token_hash: &str) -> Result<bool> {
-    Ok(state.store.bot_token_hash(user_id).await?.is_some_and(|live| constant_time_eq(&live, token_hash)))
-}
-
 /// `botauth {botusername, bottoken}` before authentication. An unknown bot and a wrong token get
 /// the same answer; both count against the IP bucket and the name's lock (PROTOCOL §8.3).
 pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
@@ -57,7 +52,7 @@ pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
     state.throttle.charge_name(&key).map_err(accounts::rate_limited)?;
     let token_hash = hash_token(token);
     let bot = match state.store.user_by_name(&key).await? {
-        Some(user) if user.is_bot() && token_is_live(&state, &user.id, &token_hash).await? => user,
+        Some(user) if user.is_bot() && state.bot_token_live(&user.id, &token_hash).await? => user,
         _ => {
             state.throttle.fail_name(&key);
             tracing::info!(conn = s.conn_id, code = "invalid_bot_credentials", "bot login refused");
@@ -73,16 +68,12 @@ pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
     tracing::info!(user = %bot.id, conn = s.conn_id, "bot authenticated");
     // A bot from the configuration file or the CLI is announced by its first login (PROTOCOL §2.11).
     let first = state.store.bot_mark_announced(&bot.id).await?;
-    let bot_id = bot.id.clone();
     // No session family: a bot's only credential is its token, and revoking it closes every
-    // connection of the bot (below and in `regenerate`).
-    super::connection::complete(s, frame.listener(), bot, None, None, first).await?;
-    // A regeneration committed while this login was in flight closed the bot's connections before
-    // this one was registered: check the token again now that the hub knows the connection.
-    if s.authenticated() && !token_is_live(&state, &bot_id, &token_hash).await? {
-        s.close(CloseOrder::revoked());
-    }
-    Ok(())
+    // connection of the bot (in `regenerate`). The connection carries the token's hash, so that the
+    // re-read after registration (a regeneration committed while this login was in flight) and a
+    // node that rereads it (`connection::standing`) can tell a replaced token.
+    let tag = crate::identity::bot_session(&token_hash);
+    super::connection::complete(s, frame.listener(), bot, None, Some(tag), first).await
 }
 
 /// The administrator behind a §7.7 bot command, once bots are known to be enabled.

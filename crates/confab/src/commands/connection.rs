@@ -14,7 +14,7 @@ use crate::{
     error::{Error, Result},
     gateway::Session,
     hub::{CloseOrder, Conn},
-    identity::Identity,
+    identity::{Credential, Identity, credential},
     state::AppState,
     store::{presence::Joined, users::User},
     wire,
@@ -116,17 +116,22 @@ pub enum Standing {
 /// Reads a connection's account, and the session family or SAUTH2 token it logged in with, again
 /// (two queries at most): for a connection that may have missed the change that ended it — one
 /// saved while its login was in flight, or on a cluster node that died before telling the others.
-/// A bot whose token was regenerated is not caught here (connections do not record which token).
 pub async fn standing(state: &AppState, identity: &Identity) -> Result<Standing> {
     let user_id = &identity.user.id;
-    let fresh = match identity.session_id.as_deref() {
-        Some(sid) if let Some(hash) = super::sauth::tagged_token(sid) => {
+    let fresh = match identity.session_id.as_deref().map(credential) {
+        Some(Credential::Sauth(hash)) => {
             if !state.store.sauth_token_valid(user_id, hash).await? {
                 return Ok(Standing::Closed(CloseOrder::revoked()));
             }
             state.store.user_by_id(user_id).await?
         }
-        Some(sid) => match state.store.user_with_session(user_id, sid).await? {
+        Some(Credential::Bot(hash)) => {
+            if !state.bot_token_live(user_id, hash).await? {
+                return Ok(Standing::Closed(CloseOrder::revoked()));
+            }
+            state.store.user_by_id(user_id).await?
+        }
+        Some(Credential::Family(sid)) => match state.store.user_with_session(user_id, sid).await? {
             Some(found) if !found.session_live => return Ok(Standing::Closed(CloseOrder::revoked())),
             found => found.map(|f| f.user),
         },

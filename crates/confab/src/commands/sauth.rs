@@ -19,16 +19,6 @@ use crate::{
     store::{audit::Audit, users::AccountKind},
 };
 
-/// The session id carried by connections opened with a generic token, so revocation finds them.
-pub fn session_tag(token_hash: &str) -> String {
-    format!("sauth:{token_hash}")
-}
-
-/// The token hash in a [`session_tag`], if `session_id` is one.
-pub fn tagged_token(session_id: &str) -> Option<&str> {
-    session_id.strip_prefix("sauth:")
-}
-
 fn invalid() -> Error {
     Error::new(ErrorCode::InvalidToken, "Invalid username or token")
 }
@@ -85,7 +75,15 @@ pub async fn redeem(s: &mut Session, frame: &Frame) -> Result<()> {
                 return Err(Error::new(ErrorCode::InvalidWebToken, "Web token expired or invalid"));
             };
             state.metrics.inc("confab_auth_attempts_total", "method=\"sauth\",outcome=\"success\"".into());
-            super::connection::complete(s, frame.listener(), user, None, Some(session_tag(&token_hash)), false).await
+            super::connection::complete(
+                s,
+                frame.listener(),
+                user,
+                None,
+                Some(crate::identity::sauth_session(&token_hash)),
+                false,
+            )
+            .await
         }
     }
 }

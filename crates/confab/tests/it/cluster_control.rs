@@ -344,10 +344,19 @@ async fn a_dying_nodes_untold_changes_are_found_by_the_others() {
     let mut erin = crate::support::Client::connect(&nodes[2].ws_url(&format!("/ws?token={access}"))).await;
     erin.expect_auth().await;
     let mut bob = nodes[2].register("bob").await;
+    let mut root = nodes[1].member("root", &["owner"]).await;
+    let created = root.request(json!({"cmd": "bot_create", "botusername": "helper"})).await;
+    let token = created["bottoken"].as_str().unwrap_or_else(|| panic!("bot_create: {created}"));
+    let mut helper = crate::support::Client::connect(&nodes[2].ws_url("/ws")).await;
+    helper.send(json!({"cmd": "botauth", "botusername": "helper", "bottoken": token})).await;
+    helper.expect_auth().await;
+    // A ban, a revoked session family and a replaced bot token, as a node that died between its
+    // commit and telling the others would leave them.
     nodes[0]
         .raw_sql(
             "UPDATE users SET banned = TRUE WHERE username = 'mallory'; \
-             UPDATE sessions SET revoked = TRUE WHERE user_id = (SELECT id FROM users WHERE username = 'erin');",
+             UPDATE sessions SET revoked = TRUE WHERE user_id = (SELECT id FROM users WHERE username = 'erin'); \
+             UPDATE bot_tokens SET token_hash = 'replaced' WHERE user_id = (SELECT id FROM users WHERE username = 'helper');",
         )
         .await;
 
@@ -357,6 +366,10 @@ async fn a_dying_nodes_untold_changes_are_found_by_the_others() {
     match erin.closed().await {
         Closed::Frame(code, _) => assert_eq!(code, 4004, "the revoked session closes with 4004"),
         Closed::Dropped => panic!("the revoked session was dropped without its close frame"),
+    }
+    match helper.closed().await {
+        Closed::Frame(code, _) => assert_eq!(code, 4004, "the bot whose token was replaced closes with 4004"),
+        Closed::Dropped => panic!("the bot was dropped without its close frame"),
     }
     let took = mallory_closed.await.expect("mallory's socket").duration_since(stopped);
     assert!(took < Duration::from_secs(5), "closed {took:?} after the node stopped (ttl 1 s)");
