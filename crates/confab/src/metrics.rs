@@ -47,7 +47,10 @@ pub struct Metrics {
     histograms: DashMap<(&'static str, String), Histogram>,
 }
 
-const HELP: [(&str, &str, &str); 18] = [
+/// Every series Confab records, with its type and help text. [`Metrics::render`] writes only
+/// these: a name missing here would be counted and never shown, so debug builds refuse it at the
+/// first count (see [`Metrics::add`]).
+const HELP: [(&str, &str, &str); 22] = [
     ("confab_connections", "gauge", "Open WebSocket connections by state."),
     ("confab_commands_total", "counter", "Commands handled, by command and outcome."),
     ("confab_command_seconds", "histogram", "Time to handle a command."),
@@ -61,12 +64,21 @@ const HELP: [(&str, &str, &str); 18] = [
     ("confab_cluster_filled_total", "counter", "Events read from the database because the broker lost them."),
     ("confab_cluster_sequencer_early", "gauge", "Events held back waiting for an earlier seq."),
     ("confab_cluster_degraded_polls_total", "counter", "Database polls while the broker was down."),
+    ("confab_cluster_gaps_total", "counter", "Events that arrived over the broker ahead of a missing seq."),
+    ("confab_cluster_nodes", "gauge", "Cluster nodes with a live row."),
+    ("confab_cluster_nodes_reaped_total", "counter", "Dead nodes whose presence this node removed."),
+    ("confab_db_unavailable_total", "counter", "Group commits refused because the database was out of reach."),
     ("confab_db_batch_retries_total", "counter", "Group commits that failed and were retried change by change."),
     ("confab_frames_in_total", "counter", "Frames received from clients."),
     ("confab_frames_out_total", "counter", "Packets queued to clients."),
     ("confab_queue_overflows_total", "counter", "Connections closed because their outbound queue overflowed."),
     ("confab_push_total", "counter", "Web Push notifications by outcome (sent, gone, refused, failed, dropped)."),
 ];
+
+/// Whether `name` is one of [`HELP`]'s, so that [`Metrics::render`] shows it.
+fn described(name: &str) -> bool {
+    HELP.iter().any(|(known, _, _)| *known == name)
+}
 
 impl Metrics {
     /// One frame received from a client.
@@ -86,6 +98,7 @@ impl Metrics {
 
     /// Adds `n` to counter `name{labels}`.
     pub fn add(&self, name: &'static str, labels: String, n: u64) {
+        debug_assert!(described(name), "{name} has no HELP line");
         if let Some(c) = self.counters.get(&(name, labels.clone())) {
             c.fetch_add(n, Ordering::Relaxed);
             return;
@@ -100,16 +113,19 @@ impl Metrics {
 
     /// Moves gauge `name{labels}` by `delta`.
     pub fn gauge(&self, name: &'static str, labels: String, delta: i64) {
+        debug_assert!(described(name), "{name} has no HELP line");
         self.gauges.entry((name, labels)).or_default().fetch_add(delta, Ordering::Relaxed);
     }
 
     /// Sets gauge `name{labels}` to `value`.
     pub fn gauge_set(&self, name: &'static str, labels: String, value: i64) {
+        debug_assert!(described(name), "{name} has no HELP line");
         self.gauges.entry((name, labels)).or_default().store(value, Ordering::Relaxed);
     }
 
     /// Records a duration in histogram `name{labels}`.
     pub fn observe(&self, name: &'static str, labels: String, d: Duration) {
+        debug_assert!(described(name), "{name} has no HELP line");
         if let Some(h) = self.histograms.get(&(name, labels.clone())) {
             h.observe(d);
             return;
@@ -208,5 +224,14 @@ mod tests {
         assert!(text.contains("confab_connections{state=\"open\"} 3"));
         assert!(text.contains("confab_db_commit_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("confab_db_commit_batch_total 5"));
+    }
+
+    /// `render` shows only the series of `HELP`: one counted under another name would never be
+    /// seen (four were, until this check), so debug builds refuse it at once.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "confab_not_described_total has no HELP line")]
+    fn a_series_render_would_not_show_is_refused() {
+        Metrics::default().inc("confab_not_described_total", String::new());
     }
 }

@@ -37,19 +37,9 @@ const OUTAGE: Duration = Duration::from_secs(3);
 /// on a slow shared machine).
 const NOTICE: Duration = Duration::from_secs(20);
 
-/// A counter or gauge of the Prometheus text `metrics` (0 when absent).
-fn metric(metrics: &str, name: &str) -> i64 {
-    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
-}
-
-/// `node`'s `/metrics`.
-async fn metrics(node: &TestServer) -> String {
-    node.http.get(node.url("/metrics")).send().await.expect("GET /metrics").text().await.expect("metrics text")
-}
-
 /// Whether `node` hears its own probes over the broker (`confab_cluster_broker_up`).
 async fn broker_up(node: &TestServer) -> bool {
-    metric(&metrics(node).await, "confab_cluster_broker_up") == 1
+    node.metric("confab_cluster_broker_up").await == 1
 }
 
 /// Waits until every node of `nodes` reports the broker `up` (or down).
@@ -163,7 +153,7 @@ async fn broker_paused(kind: Kind, name: &str) {
         load.round(count, until_broker(&all, true)).await;
     }
     for node in &nodes {
-        assert!(metric(&metrics(node).await, "confab_cluster_degraded_polls_total") > 0, "{name}: no degraded poll");
+        assert!(node.metric("confab_cluster_degraded_polls_total").await > 0, "{name}: no degraded poll");
     }
     load.verdict(nodes, name).await;
 }
@@ -284,9 +274,9 @@ async fn node_cut_off_from_broker() {
         proxy.set(Link::Open);
         load.round(count, until_broker(&[cut_off], true)).await;
     }
-    assert!(metric(&metrics(cut_off).await, "confab_cluster_degraded_polls_total") > 0, "{name}: no degraded poll");
+    assert!(cut_off.metric("confab_cluster_degraded_polls_total").await > 0, "{name}: no degraded poll");
     for node in &others {
-        let filled = metric(&metrics(node).await, "confab_cluster_filled_total");
+        let filled = node.metric("confab_cluster_filled_total").await;
         assert!(filled > 0, "{name}: {} never read the cut-off node's messages from PostgreSQL", node.addr);
     }
     load.verdict(nodes, name).await;
@@ -321,6 +311,17 @@ async fn until_ready(node: &TestServer, status: u16, name: &str) -> Instant {
     }
 }
 
+/// A [`Proxy`] to the test PostgreSQL, and the database URL that goes through it.
+async fn proxied_postgres() -> (Proxy, String) {
+    let direct = postgres_url();
+    let mut through = reqwest::Url::parse(&direct).expect("the PostgreSQL URL");
+    let upstream = format!("{}:{}", through.host_str().unwrap_or("127.0.0.1"), through.port().unwrap_or(5432));
+    let proxy = Proxy::start(upstream).await;
+    through.set_host(Some("127.0.0.1")).expect("a host");
+    through.set_port(Some(proxy.port)).expect("a port");
+    (proxy, through.to_string())
+}
+
 /// What one outage of [`node_cut_off_from_database_by`] looked like, in the order it happened.
 struct Outage {
     cut: Instant,
@@ -338,13 +339,9 @@ struct Outage {
 /// after all), and every viewer ends with every acked message once, in order.
 async fn node_cut_off_from_database_by(link: Link, name: &str) {
     let broker = Broker::start(Kind::Nats).await;
+    let (proxy, through) = proxied_postgres().await;
     let direct = postgres_url();
-    let mut through = reqwest::Url::parse(&direct).expect("the PostgreSQL URL");
-    let upstream = format!("{}:{}", through.host_str().unwrap_or("127.0.0.1"), through.port().unwrap_or(5432));
-    let proxy = Proxy::start(upstream).await;
-    through.set_host(Some("127.0.0.1")).expect("a host");
-    through.set_port(Some(proxy.port)).expect("a port");
-    let routes = [(broker.url(), direct.clone()), (broker.url(), direct), (broker.url(), through.to_string())];
+    let routes = [(broker.url(), direct.clone()), (broker.url(), direct), (broker.url(), through)];
     let nodes = nodes_on(&routes, &["random"], |c| c.store.timeout_ms = STORE_TIMEOUT.as_millis() as u64).await;
     let (rounds, count) = if long() { (5, 150) } else { (1, 20) };
     let cut_off = &nodes[2];
@@ -415,6 +412,9 @@ async fn node_cut_off_from_database_by(link: Link, name: &str) {
             );
             assert!(r.after <= BOUND, "{name}: refused after {:?}", r.after);
         }
+        // Counted where an operator looks for it (the counter was once kept but never shown).
+        let counted = cut_off.metric("confab_db_unavailable_total").await;
+        assert!(counted >= 1, "{name}: /metrics counts {counted} commits refused as unavailable");
         let refused = mine.refused[0].at.saturating_duration_since(cut);
         assert!(refused <= BOUND, "{name}: first refusal {refused:?} after the cut");
         let back = mine.back.expect("acknowledged again").saturating_duration_since(restored);
@@ -447,6 +447,68 @@ async fn node_cut_off_from_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_stalled_from_database() {
     node_cut_off_from_database_by(Link::Stalled, "db-stalled").await;
+}
+
+/// PostgreSQL out of reach for every node at once: the one link all three go through is cut
+/// before a round and stays cut for at least [`OUTAGE`] while every node's sender sends. Every
+/// node refuses messages with `unavailable` within [`BOUND`] of each send, counts the refusals in
+/// `/metrics` and says it is not ready; none goes down or acknowledges a message it could not
+/// commit. Once the link is back every node is ready again by itself, the refused messages sent
+/// again with their nonces are acknowledged, and every viewer ends with every acked message once,
+/// in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_out_of_reach_for_every_node() {
+    let name = "db-down";
+    let broker = Broker::start(Kind::Nats).await;
+    let (proxy, through) = proxied_postgres().await;
+    let route = (broker.url(), through);
+    let routes = [route.clone(), route.clone(), route];
+    let nodes = nodes_on(&routes, &[], |c| c.store.timeout_ms = STORE_TIMEOUT.as_millis() as u64).await;
+    let count = if long() { 150 } else { 20 };
+    let mut load = Load::on(&nodes).await;
+    load.round(count, async {}).await;
+    let cut = Instant::now();
+    proxy.set(Link::Cut);
+    let mut restored = None;
+    let sent = load
+        .round(count, async {
+            for node in &nodes {
+                until_ready(node, 503, name).await;
+            }
+            tokio::time::sleep_until(cut + OUTAGE).await;
+            proxy.set(Link::Open);
+            restored = Some(Instant::now());
+            for node in &nodes {
+                until_ready(node, 200, name).await;
+            }
+        })
+        .await;
+    let restored = restored.expect("the outage ran");
+    for (node, sending) in nodes.iter().zip(&sent) {
+        assert!(!sending.refused.is_empty(), "{name}: {} refused nothing while cut off", node.addr);
+        for r in &sending.refused {
+            assert_eq!(
+                (r.reply["code"].as_str(), r.reply["val"].as_str()),
+                (Some("unavailable"), Some(UNAVAILABLE)),
+                "{name}: {}",
+                r.reply
+            );
+            assert!(r.after <= BOUND, "{name}: refused after {:?}", r.after);
+        }
+        let back = sending.back.expect("acknowledged again once the link was back");
+        assert!(back >= restored, "{name}: {} acknowledged a message while cut off", node.addr);
+        let counted = node.metric("confab_db_unavailable_total").await;
+        assert!(counted >= 1, "{name}: {} counts {counted} commits refused as unavailable", node.addr);
+    }
+    println!(
+        "cluster-{name}: {} refusals over {:.2} s cut off, {} committed after all",
+        sent.iter().map(|s| s.refused.len()).sum::<usize>(),
+        (restored - cut).as_secs_f64(),
+        sent.iter().map(|s| s.duplicates).sum::<usize>(),
+    );
+    let after = load.round(count, async {}).await;
+    assert!(after.iter().all(|s| s.refused.is_empty()), "{name}: refused after the link came back");
+    load.verdict(nodes, name).await;
 }
 
 /// A `confab serve` process of the cluster, with its working folder (its data folder is in it).

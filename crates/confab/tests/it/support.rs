@@ -309,6 +309,13 @@ impl TestServer {
     }
 
     /// Stops the server gracefully and waits for it.
+    /// Counter or gauge `name` (without labels) of this server's `/metrics`; 0 when absent.
+    pub async fn metric(&self, name: &str) -> i64 {
+        let text = self.http.get(self.url("/metrics")).send().await.expect("GET /metrics");
+        let text = text.text().await.expect("metrics text");
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
