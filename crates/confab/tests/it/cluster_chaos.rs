@@ -544,8 +544,14 @@ async fn three_processes(broker: &Broker) -> Vec<Node> {
 
 /// What a client does when its node is gone: log in on the next node of `urls`.
 async fn fail_over(urls: &[String], node: &mut usize, name: &str) -> Client {
-    *node = (*node + 1) % urls.len();
-    Client::login(&urls[*node], name, "correct horse").await
+    for _ in 1..urls.len() {
+        *node = (*node + 1) % urls.len();
+        // A killed node refuses the connection: on to the next.
+        if Client::open(&urls[*node], &[]).await.is_ok() {
+            return Client::login(&urls[*node], name, "correct horse").await;
+        }
+    }
+    panic!("{name}: no node left to move to")
 }
 
 /// A viewer that survives its node: collects the seqs of `want` messages of [`CHANNEL`]; when
@@ -672,7 +678,15 @@ struct Sent {
 /// acked message once, in order, and nothing is stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sigkilled_under_load() {
-    node_sigkilled("sigkill", false).await;
+    nodes_sigkilled("sigkill", 1, false).await;
+}
+
+/// Two of the three SIGKILLed at once, each with a window of its sender's messages committed and
+/// unacknowledged: both viewers and senders end on the last node, which alone carries the rest.
+/// The verdict is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_sigkilled_under_load() {
+    nodes_sigkilled("sigkill-two", 2, false).await;
 }
 
 /// The same kill with the broker SIGSTOPped just before it, and continued only once every sender
@@ -680,17 +694,18 @@ async fn node_sigkilled_under_load() {
 /// with PostgreSQL alone (degraded polling). The verdict is the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sigkilled_while_the_broker_is_stopped() {
-    node_sigkilled("sigkill-broker-stopped", true).await;
+    nodes_sigkilled("sigkill-broker-stopped", 1, true).await;
 }
 
-/// [`node_sigkilled_under_load`], with the broker stopped around the kill when `broker_stopped`.
-async fn node_sigkilled(name: &str, broker_stopped: bool) {
+/// [`node_sigkilled_under_load`] with the last `killed` nodes of three, and the broker stopped
+/// around the kill when `broker_stopped`.
+async fn nodes_sigkilled(name: &str, killed: usize, broker_stopped: bool) {
     let broker = Broker::start(Kind::Nats).await;
     let mut nodes = three_processes(&broker).await;
     let urls: Vec<String> = nodes.iter().map(|n| n.server.ws_url()).collect();
     let count = if long() { 400 } else { 40 };
     let want = count * nodes.len();
-    let victim = nodes.len() - 1;
+    let victims = nodes.len() - killed..nodes.len();
     let mut viewers = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let viewer = format!("viewer{i}");
@@ -699,50 +714,63 @@ async fn node_sigkilled(name: &str, broker_stopped: bool) {
         let start = page["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {page}"));
         viewers.push(tokio::spawn(watch_across(urls.clone(), i, viewer, client, start, want)));
     }
-    let (stalled, mut last_sent) = oneshot::channel();
-    let (release, stall_release) = oneshot::channel();
-    let mut stall = Some(Stall { at: count / 3, stalled, release: stall_release });
+    let (mut stalls, mut last_sent, mut releases) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in victims.clone() {
+        let (stalled, last) = oneshot::channel();
+        let (release, stall_release) = oneshot::channel();
+        stalls.push(Stall { at: count / 3, stalled, release: stall_release });
+        last_sent.push(last);
+        releases.push(release);
+    }
     let mut reader = Client::register(&urls[0], "reader").await;
     let mut senders = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let sender = format!("sender{i}");
         let client = Client::register(url, &sender).await;
-        let stall = if i == victim { stall.take() } else { None };
+        let stall = if victims.contains(&i) { stalls.pop() } else { None };
         senders.push(tokio::spawn(send_across(urls.clone(), i, sender, client, count, stall)));
     }
-    let last_sent = (&mut last_sent).await.expect("the victim's sender stalls");
-    let deadline = Instant::now() + NOTICE;
-    loop {
-        let page = reader.request(json!({"cmd": "messages_get", "channel": CHANNEL, "limit": 20})).await;
-        if page["messages"].as_array().expect("messages").iter().any(|m| m["content"] == last_sent.as_str()) {
-            break;
+    for last_sent in last_sent {
+        let last_sent = last_sent.await.expect("a victim's sender stalls");
+        let deadline = Instant::now() + NOTICE;
+        loop {
+            let page = reader.request(json!({"cmd": "messages_get", "channel": CHANNEL, "limit": 40})).await;
+            if page["messages"].as_array().expect("messages").iter().any(|m| m["content"] == last_sent.as_str()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name}: {last_sent:?} never committed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(Instant::now() < deadline, "{name}: {last_sent:?} never committed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if broker_stopped {
         broker.signal("STOP");
     }
-    nodes[victim].server.kill();
-    let killed = Instant::now();
-    release.send(()).expect("the victim's sender waits");
+    for victim in victims.clone() {
+        nodes[victim].server.kill();
+    }
+    let killed_at = Instant::now();
+    for release in releases {
+        release.send(()).expect("a victim's sender waits");
+    }
     let mut acked = BTreeSet::new();
     let (mut resent, mut duplicates) = (0, 0);
     for (i, s) in senders.into_iter().enumerate() {
         let sent = s.await.expect("sender");
         assert_eq!(sent.acked.len(), count, "{name}: one seq per message");
-        assert_eq!(sent.failovers, usize::from(i == victim), "{name}: sender {i} moved {} times", sent.failovers);
+        let moved = usize::from(victims.contains(&i));
+        assert_eq!(sent.failovers, moved, "{name}: sender {i} moved {} times", sent.failovers);
         acked.extend(sent.acked);
         (resent, duplicates) = (resent + sent.resent, duplicates + sent.duplicates);
     }
     let mut seen = Vec::new();
     for (i, v) in viewers.into_iter().enumerate() {
         let (got, failovers) = v.await.expect("viewer");
-        assert_eq!(failovers, usize::from(i == victim), "{name}: viewer {i} moved {failovers} times");
+        let moved = usize::from(victims.contains(&i));
+        assert_eq!(failovers, moved, "{name}: viewer {i} moved {failovers} times");
         seen.push(got);
     }
     if broker_stopped {
-        let secs = killed.elapsed().as_secs_f64();
+        let secs = killed_at.elapsed().as_secs_f64();
         println!(
             "cluster-{name}: everything sent, acknowledged and delivered {secs:.2} s after the kill, broker stopped"
         );
@@ -753,7 +781,7 @@ async fn node_sigkilled(name: &str, broker_stopped: bool) {
     check(&mut reader, CHANNEL, &seen, &acked, name).await;
     println!("cluster-{name}: {resent} messages sent again after the kill, {duplicates} of them committed before it");
     drop(broker);
-    for mut node in nodes.drain(..victim) {
+    for mut node in nodes.drain(..victims.start) {
         assert!(node.server.alive(), "{name}: a surviving node died\n{}", node.server.logs());
     }
 }
