@@ -311,6 +311,24 @@ async fn until_ready(node: &TestServer, status: u16, name: &str) -> Instant {
     }
 }
 
+/// `node` refused `sending` at least once while cut off, each time as `unavailable` within
+/// [`BOUND`], and counts such refusals where an operator looks (the counter was once kept but never
+/// shown in `/metrics`).
+async fn refused_as_unavailable(node: &TestServer, sending: &Sending, name: &str) {
+    assert!(!sending.refused.is_empty(), "{name}: {} refused nothing while cut off", node.addr);
+    for r in &sending.refused {
+        assert_eq!(
+            (r.reply["code"].as_str(), r.reply["val"].as_str()),
+            (Some("unavailable"), Some(UNAVAILABLE)),
+            "{name}: {}",
+            r.reply
+        );
+        assert!(r.after <= BOUND, "{name}: refused after {:?}", r.after);
+    }
+    let counted = node.metric("confab_db_unavailable_total").await;
+    assert!(counted >= 1, "{name}: {} counts {counted} commits refused as unavailable", node.addr);
+}
+
 /// A [`Proxy`] to the test PostgreSQL, and the database URL that goes through it.
 async fn proxied_postgres() -> (Proxy, String) {
     let direct = postgres_url();
@@ -402,19 +420,7 @@ async fn node_cut_off_from_database_by(link: Link, name: &str) {
             }
             assert!(other.slowest <= BOUND, "{name}: a reply took {:?}", other.slowest);
         }
-        assert!(!mine.refused.is_empty(), "{name}: the cut-off node refused nothing");
-        for r in &mine.refused {
-            assert_eq!(
-                (r.reply["code"].as_str(), r.reply["val"].as_str()),
-                (Some("unavailable"), Some(UNAVAILABLE)),
-                "{name}: {}",
-                r.reply
-            );
-            assert!(r.after <= BOUND, "{name}: refused after {:?}", r.after);
-        }
-        // Counted where an operator looks for it (the counter was once kept but never shown).
-        let counted = cut_off.metric("confab_db_unavailable_total").await;
-        assert!(counted >= 1, "{name}: /metrics counts {counted} commits refused as unavailable");
+        refused_as_unavailable(cut_off, mine, name).await;
         let refused = mine.refused[0].at.saturating_duration_since(cut);
         assert!(refused <= BOUND, "{name}: first refusal {refused:?} after the cut");
         let back = mine.back.expect("acknowledged again").saturating_duration_since(restored);
@@ -485,20 +491,9 @@ async fn database_out_of_reach_for_every_node() {
         .await;
     let restored = restored.expect("the outage ran");
     for (node, sending) in nodes.iter().zip(&sent) {
-        assert!(!sending.refused.is_empty(), "{name}: {} refused nothing while cut off", node.addr);
-        for r in &sending.refused {
-            assert_eq!(
-                (r.reply["code"].as_str(), r.reply["val"].as_str()),
-                (Some("unavailable"), Some(UNAVAILABLE)),
-                "{name}: {}",
-                r.reply
-            );
-            assert!(r.after <= BOUND, "{name}: refused after {:?}", r.after);
-        }
+        refused_as_unavailable(node, sending, name).await;
         let back = sending.back.expect("acknowledged again once the link was back");
         assert!(back >= restored, "{name}: {} acknowledged a message while cut off", node.addr);
-        let counted = node.metric("confab_db_unavailable_total").await;
-        assert!(counted >= 1, "{name}: {} counts {counted} commits refused as unavailable", node.addr);
     }
     println!(
         "cluster-{name}: {} refusals over {:.2} s cut off, {} committed after all",
