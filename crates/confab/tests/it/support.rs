@@ -308,7 +308,6 @@ impl TestServer {
         Self::start(listener, self.config.clone(), self.location.clone(), dir).await
     }
 
-    /// Stops the server gracefully and waits for it.
     /// Counter or gauge `name` (without labels) of this server's `/metrics`; 0 when absent.
     pub async fn metric(&self, name: &str) -> i64 {
         let text = self.http.get(self.url("/metrics")).send().await.expect("GET /metrics");
@@ -316,6 +315,7 @@ impl TestServer {
         text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
     }
 
+    /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
