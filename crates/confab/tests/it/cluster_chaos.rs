@@ -740,7 +740,9 @@ async fn nodes_sigkilled(name: &str, killed: usize, broker_stopped: bool) {
     if broker_stopped {
         broker.signal("STOP");
     }
-    for victim in victims.clone() {
+    // The last first: a client moving off an earlier victim goes to the next node, which must
+    // already be dead (or alive for good), or it would move twice.
+    for victim in victims.clone().rev() {
         nodes[victim].server.kill();
     }
     let killed_at = Instant::now();
