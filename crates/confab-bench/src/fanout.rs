@@ -251,8 +251,8 @@ pub fn notes_for(names: [&str; 2], load: &Load, results: [&FanoutResult; 2]) -> 
         if let Some(s) = &result.server_metrics {
             let mut line = format!(
                 "{name} during the window: {:.0} group commits, {:.2} ms each on average, {:.1} messages per \
-                 commit; message_new handled in {:.2} ms on average",
-                s.commits, s.commit_mean_ms, s.commit_batch_mean, s.message_new_mean_ms
+                 commit; message_new handled in {:.2} ms on average, {:.2} ms of it waiting in the writer's queue",
+                s.commits, s.commit_mean_ms, s.commit_batch_mean, s.message_new_mean_ms, s.writer_queue_mean_ms
             );
             if result.nodes > 1 {
                 line += &format!(

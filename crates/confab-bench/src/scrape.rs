@@ -15,6 +15,8 @@ pub struct ServerMetrics {
     /// Messages (and other changes) per group commit, on average.
     pub commit_batch_mean: f64,
     pub message_new_mean_ms: f64,
+    /// How long a change waited in the writer's queue for its group commit to start, on average.
+    pub writer_queue_mean_ms: f64,
     pub messages_get_mean_ms: f64,
     pub queue_overflows: f64,
     /// Cluster mode: events a node read from PostgreSQL because the broker lost or delayed them.
@@ -31,6 +33,8 @@ pub struct Snapshot {
     batch_total: f64,
     new_sum: f64,
     new_count: f64,
+    queue_sum: f64,
+    queue_count: f64,
     get_sum: f64,
     get_count: f64,
     overflows: f64,
@@ -70,6 +74,8 @@ impl Snapshot {
             batch_total: sum(text, "confab_db_commit_batch_total", ""),
             new_sum: sum(text, "confab_command_seconds_sum", new),
             new_count: sum(text, "confab_command_seconds_count", new),
+            queue_sum: sum(text, "confab_db_queue_seconds_sum", ""),
+            queue_count: sum(text, "confab_db_queue_seconds_count", ""),
             get_sum: sum(text, "confab_command_seconds_sum", get),
             get_count: sum(text, "confab_command_seconds_count", get),
             overflows: sum(text, "confab_queue_overflows_total", ""),
@@ -86,6 +92,8 @@ impl Snapshot {
             batch_total: self.batch_total + other.batch_total,
             new_sum: self.new_sum + other.new_sum,
             new_count: self.new_count + other.new_count,
+            queue_sum: self.queue_sum + other.queue_sum,
+            queue_count: self.queue_count + other.queue_count,
             get_sum: self.get_sum + other.get_sum,
             get_count: self.get_count + other.get_count,
             overflows: self.overflows + other.overflows,
@@ -103,6 +111,8 @@ impl Snapshot {
             commit_mean_ms: 1000.0 * ratio(d(self.commit_sum, earlier.commit_sum), commits),
             commit_batch_mean: ratio(d(self.batch_total, earlier.batch_total), commits),
             message_new_mean_ms: 1000.0 * ratio(d(self.new_sum, earlier.new_sum), d(self.new_count, earlier.new_count)),
+            writer_queue_mean_ms: 1000.0
+                * ratio(d(self.queue_sum, earlier.queue_sum), d(self.queue_count, earlier.queue_count)),
             messages_get_mean_ms: 1000.0
                 * ratio(d(self.get_sum, earlier.get_sum), d(self.get_count, earlier.get_count)),
             queue_overflows: d(self.overflows, earlier.overflows),
@@ -126,13 +136,16 @@ mod tests {
                     confab_command_seconds_sum{cmd=\"message_new\"} 2\n\
                     confab_command_seconds_count{cmd=\"message_new\"} 1000\n\
                     confab_command_seconds_sum{cmd=\"messages_get\"} 1\n\
-                    confab_command_seconds_count{cmd=\"messages_get\"} 500\n";
+                    confab_command_seconds_count{cmd=\"messages_get\"} 500\n\
+                    confab_db_queue_seconds_sum 0.3\n\
+                    confab_db_queue_seconds_count 1000\n";
         let m = Snapshot::parse(text).since(&Snapshot::default());
         assert_eq!(m.commits, 100.0);
         assert_eq!(m.commit_mean_ms, 5.0);
         assert_eq!(m.commit_batch_mean, 8.0);
         assert_eq!(m.message_new_mean_ms, 2.0);
         assert_eq!(m.messages_get_mean_ms, 2.0);
+        assert!((m.writer_queue_mean_ms - 0.3).abs() < 1e-9, "{}", m.writer_queue_mean_ms);
         assert_eq!(m.queue_overflows, 0.0);
         assert_eq!(Snapshot::parse(text).since(&Snapshot::parse(text)), ServerMetrics::default());
         let two = Snapshot::parse(text).plus(&Snapshot::parse(text)).since(&Snapshot::default());

@@ -50,7 +50,7 @@ pub struct Metrics {
 /// Every series Confab records, with its type and help text. [`Metrics::render`] writes only
 /// these: a name missing here would be counted and never shown, so debug builds refuse it at the
 /// first count (see [`Metrics::add`]).
-const HELP: [(&str, &str, &str); 22] = [
+const HELP: [(&str, &str, &str); 23] = [
     ("confab_connections", "gauge", "Open WebSocket connections by state."),
     ("confab_commands_total", "counter", "Commands handled, by command and outcome."),
     ("confab_command_seconds", "histogram", "Time to handle a command."),
@@ -58,6 +58,11 @@ const HELP: [(&str, &str, &str); 22] = [
     ("confab_auth_attempts_total", "counter", "Authentication attempts by method and outcome."),
     ("confab_closes_total", "counter", "Connections closed by the server, by close code."),
     ("confab_db_commit_seconds", "histogram", "Duration of group commits."),
+    (
+        "confab_db_queue_seconds",
+        "histogram",
+        "Time a change waits in the writer's queue before its group commit starts.",
+    ),
     ("confab_db_commit_batch_total", "counter", "Messages committed by the group-commit writer."),
     ("confab_cluster_broker_up", "gauge", "1 while the cluster broker delivers this node's probes."),
     ("confab_cluster_publish_dropped_total", "counter", "Envelopes not published (queue full or broker error)."),

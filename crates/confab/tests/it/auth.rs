@@ -1231,7 +1231,13 @@ async fn info_health_and_readiness() {
 async fn metrics_from_loopback() {
     let server = TestServer::spawn().await;
     server.http_register("Alice").await;
-    let _alice = server.login("Alice", PASSWORD).await;
+    let mut alice = server.login("Alice", PASSWORD).await;
+    let before = server.metric("confab_db_queue_seconds_count").await;
+    let sent = alice.request(json!({"cmd": "message_new", "channel": "general", "content": "hi"})).await;
+    assert_eq!(sent["cmd"], "message_new", "{sent}");
+    // Each change's wait for the writer is counted, so the bench can tell it from the commit.
+    let after = server.metric("confab_db_queue_seconds_count").await;
+    assert!(after >= before + 1.0, "confab_db_queue_seconds_count {before} → {after}");
     let r = server.http.get(server.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let ct = r.headers().get("content-type").unwrap().to_str().unwrap().to_owned();

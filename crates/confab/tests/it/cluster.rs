@@ -334,7 +334,7 @@ async fn delivery(kind: Kind, channels: &[&str], name: &str) {
     // No batch failed and was retried alone (a deadlock would have been).
     for node in &nodes {
         let retries = node.metric("confab_db_batch_retries_total").await;
-        assert_eq!(retries, 0, "{name}: {retries} batches retried change by change");
+        assert_eq!(retries, 0.0, "{name}: {retries} batches retried change by change");
     }
     for node in nodes {
         node.stop().await;

@@ -39,7 +39,7 @@ const NOTICE: Duration = Duration::from_secs(20);
 
 /// Whether `node` hears its own probes over the broker (`confab_cluster_broker_up`).
 async fn broker_up(node: &TestServer) -> bool {
-    node.metric("confab_cluster_broker_up").await == 1
+    node.metric("confab_cluster_broker_up").await == 1.0
 }
 
 /// Waits until every node of `nodes` reports the broker `up` (or down).
@@ -153,7 +153,7 @@ async fn broker_paused(kind: Kind, name: &str) {
         load.round(count, until_broker(&all, true)).await;
     }
     for node in &nodes {
-        assert!(node.metric("confab_cluster_degraded_polls_total").await > 0, "{name}: no degraded poll");
+        assert!(node.metric("confab_cluster_degraded_polls_total").await > 0.0, "{name}: no degraded poll");
     }
     load.verdict(nodes, name).await;
 }
@@ -274,10 +274,10 @@ async fn node_cut_off_from_broker() {
         proxy.set(Link::Open);
         load.round(count, until_broker(&[cut_off], true)).await;
     }
-    assert!(cut_off.metric("confab_cluster_degraded_polls_total").await > 0, "{name}: no degraded poll");
+    assert!(cut_off.metric("confab_cluster_degraded_polls_total").await > 0.0, "{name}: no degraded poll");
     for node in &others {
         let filled = node.metric("confab_cluster_filled_total").await;
-        assert!(filled > 0, "{name}: {} never read the cut-off node's messages from PostgreSQL", node.addr);
+        assert!(filled > 0.0, "{name}: {} never read the cut-off node's messages from PostgreSQL", node.addr);
     }
     load.verdict(nodes, name).await;
 }
@@ -326,7 +326,7 @@ async fn refused_as_unavailable(node: &TestServer, sending: &Sending, name: &str
         assert!(r.after <= BOUND, "{name}: refused after {:?}", r.after);
     }
     let counted = node.metric("confab_db_unavailable_total").await;
-    assert!(counted >= 1, "{name}: {} counts {counted} commits refused as unavailable", node.addr);
+    assert!(counted >= 1.0, "{name}: {} counts {counted} commits refused as unavailable", node.addr);
 }
 
 /// A [`Proxy`] to the test PostgreSQL, and the database URL that goes through it.

@@ -326,19 +326,6 @@ async fn voice_members_and_signals_cross_nodes() {
     }
 }
 
-/// Waits until `node`'s `/metrics` counts `want` live cluster nodes (`confab_cluster_nodes`).
-async fn nodes_counted(node: &crate::support::TestServer, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let counted = node.metric("confab_cluster_nodes").await;
-        if counted == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{} counts {counted} live nodes, not {want}", node.addr);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A node may commit a change and die before logging it (docs/cluster.md, "Control log"). Here
 /// the change is written straight into PostgreSQL, as that node would have: a ban and a revoked
 /// session family that no node was told of. Once the node is declared dead, the others reread the
@@ -373,7 +360,7 @@ async fn a_dying_nodes_untold_changes_are_found_by_the_others() {
         )
         .await;
 
-    nodes_counted(&nodes[1], 3).await;
+    nodes[1].wait_metric("confab_cluster_nodes", |live| live == 3.0).await;
     let stopped = Instant::now();
     nodes.remove(0).stop().await;
     let mallory_closed = tokio::spawn(banned(mallory));
@@ -389,7 +376,7 @@ async fn a_dying_nodes_untold_changes_are_found_by_the_others() {
     assert!(took < Duration::from_secs(5), "closed {took:?} after the node stopped (ttl 1 s)");
     let reply = bob.request(json!({"cmd": "users_online"})).await;
     assert_eq!(reply["cmd"], "users_online", "bob, whom the change did not touch, is still served: {reply}");
-    nodes_counted(&nodes[0], 2).await;
+    nodes[0].wait_metric("confab_cluster_nodes", |live| live == 2.0).await;
     for node in nodes {
         node.stop().await;
     }

@@ -112,30 +112,6 @@ async fn answer(c: &mut Client, mut frame: Value, listener: &str) -> Option<Valu
     }
 }
 
-/// The value of one series at `GET /metrics`, written as rendered (`name{labels}`); 0 when absent.
-pub(crate) async fn metric(server: &TestServer, series: &str) -> f64 {
-    let r = server.http.get(server.url("/metrics")).send().await.expect("GET /metrics");
-    assert!(r.status().is_success(), "GET /metrics: {}", r.status());
-    let text = r.text().await.expect("metrics body");
-    text.lines()
-        .filter_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .find_map(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Waits until `series` satisfies `pred`; fails after [`WAIT`].
-pub(crate) async fn wait_metric(server: &TestServer, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let v = metric(server, series).await;
-        if pred(v) {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{series} stayed at {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 pub(crate) const OPEN_CONNECTIONS: &str = "confab_connections{state=\"open\"}";
 
 /// Sends a message to #general and returns the echo.
@@ -595,7 +571,7 @@ async fn silent_peers_are_closed_with_4000() {
     .await;
     let mut silent = server.register("Alice").await;
     // Don't touch the socket (no reads, so no Pong either) until the server has given up on it.
-    wait_metric(&server, "confab_closes_total{code=\"4000\"}", |v| v >= 1.0).await;
+    server.wait_metric("confab_closes_total{code=\"4000\"}", |v| v >= 1.0).await;
     match silent.closed().await {
         Closed::Frame(code, _) => assert_eq!(code, 4000),
         Closed::Dropped => panic!("expected close 4000, the connection was dropped"),
@@ -679,7 +655,7 @@ async fn connections_per_ip_are_limited_before_the_upgrade() {
     }
     // A closed connection gives its slot back.
     drop(first);
-    wait_metric(&server, OPEN_CONNECTIONS, |v| v <= 1.0).await;
+    server.wait_metric(OPEN_CONNECTIONS, |v| v <= 1.0).await;
     let mut third = Client::open(&server.ws_url("/"), &[]).await.expect("a freed slot admits a new connection");
     assert_eq!(third.recv().await["cmd"], "handshake");
     server.stop().await;
@@ -762,7 +738,7 @@ async fn presence_follows_the_first_and_last_connection() {
     // Closing one of two connections: still online, nothing announced.
     alice1.ws.close(None).await.expect("close");
     drop(alice1);
-    wait_metric(&server, OPEN_CONNECTIONS, |v| v <= 2.0).await;
+    server.wait_metric(OPEN_CONNECTIONS, |v| v <= 2.0).await;
     let seen = sync(&mut bob).await;
     assert_eq!(count_cmd(&seen, "user_disconnect"), 0, "{seen:?}");
     assert_eq!(online_names(&mut bob).await, vec!["Alice", "Bob"]);
@@ -1621,7 +1597,7 @@ async fn a_slow_consumer_is_closed_and_delays_no_one() {
     for i in 0..MAX_MESSAGES {
         let echo = say(&mut sender, &format!("{i:05} {body}")).await;
         acked.push(seq_id(&echo));
-        if overflow_at.is_none() && i % 16 == 0 && metric(&server, "confab_queue_overflows_total").await >= 1.0 {
+        if overflow_at.is_none() && i % 16 == 0 && server.metric("confab_queue_overflows_total").await >= 1.0 {
             overflow_at = Some(i);
         }
         if overflow_at.is_some_and(|at| i >= at + AFTER_OVERFLOW) {

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
 use crate::{
-    gateway::{OPEN_CONNECTIONS, metric, spawn_unlimited, stalled_reader, wait_metric},
+    gateway::{OPEN_CONNECTIONS, spawn_unlimited, stalled_reader},
     support::{Backend, Client, TestServer, WAIT},
 };
 
@@ -64,11 +64,11 @@ async fn a_ban_ends_a_connection_whose_peer_stopped_reading() {
     let server = flood_server(|_| {}).await;
     let stalled = stalled_reader(&server, "Stalled").await;
     let mut admin = server.member("boss", &["admin"]).await;
-    let open = wait_metric(&server, OPEN_CONNECTIONS, |v| v == 2.0).await;
+    let open = server.wait_metric(OPEN_CONNECTIONS, |v| v == 2.0).await;
     flood(&mut admin).await;
     let r = admin.request(json!({"cmd": "user_ban", "user": "Stalled"})).await;
     assert_eq!(r["banned"], true, "{r}");
-    wait_metric(&server, OPEN_CONNECTIONS, |v| v == open - 1.0).await;
+    server.wait_metric(OPEN_CONNECTIONS, |v| v == open - 1.0).await;
     assert_ends(stalled).await;
     server.stop().await;
 }
@@ -80,10 +80,10 @@ async fn a_write_blocked_past_the_timeout_drops_the_connection() {
     let server = flood_server(|c| c.security.write_timeout_s = 1).await;
     let stalled = stalled_reader(&server, "Stalled").await;
     let mut sender = server.register("Sender").await;
-    let open = wait_metric(&server, OPEN_CONNECTIONS, |v| v == 2.0).await;
+    let open = server.wait_metric(OPEN_CONNECTIONS, |v| v == 2.0).await;
     flood(&mut sender).await;
-    wait_metric(&server, OPEN_CONNECTIONS, |v| v == open - 1.0).await;
-    assert!(metric(&server, "confab_connections{state=\"authenticated\"}").await <= 1.0);
+    server.wait_metric(OPEN_CONNECTIONS, |v| v == open - 1.0).await;
+    assert!(server.metric("confab_connections{state=\"authenticated\"}").await <= 1.0);
     assert_ends(stalled).await;
     server.stop().await;
 }

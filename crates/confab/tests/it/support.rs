@@ -308,11 +308,29 @@ impl TestServer {
         Self::start(listener, self.config.clone(), self.location.clone(), dir).await
     }
 
-    /// Counter or gauge `name` (without labels) of this server's `/metrics`; 0 when absent.
-    pub async fn metric(&self, name: &str) -> i64 {
-        let text = self.http.get(self.url("/metrics")).send().await.expect("GET /metrics");
-        let text = text.text().await.expect("metrics text");
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+    /// The value of one series at `GET /metrics`, written as rendered (`name` or `name{labels}`);
+    /// 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let r = self.http.get(self.url("/metrics")).send().await.expect("GET /metrics");
+        assert!(r.status().is_success(), "GET /metrics: {}", r.status());
+        let text = r.text().await.expect("metrics body");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until `series` satisfies `pred`; fails after [`WAIT`].
+    pub async fn wait_metric(&self, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.metric(series).await;
+            if pred(v) {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{series} stayed at {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stops the server gracefully and waits for it.

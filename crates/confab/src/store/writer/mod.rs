@@ -50,6 +50,8 @@ struct Op {
     on_commit: OnCommit,
     /// The outcome, and for the batch's last change the readers to wake (see [`publish`]).
     reply: oneshot::Sender<(Result<Appended>, Wakes)>,
+    /// When the change was queued: its wait for the writer is `confab_db_queue_seconds`.
+    queued: Instant,
 }
 
 /// Handle to the writer; cheap to clone.
@@ -116,7 +118,10 @@ impl Writer {
 
     async fn submit(&self, change: Change, on_commit: OnCommit) -> Result<Appended> {
         let (reply, done) = oneshot::channel();
-        self.tx.send(Op { change, on_commit, reply }).await.map_err(|_| Error::Internal("writer stopped".into()))?;
+        self.tx
+            .send(Op { change, on_commit, reply, queued: Instant::now() })
+            .await
+            .map_err(|_| Error::Internal("writer stopped".into()))?;
         let (outcome, wakes) = done.await.map_err(|_| Error::Internal("writer stopped".into()))?;
         wakes.wake();
         outcome
@@ -190,6 +195,11 @@ async fn run(
             }
         }
         let started = Instant::now();
+        // The commit in progress and, when the writer was idle, its wake-up: about half of a
+        // message's time in the server on a loaded machine (BENCHMARKS.md, thirteenth session).
+        for op in &batch {
+            metrics.observe("confab_db_queue_seconds", String::new(), started.saturating_duration_since(op.queued));
+        }
         let (committed, overlapped) = {
             let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
             let committing = commit(&backend, direct.as_mut(), &changes, &mut seqs, &mut own);
@@ -350,7 +360,7 @@ mod tests {
                     out.push_later(&Packet::from(format!("p{i}")), wakes);
                 });
                 let change = Change::Append(Box::new(Append::new(message(None, None, None))));
-                ops.push(Op { change, on_commit, reply });
+                ops.push(Op { change, on_commit, reply, queued: Instant::now() });
                 answers.push(answer);
             }
             if last_caller_gone {
