@@ -130,12 +130,19 @@ impl Metrics {
 
     /// Records a duration in histogram `name{labels}`.
     pub fn observe(&self, name: &'static str, labels: String, d: Duration) {
+        self.observe_each(name, labels, [d]);
+    }
+
+    /// Records several durations in histogram `name{labels}`, finding it once: for one figure
+    /// per message of a batch, on the writer that every message waits for.
+    pub fn observe_each(&self, name: &'static str, labels: String, ds: impl IntoIterator<Item = Duration>) {
         debug_assert!(described(name), "{name} has no HELP line");
         if let Some(h) = self.histograms.get(&(name, labels.clone())) {
-            h.observe(d);
+            ds.into_iter().for_each(|d| h.observe(d));
             return;
         }
-        self.histograms.entry((name, labels)).or_default().observe(d);
+        let h = self.histograms.entry((name, labels)).or_default();
+        ds.into_iter().for_each(|d| h.observe(d));
     }
 
     /// One group commit of `size` messages took `d`.

@@ -197,9 +197,8 @@ async fn run(
         let started = Instant::now();
         // The commit in progress and, when the writer was idle, its wake-up: about half of a
         // message's time in the server on a loaded machine (BENCHMARKS.md, thirteenth session).
-        for op in &batch {
-            metrics.observe("confab_db_queue_seconds", String::new(), started.saturating_duration_since(op.queued));
-        }
+        let waits = batch.iter().map(|op| started.saturating_duration_since(op.queued));
+        metrics.observe_each("confab_db_queue_seconds", String::new(), waits);
         let (committed, overlapped) = {
             let changes: Vec<&Change> = batch.iter().map(|op| &op.change).collect();
             let committing = commit(&backend, direct.as_mut(), &changes, &mut seqs, &mut own);
