@@ -46,7 +46,7 @@ pub struct TokenLogin {
 }
 
 /// The `auth_error` while an IP bucket is empty or a username is locked (PROTOCOL §4.5, §8.3).
-pub fn rate_limited(wait: std::time::Duration) -> Error {
+fn rate_limited(wait: std::time::Duration) -> Error {
     Error::new(
         ErrorCode::AuthRateLimited,
         format!("Too many authentication attempts. Try again in {} seconds", whole_seconds(wait)),
@@ -71,7 +71,15 @@ impl AppState {
 
     /// Refuses the attempt while `ip`'s auth bucket is empty.
     pub fn auth_gate(&self, ip: IpAddr) -> Result<()> {
-        self.throttle.check_ip(ip).map_err(rate_limited)
+        self.throttle.check_ip(ip).map_err(|wait| self.auth_limited(wait))
+    }
+
+    /// The answer to an attempt refused by an auth throttle (an empty IP bucket or a locked
+    /// name), counted as `confab_rate_limited_total{class="auth"}`: a password-guessing run shows
+    /// on `/metrics` as these refusals, not as failures, once the throttles hold it back.
+    pub fn auth_limited(&self, wait: std::time::Duration) -> Error {
+        self.metrics.inc("confab_rate_limited_total", "class=\"auth\"".into());
+        rate_limited(wait)
     }
 
     /// Counts a failed attempt against `ip` and passes the error through.
@@ -85,7 +93,7 @@ impl AppState {
     /// same time all passed a bucket none of them had emptied yet. A success gives the token
     /// back ([`AppState::auth_refund`]); a failure keeps it ([`AppState::auth_failure`]).
     pub fn auth_charge(&self, ip: IpAddr) -> Result<()> {
-        self.throttle.charge_ip(ip).map_err(rate_limited)
+        self.throttle.charge_ip(ip).map_err(|wait| self.auth_limited(wait))
     }
 
     /// Gives back the token [`AppState::auth_charge`] took, for an attempt that costs nothing.
@@ -281,7 +289,7 @@ impl AppState {
     fn charge_name(&self, ip: IpAddr, key: &str) -> Result<()> {
         self.throttle.charge_name(key).map_err(|wait| {
             self.auth_refund(ip);
-            rate_limited(wait)
+            self.auth_limited(wait)
         })
     }
 

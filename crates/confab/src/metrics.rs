@@ -54,7 +54,11 @@ const HELP: [(&str, &str, &str); 23] = [
     ("confab_connections", "gauge", "Open WebSocket connections by state."),
     ("confab_commands_total", "counter", "Commands handled, by command and outcome."),
     ("confab_command_seconds", "histogram", "Time to handle a command."),
-    ("confab_rate_limited_total", "counter", "Requests refused by a rate limit, by class."),
+    (
+        "confab_rate_limited_total",
+        "counter",
+        "Requests refused by a rate limit, by class (auth: the authentication throttles).",
+    ),
     ("confab_auth_attempts_total", "counter", "Authentication attempts by method and outcome."),
     ("confab_closes_total", "counter", "Connections closed by the server, by close code."),
     ("confab_db_commit_seconds", "histogram", "Duration of group commits."),
@@ -245,5 +249,26 @@ mod tests {
     #[should_panic(expected = "confab_not_described_total has no HELP line")]
     fn a_series_render_would_not_show_is_refused() {
         Metrics::default().inc("confab_not_described_total", String::new());
+    }
+
+    /// docs/metrics.md is the operators' list: every series of `HELP` has its row there, with
+    /// its type, and the list names no series the server does not have.
+    #[test]
+    fn the_metrics_doc_lists_every_series_and_no_other() {
+        let doc = include_str!("../../../docs/metrics.md");
+        let rows: Vec<(&str, &str)> = doc
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix("| `")?.split(" | ");
+                Some((cells.next()?.strip_suffix('`')?, cells.next()?))
+            })
+            .collect();
+        for (name, kind, _) in HELP {
+            assert!(rows.contains(&(name, kind)), "docs/metrics.md has no `{name}` row of type {kind}");
+        }
+        for (name, _) in &rows {
+            assert!(described(name), "docs/metrics.md lists `{name}`, which the server does not record");
+        }
+        assert_eq!(rows.len(), HELP.len(), "a series is listed twice in docs/metrics.md");
     }
 }

@@ -49,7 +49,7 @@ pub async fn botauth(s: &mut Session, frame: &Frame) -> Result<()> {
         return Err(state.auth_failed(s.ip, "bot", invalid()));
     };
     let key = names::fold(name);
-    state.throttle.charge_name(&key).map_err(accounts::rate_limited)?;
+    state.throttle.charge_name(&key).map_err(|wait| state.auth_limited(wait))?;
     let token_hash = hash_token(token);
     let bot = match state.store.user_by_name(&key).await? {
         Some(user) if user.is_bot() && state.bot_token_live(&user.id, &token_hash).await? => user,

@@ -29,7 +29,7 @@ pub async fn start(s: &mut Session, frame: &Frame, username: &str, token: &str) 
     state.local_enabled()?;
     state.auth_gate(s.ip)?;
     let key = names::fold(username);
-    state.throttle.charge_name(&key).map_err(accounts::rate_limited)?;
+    state.throttle.charge_name(&key).map_err(|wait| state.auth_limited(wait))?;
     let token_hash = hash_token(token);
     let user = match state.store.user_by_name(&key).await? {
         Some(u)

@@ -1001,6 +1001,8 @@ async fn username_locks_after_five_failures() {
     .await;
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers().get("retry-after").is_some());
+    // Each refusal is counted, the HTTP one included; the five wrong passwords were failures.
+    assert_eq!(server.metric("confab_rate_limited_total{class=\"auth\"}").await, 4.0);
     // Other accounts are not locked, and the connection is still usable.
     let ready = expect_success(&mut c, login("bystander", PASSWORD)).await;
     assert_eq!(ready["user"]["username"], "Bystander");

@@ -159,6 +159,7 @@ async fn registrations_cost_from_the_ip_bucket() {
     let r = c.request(json!({"cmd": "register", "username": "onemore", "password": "correct horse"})).await;
     assert_eq!((&r["cmd"], &r["code"]), (&json!("auth_error"), &json!("auth_rate_limited")), "{r}");
     assert!(server.store.user_by_name("onemore").await.unwrap().is_none());
+    assert_eq!(server.metric("confab_rate_limited_total{class=\"auth\"}").await, 2.0);
 }
 
 // ---------------------------------------------------------------------------------------------
