@@ -74,7 +74,7 @@ impl Direct {
 }
 
 /// WAL pages past which the writer checkpoints itself, at the end of the commit that crossed
-/// the bound (16 MiB of 4 KiB pages, about a quarter of a second of the fan-out bench's writes).
+/// the bound (64 MiB of 4 KiB pages, about a second of the fan-out bench's writes).
 ///
 /// The pool's background checkpoint (`checkpoint`) does the copying, beside the commits. But SQLite
 /// starts the WAL over only when a write transaction begins with every frame copied back, and
@@ -82,8 +82,13 @@ impl Direct {
 /// by 70 MB a second in the bench, without end, and every commit wrote into freshly allocated
 /// pages. Run on the writer's own connection, between two commits, a checkpoint can copy the last
 /// frames, so the next transaction starts the WAL over. Most of them were copied already; what is
-/// left, and its two syncs, is the price, paid once per bound.
-const WAL_BOUND_PAGES: i64 = 4096;
+/// left, and its two syncs, is the price, paid once per bound: 5–25 ms, while every sender waits.
+/// A bound of 16 MiB paid it three times a second in the bench; at 64 MiB the commits took 8 %
+/// less time in all and the queue's mean wait fell by a tenth (BENCHMARKS.md, fourteenth
+/// session). The cost is disk: the WAL takes up to this much (more while the checkpoint runs;
+/// `WAL_FILE_LIMIT` cuts it back to the same size when it starts over), and a restart after a
+/// crash reads at most that much back.
+const WAL_BOUND_PAGES: i64 = 16384;
 
 /// A connection with the settings of the pool's (`Store::open_with`), which checkpoints past
 /// [`WAL_BOUND_PAGES`].
